@@ -1,0 +1,624 @@
+"""Noise-robust losses with exact, custom logit gradients.
+
+One gradient core, :func:`_gradient_core`, built on ``tf.custom_gradient``: every loss here
+is a forward value plus a per-example logit gradient ``g_i``. For CCE, MAE, GCE, SCE, IMAE
+and DM that gradient is ``g_i = w(p_ci) * u_i`` with the emphasis ``w`` of
+:mod:`keras_imae.weighting` and the unit-L1 direction::
+
+    u = (p - y) / ||p - y||_1 = (p - y) / (2 (1 - p_c))
+
+computed stably as ``u_j = softmax(z with z_c = -inf)_j / 2`` for ``j != c`` and
+``u_c = -1/2`` (no epsilon, finite for all finite logits). MSE and NCE+RCE keep their natural
+gradient (closed forms below).
+
+``normalize="batch"`` divides each example's gradient by the mean L1 norm over the *global*
+batch, ``g_i <- g_i / mean_j ||g_j||_1`` (for the emphasis losses ``||g_j||_1 = w_j``). Under a
+``tf.distribute`` strategy the mean is a cross-replica all-reduce of (sum, count), so two
+replicas of 32 examples produce exactly the gradients of one replica of 64. With Keras'
+default ``"sum_over_batch_size"`` reduction the update is then ``sum_i (w_i / sum_j w_j) u_i``,
+as in the authors' code. It is the default for DM and IMAE (without it ``beta`` rescales the
+learning rate by up to ``e^beta``); for the baselines it gives the papers' "-DN" variants.
+``sample_weight`` multiplies an example's gradient after normalisation.
+
+Forward values: DM and IMAE report the example's plain cross-entropy ``-log p_c`` (so loss
+curves compare across losses; their gradient is *not* the gradient of that value). The
+baselines report their own value. All values and gradients are finite for finite logits;
+NaN logits give NaN (never silently finite).
+
+Labels (``y_true``): integer class ids of shape ``[B]`` or ``[B, 1]`` (ints or integer-valued
+floats), or a one-hot tensor of the logits' shape. Soft labels are rejected: the emphasis is
+defined for a single labelled class. ``y_pred``: logits ``[B, K]``, or softmax probabilities
+with ``from_logits=False`` -- then ``log(max(p, tiny))`` is used as the logits; since every
+``g`` sums to zero over classes, back-propagating ``g / p`` through the softmax gives exactly
+``g`` w.r.t. the pre-softmax logits. Computation is in float32 whatever the input dtype
+(float16/bfloat16 under mixed precision); the gradient is cast back to the input dtype.
+
+References:
+    X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
+    Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
+    Matters." arXiv:1903.12141, 2019.
+    X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
+    Example Weighting." arXiv:1905.11233, 2019.
+"""
+
+import collections
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_imae import weighting
+
+__all__ = [
+    "DerivativeManipulation",
+    "IMAE",
+    "CategoricalCrossentropy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "GeneralizedCrossEntropy",
+    "SymmetricCrossEntropy",
+    "NormalizedCrossEntropyReverse",
+    "derivative_manipulation",
+    "imae",
+    "categorical_crossentropy",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "generalized_cross_entropy",
+    "symmetric_cross_entropy",
+    "normalized_cross_entropy_reverse",
+    "get",
+    "NORMALIZE_OPTIONS",
+]
+
+NORMALIZE_OPTIONS = (None, "batch")
+_TINY = float(np.finfo(np.float32).tiny)  # probabilities are floored here before the log
+_PACKAGE = "keras_imae"
+
+# Everything the forward and backward passes need about one batch of logits.
+_Stats = collections.namedtuple(
+    "_Stats", "onehot log_p log_p_c p_c one_minus_p_c u num_classes"
+)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_number(name, value, *, low=0.0, high=math.inf, low_open=False):
+    """Keras-style check that ``value`` is a real number in [low, high] (or (low, high])."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a finite float in "
+            f"{bracket}{low}, {high}]. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def _check_normalize(normalize):
+    if isinstance(normalize, str) and normalize.lower() == "none":
+        normalize = None
+    if normalize not in NORMALIZE_OPTIONS:
+        raise ValueError(
+            "Invalid value for argument `normalize`. Expected one of "
+            f"{list(NORMALIZE_OPTIONS)}. Received: normalize={normalize!r}"
+        )
+    return normalize
+
+
+def _class_ids(y_true, logits):
+    """Integer class ids ``[B]`` from ``y_true`` (ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``)."""
+    if logits.shape.rank != 2:
+        raise ValueError(
+            "Expected `y_pred` of shape [batch, num_classes]. "
+            f"Received: y_pred.shape={logits.shape}"
+        )
+    num_classes = logits.shape[-1]
+    if num_classes is not None and num_classes < 2:
+        raise ValueError(
+            f"Expected at least 2 classes in `y_pred`. Received: y_pred.shape={logits.shape}"
+        )
+    y_true = tf.convert_to_tensor(y_true)
+    k = tf.shape(logits)[-1]
+    rank, last = y_true.shape.rank, (y_true.shape[-1] if y_true.shape.rank else None)
+    if rank == 2 and last is not None and last == num_classes:
+        y = tf.cast(y_true, tf.float32)
+        is_one_hot = tf.reduce_all(
+            tf.logical_and(
+                tf.reduce_all(tf.logical_or(tf.equal(y, 0.0), tf.equal(y, 1.0)), axis=-1),
+                tf.equal(tf.reduce_sum(y, axis=-1), 1.0),
+            )
+        )
+        tf.debugging.Assert(
+            is_one_hot,
+            ["`y_true` of the logits' shape must be one-hot (soft labels, e.g. label "
+             "smoothing, are not supported: the emphasis is defined for one labelled class)."],
+        )
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    if rank == 2 and last == 1:
+        y_true = tf.squeeze(y_true, axis=-1)
+    elif rank != 1:
+        raise ValueError(
+            "Expected `y_true` of shape [batch], [batch, 1] (class ids) or [batch, num_classes] "
+            f"(one-hot). Received: y_true.shape={y_true.shape}, y_pred.shape={logits.shape}"
+        )
+    if y_true.dtype.is_floating:
+        y = tf.cast(y_true, tf.float32)
+        tf.debugging.Assert(
+            tf.reduce_all(tf.equal(y, tf.round(y))),
+            ["`y_true` class ids must be integers. Received:", y],
+            summarize=8,
+        )
+    ids = tf.cast(y_true, tf.int32)
+    in_range = tf.reduce_all(tf.logical_and(ids >= 0, ids < k))
+    tf.debugging.Assert(
+        in_range,
+        ["`y_true` class ids must lie in [0, num_classes). num_classes:", k, "ids:", ids],
+        summarize=16,
+    )
+    return ids
+
+
+# ----------------------------------------------------------------------------- the core
+
+
+def _stats(z, ids):
+    """Softmax quantities of float32 logits ``z`` [B, K] for labelled classes ``ids`` [B]."""
+    num_classes = tf.shape(z)[-1]
+    onehot = tf.one_hot(ids, num_classes, dtype=z.dtype)
+    lse = tf.reduce_logsumexp(z, axis=-1)
+    log_p = z - lse[:, None]
+    log_p_c = tf.reduce_sum(onehot * log_p, axis=-1)
+    # The labelled class removed: softmax over the other classes gives the direction, its
+    # logsumexp gives 1 - p_c = sum_{k != c} p_k without cancellation.
+    z_other = tf.where(onehot > 0, tf.constant(-math.inf, z.dtype), z)
+    lse_other = tf.reduce_logsumexp(z_other, axis=-1)
+    u = 0.5 * (tf.nn.softmax(z_other, axis=-1) - onehot)
+    return _Stats(
+        onehot=onehot,
+        log_p=log_p,
+        log_p_c=log_p_c,
+        p_c=tf.exp(log_p_c),
+        one_minus_p_c=tf.exp(lse_other - lse),
+        u=u,
+        num_classes=tf.cast(num_classes, z.dtype),
+    )
+
+
+def _inverse_global_mean(magnitude):
+    """``1 / mean(magnitude)`` over the global batch (all replicas); 0 if that mean is 0."""
+    total = tf.reduce_sum(magnitude)
+    count = tf.cast(tf.size(magnitude), magnitude.dtype)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
+    return tf.math.divide_no_nan(count, total)
+
+
+@tf.custom_gradient
+def _log_probabilities(p):
+    """``log(max(p, tiny))`` with gradient ``1 / max(p, tiny)`` everywhere.
+
+    The softmax backward of ``g / p`` is exactly ``g`` because ``sum_k g_k = 0``. Unlike the
+    gradient of ``tf.maximum``, this one is never masked to 0, so NaN stays NaN.
+    """
+    floored = tf.maximum(p, _TINY)
+    return tf.math.log(floored), lambda upstream: upstream / floored
+
+
+def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits):
+    """Per-example loss ``value_fn(stats)`` whose logit gradient is ``grad_fn(stats)``.
+
+    ``grad_fn`` returns ``(g, magnitude)``: the per-example logit gradient [B, K] and its L1
+    norm [B] (used by ``normalize="batch"``).
+    """
+    normalize = _check_normalize(normalize)
+    y_pred = tf.convert_to_tensor(y_pred)
+    if from_logits:
+        logits = y_pred
+    else:
+        logits = _log_probabilities(tf.cast(y_pred, tf.float32))
+    ids = _class_ids(y_true, logits)
+
+    @tf.custom_gradient
+    def core(logits_in):
+        stats = _stats(tf.cast(logits_in, tf.float32), ids)
+
+        def backward(upstream):
+            g, magnitude = grad_fn(stats)
+            if normalize == "batch":
+                g = g * _inverse_global_mean(magnitude)
+            return tf.cast(tf.cast(upstream, tf.float32)[:, None] * g, logits_in.dtype)
+
+        return value_fn(stats), backward
+
+    return core(logits)
+
+
+def _emphasis_gradient(weight_fn):
+    """``grad_fn`` for a loss along ``(p - y)``: ``g = w(p_c) u`` with ``||g||_1 = w(p_c)``."""
+
+    def grad_fn(s):
+        w = weight_fn(s.p_c, one_minus_p=s.one_minus_p_c)
+        return w[:, None] * s.u, w
+
+    return grad_fn
+
+
+def _natural_gradient(g):
+    return g, tf.reduce_sum(tf.abs(g), axis=-1)
+
+
+def _cross_entropy_value(s):
+    return -s.log_p_c
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="batch",
+                            from_logits=True):
+    """Derivative Manipulation (DM): cross-entropy value, emphasis-density gradient.
+
+    Example i's logit gradient is ``w_i u_i`` with ``w_i = exp(beta * p_i^lam * (1 - p_i))``
+    (``p_i``: predicted probability of its label; ``u_i = (p_i - y_i) / ||p_i - y_i||_1``),
+    divided by ``mean_j w_j`` over the global batch when ``normalize="batch"``. Examples the
+    model finds impossible (p -> 0, likely mislabelled) and examples it already fits
+    (p -> 1) get weight ~1, those near the mode ``lam / (lam + 1)`` up to ``e^beta`` times
+    more. The returned value is ``-log p_i``.
+
+    Args:
+        y_true: class ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``.
+        y_pred: logits ``[B, K]`` (probabilities if ``from_logits=False``).
+        beta: emphasis strength, >= 0 (papers: 2 to 16).
+        lam: emphasis mode parameter, >= 0 (papers' grid: 0, 0.5, 1, 2).
+        normalize: ``"batch"`` (default) or ``None``.
+        from_logits: whether ``y_pred`` are logits.
+
+    Returns:
+        Per-example loss values ``[B]`` (float32).
+
+    Example:
+        >>> import tensorflow as tf
+        >>> z = tf.constant([[2.0, 0.0], [0.0, 2.0]])
+        >>> derivative_manipulation([0, 0], z, beta=8.0, lam=1.0).numpy().round(4)
+        array([0.1269, 2.1269], dtype=float32)
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
+        Example Weighting." arXiv:1905.11233, 2019.
+    """
+    return _gradient_core(
+        y_true, y_pred,
+        value_fn=_cross_entropy_value,
+        grad_fn=_emphasis_gradient(lambda p, **kw: weighting.dm(p, beta=beta, lam=lam, **kw)),
+        normalize=normalize, from_logits=from_logits,
+    )
+
+
+def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True):
+    """IMAE: DM with ``lam = 1, beta = temperature``, i.e. ``w(p) = exp(T p (1 - p))``.
+
+    Same arguments and value (``-log p_c``) as :func:`derivative_manipulation`.
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
+        Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
+        Matters." arXiv:1903.12141, 2019.
+    """
+    return derivative_manipulation(
+        y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits
+    )
+
+
+def categorical_crossentropy(y_true, y_pred, *, normalize=None, from_logits=True):
+    """Cross-entropy ``-log p_c``; gradient ``p - y``, i.e. ``w(p) = 2 (1 - p)``."""
+    return _gradient_core(
+        y_true, y_pred, value_fn=_cross_entropy_value,
+        grad_fn=_emphasis_gradient(weighting.cce),
+        normalize=normalize, from_logits=from_logits,
+    )
+
+
+def mean_absolute_error(y_true, y_pred, *, normalize=None, from_logits=True):
+    """MAE ``sum_k |p_k - y_k| = 2 (1 - p_c)``; ``w(p) = 4 p (1 - p)``.
+
+    References:
+        A. Ghosh, H. Kumar, P. S. Sastry. "Robust Loss Functions under Label Noise for Deep
+        Neural Networks." AAAI 2017.
+    """
+    return _gradient_core(
+        y_true, y_pred, value_fn=lambda s: 2.0 * s.one_minus_p_c,
+        grad_fn=_emphasis_gradient(weighting.mae),
+        normalize=normalize, from_logits=from_logits,
+    )
+
+
+def generalized_cross_entropy(y_true, y_pred, *, q=0.7, normalize=None, from_logits=True):
+    """GCE ``(1 - p_c^q) / q``, ``q`` in (0, 1]; ``w(p) = 2 p^q (1 - p)``.
+
+    q -> 0 is CCE, q = 1 is MAE / 2.
+
+    References:
+        Z. Zhang, M. R. Sabuncu. "Generalized Cross Entropy Loss for Training Deep Neural
+        Networks with Noisy Labels." NeurIPS 2018.
+    """
+    return _gradient_core(
+        y_true, y_pred,
+        value_fn=lambda s: -tf.math.expm1(q * s.log_p_c) / q,
+        grad_fn=_emphasis_gradient(lambda p, **kw: weighting.gce(p, q=q, **kw)),
+        normalize=normalize, from_logits=from_logits,
+    )
+
+
+def symmetric_cross_entropy(y_true, y_pred, *, alpha=0.1, beta=1.0, normalize=None,
+                            from_logits=True):
+    """SCE ``alpha * CE + beta * RCE`` with ``RCE = -A (1 - p_c)``, ``A = log 0 := -4``.
+
+    Gradient ``(alpha + 4 beta p_c)(p - y)``: ``w(p) = 2 (alpha + 4 beta p)(1 - p)``.
+
+    References:
+        Y. Wang, X. Ma, Z. Chen, Y. Luo, J. Yi, J. Bailey. "Symmetric Cross Entropy for
+        Robust Learning with Noisy Labels." ICCV 2019.
+    """
+    return _gradient_core(
+        y_true, y_pred,
+        value_fn=lambda s: -alpha * s.log_p_c + 4.0 * beta * s.one_minus_p_c,
+        grad_fn=_emphasis_gradient(
+            lambda p, **kw: weighting.sce(p, alpha=alpha, beta=beta, **kw)),
+        normalize=normalize, from_logits=from_logits,
+    )
+
+
+def _mse_gradient(s):
+    # L = sum_k (p_k - y_k)^2, dL/dz_j = 2 p_j ((p_j - y_j) - sum_k p_k (p_k - y_k)).
+    p = tf.exp(s.log_p)
+    r = p - s.onehot
+    return _natural_gradient(2.0 * p * (r - tf.reduce_sum(p * r, axis=-1, keepdims=True)))
+
+
+def mean_squared_error(y_true, y_pred, *, normalize=None, from_logits=True):
+    """Squared error of the probabilities, ``sum_k (p_k - y_k)^2`` (natural gradient).
+
+    Its gradient ``2 p ⊙ (r - <p, r>)``, ``r = p - y``, is not along ``p - y``; with
+    ``normalize="batch"`` it is divided by the batch mean of its L1 norm.
+    """
+    return _gradient_core(
+        y_true, y_pred,
+        value_fn=lambda s: tf.reduce_sum(tf.square(tf.exp(s.log_p) - s.onehot), axis=-1),
+        grad_fn=_mse_gradient, normalize=normalize, from_logits=from_logits,
+    )
+
+
+def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, normalize=None,
+                                     from_logits=True):
+    """NCE+RCE (Ma et al. 2020): ``alpha * log p_c / sum_k log p_k + beta * 4 (1 - p_c)``.
+
+    Natural gradient: with ``a = log p_c``, ``b = sum_k log p_k``,
+    ``dNCE/dz = ((y - p) b - a (1 - K p)) / b^2`` and ``dRCE/dz = 4 p_c (p - y)``.
+
+    References:
+        X. Ma, H. Huang, Y. Wang, S. Romano, S. Erfani, J. Bailey. "Normalized Loss Functions
+        for Deep Learning with Noisy Labels." ICML 2020.
+    """
+
+    def grad_fn(s):
+        p = tf.exp(s.log_p)
+        a = s.log_p_c[:, None]
+        b = tf.reduce_sum(s.log_p, axis=-1, keepdims=True)
+        p_minus_y = 2.0 * s.one_minus_p_c[:, None] * s.u
+        d_nce = (-p_minus_y * b - a * (1.0 - s.num_classes * p)) / tf.square(b)
+        return _natural_gradient(alpha * d_nce + 4.0 * beta * s.p_c[:, None] * p_minus_y)
+
+    return _gradient_core(
+        y_true, y_pred,
+        value_fn=lambda s: alpha * s.log_p_c / tf.reduce_sum(s.log_p, axis=-1)
+        + 4.0 * beta * s.one_minus_p_c,
+        grad_fn=grad_fn, normalize=normalize, from_logits=from_logits,
+    )
+
+
+# ----------------------------------------------------------------------------- Loss classes
+
+
+class _CoreLoss(keras.losses.Loss):
+    """A ``keras.losses.Loss`` around one of the per-example functions above.
+
+    Subclasses set ``_fn`` and ``_default_name`` and list their hyper-parameters in
+    ``self._hparams`` (validated in ``__init__``, round-tripped by ``get_config``).
+    """
+
+    _fn = None
+
+    def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._hparams = dict(hparams)
+        for key, value in self._hparams.items():
+            setattr(self, key, value)
+        self.normalize = _check_normalize(normalize)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        return type(self)._fn(
+            y_true, y_pred, normalize=self.normalize, from_logits=self.from_logits,
+            **self._hparams,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            **self._hparams,
+            "normalize": self.normalize,
+            "from_logits": self.from_logits,
+        }
+
+
+_SUM = "sum_over_batch_size"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DerivativeManipulation(_CoreLoss):
+    """Derivative Manipulation loss; see :func:`derivative_manipulation`.
+
+    ``w(p) = exp(beta * p^lam * (1 - p))``, normalised over the global batch by default.
+
+    Example:
+        >>> model.compile(optimizer="adam",
+        ...               loss=keras_imae.losses.DerivativeManipulation(beta=8.0, lam=0.5))
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
+        Example Weighting." arXiv:1905.11233, 2019.
+    """
+
+    _fn = staticmethod(derivative_manipulation)
+
+    def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
+                 reduction=_SUM, name="derivative_manipulation", dtype=None):
+        super().__init__(
+            {"beta": _check_number("beta", beta), "lam": _check_number("lam", lam)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IMAE(_CoreLoss):
+    """IMAE loss, ``w(p) = exp(T p (1 - p))``; see :func:`imae`.
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning."
+        arXiv:1903.12141, 2019.
+    """
+
+    _fn = staticmethod(imae)
+
+    def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
+                 reduction=_SUM, name="imae", dtype=None):
+        super().__init__(
+            {"temperature": _check_number("temperature", temperature)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CategoricalCrossentropy(_CoreLoss):
+    """Cross-entropy with the stable core gradient; ``normalize="batch"`` is CCE-DN."""
+
+    _fn = staticmethod(categorical_crossentropy)
+
+    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
+                 name="categorical_crossentropy", dtype=None):
+        super().__init__({}, normalize=normalize, from_logits=from_logits,
+                         reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MeanAbsoluteError(_CoreLoss):
+    """MAE on probabilities, ``sum_k |p_k - y_k|``; see :func:`mean_absolute_error`."""
+
+    _fn = staticmethod(mean_absolute_error)
+
+    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
+                 name="mean_absolute_error", dtype=None):
+        super().__init__({}, normalize=normalize, from_logits=from_logits,
+                         reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MeanSquaredError(_CoreLoss):
+    """Squared error on probabilities, ``sum_k (p_k - y_k)^2``; see :func:`mean_squared_error`."""
+
+    _fn = staticmethod(mean_squared_error)
+
+    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
+                 name="mean_squared_error", dtype=None):
+        super().__init__({}, normalize=normalize, from_logits=from_logits,
+                         reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GeneralizedCrossEntropy(_CoreLoss):
+    """GCE ``(1 - p_c^q) / q``; see :func:`generalized_cross_entropy`."""
+
+    _fn = staticmethod(generalized_cross_entropy)
+
+    def __init__(self, *, q=0.7, normalize=None, from_logits=True, reduction=_SUM,
+                 name="generalized_cross_entropy", dtype=None):
+        super().__init__(
+            {"q": _check_number("q", q, low=0.0, high=1.0, low_open=True)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SymmetricCrossEntropy(_CoreLoss):
+    """SCE ``alpha CE + beta RCE``; see :func:`symmetric_cross_entropy`."""
+
+    _fn = staticmethod(symmetric_cross_entropy)
+
+    def __init__(self, *, alpha=0.1, beta=1.0, normalize=None, from_logits=True,
+                 reduction=_SUM, name="symmetric_cross_entropy", dtype=None):
+        super().__init__(
+            {"alpha": _check_number("alpha", alpha), "beta": _check_number("beta", beta)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NormalizedCrossEntropyReverse(_CoreLoss):
+    """NCE+RCE ``alpha NCE + beta RCE``; see :func:`normalized_cross_entropy_reverse`."""
+
+    _fn = staticmethod(normalized_cross_entropy_reverse)
+
+    def __init__(self, *, alpha=1.0, beta=1.0, normalize=None, from_logits=True,
+                 reduction=_SUM, name="normalized_cross_entropy_reverse", dtype=None):
+        super().__init__(
+            {"alpha": _check_number("alpha", alpha), "beta": _check_number("beta", beta)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+# ----------------------------------------------------------------------------- get()
+
+LOSSES = {
+    "dm": DerivativeManipulation,
+    "imae": IMAE,
+    "cce": CategoricalCrossentropy,
+    "mae": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "gce": GeneralizedCrossEntropy,
+    "sce": SymmetricCrossEntropy,
+    "nce_rce": NormalizedCrossEntropyReverse,
+}
+
+
+def get(identifier, **kwargs):
+    """A loss from its short name (``dm imae cce mae mse gce sce nce_rce``) and keywords.
+
+    A ``keras.losses.Loss`` instance is returned as is (then no keywords are allowed).
+
+    Example:
+        >>> get("dm", beta=12.0, lam=0.5)   # doctest: +ELLIPSIS
+        <...DerivativeManipulation...>
+    """
+    if isinstance(identifier, keras.losses.Loss):
+        if kwargs:
+            raise ValueError(
+                f"Keyword arguments {sorted(kwargs)} cannot be applied to an existing loss "
+                f"instance {identifier!r}."
+            )
+        return identifier
+    key = identifier.lower() if isinstance(identifier, str) else None
+    if key not in LOSSES:
+        raise ValueError(
+            f"Unknown loss {identifier!r}. Valid names: {', '.join(LOSSES)}."
+        )
+    return LOSSES[key](**kwargs)
