@@ -1,0 +1,532 @@
+"""Dataset sources (digits, TFDS, npz, image folder) and the tf.data pipelines that feed them.
+
+Sources, all loaded into memory as numpy arrays (fine up to CIFAR scale, ~200 MB of uint8;
+larger data needs a streaming pipeline this module does not provide):
+
+- ``"digits"``: scikit-learn's bundled 8x8 digits (no download), the embedded default.
+- any TFDS image-classification dataset name (``"mnist"``, ``"cifar100"``, ...).
+- ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` (optional ``class_names``).
+- ``"folder:PATH"``: one sub-folder of images per class.
+
+Images are NHWC in their original pixel scale (0-16 for digits, 0-255 for photos); pipelines
+emit them as float32 without rescaling, because models start with a ``Normalization`` layer
+built from :attr:`Dataset.mean` / :attr:`Dataset.std`, so an exported model takes raw pixels.
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
+FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
+FOLDER_IMAGE_SIZE = (32, 32)
+SPLIT_SEED = 0  # fixed seed of the built-in train/test splits
+AUGMENT_PAD = 4
+AUGMENTATIONS = ("cifar", "crop")
+_DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "svhn_cropped": "crop"}
+_SOURCES = "'digits', 'npz:PATH', 'folder:PATH' or a TFDS image-classification dataset name"
+_TFDS_EXAMPLES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
+
+
+@dataclasses.dataclass(repr=False)
+class Dataset:
+    """An in-memory classification dataset.
+
+    Attributes:
+        name: the source string given to :func:`load_dataset`.
+        x_train, x_test: ``(N, H, W, C)`` images (or ``(N, F)`` tabular features from npz) in
+            their original scale and dtype (uint8 for images).
+        y_train, y_test: ``(N,)`` int64 clean class ids.
+        num_classes: ``K``.
+        class_names: list of ``K`` strings.
+        superclasses: ``(K,)`` int64 fine -> coarse map (CIFAR-100's ``coarse_label``), or
+            ``None``.
+        mean, std: float32 per-channel (per-feature for tabular data) mean and standard
+            deviation of ``x_train``, for a ``keras.layers.Normalization`` first layer.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: list
+    superclasses: np.ndarray | None
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def input_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self):
+        return (
+            f"Dataset(name={self.name!r}, x_train={self.x_train.shape} {self.x_train.dtype}, "
+            f"x_test={self.x_test.shape}, num_classes={self.num_classes})"
+        )
+
+
+Split = collections.namedtuple(
+    "Split", ["x_train", "y_train", "x_val", "y_val", "train_index", "val_index"]
+)
+
+
+def _stratified_split(y, num_holdout, seed):
+    """Sorted ``(keep, holdout)`` indices; each class holds out its share of ``num_holdout``.
+
+    Per-class counts are ``n_c * num_holdout / N`` rounded by largest remainder (ties: lower
+    class id first), so they sum to ``num_holdout``; members are drawn by a seeded permutation.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    classes, class_counts = np.unique(y, return_counts=True)
+    quota = class_counts * num_holdout / len(y)
+    counts = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - counts), kind="stable")
+    counts[order[: num_holdout - counts.sum()]] += 1
+    holdout = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, counts)]
+    holdout = np.sort(np.concatenate(holdout))
+    keep = np.setdiff1d(np.arange(len(y)), holdout)
+    return keep, holdout
+
+
+def _channel_stats(x):
+    """float32 mean and std over all axes but the last, accumulated in float64 by chunks."""
+    total = np.zeros(x.shape[-1])
+    squares = np.zeros(x.shape[-1])
+    for start in range(0, len(x), 4096):
+        chunk = x[start : start + 4096].reshape(-1, x.shape[-1]).astype(np.float64)
+        total += chunk.sum(axis=0)
+        squares += np.square(chunk).sum(axis=0)
+    count = max(x.size // x.shape[-1], 1)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _features(x, name):
+    x = np.asarray(x)
+    if x.ndim == 3:  # (N, H, W) grayscale -> NHWC
+        x = x[..., None]
+    if x.ndim not in (2, 4):
+        raise ValueError(
+            f"Invalid value for `{name}`. Expected (N, F) features or (N, H, W[, C]) images. "
+            f"Received: shape {x.shape}"
+        )
+    return x
+
+
+def _labels(y, name, num_examples, num_classes=None):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
+        raise ValueError(
+            f"Invalid value for `{name}`. Expected a 1-D array of integer class ids. "
+            f"Received: shape {y.shape}, dtype {y.dtype}"
+        )
+    if len(y) != num_examples:
+        raise ValueError(
+            f"Invalid value for `{name}`. Expected {num_examples} labels (one per example). "
+            f"Received: {len(y)} labels"
+        )
+    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"Invalid value for `{name}`. Expected class ids in [0, {num_classes}). "
+            f"Received: min {y.min()}, max {y.max()}"
+        )
+    return y.astype(np.int64)
+
+
+def _make_dataset(name, x_train, y_train, x_test, y_test, class_names, superclasses=None):
+    mean, std = _channel_stats(x_train)
+    return Dataset(
+        name, x_train, y_train, x_test, y_test, len(class_names), list(class_names),
+        superclasses, mean, std,
+    )
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    digits = load_digits()
+    x = digits.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
+    y = digits.target.astype(np.int64)
+    train, test = _stratified_split(y, DIGITS_TEST_SIZE, SPLIT_SEED)
+    return _make_dataset("digits", x[train], y[train], x[test], y[test],
+                         [str(c) for c in range(10)])
+
+
+def _load_npz(name, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No npz file at {path!r} (from dataset name {name!r}).")
+    with np.load(path, allow_pickle=False) as f:
+        missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(f.files))
+        if missing:
+            raise ValueError(
+                f"{path!r} is missing arrays {missing}. Expected x_train, y_train, x_test, "
+                f"y_test (optional class_names). Found: {sorted(f.files)}"
+            )
+        arrays = {key: f[key] for key in f.files}
+    x_train = _features(arrays["x_train"], "x_train")
+    x_test = _features(arrays["x_test"], "x_test")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"{path!r}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
+            f"have shape {x_test.shape[1:]}."
+        )
+    y_train = _labels(arrays["y_train"], "y_train", len(x_train))
+    y_test = _labels(arrays["y_test"], "y_test", len(x_test))
+    if "class_names" in arrays:
+        class_names = [str(c) for c in arrays["class_names"]]
+    else:
+        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+        class_names = [str(c) for c in range(num_classes)]
+    _labels(y_train, "y_train", len(x_train), len(class_names))
+    _labels(y_test, "y_test", len(x_test), len(class_names))
+    return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
+
+
+def _read_folder(directory, image_size, class_names):
+    import keras
+
+    ds = keras.utils.image_dataset_from_directory(
+        directory, label_mode="int", class_names=class_names, image_size=image_size,
+        batch_size=256, shuffle=False, verbose=False,
+    )
+    xs, ys = zip(*ds.as_numpy_iterator())
+    x = np.clip(np.round(np.concatenate(xs)), 0, 255).astype(np.uint8)
+    return x, np.concatenate(ys).astype(np.int64), ds.class_names
+
+
+def _load_folder(name, root, image_size):
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"No image folder at {root!r} (from dataset name {name!r}).")
+    image_size = tuple(image_size or FOLDER_IMAGE_SIZE)
+    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+        x_train, y_train, class_names = _read_folder(train_dir, image_size, None)
+        x_test, y_test, _ = _read_folder(test_dir, image_size, class_names)
+    else:
+        x, y, class_names = _read_folder(root, image_size, None)
+        train, test = _stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
+        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+    return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
+
+
+def _load_tfds(name, data_dir, image_size):
+    import tensorflow_datasets as tfds
+
+    try:
+        (train, test), info = tfds.load(
+            name, split=["train", "test"], data_dir=data_dir, as_supervised=False,
+            with_info=True,
+        )
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"Unknown dataset {name!r}. Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}; "
+            "see `tfds.list_builders()`)."
+        ) from None
+    keys = info.supervised_keys
+    if not (
+        isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
+        and isinstance(info.features[keys[0]], tfds.features.Image)
+        and isinstance(info.features[keys[1]], tfds.features.ClassLabel)
+    ):
+        raise ValueError(
+            f"TFDS dataset {name!r} is not an (image, class label) dataset: its supervised "
+            f"keys are {keys!r}."
+        )
+    x_key, y_key = keys
+    has_coarse = "coarse_label" in info.features
+    image_spec = train.element_spec[x_key]
+    if image_size is None and not image_spec.shape.is_fully_defined():
+        raise ValueError(
+            f"TFDS dataset {name!r} has images of varying size {image_spec.shape}: pass "
+            "`image_size=(height, width)` to resize them."
+        )
+
+    def select(example):
+        image = example[x_key]
+        if image_size is not None:
+            image = tf.image.resize(image, image_size)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), image_spec.dtype)
+        coarse = example["coarse_label"] if has_coarse else tf.constant(-1, tf.int64)
+        return image, example[y_key], coarse
+
+    def to_numpy(ds):
+        parts = list(ds.map(select).batch(8192).as_numpy_iterator())
+        return [np.concatenate(column) for column in zip(*parts)]
+
+    x_train, y_train, coarse_train = to_numpy(train)
+    x_test, y_test, coarse_test = to_numpy(test)
+    label = info.features[y_key]
+    superclasses = None
+    if has_coarse:  # majority coarse label of each fine class (unique in real data)
+        pairs = np.zeros((label.num_classes, info.features["coarse_label"].num_classes), int)
+        np.add.at(pairs, (np.concatenate([y_train, y_test]),
+                          np.concatenate([coarse_train, coarse_test])), 1)
+        superclasses = np.where(pairs.sum(1) > 0, pairs.argmax(1), -1).astype(np.int64)
+    return _make_dataset(
+        name, _features(x_train, "x_train"), y_train.astype(np.int64),
+        _features(x_test, "x_test"), y_test.astype(np.int64), label.names, superclasses,
+    )
+
+
+def load_dataset(name, *, data_dir=None, image_size=None):
+    """Loads a dataset into memory.
+
+    Sources:
+        - ``"digits"``: scikit-learn's bundled digits (1,797 8x8 images, values 0-16,
+          10 classes), split once into 1,347 train / 450 test examples, stratified by class
+          with a fixed seed (identical on every call and machine). No network.
+        - a TFDS name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``,
+          ``"svhn_cropped"``, ...): its ``train`` and ``test`` splits via ``tfds.load`` (TFDS
+          downloads and prepares it into ``data_dir`` the first time). For CIFAR-100,
+          ``superclasses`` is the fine -> coarse map read from ``coarse_label`` (-1 for a fine
+          class with no examples, which cannot happen with the real data).
+        - ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` and optionally
+          ``class_names`` (else ``K = max label + 1``). ``(N, F)`` tabular features are kept
+          as they are (for the MLP); ``(N, H, W)`` images get a channel axis.
+        - ``"folder:PATH"``: images read with ``keras.utils.image_dataset_from_directory``
+          (RGB, resized to ``image_size``, default 32x32, stored as uint8). If PATH holds
+          ``train/`` and ``test/``, each with one sub-folder per class, those are the splits;
+          otherwise PATH itself holds the class sub-folders and 20% of each class (fixed seed)
+          becomes the test split. Class ids follow the sorted sub-folder names.
+
+    Args:
+        name: the source, as above.
+        data_dir: TFDS data directory (TFDS sources only).
+        image_size: ``(height, width)``: for folders (default 32x32) and TFDS (resize;
+            required for TFDS datasets with images of varying size).
+
+    Returns:
+        A :class:`Dataset`; ``mean``/``std`` are per channel over ``x_train``.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
+        ((1347, 8, 8, 1), (450, 8, 8, 1), 10)
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Invalid value for argument `name`. Expected {_SOURCES}. "
+                         f"Received: name={name!r}")
+    source, path = name, ""
+    if name.startswith(("npz:", "folder:")):
+        source, _, path = name.partition(":")
+    if data_dir is not None and source in ("digits", "npz", "folder"):
+        raise ValueError(
+            "Invalid value for argument `data_dir`: it only applies to TFDS datasets. "
+            f"Received: data_dir={data_dir!r} with name={name!r}"
+        )
+    if image_size is not None and source in ("digits", "npz"):
+        raise ValueError(
+            "Invalid value for argument `image_size`: it only applies to image folders and "
+            f"TFDS datasets. Received: image_size={image_size!r} with name={name!r}"
+        )
+    if source == "digits":
+        return _load_digits()
+    if source == "npz":
+        return _load_npz(name, path)
+    if source == "folder":
+        return _load_folder(name, path, image_size)
+    return _load_tfds(name, data_dir, image_size)
+
+
+SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}).")
+
+
+def is_known_source(name):
+    """Whether ``name`` names a source :func:`load_dataset` knows, without loading it.
+
+    ``digits``, ``npz:PATH``, ``folder:PATH`` (paths are checked when loading) or a dataset
+    registered with TFDS (``tfds.list_builders()``; a ``name:version`` suffix is allowed).
+    For flag validation: a typo fails at start-up, not after minutes of work.
+    """
+    if not isinstance(name, str) or not name:
+        return False
+    if name == "digits" or name.startswith(("npz:", "folder:")):
+        return True
+    import tensorflow_datasets as tfds
+
+    return name.split(":")[0].split("/")[0] in tfds.list_builders()
+
+
+def split_validation(x, y, fraction, seed):
+    """Carves a stratified validation split out of (noisy) training data.
+
+    Each class contributes ``fraction`` of its examples (largest-remainder rounding so the
+    total is ``round(fraction * N)``), drawn with ``numpy.random.Generator(PCG64(seed))``.
+    Stratify by the *noisy* labels you train on: hyper-parameters can then be chosen on noisy
+    validation accuracy, with no clean labels. Index clean labels or the noise mask with the
+    returned indices to split them consistently.
+
+    Args:
+        x: ``(N, ...)`` inputs.
+        y: ``(N,)`` integer labels to stratify by.
+        fraction: validation fraction in (0, 1).
+        seed: integer seed.
+
+    Returns:
+        ``Split(x_train, y_train, x_val, y_val, train_index, val_index)``, indices sorted.
+
+    Example:
+        >>> s = split_validation(np.zeros((10, 2)), np.repeat([0, 1], 5), 0.2, seed=0)
+        >>> s.y_val, len(s.train_index)
+        (array([0, 1]), 8)
+    """
+    x = np.asarray(x)
+    y = _labels(y, "y", len(x))
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not (
+        0 < fraction < 1 and 1 <= round(fraction * len(y)) < len(y)
+    ):
+        raise ValueError(
+            "Invalid value for argument `fraction`. Expected a float in (0, 1) leaving at "
+            f"least one example on each side of {len(y)}. Received: fraction={fraction!r}"
+        )
+    train, val = _stratified_split(y, round(fraction * len(y)), seed)
+    return Split(x[train], y[train], x[val], y[val], train, val)
+
+
+def default_augmentation(dataset_name):
+    """The training augmentation the papers use for a dataset.
+
+    ``"cifar"`` (pad 4, random crop, random horizontal flip) for CIFAR-10/100; ``"crop"`` (pad
+    4, random crop, no flip: mirrored digits change meaning) for SVHN; ``None`` otherwise
+    (digits, MNIST, Fashion-MNIST, npz, folders).
+    """
+    return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0])
+
+
+def _options():
+    options = tf.data.Options()
+    # In-memory tensors have no files to shard: every worker reads all of them and keeps its
+    # own share of each batch (AutoShardPolicy.DATA) under MultiWorkerMirroredStrategy.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return options
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size <= 0
+    ):
+        raise ValueError(
+            "Invalid value for argument `batch_size`. Expected a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+
+
+def _targets(x, labels, clean_labels):
+    targets = {"label": _labels(labels, "labels", len(x)).astype(np.int32)}
+    if clean_labels is not None:
+        targets["clean_label"] = _labels(clean_labels, "clean_labels", len(x)).astype(np.int32)
+    return targets
+
+
+def _augment(kind, image_shape):
+    if kind not in AUGMENTATIONS:
+        raise ValueError(
+            f"Invalid value for argument `augment`. Expected None or one of {AUGMENTATIONS}. "
+            f"Received: augment={kind!r}"
+        )
+    if len(image_shape) != 3:
+        raise ValueError(
+            f"Invalid value for argument `augment`: {kind!r} needs (H, W, C) images. "
+            f"Received: examples of shape {image_shape}"
+        )
+    height, width, _ = image_shape
+
+    def augment(image, seed):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
+            image, AUGMENT_PAD, AUGMENT_PAD, height + 2 * AUGMENT_PAD, width + 2 * AUGMENT_PAD
+        )
+        image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
+        if kind == "cifar":
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+        return image
+
+    return augment
+
+
+def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):
+    _check_batch_size(batch_size)
+    x = np.asarray(x)
+    augment_fn = _augment(augment, x.shape[1:]) if augment is not None else None
+    example = {"x": x} if targets is None else {"x": x, "y": targets}
+    ds = tf.data.Dataset.from_tensor_slices(example).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if augment_fn is not None:
+        # Stateless ops with one seed pair per example: reproducible for a given `seed`,
+        # different every epoch (rerandomize_each_iteration).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+
+    def prepare(example, pair_seed=None):
+        image = example["x"]
+        if augment_fn is not None:
+            image = augment_fn(image, pair_seed)
+        image = tf.cast(image, tf.float32)
+        return (image, example["y"]) if "y" in example else image
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def train_dataset(x, labels, clean_labels=None, *, batch_size, augment=None, seed=0,
+                  shuffle=True):
+    """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
+
+    ``from_tensor_slices -> cache -> shuffle(N, seed, reshuffle each epoch) -> map(augment,
+    cast to float32) -> batch -> prefetch``. Images keep their pixel scale. Augmentation uses
+    stateless ops seeded per example from ``seed``: two pipelines with the same arguments
+    yield identical epochs, and each epoch differs from the previous. Labels are an input
+    array, never re-drawn. Shardable under ``tf.distribute`` (``AutoShardPolicy.DATA``).
+
+    Args:
+        x: ``(N, ...)`` numpy inputs.
+        labels: ``(N,)`` integer (noisy) training labels.
+        clean_labels: optional ``(N,)`` clean labels; omitted from the dict when ``None``.
+        batch_size: global batch size (> 0).
+        augment: ``None``, ``"cifar"`` (zero-pad 4, random crop back to HxW, random
+            horizontal flip) or ``"crop"`` (the same without the flip); see
+            :func:`default_augmentation`.
+        seed: integer seed of shuffling and augmentation.
+        shuffle: shuffle the whole set each epoch.
+
+    Returns:
+        A batched ``tf.data.Dataset``; labels are int32.
+    """
+    return _pipeline(x, _targets(x, labels, clean_labels), batch_size=batch_size,
+                     augment=augment, seed=seed, shuffle=shuffle)
+
+
+def plain_dataset(x, labels, *, batch_size, augment=None, seed=0, shuffle=True):
+    """Like :func:`train_dataset` but yields ``(x, labels)`` for plain Keras models.
+
+    Pass ``shuffle=False`` to evaluate in order.
+    """
+    return _pipeline(x, _labels(labels, "labels", len(x)).astype(np.int32),
+                     batch_size=batch_size, augment=augment, seed=seed, shuffle=shuffle)
+
+
+def eval_dataset(x, labels=None, clean_labels=None, *, batch_size):
+    """Un-augmented, unshuffled pipeline in input order, for evaluation and prediction.
+
+    Yields ``x`` alone when ``labels`` is ``None`` (for ``predict``), else
+    ``(x, {"label": labels[, "clean_label": clean_labels]})`` like :func:`train_dataset`, so
+    the exact fit of the (noisy) training set can be measured at the end of each epoch.
+    """
+    if labels is None and clean_labels is not None:
+        raise ValueError(
+            "Invalid value for argument `clean_labels`: it needs `labels` as well. "
+            "Received: labels=None"
+        )
+    targets = None if labels is None else _targets(x, labels, clean_labels)
+    return _pipeline(x, targets, batch_size=batch_size, augment=None, seed=0, shuffle=False)

@@ -1,0 +1,506 @@
+"""Label corruption: symmetric, pair-flip, asymmetric (class maps) and transition-matrix noise.
+
+Every noise model here is a row-stochastic ``K x K`` transition matrix ``T`` with
+``T[i, j] = P(noisy = j | clean = i)`` (Patrini et al. 2017). :func:`transition_matrix` builds
+the nominal ``T``; :func:`corrupt_labels` draws one corruption of a label array from it, with an
+exact number of flips per class, so the realised matrix is as close to ``T`` as the class sizes
+allow. A "flip" always lands on another class: the nominal rate is the realised rate (unlike
+conventions where a symmetric flip may land back on the true class, so 50% nominal is 45% real).
+
+Labels are drawn **once**, deterministically from ``seed`` with
+``numpy.random.Generator(PCG64(seed))``: the same inputs give bit-identical outputs on every
+machine. Re-drawing noise per epoch is the caller's business (call again with another seed).
+:func:`save_noisy_labels` / :func:`load_noisy_labels` share one corruption between runs.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+# --- Constants: asymmetric class maps (clean class -> noisy class) ---------------------------
+# Zhang & Sabuncu 2018 / Wang et al. 2019 (SCE) / Ma et al. 2020 (APL) use exactly these maps.
+# Classes not listed are never corrupted.
+CIFAR10_CLASS_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}  # truck->automobile, bird->airplane,
+#                                                      deer->horse, cat<->dog
+MNIST_CLASS_MAP = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}  # 2->7, 3->8, 5<->6, 7->1
+ASYMMETRIC_CLASS_MAPS = {
+    "cifar10": CIFAR10_CLASS_MAP,
+    "mnist": MNIST_CLASS_MAP,
+    "digits": MNIST_CLASS_MAP,  # scikit-learn's 8x8 digits: same digits 0-9 as MNIST
+}
+# CIFAR-100 has no fixed map: the next fine class within the same real superclass (needs the
+# fine -> coarse map, `superclasses=`, which `keras_imae.data.load_dataset("cifar100")` gives).
+ASYMMETRIC_DATASETS = ("cifar10", "cifar100", "mnist", "digits")
+NOISE_TYPES = ("symmetric", "pairflip", "asymmetric")
+NOISY_LABELS_FILENAME = "noisy_labels.npz"
+_ROW_SUM_ATOL = 1e-6
+
+
+def _check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
+        num_classes < 2
+    ):
+        raise ValueError(
+            "Invalid value for argument `num_classes`. Expected an integer >= 2. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    return int(num_classes)
+
+
+def _check_labels(labels, num_classes, name="labels"):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or not (
+        np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a 1-D array of integer class ids. "
+            f"Received: {name} with shape {labels.shape} and dtype {labels.dtype}"
+        )
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected class ids in [0, {num_classes}). "
+            f"Received: {name}[{int(np.argmax(bad))}]={labels[bad][0]}"
+        )
+    return labels
+
+
+def _check_rate(rate):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not (
+        0.0 <= rate <= 1.0
+    ):
+        raise ValueError(
+            "Invalid value for argument `rate`. Expected a float in [0, 1]. "
+            f"Received: rate={rate!r}"
+        )
+    return float(rate)
+
+
+def _check_matrix(matrix, num_classes, name="noise_type"):
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = np.full((0,), np.nan)
+    if matrix.shape != (num_classes, num_classes) or not np.isfinite(matrix).all():
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a finite {num_classes}x{num_classes} "
+            f"transition matrix (or, for `noise_type`, one of {NOISE_TYPES}). "
+            f"Received: {name} with shape {matrix.shape}"
+        )
+    if (matrix < 0).any():
+        i, j = np.argwhere(matrix < 0)[0]
+        raise ValueError(
+            "Invalid transition matrix. Expected non-negative entries. "
+            f"Received: {name}[{i}, {j}]={matrix[i, j]}"
+        )
+    row_sums = matrix.sum(axis=1)
+    bad = np.abs(row_sums - 1.0) > _ROW_SUM_ATOL
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            "Invalid transition matrix. Expected every row to sum to 1. "
+            f"Received: {name}[{i}].sum()={row_sums[i]}"
+        )
+    return matrix
+
+
+def _class_map(num_classes, noise_type, dataset, superclasses):
+    """Returns `target` with `target[c]` the class that `c` flips to (`c` itself: never)."""
+    target = np.arange(num_classes)
+    if noise_type == "pairflip":
+        return (target + 1) % num_classes
+    if isinstance(dataset, str):
+        dataset = dataset.split(":")[0]  # TFDS version suffix, e.g. "cifar10:3.0.2"
+    if dataset not in ASYMMETRIC_DATASETS:
+        raise ValueError(
+            "Invalid value for argument `dataset`. Asymmetric noise needs one of "
+            f"{ASYMMETRIC_DATASETS} (or pass a transition matrix as `noise_type`). "
+            f"Received: dataset={dataset!r}"
+        )
+    expected_k = 100 if dataset == "cifar100" else 10
+    if num_classes != expected_k:
+        raise ValueError(
+            f"Invalid value for argument `num_classes`. Asymmetric noise for {dataset!r} "
+            f"needs {expected_k} classes. Received: num_classes={num_classes}"
+        )
+    if dataset != "cifar100":
+        for clean, noisy in ASYMMETRIC_CLASS_MAPS[dataset].items():
+            target[clean] = noisy
+        return target
+    if superclasses is None:
+        raise ValueError(
+            "Asymmetric noise for 'cifar100' needs `superclasses=` (the fine -> coarse label "
+            "map of length 100, e.g. `keras_imae.data.load_dataset('cifar100').superclasses`). "
+            "Received: superclasses=None"
+        )
+    superclasses = np.asarray(superclasses)
+    if (
+        superclasses.shape != (num_classes,)
+        or not np.issubdtype(superclasses.dtype, np.integer)
+        or (superclasses < 0).any()
+    ):
+        raise ValueError(
+            "Invalid value for argument `superclasses`. Expected a length-100 array of "
+            "non-negative integer superclass ids. Received: superclasses with shape "
+            f"{superclasses.shape} and dtype {superclasses.dtype}: {superclasses!r:.80}"
+        )
+    for coarse in np.unique(superclasses):
+        members = np.flatnonzero(superclasses == coarse)  # sorted fine ids
+        target[members] = np.roll(members, -1)
+    return target
+
+
+def transition_matrix(num_classes, noise_type, rate, *, dataset=None, superclasses=None):
+    """Nominal transition matrix `T[i, j] = P(noisy = j | clean = i)` of a noise model.
+
+    - ``"symmetric"``: ``T[i, i] = 1 - rate`` and ``T[i, j] = rate / (K - 1)`` for ``j != i``
+      (a flip goes to a uniformly chosen *other* class).
+    - ``"pairflip"``: ``T[i, i] = 1 - rate``, ``T[i, (i + 1) mod K] = rate`` (Han et al. 2018).
+    - ``"asymmetric"``: ``T[i, i] = 1 - rate``, ``T[i, map(i)] = rate`` for the mapped classes
+      of ``dataset`` (:data:`ASYMMETRIC_CLASS_MAPS`; Zhang & Sabuncu 2018), identity rows
+      elsewhere. ``"cifar100"``: ``map(i)`` is the next fine class (by id, cyclically) of the
+      same *real* superclass, given as ``superclasses`` (fine -> coarse map, length 100). Peers'
+      code flips within blocks of 5 consecutive ids, which are not the real superclasses (fine
+      labels are alphabetical); this one uses TFDS's ``coarse_label``.
+    - A ``K x K`` array: returned as float64 after validation (``rate`` must be ``None``).
+
+    Args:
+        num_classes: ``K >= 2``.
+        noise_type: ``"symmetric"``, ``"pairflip"``, ``"asymmetric"`` or a row-stochastic
+            ``K x K`` array.
+        rate: flip probability in [0, 1] of a (mapped) class; ``None`` for a matrix.
+        dataset: for ``"asymmetric"``: one of :data:`ASYMMETRIC_DATASETS`.
+        superclasses: for ``dataset="cifar100"``: fine -> coarse integer array of length 100.
+
+    Returns:
+        A float64 ``(K, K)`` row-stochastic array.
+
+    Example:
+        >>> transition_matrix(3, "pairflip", 0.2)
+        array([[0.8, 0.2, 0. ],
+               [0. , 0.8, 0.2],
+               [0.2, 0. , 0.8]])
+
+    References:
+        Patrini, Rozza, Menon, Nock, Qu. Making Deep Neural Networks Robust to Label Noise: a
+        Loss Correction Approach. CVPR 2017.
+        Han et al. Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
+        Labels. NeurIPS 2018.
+        Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural Networks with
+        Noisy Labels. NeurIPS 2018.
+    """
+    num_classes = _check_num_classes(num_classes)
+    if not isinstance(noise_type, str):
+        matrix = _check_matrix(noise_type, num_classes)
+        if rate is not None:
+            raise ValueError(
+                "Invalid value for argument `rate`. A transition matrix fixes the flip "
+                f"probabilities, so `rate` must be None. Received: rate={rate!r}"
+            )
+        return matrix
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(
+            f"Invalid value for argument `noise_type`. Expected one of {NOISE_TYPES} or a "
+            f"K x K transition matrix. Received: noise_type={noise_type!r}"
+        )
+    rate = _check_rate(rate)
+    eye = np.eye(num_classes)
+    if noise_type == "symmetric":
+        if rate >= (num_classes - 1) / num_classes:
+            warnings.warn(
+                f"Symmetric noise with rate={rate} >= (K-1)/K={(num_classes - 1) / num_classes:.3f}"
+                ": the correct label is no longer the most frequent one in any class, so the "
+                "clean classifier cannot be identified.",
+                stacklevel=3,
+            )
+        return (1 - rate) * eye + rate / (num_classes - 1) * (1 - eye)
+    target = _class_map(num_classes, noise_type, dataset, superclasses)
+    if rate >= 0.5:
+        warnings.warn(
+            f"{noise_type} noise with rate={rate} >= 0.5: a corrupted class's labels are no "
+            "longer mostly correct, so the clean classifier cannot be identified.",
+            stacklevel=3,
+        )
+    mapped = np.flatnonzero(target != np.arange(num_classes))
+    matrix = eye.copy()
+    matrix[mapped, mapped] = 1 - rate
+    matrix[mapped, target[mapped]] = rate
+    return matrix
+
+
+def _exact_counts(quota, rng):
+    """Integer counts summing to round(sum(quota)), each floor or ceil of its quota.
+
+    Largest-remainder rounding; ties are broken by a seeded random order.
+    """
+    total = int(np.floor(quota.sum() + 0.5))
+    counts = np.floor(quota).astype(np.int64)
+    order = rng.permutation(len(quota))
+    order = order[np.argsort(-(quota - counts)[order], kind="stable")]
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
+                   superclasses=None):
+    """Corrupts integer labels with an exact number of flips per class.
+
+    For each clean class ``c`` with ``n_c`` examples and nominal row ``T[c]`` (see
+    :func:`transition_matrix`), exactly ``round(n_c (1 - T[c, c]))`` examples (chosen by a
+    seeded permutation) are flipped, and they are spread over the other classes in proportion
+    to ``T[c, j]`` by largest-remainder rounding (seeded tie-breaks). So the corrupted fraction
+    is exact per class, not a per-example Bernoulli draw: every realised entry ``T̂[c, j]`` is
+    within ``1.5 / n_c`` of ``T[c, j]`` (within ``0.5 / n_c`` for pairflip/asymmetric, whose
+    flips have a single target), and symmetric flips are spread evenly (counts differ by at
+    most 1) over the ``K - 1`` other classes. A flip never lands on the clean class, so
+    ``is_noisy == (noisy != labels)``.
+
+    Deterministic: one ``numpy.random.Generator(PCG64(seed))``; same inputs give bit-identical
+    outputs on every machine. Drawn once: re-drawing per epoch is up to the caller.
+
+    Args:
+        labels: 1-D integer array of clean class ids in ``[0, K)`` (``[N, 1]`` is accepted).
+        num_classes: ``K >= 2``.
+        noise_type: ``"symmetric"``, ``"pairflip"``, ``"asymmetric"``, or a row-stochastic
+            ``K x K`` transition matrix (then ``rate`` must be ``None``).
+        rate: for the named types, the probability in [0, 1] that a label of a (mapped) class
+            is flipped. Warns when the clean label would no longer be the majority
+            (symmetric ``rate >= (K-1)/K``, pairflip/asymmetric ``rate >= 0.5``).
+        seed: integer seed.
+        dataset: for ``"asymmetric"``: ``"cifar10"``, ``"cifar100"``, ``"mnist"`` or
+            ``"digits"`` (digits uses the MNIST map).
+        superclasses: for ``dataset="cifar100"``: the fine -> coarse map (length 100), e.g.
+            ``keras_imae.data.load_dataset("cifar100").superclasses``.
+
+    Returns:
+        ``(noisy_labels, is_noisy)``: an array of ``labels``' dtype and a bool mask.
+
+    Example:
+        >>> clean = np.repeat([0, 1, 2], 4)
+        >>> noisy, is_noisy = corrupt_labels(clean, 3, "pairflip", 0.25, seed=0)
+        >>> noise_summary(clean, noisy, 3).counts  # one example per class moved to c + 1
+        array([[3, 1, 0],
+               [0, 3, 1],
+               [1, 0, 3]])
+
+    References:
+        Patrini et al. Making Deep Neural Networks Robust to Label Noise: a Loss Correction
+        Approach. CVPR 2017 (transition matrices).
+        Han et al. Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
+        Labels. NeurIPS 2018 (pair flip).
+        Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural Networks with
+        Noisy Labels. NeurIPS 2018 (asymmetric class maps).
+    """
+    num_classes = _check_num_classes(num_classes)
+    labels = _check_labels(labels, num_classes)
+    matrix = transition_matrix(
+        num_classes, noise_type, rate, dataset=dataset, superclasses=superclasses
+    )
+    rng = np.random.Generator(np.random.PCG64(seed))
+    noisy = labels.copy()
+    for c in range(num_classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        off_diagonal = matrix[c].copy()
+        off_diagonal[c] = 0.0
+        counts = _exact_counts(off_diagonal * len(members), rng)
+        noisy[members[: counts.sum()]] = np.repeat(np.arange(num_classes), counts)
+    return noisy, noisy != labels
+
+
+@dataclasses.dataclass
+class NoiseSummary:
+    """Realised noise of one corruption (build it with :func:`noise_summary`).
+
+    Attributes:
+        nominal_rate: expected fraction of flipped labels, or ``None`` when unknown. From a
+            nominal matrix ``T`` it is ``sum_c n_c (1 - T[c, c]) / N``: for asymmetric noise
+            that is ``rate`` times the fraction of examples in mapped classes.
+        realised_rate: fraction of examples whose noisy label differs from the clean one.
+        transition: realised ``(K, K)`` matrix, ``transition[i, j]`` = fraction of clean-class
+            ``i`` examples labelled ``j`` (an empty class has a zero row).
+        counts: ``(K, K)`` integer counts behind ``transition``.
+        nominal_transition: the nominal ``(K, K)`` matrix, or ``None``.
+    """
+
+    nominal_rate: float | None
+    realised_rate: float
+    transition: np.ndarray
+    counts: np.ndarray
+    nominal_transition: np.ndarray | None = None
+
+    @property
+    def num_noisy(self):
+        return int(self.counts.sum() - np.trace(self.counts))
+
+    def __str__(self):
+        k = len(self.counts)
+        nominal = "n/a" if self.nominal_rate is None else f"{self.nominal_rate:.4f}"
+        lines = [
+            f"Label noise: nominal rate {nominal}, realised rate {self.realised_rate:.4f} "
+            f"({self.num_noisy} of {int(self.counts.sum())} labels flipped)"
+        ]
+        if self.nominal_transition is not None:
+            gap = np.abs(self.transition - self.nominal_transition)[self.counts.sum(1) > 0]
+            lines.append(f"Largest |realised - nominal| transition entry: {gap.max(initial=0):.4f}")
+        if k <= 12:
+            lines.append("Realised transition matrix (rows: clean class, columns: noisy label)")
+            lines.append("clean      n " + " ".join(f"{j:>5d}" for j in range(k)))
+            for i in range(k):
+                row = " ".join(f"{v:5.3f}" for v in self.transition[i])
+                lines.append(f"{i:>5d} {int(self.counts[i].sum()):>6d} {row}")
+        else:
+            lines.append("clean      n  kept  most frequent wrong label (fraction)")
+            for i in range(k):
+                wrong = self.transition[i].copy()
+                wrong[i] = -1.0
+                j = int(np.argmax(wrong))
+                top = f"{j} ({wrong[j]:.3f})" if wrong[j] > 0 else "-"
+                lines.append(
+                    f"{i:>5d} {int(self.counts[i].sum()):>6d} {self.transition[i, i]:5.3f}  {top}"
+                )
+        return "\n".join(lines)
+
+
+def noise_summary(clean, noisy, num_classes, *, nominal=None):
+    """Realised rate and transition matrix of ``noisy`` against ``clean`` labels.
+
+    ``counts[i, j] = #{n : clean_n = i, noisy_n = j}``, ``transition = counts / counts.sum(1)``
+    (zero rows for empty classes), ``realised_rate = 1 - trace(counts) / N``.
+
+    Args:
+        clean: 1-D integer clean labels.
+        noisy: 1-D integer noisy labels, same length.
+        num_classes: ``K``.
+        nominal: optional nominal rate (float) or nominal ``K x K`` matrix (e.g. from
+            :func:`transition_matrix`), reported next to the realised values.
+
+    Returns:
+        A :class:`NoiseSummary`; ``print`` it for a table.
+
+    Example:
+        >>> s = noise_summary([0, 0, 1, 1], [0, 1, 1, 1], 2)
+        >>> s.realised_rate, s.transition.tolist()
+        (0.25, [[0.5, 0.5], [0.0, 1.0]])
+    """
+    num_classes = _check_num_classes(num_classes)
+    clean = _check_labels(clean, num_classes, "clean")
+    noisy = _check_labels(noisy, num_classes, "noisy")
+    if len(clean) != len(noisy):
+        raise ValueError(
+            "Invalid value for argument `noisy`. Expected as many labels as `clean` "
+            f"({len(clean)}). Received: {len(noisy)} labels"
+        )
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (clean, noisy), 1)
+    rows = counts.sum(axis=1)
+    transition = counts / np.maximum(rows, 1)[:, None]
+    realised = float(np.mean(clean != noisy)) if len(clean) else 0.0
+    nominal_transition = None
+    if nominal is not None and np.ndim(nominal) == 2:
+        nominal_transition = _check_matrix(nominal, num_classes, "nominal")
+        nominal = float(rows @ (1 - np.diag(nominal_transition)) / max(rows.sum(), 1))
+    elif nominal is not None:
+        nominal = _check_rate(nominal)
+    return NoiseSummary(nominal, realised, transition, counts, nominal_transition)
+
+
+def _npz_path(path):
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else os.path.join(path, NOISY_LABELS_FILENAME)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Metadata value {value!r} is not JSON-serialisable.")
+
+
+def save_noisy_labels(path, noisy, is_noisy, clean=None, **meta):
+    """Writes ``noisy_labels.npz`` atomically so another run can reuse the exact corruption.
+
+    Args:
+        path: a directory (the file is ``path/noisy_labels.npz``; created if missing) or a
+            file name ending in ``.npz``.
+        noisy: 1-D integer noisy labels.
+        is_noisy: 1-D bool mask, same length.
+        clean: optional clean labels, same length (lets :func:`load_noisy_labels` check that a
+            later run uses the same training set in the same order).
+        **meta: JSON-serialisable facts to keep with the labels (noise_type, rate, seed,
+            dataset, ...); numpy arrays and scalars are converted to lists/numbers.
+
+    Returns:
+        The path of the written file. It is written to a temporary file in the same directory
+        and moved into place with ``os.replace``, so readers never see a partial file.
+    """
+    noisy, is_noisy = np.asarray(noisy), np.asarray(is_noisy, dtype=bool)
+    arrays = {"noisy_labels": noisy, "is_noisy": is_noisy}
+    if clean is not None:
+        arrays["clean_labels"] = np.asarray(clean)
+    for key, value in arrays.items():
+        if value.shape != noisy.shape or value.ndim != 1:
+            raise ValueError(
+                f"Invalid value for argument `{key}`. Expected a 1-D array of the same length "
+                f"as `noisy` {noisy.shape}. Received: shape {value.shape}"
+            )
+    arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=_jsonable))
+    file_path = _npz_path(path)
+    directory = os.path.dirname(file_path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(suffix=".npz.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp_path, file_path)
+    except BaseException:
+        os.remove(tmp_path)
+        raise
+    return file_path
+
+
+def load_noisy_labels(path, *, clean_labels=None, num_classes=None):
+    """Reads a file written by :func:`save_noisy_labels`.
+
+    Args:
+        path: a directory holding ``noisy_labels.npz``, or the ``.npz`` file itself.
+        clean_labels: optional training labels of the current run: their length must match,
+            and, when the file stored clean labels, they must be identical (same data, same
+            order), otherwise a ``ValueError`` is raised.
+        num_classes: optional; the noisy labels must lie in ``[0, num_classes)``.
+
+    Returns:
+        ``(noisy_labels, is_noisy, clean_labels_or_None, meta_dict)``.
+    """
+    file_path = _npz_path(path)
+    if not os.path.exists(file_path):
+        raise FileNotFoundError(f"No noisy-label file at {file_path!r}.")
+    with np.load(file_path, allow_pickle=False) as f:
+        missing = {"noisy_labels", "is_noisy"} - set(f.files)
+        if missing:
+            raise ValueError(
+                f"{file_path!r} is not a noisy-label file: missing {sorted(missing)}. "
+                f"Found: {sorted(f.files)}"
+            )
+        noisy, is_noisy = f["noisy_labels"], f["is_noisy"]
+        stored_clean = f["clean_labels"] if "clean_labels" in f.files else None
+        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+    if num_classes is not None:
+        noisy = _check_labels(noisy, _check_num_classes(num_classes), "noisy_labels")
+    if clean_labels is not None:
+        clean_labels = np.asarray(clean_labels).reshape(-1)
+        if len(clean_labels) != len(noisy):
+            raise ValueError(
+                f"{file_path!r} holds {len(noisy)} labels but the training set has "
+                f"{len(clean_labels)} examples."
+            )
+        if stored_clean is not None and not np.array_equal(stored_clean, clean_labels):
+            raise ValueError(
+                f"{file_path!r} was made for other training labels (or another order): "
+                f"{int(np.sum(stored_clean != clean_labels))} clean labels differ."
+            )
+    return noisy, is_noisy, stored_clean, meta
