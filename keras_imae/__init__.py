@@ -16,12 +16,13 @@ __version__ = "0.1.0"
 
 import importlib
 
-# Imported eagerly so that the losses are registered with Keras' serialization as soon as
-# ``keras_imae`` is imported: a ``.keras`` file compiled with them then loads without
-# ``custom_objects``.
-from keras_imae import losses, weighting  # noqa: E402,F401
+# Imported eagerly so that the losses, RobustModel and its layers are registered with Keras'
+# serialization as soon as ``keras_imae`` is imported: a ``.keras`` file saved by this
+# library then loads with ``keras.models.load_model`` and no ``custom_objects``.
+from keras_imae import losses, models, weighting  # noqa: E402,F401
 
-_SUBMODULES = ("noise", "data", "models", "distribute", "callbacks")
+_SUBMODULES = ("noise", "data", "distribute", "callbacks", "export", "evaluation", "training",
+               "comparison", "plotting")
 
 
 def __getattr__(name):

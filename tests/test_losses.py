@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import keras
 import keras_imae
-from keras_imae import losses, weighting
+from keras_imae import distribute, losses, weighting
 
 # ----------------------------------------------------------------------------- references
 
@@ -302,7 +302,7 @@ def test_batch_normalisation_uses_the_global_batch_under_mirrored_strategy():
     loss = losses.DerivativeManipulation(beta=12.0, lam=0.5)
     _, single = _gradient(loss, ids, z)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     halves = [(z[:32], ids[:32]), (z[32:], ids[32:])]
     dataset = strategy.experimental_distribute_values_from_function(
         lambda ctx: halves[ctx.replica_id_in_sync_group])

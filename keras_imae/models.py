@@ -1,0 +1,706 @@
+"""``RobustModel``, its training-fit metrics, architectures, the papers' optimizer recipe and
+mislabel ranking.
+
+``RobustModel`` is a ``keras.Model`` (TensorFlow backend) whose ``train_step``/``test_step``
+read ``(x, {"label": noisy, "clean_label": clean})`` -- or plain ``(x, y)`` -- train on the
+given (noisy) labels with whatever loss was compiled, and report claim 4 of the papers: *a
+robust model fits the clean training examples and does not fit the noisy ones*. With ``ŷ`` the
+arg-max prediction, ``y`` the given label and ``c`` the clean label of each example:
+
+====================  ==============================================================
+``accuracy``          ``Σ 1[ŷ = y] / N``                  (fit to the given labels)
+``clean_fit``         ``Σ_{y = c} 1[ŷ = y] / #{y = c}``   (fit of the clean subset)
+``noisy_fit``         ``Σ_{y ≠ c} 1[ŷ = y] / #{y ≠ c}``   (memorisation of wrong labels)
+``noisy_correct``     ``Σ_{y ≠ c} 1[ŷ = c] / #{y ≠ c}``   (noisy examples predicted right)
+====================  ==============================================================
+
+Each is an exact ratio over the epoch (a count-weighted ``keras.metrics.Mean``: Σhits/Σcount,
+never a mean of batch means), also across replicas under ``tf.distribute``. The three
+clean-label metrics are absent from the logs when the data carries no clean labels. They are
+counts: ``sample_weight`` weights the loss, not these metrics. During ``fit`` they describe
+the (augmented) batches as trained; :class:`keras_imae.callbacks.FitMonitor` measures them on
+the un-augmented training set at each epoch end.
+
+References:
+    K. He, X. Zhang, S. Ren, J. Sun. "Deep Residual Learning for Image Recognition." CVPR 2016.
+    X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
+    Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
+    Matters." arXiv:1903.12141, 2019.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "ARCHITECTURES",
+    "FIT_METRICS",
+    "RobustModel",
+    "build_model",
+    "cifar_resnet",
+    "cnn",
+    "make_optimizer",
+    "mlp",
+    "rank_mislabelled",
+    "ranking_quality",
+]
+
+FIT_METRICS = ("clean_fit", "noisy_fit", "noisy_correct")
+ARCHITECTURES = ("mlp", "cnn", "resnet20", "resnet32", "resnet44", "resnet56")
+_LABEL_KEYS = ("label", "clean_label")
+
+
+# --------------------------------------------------------------------------------------------
+# Keras private-hook compatibility: MultiWorkerMirroredStrategy + Keras 3 ``fit``
+# (keras-team/keras#20585). Everything here depends on Keras internals; nothing else in
+# keras_imae does. ``tests/test_distribute.py`` checks that the hook still exists with this
+# signature and runs two real workers.
+#
+# Failure 1: ``TensorFlowTrainer._maybe_symbolic_build`` builds the model from the first batch
+#   of a ``DistributedDataset``, reduced with ``strategy.reduce("MEAN", batch, axis=None)``;
+#   under the collective (multi-worker) strategy that reduce fails on a ``PerReplica`` batch.
+#   Only shapes and dtypes matter for the symbolic build, so we build from the first local
+#   replica's batch instead (see ``RobustModel._maybe_symbolic_build``).
+# Failure 2: ``reduce_per_replica`` reduces every step log with
+#   ``strategy.reduce("MEAN", v, axis=0)`` in multi-worker mode, which fails for scalars. We
+#   return rank-1 (shape ``[1]``) logs in exactly that mode (``_multi_worker_logs``); the
+#   reduction then yields scalars again. Epoch-end logs come from ``get_metrics_result`` and
+#   are exact cross-worker values either way.
+# --------------------------------------------------------------------------------------------
+TESTED_KERAS_VERSIONS = ("3.15",)  # major.minor prefixes the hook above is tested on.
+
+
+def _check_keras_version():
+    major_minor = ".".join(keras.__version__.split(".")[:2])
+    if major_minor not in TESTED_KERAS_VERSIONS:
+        warnings.warn(
+            f"keras_imae.models.RobustModel overrides the private Keras hook "
+            f"`_maybe_symbolic_build` (work-around for keras-team/keras#20585), tested on "
+            f"Keras {', '.join(v + '.x' for v in TESTED_KERAS_VERSIONS)}. Received: "
+            f"keras.__version__={keras.__version__}. Multi-worker training may break; run "
+            f"tests/test_distribute.py.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _first_local_replica(batch, strategy):
+    """``batch`` with every ``DistributedValues`` replaced by its first local component."""
+
+    def first(v):
+        if isinstance(v, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(v)[0]
+        return v
+
+    return keras.tree.map_structure(first, batch)
+
+
+def _multi_worker_logs(logs):
+    """Rank-1 logs when Keras will reduce them with ``axis=0`` (multi-worker mode)."""
+    strategy = tf.distribute.get_strategy()
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    )
+    if not multi_worker:
+        return logs
+    return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# RobustModel
+# --------------------------------------------------------------------------------------------
+def _unpack(data):
+    """``data`` -> ``(x, given_label, clean_label_or_None, sample_weight)``."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if isinstance(y, dict):
+        if "label" not in y or set(y) - set(_LABEL_KEYS):
+            raise ValueError(
+                "Invalid targets for `RobustModel`. Expected `y` to be labels or a dict with "
+                f"key 'label' and optionally 'clean_label'. Received: y keys={sorted(y)}"
+            )
+        if isinstance(sample_weight, dict):  # Keras maps a sample_weight array over dict targets.
+            sample_weight = sample_weight.get("label")
+        return x, y["label"], y.get("clean_label"), sample_weight
+    return x, y, None, sample_weight
+
+
+def _class_ids(y):
+    """Integer class ids ``[B]`` from ids ``[B]``/``[B, 1]`` or one-hot/probabilities ``[B, K]``."""
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2 and y.shape[-1] != 1:
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.reshape(y, [-1]), tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="keras_imae")
+class RobustModel(keras.Model):
+    """A classifier ``keras.Model`` that trains on noisy labels and reports how it fits them.
+
+    Build it like any functional model, ``RobustModel(inputs, outputs)`` (or with
+    :func:`build_model`), with outputs = logits ``[B, K]``; compile with any loss that takes
+    the given labels (``keras_imae.losses.*`` or Keras' sparse/categorical losses,
+    ``from_logits=True``). Data is ``(x, {"label": noisy, "clean_label": clean})``,
+    ``(x, {"label": noisy})`` or ``(x, y)``, optionally with a third ``sample_weight`` element.
+    Labels are integer ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``.
+
+    ``train_step``: forward, ``compute_loss`` on the given labels (compiled loss, sample
+    weights, regularisation losses), ``optimizer.scale_loss`` (loss scaling under
+    ``mixed_float16``), gradients, ``apply_gradients``; then updates ``loss``, the compiled
+    metrics and the built-in metrics ``accuracy``, ``clean_fit``, ``noisy_fit``,
+    ``noisy_correct`` (formulas in the module docstring; exact epoch ratios, also under
+    ``tf.distribute``; the last three only when clean labels are given). ``accuracy`` is built
+    in: do not also pass ``metrics=["accuracy"]`` to ``compile``.
+
+    Create (and compile) it inside ``strategy.scope()`` to train under a strategy; it also
+    works under ``MultiWorkerMirroredStrategy`` (see the work-around above).
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> model = RobustModel(inputs, keras.layers.Dense(3)(inputs))
+    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> x = np.zeros((8, 4), "float32"); y = np.zeros(8, "int32")
+    >>> logs = model.fit(x, {"label": y, "clean_label": y}, verbose=0).history
+    >>> sorted(logs)
+    ['accuracy', 'clean_fit', 'loss', 'noisy_correct', 'noisy_fit']
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.clean_fit_tracker = keras.metrics.Mean(name="clean_fit")
+        self.noisy_fit_tracker = keras.metrics.Mean(name="noisy_fit")
+        self.noisy_correct_tracker = keras.metrics.Mean(name="noisy_correct")
+
+    # -- steps -------------------------------------------------------------------------------
+    def train_step(self, data):
+        x, given, clean, sample_weight = _unpack(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
+
+    def test_step(self, data):
+        x, given, clean, sample_weight = _unpack(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(
+            x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
+        return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
+
+    def _update_metrics(self, x, given, clean, y_pred, sample_weight, loss):
+        # Loss: Keras' tracker (the metric named "loss"); `compute_loss` divided the loss by
+        # the number of replicas for the cross-replica gradient sum, undo that for display.
+        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * tf.cast(replicas, loss.dtype), sample_weight=batch_size)
+                break
+        pred = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+        given_ids = _class_ids(given)
+        hit = tf.cast(tf.equal(pred, given_ids), "float32")
+        self.accuracy_tracker.update_state(hit)
+        if clean is not None:
+            clean_ids = _class_ids(clean)
+            is_noisy = tf.cast(tf.not_equal(given_ids, clean_ids), "float32")
+            self.clean_fit_tracker.update_state(hit, sample_weight=1.0 - is_noisy)
+            self.noisy_fit_tracker.update_state(hit, sample_weight=is_noisy)
+            self.noisy_correct_tracker.update_state(
+                tf.cast(tf.equal(pred, clean_ids), "float32"), sample_weight=is_noisy
+            )
+        # Updates the compiled metrics; the dict it returns is rebuilt below.
+        super().compute_metrics(x, given, y_pred, sample_weight=sample_weight)
+        logs = keras.Model.get_metrics_result(self)
+        if clean is None:
+            for name in FIT_METRICS:
+                logs.pop(name, None)
+        return _multi_worker_logs(logs)
+
+    def get_metrics_result(self):
+        """Metric values; the clean-label metrics only if clean labels were seen.
+
+        Called eagerly (cross-replica) at the end of each epoch / evaluation, so values are
+        exact global ratios under any strategy.
+        """
+        logs = super().get_metrics_result()
+        if tf.executing_eagerly():
+            seen = self.clean_fit_tracker.count + self.noisy_fit_tracker.count
+            if float(keras.ops.convert_to_numpy(seen)) == 0.0:
+                for name in FIT_METRICS:
+                    logs.pop(name, None)
+        return logs
+
+    # -- private Keras hook (see the compatibility section above) ----------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Overrides ``TensorFlowTrainer._maybe_symbolic_build`` (Keras 3.15, private).
+
+        Same as upstream, except that (1) a distributed first batch is reduced to its first
+        local replica instead of ``strategy.reduce("MEAN", ...)`` (fails under
+        ``MultiWorkerMirroredStrategy``), and (2) our ``{"label", "clean_label"}`` targets are
+        reduced to the given label, which is what the compiled loss and metrics see.
+        """
+        _check_keras_version()
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, it in iterator:  # As upstream: take the first batch.
+                data_batch = next(it)
+                break
+            iterator = None
+        if data_batch is not None:
+            data_batch = _first_local_replica(data_batch, self.distribute_strategy)
+            x, given, _, sample_weight = _unpack(data_batch)
+            data_batch = (x, given, sample_weight)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+# --------------------------------------------------------------------------------------------
+# Architectures
+# --------------------------------------------------------------------------------------------
+class _Seeds:
+    """Distinct per-layer initializer seeds derived from one seed (``None`` stays random)."""
+
+    def __init__(self, seed):
+        self._seed, self._n = seed, 0
+
+    def __call__(self):
+        if self._seed is None:
+            return None
+        self._n += 1
+        return self._seed * 1000 + self._n
+
+
+def _check_shape(name, input_shape, ranks):
+    input_shape = tuple(input_shape)
+    if len(input_shape) not in ranks or any(d is not None and d < 1 for d in input_shape):
+        raise ValueError(
+            f"Invalid value for argument `input_shape` of architecture '{name}'. Expected "
+            f"{' or '.join(str(r) for r in ranks)} positive dimensions (no batch dimension). "
+            f"Received: input_shape={input_shape}"
+        )
+    return input_shape
+
+
+def _inputs(input_shape, mean, std):
+    """``keras.Input`` followed by ``Normalization(mean, std**2)`` when given."""
+    inputs = keras.Input(shape=input_shape, name="inputs")
+    if mean is None and std is None:
+        return inputs, inputs
+    if mean is None or std is None:
+        raise ValueError(
+            "Arguments `mean` and `std` must be given together. "
+            f"Received: mean={mean}, std={std}"
+        )
+    channels = input_shape[-1]
+    mean = np.broadcast_to(np.asarray(mean, "float32"), (channels,))
+    std = np.broadcast_to(np.asarray(std, "float32"), (channels,))
+    if np.any(std <= 0):
+        raise ValueError(f"Invalid value for argument `std`. Expected > 0. Received: std={std}")
+    x = keras.layers.Normalization(mean=mean, variance=np.square(std), name="normalize")(inputs)
+    return inputs, x
+
+
+def _regularizer(weight_decay):
+    # `weight_decay` is the coefficient of the papers' (Caffe/PyTorch) SGD weight decay,
+    # grad += wd * w, i.e. the penalty (wd / 2) * ||w||^2 = keras L2(wd / 2).
+    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+
+
+def _check_common(num_classes, weight_decay):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
+        num_classes < 2
+    ):
+        raise ValueError(
+            "Invalid value for argument `num_classes`. Expected an integer >= 2. "
+            f"Received: num_classes={num_classes}"
+        )
+    if not weight_decay >= 0:
+        raise ValueError(
+            "Invalid value for argument `weight_decay`. Expected a non-negative float. "
+            f"Received: weight_decay={weight_decay}"
+        )
+
+
+def _logits(x, num_classes, reg, seeds):
+    # float32 logits under mixed precision (the losses and metrics compute in float32).
+    return keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
+        kernel_regularizer=reg,
+        dtype="float32",
+        name="logits",
+    )(x)
+
+
+def mlp(input_shape, num_classes, *, hidden_units=(256, 256), mean=None, std=None,
+        weight_decay=0.0, seed=None):
+    """Multi-layer perceptron: ``[Normalization] → Flatten → (Dense + ReLU)* → Dense(K)``.
+
+    Works for tabular input (``input_shape=(features,)``, per-feature ``mean``/``std``) and
+    for images (flattened after per-channel normalisation).
+
+    Args:
+        input_shape: Shape of one example, without the batch dimension.
+        num_classes: Number of classes ``K >= 2``; the model outputs ``K`` logits.
+        hidden_units: Widths of the hidden ReLU layers.
+        mean, std: Per-channel (last axis) statistics of the raw input, or ``None``.
+        weight_decay: SGD weight-decay coefficient on kernels (``L2(weight_decay / 2)``).
+        seed: Integer seed for the initializers, or ``None``.
+
+    Returns:
+        An uncompiled :class:`RobustModel`.
+    """
+    input_shape = _check_shape("mlp", input_shape, ranks=(1, 2, 3))
+    _check_common(num_classes, weight_decay)
+    seeds, reg = _Seeds(seed), _regularizer(weight_decay)
+    inputs, x = _inputs(input_shape, mean, std)
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten()(x)
+    for units in hidden_units:
+        x = keras.layers.Dense(
+            units,
+            activation="relu",
+            kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+            kernel_regularizer=reg,
+        )(x)
+    return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name="mlp")
+
+
+def _conv_bn_relu(x, filters, *, strides=1, relu=True, reg, seeds):
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+        kernel_regularizer=reg,
+    )(x)
+    # momentum/epsilon as in the papers' (Caffe/PyTorch) CIFAR ResNets.
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    return keras.layers.ReLU()(x) if relu else x
+
+
+def cnn(input_shape, num_classes, *, filters=(32, 64), mean=None, std=None, weight_decay=0.0,
+        seed=None):
+    """Small CNN: per stage two ``Conv3x3-BN-ReLU`` and a 2x2 max-pool; global average pool;
+    ``Dense(K)``. Default ``filters=(32, 64)`` (two stages, ~66k parameters).
+
+    Args: as :func:`mlp`, with ``filters`` the per-stage widths; ``input_shape`` is
+    ``(H, W, C)``.
+
+    Returns:
+        An uncompiled :class:`RobustModel`.
+    """
+    input_shape = _check_shape("cnn", input_shape, ranks=(3,))
+    _check_common(num_classes, weight_decay)
+    seeds, reg = _Seeds(seed), _regularizer(weight_decay)
+    inputs, x = _inputs(input_shape, mean, std)
+    for f in filters:
+        x = _conv_bn_relu(x, f, reg=reg, seeds=seeds)
+        x = _conv_bn_relu(x, f, reg=reg, seeds=seeds)
+        x = keras.layers.MaxPooling2D(2, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name="cnn")
+
+
+@keras.saving.register_keras_serializable(package="keras_imae")
+class ShortcutA(keras.layers.Layer):
+    """He et al. (2016) option-A shortcut: identity, subsampled by ``strides`` and zero-padded
+    to ``filters`` channels (half of the new channels before, half after). Parameter-free."""
+
+    def __init__(self, filters, *, strides=2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides = int(filters), int(strides)
+
+    def call(self, x):
+        x = x[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - x.shape[-1]
+        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        ceil = lambda d: None if d is None else -(-d // self.strides)  # noqa: E731
+        return (b, ceil(h), ceil(w), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+def cifar_resnet(depth, input_shape, num_classes, *, shortcut="A", mean=None, std=None,
+                 weight_decay=0.0, seed=None):
+    """CIFAR ResNet of He et al. (2016, §4.2): depth ``6n + 2``.
+
+    ``Conv3x3(16)-BN-ReLU``, then 3 stages of ``n`` basic blocks with 16/32/64 filters (stride
+    2 at the first block of stages 2 and 3), global average pool, ``Dense(K)``. A basic block
+    is ``Conv3x3-BN-ReLU-Conv3x3-BN``, added to the shortcut, then ReLU. ``shortcut="A"`` (the
+    paper's CIFAR choice, default): parameter-free identity, subsampled and zero-padded when
+    the shape changes -- ResNet-20 has 0.27M parameters (269,722 trainable for K = 10).
+    ``shortcut="B"``: ``Conv1x1-BN`` projection when the shape changes.
+
+    Args:
+        depth: ``20``, ``32``, ``44``, ``56``, ``110``, ... (``(depth - 2) % 6 == 0``).
+        input_shape, num_classes, mean, std, weight_decay, seed: as :func:`mlp`.
+        shortcut: ``"A"`` or ``"B"``.
+
+    Returns:
+        An uncompiled :class:`RobustModel`.
+
+    References:
+        K. He, X. Zhang, S. Ren, J. Sun. "Deep Residual Learning for Image Recognition."
+        CVPR 2016.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 8 or (
+        (depth - 2) % 6
+    ):
+        raise ValueError(
+            "Invalid value for argument `depth`. Expected 6n + 2 with n >= 1 (20, 32, 44, 56, "
+            f"110, ...). Received: depth={depth}"
+        )
+    if shortcut not in ("A", "B"):
+        raise ValueError(
+            f"Invalid value for argument `shortcut`. Expected 'A' or 'B'. Received: "
+            f"shortcut={shortcut!r}"
+        )
+    input_shape = _check_shape(f"resnet{depth}", input_shape, ranks=(3,))
+    _check_common(num_classes, weight_decay)
+    seeds, reg = _Seeds(seed), _regularizer(weight_decay)
+    inputs, x = _inputs(input_shape, mean, std)
+    x = _conv_bn_relu(x, 16, reg=reg, seeds=seeds)
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range((depth - 2) // 6):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = _conv_bn_relu(x, filters, strides=strides, reg=reg, seeds=seeds)
+            y = _conv_bn_relu(y, filters, relu=False, reg=reg, seeds=seeds)
+            if strides == 1 and x.shape[-1] == filters:
+                short = x
+            elif shortcut == "A":
+                short = ShortcutA(filters, strides=strides)(x)
+            else:
+                short = keras.layers.Conv2D(
+                    filters,
+                    1,
+                    strides=strides,
+                    use_bias=False,
+                    kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+                    kernel_regularizer=reg,
+                )(x)
+                short = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(short)
+            x = keras.layers.ReLU()(keras.layers.Add()([y, short]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name=f"resnet{depth}")
+
+
+def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_decay=0.0,
+                seed=None):
+    """Builds one of :data:`ARCHITECTURES` as an uncompiled :class:`RobustModel`.
+
+    ``"mlp"`` (:func:`mlp`, 2 x 256 hidden units; also for tabular ``(features,)`` input),
+    ``"cnn"`` (:func:`cnn`), ``"resnet20|32|44|56"`` (:func:`cifar_resnet`, option-A
+    shortcuts). The first layer is ``Normalization(mean, std**2)`` when ``mean``/``std`` are
+    given, so the model takes raw pixels. Build it inside ``strategy.scope()`` to distribute.
+
+    Args:
+        name: Architecture name.
+        input_shape: Shape of one example, without the batch dimension.
+        num_classes: Number of classes (logits).
+        mean, std: Per-channel statistics of the raw input, or ``None``.
+        weight_decay: SGD weight decay on kernels (penalty ``weight_decay / 2 * ||W||^2``).
+        seed: Integer initializer seed (same seed, same initial weights), or ``None``.
+
+    Returns:
+        A :class:`RobustModel` whose output is logits ``[B, num_classes]``.
+    """
+    kwargs = dict(mean=mean, std=std, weight_decay=weight_decay, seed=seed)
+    if name == "mlp":
+        return mlp(input_shape, num_classes, **kwargs)
+    if name == "cnn":
+        return cnn(input_shape, num_classes, **kwargs)
+    if name in ARCHITECTURES:
+        return cifar_resnet(int(name[len("resnet"):]), input_shape, num_classes, **kwargs)
+    raise ValueError(
+        f"Invalid value for argument `name`. Expected one of {list(ARCHITECTURES)}. "
+        f"Received: name={name!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer recipe
+# --------------------------------------------------------------------------------------------
+def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, epochs=None,
+                   steps_per_epoch=None, decay_epochs=None, decay_rate=0.1):
+    """The papers' optimizer: SGD with momentum 0.9 and a step schedule (or Adam).
+
+    ``schedule=None``: constant ``learning_rate``. ``"step"``: multiply by ``decay_rate`` at
+    each of ``decay_epochs`` (default: 50% and 75% of ``epochs``, as He et al. 2016's
+    32k/48k of 64k iterations). ``"cosine"``: ``CosineDecay`` from ``learning_rate`` to 0 over
+    ``epochs * steps_per_epoch`` steps. Weight decay lives in the model (``build_model``).
+
+    Args:
+        name: ``"sgd"`` or ``"adam"``.
+        learning_rate: Initial learning rate.
+        momentum: SGD momentum (default 0.9); not accepted for Adam.
+        schedule: ``None``, ``"step"`` or ``"cosine"``.
+        epochs, steps_per_epoch: Training length; required by a schedule.
+        decay_epochs: Epochs at which ``"step"`` decays.
+        decay_rate: ``"step"`` factor (0.1 divides by 10).
+
+    Returns:
+        A ``keras.optimizers.Optimizer``.
+    """
+    if not learning_rate > 0:
+        raise ValueError(
+            "Invalid value for argument `learning_rate`. Expected > 0. "
+            f"Received: learning_rate={learning_rate}"
+        )
+    if schedule not in (None, "step", "cosine"):
+        raise ValueError(
+            "Invalid value for argument `schedule`. Expected None, 'step' or 'cosine'. "
+            f"Received: schedule={schedule!r}"
+        )
+    if decay_epochs is not None and schedule != "step":
+        raise ValueError(
+            "Argument `decay_epochs` is only used with schedule='step'. "
+            f"Received: decay_epochs={decay_epochs}, schedule={schedule!r}"
+        )
+    lr = learning_rate
+    if schedule is not None:
+        if not (epochs and steps_per_epoch and epochs > 0 and steps_per_epoch > 0):
+            raise ValueError(
+                f"schedule={schedule!r} needs positive `epochs` and `steps_per_epoch`. "
+                f"Received: epochs={epochs}, steps_per_epoch={steps_per_epoch}"
+            )
+        total = int(epochs * steps_per_epoch)
+        if schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total)
+        else:
+            if decay_epochs is None:
+                decay_epochs = (0.5 * epochs, 0.75 * epochs)
+            boundaries = [int(round(e * steps_per_epoch)) for e in decay_epochs]
+            if any(b <= a for a, b in zip([0] + boundaries, boundaries)):
+                raise ValueError(
+                    "Invalid value for argument `decay_epochs`. Expected increasing positive "
+                    f"epochs. Received: decay_epochs={decay_epochs}"
+                )
+            values = [learning_rate * decay_rate**i for i in range(len(boundaries) + 1)]
+            lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9 if momentum is None else momentum)
+    if name == "adam":
+        if momentum is not None:
+            raise ValueError(
+                f"Argument `momentum` is not used by Adam. Received: momentum={momentum}"
+            )
+        return keras.optimizers.Adam(learning_rate=lr)
+    raise ValueError(
+        f"Invalid value for argument `name`. Expected 'sgd' or 'adam'. Received: name={name!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Which examples are mislabelled?
+# --------------------------------------------------------------------------------------------
+def rank_mislabelled(model, x, labels, *, batch_size=256, score="prob"):
+    """Ranks training examples by how unlikely ``model`` finds their given label.
+
+    ``score="prob"``: ``s_i = 1 - p_i(y_i)``; ``score="loss"``: ``s_i = -log p_i(y_i)``, the
+    rank-by-CE-loss baseline. Both are decreasing in ``p(y_i)`` and give the *same* ranking;
+    what matters is the model: a DM/IMAE-trained model, which does not fit noisy labels,
+    ranks them far better than a CCE-trained one that memorised them. (A DM emphasis weight
+    is not offered as a score: ``exp(β p^λ (1 - p))`` is small both for ``p → 0`` and
+    ``p → 1``, so it cannot tell mislabelled from well-fitted examples.)
+
+    Args:
+        model: A Keras model returning logits ``[N, K]``.
+        x: Inputs (anything ``model.predict`` takes that yields ``x`` only, in order).
+        labels: Given labels, integer ids ``[N]``/``[N, 1]`` or one-hot ``[N, K]``.
+        batch_size: Prediction batch size (for array input).
+        score: ``"prob"`` or ``"loss"``.
+
+    Returns:
+        ``(indices, scores)``: ``indices`` the example indices, most suspicious first (stable
+        for ties); ``scores[i]`` example ``i``'s score (original order; higher = more
+        suspicious), float64.
+    """
+    if score not in ("prob", "loss"):
+        raise ValueError(
+            f"Invalid value for argument `score`. Expected 'prob' or 'loss'. Received: "
+            f"score={score!r}"
+        )
+    logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
+    labels = np.asarray(labels)
+    ids = labels.argmax(-1) if labels.ndim == 2 and labels.shape[-1] > 1 else labels.reshape(-1)
+    ids = ids.astype("int64")
+    if logits.ndim != 2 or len(ids) != len(logits):
+        raise ValueError(
+            "`labels` must give one label per example of `x`. Received: "
+            f"labels.shape={labels.shape}, predictions.shape={logits.shape}"
+        )
+    z = logits - logits.max(axis=-1, keepdims=True)
+    log_p = z[np.arange(len(ids)), ids] - np.log(np.exp(z).sum(axis=-1))
+    scores = -log_p if score == "loss" else -np.expm1(log_p)
+    return np.argsort(-scores, kind="stable"), scores
+
+
+def _average_ranks(values):
+    """1-based ranks of ``values`` with ties given their average rank (as in Mann-Whitney)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + 1 + ends) / 2.0)[inverse]
+
+
+def ranking_quality(scores_or_ranking, is_noisy):
+    """How well a mislabel ranking finds the truly noisy examples.
+
+    With ``k`` the number of truly noisy examples, ``precision_at_k`` is the fraction of
+    the top-``k`` that are noisy and ``recall_at_k`` the fraction of noisy examples in the
+    top-``k`` (equal, since ``k`` is the number of noisy examples; both kept for clarity).
+    ``roc_auc`` is the probability that a random noisy example scores above a random clean one
+    (ties count 1/2), computed exactly by the Mann-Whitney rank formula
+    ``(R_noisy - n_noisy (n_noisy + 1) / 2) / (n_noisy n_clean)`` with average ranks for ties.
+
+    Args:
+        scores_or_ranking: Float scores per example (higher = more suspicious, as returned
+            by :func:`rank_mislabelled`), or an integer array: a permutation of example
+            indices, most suspicious first.
+        is_noisy: Boolean mask, ``True`` for mislabelled examples.
+
+    Returns:
+        ``dict(precision_at_k, recall_at_k, roc_auc, k)``.
+    """
+    is_noisy = np.asarray(is_noisy).astype(bool).reshape(-1)
+    values = np.asarray(scores_or_ranking).reshape(-1)
+    n = len(is_noisy)
+    if len(values) != n:
+        raise ValueError(
+            "`scores_or_ranking` and `is_noisy` must have the same length. Received: "
+            f"{len(values)} and {n}"
+        )
+    if np.issubdtype(values.dtype, np.integer):
+        if not np.array_equal(np.sort(values), np.arange(n)):
+            raise ValueError(
+                "An integer `scores_or_ranking` must be a permutation of the example indices "
+                "(most suspicious first). Pass float scores otherwise."
+            )
+        scores = np.empty(n, "float64")
+        scores[values] = np.arange(n, 0, -1)
+    else:
+        scores = values.astype("float64")
+    k = int(is_noisy.sum())
+    if k == 0 or k == n:
+        raise ValueError(
+            "`is_noisy` must contain both noisy and clean examples. "
+            f"Received: {k} noisy of {n}"
+        )
+    top = np.argsort(-scores, kind="stable")[:k]
+    hits = int(is_noisy[top].sum())
+    ranks = _average_ranks(scores)
+    auc = (ranks[is_noisy].sum() - k * (k + 1) / 2.0) / (k * (n - k))
+    return {"precision_at_k": hits / k, "recall_at_k": hits / k, "roc_auc": float(auc), "k": k}

@@ -1,0 +1,42 @@
+r"""Evaluate a SavedModel folder or a .keras file on a dataset's test split.
+
+    python scripts/evaluate.py --model=saved_models/digits_dm
+    python scripts/evaluate.py --model=runs/digits_dm/model.keras --dataset=digits
+
+Prints accuracy and per-class accuracy; --output writes them as JSON.
+"""
+
+from absl import app, flags
+
+from keras_imae import data, evaluation, training
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "SavedModel folder or .keras file.", required=True)
+    flags.DEFINE_string("dataset", "digits", "Dataset whose test split is used (see train.py).")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+    flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+    flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP)
+
+
+def main(_):
+    try:
+        predict = evaluation.load_predictor(FLAGS.model)
+    except (FileNotFoundError, ValueError) as err:
+        raise app.UsageError(str(err)) from None
+    dataset = data.load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test, dataset.num_classes)
+    print(f"{FLAGS.model} on {dataset.name} test ({results['num_examples']} examples): "
+          f"accuracy {results['accuracy']:.4f}")
+    print("| class | accuracy |\n|---|---|")
+    for name, acc in zip(dataset.class_names, results["per_class_accuracy"]):
+        print(f"| {name} | {acc:.4f} |")
+    if FLAGS.output:
+        training.write_json(FLAGS.output, results)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,36 @@
+r"""Export a .keras model (logits out) as a serving SavedModel, atomically.
+
+    python scripts/export.py --model=runs/digits_dm/model.keras \
+        --export_dir=saved_models/digits_dm_v2 [--overwrite]
+
+The SavedModel's `serve` endpoint (also `serving_default`) takes raw images (float32) and
+returns {"probabilities", "classes"}. An existing target is refused unless --overwrite.
+"""
+
+import keras
+from absl import app, flags
+
+from keras_imae import evaluation, export
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, ".keras file to export.", required=True)
+    flags.DEFINE_string("export_dir", None, "Target SavedModel folder.", required=True)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing target.")
+
+
+def main(_):
+    evaluation.load_predictor(FLAGS.model)  # clear error for a missing or corrupt file
+    model = keras.models.load_model(FLAGS.model, compile=False)
+    try:
+        path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite)
+    except FileExistsError as err:
+        raise app.UsageError(str(err)) from None
+    print(f"Exported {FLAGS.model} to {path}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,34 @@
+r"""Plot emphasis curves w(p) of every loss and of DM, and/or a run's per-epoch fit curves.
+
+    python scripts/plot.py --emphasis=emphasis.png
+    python scripts/plot.py --model_dir=runs/digits_dm          # -> runs/digits_dm/fit_curves.png
+"""
+
+from absl import app, flags
+
+from keras_imae import plotting
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("emphasis", None, "PNG path for the emphasis-curve figure.")
+    flags.DEFINE_string("model_dir", None, "Run folder whose log.csv is plotted.")
+    flags.DEFINE_string("output", None, "PNG path for the run figure (default: in model_dir).")
+
+
+def main(_):
+    if not FLAGS.emphasis and not FLAGS.model_dir:
+        raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
+    if FLAGS.emphasis:
+        print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
+    if FLAGS.model_dir:
+        try:
+            print("Wrote", plotting.plot_run(FLAGS.model_dir, FLAGS.output))
+        except FileNotFoundError as err:
+            raise app.UsageError(str(err)) from None
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

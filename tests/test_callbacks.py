@@ -1,0 +1,101 @@
+"""Tests for keras_imae.callbacks.FitMonitor."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_imae import callbacks, models
+from test_models import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
+
+
+def test_fit_statistics_hand_made():
+    stats = callbacks.fit_statistics(LOGITS.argmax(-1), GIVEN, CLEAN)
+    assert stats == pytest.approx(EXPECTED)
+    assert callbacks.fit_statistics([0, 1], [0, 0]) == {"accuracy": 0.5}
+    # No noisy example: the noisy ratios are omitted, not NaN.
+    assert sorted(callbacks.fit_statistics([0, 1], [0, 0], [0, 0])) == ["accuracy", "clean_fit"]
+
+
+def test_fit_monitor_arrays_and_dataset_agree():
+    model = identity_model()
+    test_x, test_y = LOGITS[:4], np.array([0, 0, 2, 0])  # 3 of 4 right
+    arrays = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN), (test_x, test_y), batch_size=3)
+    ds_train = tf.data.Dataset.from_tensor_slices(
+        (LOGITS, {"label": GIVEN, "clean_label": CLEAN})).batch(4)
+    ds_test = tf.data.Dataset.from_tensor_slices((test_x, {"label": np.eye(3)[test_y]})).batch(3)
+    dataset = callbacks.FitMonitor(ds_train, ds_test)
+    for monitor in (arrays, dataset):
+        monitor.set_model(model)
+        values = monitor.measure()
+        assert values == pytest.approx(
+            {f"train_{k}": v for k, v in EXPECTED.items()} | {"test_accuracy": 0.75})
+    only_test = callbacks.FitMonitor(test=(test_x, test_y))
+    only_test.set_model(model)
+    assert only_test.measure() == {"test_accuracy": 0.75}
+    no_clean = callbacks.FitMonitor(
+        tf.data.Dataset.from_tensor_slices((LOGITS, GIVEN)).batch(4))
+    no_clean.set_model(model)
+    assert no_clean.measure() == pytest.approx({"train_accuracy": 0.7})
+
+
+def test_best_and_final_test_accuracy():
+    model = identity_model()
+    test_x = LOGITS[:4]
+    monitor = callbacks.FitMonitor(test=(test_x, np.array([0, 1, 2, 1])))
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    kernel = model.layers[-1].kernel
+    accuracies = []
+    for epoch, perm in enumerate([[0, 1, 2], [1, 2, 0], [0, 2, 1]]):  # 3/4, 0/4, 1/4
+        kernel.assign(np.eye(3, dtype="float32")[:, perm])
+        logs = {}
+        monitor.on_epoch_end(epoch, logs)
+        accuracies.append(logs["test_accuracy"])
+        assert logs["best_test_accuracy"] == 0.75
+    assert accuracies == [0.75, 0.0, 0.25]
+    assert monitor.summary() == {"best_test_accuracy": 0.75, "best_epoch": 1,
+                                 "final_test_accuracy": 0.25}
+
+
+def test_keys_reach_history_and_csv_logger(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    clean = (x[:, 0] > 0).astype("int32")
+    noisy = np.where(np.arange(40) % 4 == 0, 1 - clean, clean)
+    model = models.build_model("mlp", (4,), 2, seed=0)
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    monitor = callbacks.FitMonitor((x, noisy, clean), (x[:10], clean[:10]))
+    path = tmp_path / "log.csv"
+    history = model.fit(x, {"label": noisy, "clean_label": clean}, batch_size=8, epochs=2,
+                        verbose=0, callbacks=[monitor, keras.callbacks.CSVLogger(str(path))])
+    keys = {"train_accuracy", "train_clean_fit", "train_noisy_fit", "train_noisy_correct",
+            "test_accuracy", "best_test_accuracy"}
+    assert keys <= set(history.history) and len(history.history["test_accuracy"]) == 2
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and keys <= set(rows[0])
+    assert float(rows[-1]["train_noisy_fit"]) == pytest.approx(monitor.last["train_noisy_fit"])
+    # Exact: equals the evaluation of the same weights on the same data.
+    logs = model.evaluate(x, {"label": noisy, "clean_label": clean}, verbose=0, return_dict=True)
+    for name in ("clean_fit", "noisy_fit", "noisy_correct"):
+        assert monitor.last[f"train_{name}"] == pytest.approx(logs[name], abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(), "needs `train` or `test`"),
+        (dict(train=np.zeros((3, 2))), "tuple"),
+        (dict(train=(np.zeros((3, 3)),)), "of length 1"),
+        (dict(test=tf.data.Dataset.from_tensor_slices((LOGITS, GIVEN)).take(0).batch(2)),
+         "empty dataset"),
+    ],
+)
+def test_fit_monitor_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        monitor = callbacks.FitMonitor(**kwargs)
+        monitor.set_model(identity_model())
+        monitor.measure()

@@ -1,0 +1,91 @@
+"""Smoke tests of the scripts, run as a user runs them: in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+def _script(name, *args, cwd=None, expect=0):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
+                          cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == expect, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """scripts/train.py with its defaults, shortened to 2 epochs, run from a scratch folder."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    output = _script("train.py", "--epochs=2", "--verbose=2", cwd=cwd)
+    return cwd, output
+
+
+def test_train_defaults_end_to_end(trained):
+    cwd, output = trained
+    assert "noisy memorisation" in output and "test accuracy, final" in output
+    assert "realised" in output  # the noise summary
+    run_dir = cwd / "runs" / "digits_dm"
+    with open(run_dir / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["dataset"] == "digits" and metrics["loss"]["name"] == "derivative_manipulation"
+    assert metrics["noise_rate_realised"] == pytest.approx(0.4, abs=0.01)
+    assert os.path.isfile(cwd / "saved_models" / "digits_dm" / "saved_model.pb")
+    assert (run_dir / "log.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_evaluate_reads_the_export(trained, tmp_path):
+    cwd, _ = trained
+    out = tmp_path / "eval.json"
+    output = _script("evaluate.py", f"--model={cwd / 'saved_models' / 'digits_dm'}",
+                     f"--output={out}")
+    assert "accuracy" in output
+    with open(out) as f:
+        assert len(json.load(f)["per_class_accuracy"]) == 10
+
+
+def test_export_refuses_existing_target_then_overwrites(trained):
+    cwd, _ = trained
+    model = cwd / "runs" / "digits_dm" / "model.keras"
+    target = cwd / "saved_models" / "digits_dm"
+    output = _script("export.py", f"--model={model}", f"--export_dir={target}", expect=1)
+    assert "already exists" in output and "Traceback" not in output
+    assert "Exported" in _script("export.py", f"--model={model}", f"--export_dir={target}",
+                                 "--overwrite")
+
+
+def test_plot_writes_pngs(trained, tmp_path):
+    cwd, _ = trained
+    _script("plot.py", f"--emphasis={tmp_path / 'w.png'}",
+            f"--model_dir={cwd / 'runs' / 'digits_dm'}", f"--output={tmp_path / 'run.png'}")
+    for name in ("w.png", "run.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("flag,choices", [
+    ("--loss=focal", "dm|imae|cce|mae|mse|gce|sce|nce_rce"),
+    ("--dataset=cifar11", "'digits', 'npz:PATH', 'folder:PATH'"),
+    ("--noise_type=uniform", "none|symmetric|pairflip|asymmetric"),
+    ("--strategy=gpu", "default|one_device|mirrored|multi_worker|tpu|auto"),
+])
+def test_bad_flags_list_the_choices(flag, choices):
+    output = _script("train.py", flag, expect=1)
+    assert "Flags parsing error" in output and choices in output
+
+
+def test_clear_messages_for_missing_or_corrupt_inputs(tmp_path):
+    output = _script("plot.py", f"--model_dir={tmp_path / 'nope'}", expect=1)
+    assert "No training log" in output and "Traceback" not in output
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"garbage")
+    output = _script("evaluate.py", f"--model={corrupt}", expect=1)
+    assert "Could not load the Keras model file" in output and "Traceback" not in output
+    output = _script("evaluate.py", f"--model={tmp_path / 'missing'}", expect=1)
+    assert "No model at" in output and "Traceback" not in output
