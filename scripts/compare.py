@@ -8,6 +8,8 @@ See keras_imae/comparison.py for the protocol. Prints and writes a markdown tabl
 
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
+
 from absl import app, flags
 
 from keras_imae import comparison, data, losses, models, training
@@ -61,4 +63,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
+    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

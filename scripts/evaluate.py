@@ -6,6 +6,10 @@ r"""Evaluate a SavedModel folder or a .keras file on a dataset's test split.
 Prints accuracy and per-class accuracy; --output writes them as JSON.
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
+
 from absl import app, flags
 
 from keras_imae import data, evaluation, training
@@ -39,4 +43,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
+    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

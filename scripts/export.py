@@ -7,6 +7,10 @@ The SavedModel's `serve` endpoint (also `serving_default`) takes raw images (flo
 returns {"probabilities", "classes"}. An existing target is refused unless --overwrite.
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
+
 import keras
 from absl import app, flags
 
@@ -33,4 +37,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
+    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

@@ -4,6 +4,10 @@ r"""Plot emphasis curves w(p) of every loss and of DM, and/or a run's per-epoch 
     python scripts/plot.py --model_dir=runs/digits_dm          # -> runs/digits_dm/fit_curves.png
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
+
 from absl import app, flags
 
 from keras_imae import plotting
@@ -31,4 +35,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
+    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

@@ -15,6 +15,10 @@ then a results table; writes metrics.json, log.csv, TensorBoard logs and model.k
 --model_dir and a SavedModel into saved_models/<run name>/ (or --export_dir).
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
+
 import dataclasses
 
 from absl import app, flags
@@ -86,4 +90,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
+    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

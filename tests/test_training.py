@@ -226,3 +226,18 @@ def test_grids_have_equal_size():
     base = training.RunConfig()
     assert {len(comparison.grid_for(name, base)) for name in losses.LOSSES} == {
         comparison.GRID_SIZE}
+
+
+def test_tabular_npz_binary_run(tmp_path):
+    """A user's own tabular arrays with two classes, end to end (MLP, every label noisy-able)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((240, 5)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
+    path = tmp_path / "table.npz"
+    np.savez(path, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    config = _config(tmp_path, dataset=f"npz:{path}", noise_rate=0.2, epochs=2,
+                     batch_size=32)
+    results = training.run(config)
+    assert results["model"] == "mlp" and results["noise_rate_realised"] == pytest.approx(0.2)
+    loaded = tf.saved_model.load(results["saved_model"])
+    assert loaded.serve(x[200:])["probabilities"].shape == (40, 2)
