@@ -1,9 +1,10 @@
 """Noise-robust losses with exact, custom logit gradients.
 
-One gradient core, :func:`_gradient_core`, built on ``tf.custom_gradient``: every loss here
-is a forward value plus a per-example logit gradient ``g_i``. For CCE, MAE, GCE, SCE, IMAE
-and DM that gradient is ``g_i = w(p_ci) * u_i`` with the emphasis ``w`` of
-:mod:`keras_imae.weighting` and the unit-L1 direction::
+One gradient core, :func:`_gradient_core`, built on ``keras.ops.custom_gradient`` (so the
+losses run on the TensorFlow and the JAX backends): every loss here is a forward value plus a
+per-example logit gradient ``g_i``. For CCE, MAE, GCE, SCE, IMAE and DM that gradient is
+``g_i = w(p_ci) * u_i`` with the emphasis ``w`` of :mod:`keras_imae.weighting` and the unit-L1
+direction::
 
     u = (p - y) / ||p - y||_1 = (p - y) / (2 (1 - p_c))
 
@@ -14,7 +15,9 @@ gradient (closed forms below).
 ``normalize="batch"`` divides each example's gradient by the mean L1 norm over the *global*
 batch, ``g_i <- g_i / mean_j ||g_j||_1`` (for the emphasis losses ``||g_j||_1 = w_j``). Under a
 ``tf.distribute`` strategy the mean is a cross-replica all-reduce of (sum, count), so two
-replicas of 32 examples produce exactly the gradients of one replica of 64. With Keras'
+replicas of 32 examples produce exactly the gradients of one replica of 64. On JAX it is the
+mean over the batch the loss sees, which under ``keras.distribution.DataParallel`` (global,
+sharded arrays in one jit-compiled step) is the global batch as well. With Keras'
 default ``"sum_over_batch_size"`` reduction the update is then ``sum_i (w_i / sum_j w_j) u_i``,
 as in the authors' code. It is the default for DM and IMAE (without it ``beta`` rescales the
 learning rate by up to ``e^beta``); for the baselines it gives the papers' "-DN" variants.
@@ -33,6 +36,11 @@ with ``from_logits=False`` -- then ``log(max(p, tiny))`` is used as the logits; 
 ``g`` w.r.t. the pre-softmax logits. Computation is in float32 whatever the input dtype
 (float16/bfloat16 under mixed precision); the gradient is cast back to the input dtype.
 
+Label values are checked by ``tf.debugging.Assert`` on TensorFlow (``InvalidArgumentError``,
+also in ``tf.function``/XLA). On JAX they are checked (``ValueError``) only when concrete, i.e.
+in eager calls; inside ``jax.jit`` (``fit``, ``evaluate``) they cannot be: an out-of-range id
+then matches no class and that example's value and gradient are meaningless, without error.
+
 References:
     X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
     Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
@@ -47,6 +55,7 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_imae import weighting
 
@@ -109,9 +118,18 @@ def _check_normalize(normalize):
     return normalize
 
 
+def _rank(x):
+    shape = x.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)  # tf.TensorShape or tuple
+
+
 def _class_ids(y_true, logits):
-    """Integer class ids ``[B]`` from ``y_true`` (ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``)."""
-    if logits.shape.rank != 2:
+    """Integer class ids ``[B]`` from ``y_true`` (ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``).
+
+    Shapes are checked statically (``ValueError``) on every backend; label *values* by
+    :func:`_check_labels`.
+    """
+    if _rank(logits) != 2:
         raise ValueError(
             "Expected `y_pred` of shape [batch, num_classes]. "
             f"Received: y_pred.shape={logits.shape}"
@@ -121,40 +139,41 @@ def _class_ids(y_true, logits):
         raise ValueError(
             f"Expected at least 2 classes in `y_pred`. Received: y_pred.shape={logits.shape}"
         )
-    y_true = tf.convert_to_tensor(y_true)
-    k = tf.shape(logits)[-1]
-    rank, last = y_true.shape.rank, (y_true.shape[-1] if y_true.shape.rank else None)
+    y_true = ops.convert_to_tensor(y_true)
+    k = ops.shape(logits)[-1]
+    rank = _rank(y_true)
+    last = y_true.shape[-1] if rank else None
     if rank == 2 and last is not None and last == num_classes:
-        y = tf.cast(y_true, tf.float32)
-        is_one_hot = tf.reduce_all(
-            tf.logical_and(
-                tf.reduce_all(tf.logical_or(tf.equal(y, 0.0), tf.equal(y, 1.0)), axis=-1),
-                tf.equal(tf.reduce_sum(y, axis=-1), 1.0),
+        y = ops.cast(y_true, "float32")
+        is_one_hot = ops.all(
+            ops.logical_and(
+                ops.all(ops.logical_or(ops.equal(y, 0.0), ops.equal(y, 1.0)), axis=-1),
+                ops.equal(ops.sum(y, axis=-1), 1.0),
             )
         )
-        tf.debugging.Assert(
+        _check_labels(
             is_one_hot,
             ["`y_true` of the logits' shape must be one-hot (soft labels, e.g. label "
              "smoothing, are not supported: the emphasis is defined for one labelled class)."],
         )
-        return tf.argmax(y, axis=-1, output_type=tf.int32)
+        return ops.cast(ops.argmax(y, axis=-1), "int32")
     if rank == 2 and last == 1:
-        y_true = tf.squeeze(y_true, axis=-1)
+        y_true = ops.squeeze(y_true, axis=-1)
     elif rank != 1:
         raise ValueError(
             "Expected `y_true` of shape [batch], [batch, 1] (class ids) or [batch, num_classes] "
             f"(one-hot). Received: y_true.shape={y_true.shape}, y_pred.shape={logits.shape}"
         )
-    if y_true.dtype.is_floating:
-        y = tf.cast(y_true, tf.float32)
-        tf.debugging.Assert(
-            tf.reduce_all(tf.equal(y, tf.round(y))),
+    if keras.backend.is_float_dtype(y_true.dtype):
+        y = ops.cast(y_true, "float32")
+        _check_labels(
+            ops.all(ops.equal(y, ops.round(y))),
             ["`y_true` class ids must be integers. Received:", y],
             summarize=8,
         )
-    ids = tf.cast(y_true, tf.int32)
-    in_range = tf.reduce_all(tf.logical_and(ids >= 0, ids < k))
-    tf.debugging.Assert(
+    ids = ops.cast(y_true, "int32")
+    in_range = ops.all(ops.logical_and(ids >= 0, ids < k))
+    _check_labels(
         in_range,
         ["`y_true` class ids must lie in [0, num_classes). num_classes:", k, "ids:", ids],
         summarize=16,
@@ -162,51 +181,92 @@ def _class_ids(y_true, logits):
     return ids
 
 
+# ----------------------------------------------------------------------------- backends
+# The only backend-specific code of the module: label-value checks and the cross-replica sum.
+
+
+def _tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _check_labels(condition, data, summarize=None):
+    """Fails when the scalar boolean ``condition`` is false.
+
+    TensorFlow: ``tf.debugging.Assert`` (``InvalidArgumentError``, also inside ``tf.function``
+    and XLA). Other backends: ``ValueError`` when ``condition`` is concrete (eager calls);
+    inside ``jax.jit`` -- as in ``fit`` -- values are abstract and are *not* checked.
+    """
+    if _tensorflow():
+        tf.debugging.Assert(condition, data, summarize=summarize)
+        return
+    if keras.backend.backend() == "jax":
+        import jax  # only reached on the JAX backend
+
+        if isinstance(condition, jax.core.Tracer):
+            return
+    if not bool(ops.convert_to_numpy(condition)):
+        raise ValueError(" ".join(
+            item if isinstance(item, str)
+            else np.array2string(ops.convert_to_numpy(item), threshold=summarize or 1000)
+            for item in data))
+
+
+def _inverse_global_mean(magnitude):
+    """``1 / mean(magnitude)`` over the global batch; 0 if that mean is 0.
+
+    TensorFlow: under a ``tf.distribute`` strategy the (sum, count) pair is all-reduced across
+    replicas. JAX: the mean is over the batch the loss sees; with ``keras.distribution``
+    (``DataParallel``) arrays are global and jit-compiled, so that is the global batch too.
+    """
+    total = ops.sum(magnitude)
+    count = ops.cast(ops.size(magnitude), magnitude.dtype)
+    if _tensorflow():
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
+    return ops.divide_no_nan(count, total)
+
+
 # ----------------------------------------------------------------------------- the core
 
 
 def _stats(z, ids):
     """Softmax quantities of float32 logits ``z`` [B, K] for labelled classes ``ids`` [B]."""
-    num_classes = tf.shape(z)[-1]
-    onehot = tf.one_hot(ids, num_classes, dtype=z.dtype)
-    lse = tf.reduce_logsumexp(z, axis=-1)
+    num_classes = ops.shape(z)[-1]
+    onehot = ops.one_hot(ids, num_classes, dtype=z.dtype)
+    lse = ops.logsumexp(z, axis=-1)
     log_p = z - lse[:, None]
-    log_p_c = tf.reduce_sum(onehot * log_p, axis=-1)
+    log_p_c = ops.sum(onehot * log_p, axis=-1)
     # The labelled class removed: softmax over the other classes gives the direction, its
     # logsumexp gives 1 - p_c = sum_{k != c} p_k without cancellation.
-    z_other = tf.where(onehot > 0, tf.constant(-math.inf, z.dtype), z)
-    lse_other = tf.reduce_logsumexp(z_other, axis=-1)
-    u = 0.5 * (tf.nn.softmax(z_other, axis=-1) - onehot)
+    z_other = ops.where(onehot > 0, ops.full_like(z, -math.inf), z)
+    lse_other = ops.logsumexp(z_other, axis=-1)
+    u = 0.5 * (ops.softmax(z_other, axis=-1) - onehot)
     return _Stats(
         onehot=onehot,
         log_p=log_p,
         log_p_c=log_p_c,
-        p_c=tf.exp(log_p_c),
-        one_minus_p_c=tf.exp(lse_other - lse),
+        p_c=ops.exp(log_p_c),
+        one_minus_p_c=ops.exp(lse_other - lse),
         u=u,
-        num_classes=tf.cast(num_classes, z.dtype),
+        num_classes=ops.cast(num_classes, z.dtype),
     )
 
 
-def _inverse_global_mean(magnitude):
-    """``1 / mean(magnitude)`` over the global batch (all replicas); 0 if that mean is 0."""
-    total = tf.reduce_sum(magnitude)
-    count = tf.cast(tf.size(magnitude), magnitude.dtype)
-    ctx = tf.distribute.get_replica_context()
-    if ctx is not None and ctx.num_replicas_in_sync > 1:
-        total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-    return tf.math.divide_no_nan(count, total)
+def _upstream(args, upstream):
+    """The output gradient: ``grad(upstream)`` on TF/JAX, ``grad(*args, upstream=...)`` else."""
+    return args[0] if upstream is None else upstream
 
 
-@tf.custom_gradient
+@ops.custom_gradient
 def _log_probabilities(p):
     """``log(max(p, tiny))`` with gradient ``1 / max(p, tiny)`` everywhere.
 
     The softmax backward of ``g / p`` is exactly ``g`` because ``sum_k g_k = 0``. Unlike the
-    gradient of ``tf.maximum``, this one is never masked to 0, so NaN stays NaN.
+    gradient of ``maximum``, this one is never masked to 0, so NaN stays NaN.
     """
-    floored = tf.maximum(p, _TINY)
-    return tf.math.log(floored), lambda upstream: upstream / floored
+    floored = ops.maximum(p, _TINY)
+    return ops.log(floored), lambda *args, upstream=None: _upstream(args, upstream) / floored
 
 
 def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits):
@@ -216,22 +276,23 @@ def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits)
     norm [B] (used by ``normalize="batch"``).
     """
     normalize = _check_normalize(normalize)
-    y_pred = tf.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(y_pred)
     if from_logits:
         logits = y_pred
     else:
-        logits = _log_probabilities(tf.cast(y_pred, tf.float32))
+        logits = _log_probabilities(ops.cast(y_pred, "float32"))
     ids = _class_ids(y_true, logits)
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def core(logits_in):
-        stats = _stats(tf.cast(logits_in, tf.float32), ids)
+        stats = _stats(ops.cast(logits_in, "float32"), ids)
 
-        def backward(upstream):
+        def backward(*args, upstream=None):
             g, magnitude = grad_fn(stats)
             if normalize == "batch":
                 g = g * _inverse_global_mean(magnitude)
-            return tf.cast(tf.cast(upstream, tf.float32)[:, None] * g, logits_in.dtype)
+            upstream = ops.cast(_upstream(args, upstream), "float32")
+            return ops.cast(upstream[:, None] * g, logits_in.dtype)
 
         return value_fn(stats), backward
 
@@ -249,7 +310,7 @@ def _emphasis_gradient(weight_fn):
 
 
 def _natural_gradient(g):
-    return g, tf.reduce_sum(tf.abs(g), axis=-1)
+    return g, ops.sum(ops.abs(g), axis=-1)
 
 
 def _cross_entropy_value(s):
@@ -282,9 +343,9 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         Per-example loss values ``[B]`` (float32).
 
     Example:
-        >>> import tensorflow as tf
-        >>> z = tf.constant([[2.0, 0.0], [0.0, 2.0]])
-        >>> derivative_manipulation([0, 0], z, beta=8.0, lam=1.0).numpy().round(4)
+        >>> z = np.float32([[2.0, 0.0], [0.0, 2.0]])
+        >>> keras.ops.convert_to_numpy(
+        ...     derivative_manipulation([0, 0], z, beta=8.0, lam=1.0)).round(4)
         array([0.1269, 2.1269], dtype=float32)
 
     References:
@@ -348,7 +409,7 @@ def generalized_cross_entropy(y_true, y_pred, *, q=0.7, normalize=None, from_log
     """
     return _gradient_core(
         y_true, y_pred,
-        value_fn=lambda s: -tf.math.expm1(q * s.log_p_c) / q,
+        value_fn=lambda s: -ops.expm1(q * s.log_p_c) / q,
         grad_fn=_emphasis_gradient(lambda p, **kw: weighting.gce(p, q=q, **kw)),
         normalize=normalize, from_logits=from_logits,
     )
@@ -375,9 +436,9 @@ def symmetric_cross_entropy(y_true, y_pred, *, alpha=0.1, beta=1.0, normalize=No
 
 def _mse_gradient(s):
     # L = sum_k (p_k - y_k)^2, dL/dz_j = 2 p_j ((p_j - y_j) - sum_k p_k (p_k - y_k)).
-    p = tf.exp(s.log_p)
+    p = ops.exp(s.log_p)
     r = p - s.onehot
-    return _natural_gradient(2.0 * p * (r - tf.reduce_sum(p * r, axis=-1, keepdims=True)))
+    return _natural_gradient(2.0 * p * (r - ops.sum(p * r, axis=-1, keepdims=True)))
 
 
 def mean_squared_error(y_true, y_pred, *, normalize=None, from_logits=True):
@@ -388,7 +449,7 @@ def mean_squared_error(y_true, y_pred, *, normalize=None, from_logits=True):
     """
     return _gradient_core(
         y_true, y_pred,
-        value_fn=lambda s: tf.reduce_sum(tf.square(tf.exp(s.log_p) - s.onehot), axis=-1),
+        value_fn=lambda s: ops.sum(ops.square(ops.exp(s.log_p) - s.onehot), axis=-1),
         grad_fn=_mse_gradient, normalize=normalize, from_logits=from_logits,
     )
 
@@ -406,16 +467,16 @@ def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, nor
     """
 
     def grad_fn(s):
-        p = tf.exp(s.log_p)
+        p = ops.exp(s.log_p)
         a = s.log_p_c[:, None]
-        b = tf.reduce_sum(s.log_p, axis=-1, keepdims=True)
+        b = ops.sum(s.log_p, axis=-1, keepdims=True)
         p_minus_y = 2.0 * s.one_minus_p_c[:, None] * s.u
-        d_nce = (-p_minus_y * b - a * (1.0 - s.num_classes * p)) / tf.square(b)
+        d_nce = (-p_minus_y * b - a * (1.0 - s.num_classes * p)) / ops.square(b)
         return _natural_gradient(alpha * d_nce + 4.0 * beta * s.p_c[:, None] * p_minus_y)
 
     return _gradient_core(
         y_true, y_pred,
-        value_fn=lambda s: alpha * s.log_p_c / tf.reduce_sum(s.log_p, axis=-1)
+        value_fn=lambda s: alpha * s.log_p_c / ops.sum(s.log_p, axis=-1)
         + 4.0 * beta * s.one_minus_p_c,
         grad_fn=grad_fn, normalize=normalize, from_logits=from_logits,
     )

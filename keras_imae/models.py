@@ -1,7 +1,7 @@
 """``RobustModel``, its training-fit metrics, architectures, the papers' optimizer recipe and
 mislabel ranking.
 
-``RobustModel`` is a ``keras.Model`` (TensorFlow backend) whose ``train_step``/``test_step``
+``RobustModel`` is a ``keras.Model`` (TensorFlow or JAX backend) whose training/test steps
 read ``(x, {"label": noisy, "clean_label": clean})`` -- or plain ``(x, y)`` -- train on the
 given (noisy) labels with whatever loss was compiled, and report claim 4 of the papers: *a
 robust model fits the clean training examples and does not fit the noisy ones*. With ``ŷ`` the
@@ -15,11 +15,12 @@ arg-max prediction, ``y`` the given label and ``c`` the clean label of each exam
 ====================  ==============================================================
 
 Each is an exact ratio over the epoch (a count-weighted ``keras.metrics.Mean``: Σhits/Σcount,
-never a mean of batch means), also across replicas under ``tf.distribute``. The three
-clean-label metrics are absent from the logs when the data carries no clean labels. They are
-counts: ``sample_weight`` weights the loss, not these metrics. During ``fit`` they describe
-the (augmented) batches as trained; :class:`keras_imae.callbacks.FitMonitor` measures them on
-the un-augmented training set at each epoch end.
+never a mean of batch means), also across replicas under ``tf.distribute`` and, on JAX, under
+``keras.distribution.DataParallel`` (whose arrays are global). The three clean-label metrics
+are absent from the logs when the data carries no clean labels. They are counts:
+``sample_weight`` weights the loss, not these metrics. During ``fit`` they describe the
+(augmented) batches as trained; :class:`keras_imae.callbacks.FitMonitor` measures them on the
+un-augmented training set at each epoch end.
 
 References:
     K. He, X. Zhang, S. Ren, J. Sun. "Deep Residual Learning for Image Recognition." CVPR 2016.
@@ -114,6 +115,11 @@ def _multi_worker_logs(logs):
 def _unpack(data):
     """``data`` -> ``(x, given_label, clean_label_or_None, sample_weight)``."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    return (x, *_split_targets(y, sample_weight))
+
+
+def _split_targets(y, sample_weight):
+    """Labels or ``{"label", "clean_label"}`` -> ``(given, clean_or_None, sample_weight)``."""
     if isinstance(y, dict):
         if "label" not in y or set(y) - set(_LABEL_KEYS):
             raise ValueError(
@@ -122,16 +128,25 @@ def _unpack(data):
             )
         if isinstance(sample_weight, dict):  # Keras maps a sample_weight array over dict targets.
             sample_weight = sample_weight.get("label")
-        return x, y["label"], y.get("clean_label"), sample_weight
-    return x, y, None, sample_weight
+        return y["label"], y.get("clean_label"), sample_weight
+    return y, None, sample_weight
 
 
 def _class_ids(y):
     """Integer class ids ``[B]`` from ids ``[B]``/``[B, 1]`` or one-hot/probabilities ``[B, K]``."""
-    y = tf.convert_to_tensor(y)
-    if y.shape.rank == 2 and y.shape[-1] != 1:
-        return tf.argmax(y, axis=-1, output_type=tf.int32)
-    return tf.cast(tf.reshape(y, [-1]), tf.int32)
+    y = keras.ops.convert_to_tensor(y)
+    if len(y.shape) == 2 and y.shape[-1] != 1:
+        return keras.ops.cast(keras.ops.argmax(y, axis=-1), "int32")
+    return keras.ops.cast(keras.ops.reshape(y, [-1]), "int32")
+
+
+def _is_jax_tracer(x):
+    """Whether ``x`` is abstract inside a JAX trace (``jit``, ``grad``, ``eval_shape``)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax  # only reached on the JAX backend
+
+    return isinstance(x, jax.core.Tracer)
 
 
 @keras.saving.register_keras_serializable(package="keras_imae")
@@ -154,7 +169,9 @@ class RobustModel(keras.Model):
     in: do not also pass ``metrics=["accuracy"]`` to ``compile``.
 
     Create (and compile) it inside ``strategy.scope()`` to train under a strategy; it also
-    works under ``MultiWorkerMirroredStrategy`` (see the work-around above).
+    works under ``MultiWorkerMirroredStrategy`` (see the work-around above). On the JAX
+    backend, Keras' own stateless steps run (same metrics and logs) through the
+    ``compute_loss``/``compute_metrics`` overrides.
 
     Example:
 
@@ -196,6 +213,11 @@ class RobustModel(keras.Model):
         )
         return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
 
+    if keras.backend.backend() != "tensorflow":
+        # JAX: Keras' stateless ``train_step(state, data)``/``test_step`` are used as they are,
+        # through the ``compute_loss``/``compute_metrics`` hooks below.
+        del train_step, test_step
+
     def _update_metrics(self, x, given, clean, y_pred, sample_weight, loss):
         # Loss: Keras' tracker (the metric named "loss"); `compute_loss` divided the loss by
         # the number of replicas for the cross-replica gradient sum, undo that for display.
@@ -205,17 +227,22 @@ class RobustModel(keras.Model):
             if metric.name == "loss":
                 metric.update_state(loss * tf.cast(replicas, loss.dtype), sample_weight=batch_size)
                 break
-        pred = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+        return _multi_worker_logs(self._metric_logs(x, given, clean, y_pred, sample_weight))
+
+    def _metric_logs(self, x, given, clean, y_pred, sample_weight):
+        """Updates ``accuracy``, the fit metrics and the compiled metrics; returns the logs."""
+        ops = keras.ops
+        pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         given_ids = _class_ids(given)
-        hit = tf.cast(tf.equal(pred, given_ids), "float32")
+        hit = ops.cast(ops.equal(pred, given_ids), "float32")
         self.accuracy_tracker.update_state(hit)
         if clean is not None:
             clean_ids = _class_ids(clean)
-            is_noisy = tf.cast(tf.not_equal(given_ids, clean_ids), "float32")
+            is_noisy = ops.cast(ops.not_equal(given_ids, clean_ids), "float32")
             self.clean_fit_tracker.update_state(hit, sample_weight=1.0 - is_noisy)
             self.noisy_fit_tracker.update_state(hit, sample_weight=is_noisy)
             self.noisy_correct_tracker.update_state(
-                tf.cast(tf.equal(pred, clean_ids), "float32"), sample_weight=is_noisy
+                ops.cast(ops.equal(pred, clean_ids), "float32"), sample_weight=is_noisy
             )
         # Updates the compiled metrics; the dict it returns is rebuilt below.
         super().compute_metrics(x, given, y_pred, sample_weight=sample_weight)
@@ -223,7 +250,25 @@ class RobustModel(keras.Model):
         if clean is None:
             for name in FIT_METRICS:
                 logs.pop(name, None)
-        return _multi_worker_logs(logs)
+        return logs
+
+    # -- Keras hooks used by the JAX backend -------------------------------------------------
+    # Keras' own stateless ``JAXTrainer.train_step``/``test_step`` (``compute_loss_and_updates``
+    # under ``jax.value_and_grad``, ``optimizer.stateless_apply``, metric updates in a
+    # ``StatelessScope``; jit, loss scaling and ``keras.distribution`` shardings included) pass
+    # the full targets ``y`` to these two public hooks, which split off the clean label. The
+    # TensorFlow steps above call ``compute_loss`` with the given label only.
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Compiled loss of the *given* labels; ``y`` may be the ``{"label", ...}`` dict."""
+        given, _, sample_weight = _split_targets(y, sample_weight)
+        return super().compute_loss(
+            x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates all metrics (see :meth:`_metric_logs`); ``y`` may be the target dict."""
+        given, clean, sample_weight = _split_targets(y, sample_weight)
+        return self._metric_logs(x, given, clean, y_pred, sample_weight)
 
     def get_metrics_result(self):
         """Metric values; the clean-label metrics only if clean labels were seen.
@@ -232,9 +277,9 @@ class RobustModel(keras.Model):
         exact global ratios under any strategy.
         """
         logs = super().get_metrics_result()
-        if tf.executing_eagerly():
+        if tf.executing_eagerly():  # Always true on JAX: there, skip tracers (in-step calls).
             seen = self.clean_fit_tracker.count + self.noisy_fit_tracker.count
-            if float(keras.ops.convert_to_numpy(seen)) == 0.0:
+            if not _is_jax_tracer(seen) and float(keras.ops.convert_to_numpy(seen)) == 0.0:
                 for name in FIT_METRICS:
                     logs.pop(name, None)
         return logs

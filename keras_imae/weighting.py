@@ -21,13 +21,15 @@ MAE (alpha=2, eta=2) and GCE (alpha=q+1, eta=2) up to a constant factor.
 
 All functions take ``p`` (a float tensor, any shape) and, optionally, ``one_minus_p``: the
 same ``1 - p`` computed without cancellation (the losses pass ``sum_{k != c} p_k``), which
-keeps ``w`` accurate when ``p`` rounds to 1. They are pure TensorFlow functions and
-broadcast elementwise.
+keeps ``w`` accurate when ``p`` rounds to 1. They are pure ``keras.ops`` functions (any Keras
+backend; tensors of the backend in, out) and broadcast elementwise.
 
 Example:
+    >>> import keras
     >>> import numpy as np
     >>> from keras_imae import weighting
-    >>> np.round(weighting.dm(np.float32([0.0, 0.5, 1.0]), beta=8.0, lam=1.0).numpy(), 3)
+    >>> w = weighting.dm(np.float32([0.0, 0.5, 1.0]), beta=8.0, lam=1.0)
+    >>> np.round(keras.ops.convert_to_numpy(w), 3)
     array([1.   , 7.389, 1.   ], dtype=float32)
 
 References:
@@ -38,16 +40,17 @@ References:
     Example Weighting." arXiv:1905.11233, 2019.
 """
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 __all__ = ["cce", "mae", "gce", "sce", "imae", "dm", "normal", "beta_density", "mode"]
 
 
 def _prepare(p, one_minus_p):
-    p = tf.convert_to_tensor(p)
-    if not p.dtype.is_floating:
-        p = tf.cast(p, tf.float32)
-    one_minus_p = 1.0 - p if one_minus_p is None else tf.cast(one_minus_p, p.dtype)
+    p = ops.convert_to_tensor(p)
+    if not keras.backend.is_float_dtype(p.dtype):
+        p = ops.cast(p, "float32")
+    one_minus_p = 1.0 - p if one_minus_p is None else ops.cast(one_minus_p, p.dtype)
     return p, one_minus_p
 
 
@@ -71,7 +74,7 @@ def gce(p, *, q, one_minus_p=None):
         Networks with Noisy Labels." NeurIPS 2018.
     """
     p, one_minus_p = _prepare(p, one_minus_p)
-    return 2.0 * tf.pow(p, q) * one_minus_p
+    return 2.0 * ops.power(p, q) * one_minus_p
 
 
 def sce(p, *, alpha, beta, one_minus_p=None):
@@ -96,7 +99,7 @@ def dm(p, *, beta, lam, one_minus_p=None):
     weighs the same). ``p^0 = 1``, also at ``p = 0``.
     """
     p, one_minus_p = _prepare(p, one_minus_p)
-    return tf.exp(beta * tf.pow(p, lam) * one_minus_p)
+    return ops.exp(beta * ops.power(p, lam) * one_minus_p)
 
 
 def imae(p, *, temperature, one_minus_p=None):
@@ -107,7 +110,7 @@ def imae(p, *, temperature, one_minus_p=None):
 def normal(p, *, beta, psi):
     """DM's Normal emphasis density: ``w(p) = exp(-beta * p * (p - 2 psi))``, mode ``psi``."""
     p, _ = _prepare(p, None)
-    return tf.exp(-beta * p * (p - 2.0 * psi))
+    return ops.exp(-beta * p * (p - 2.0 * psi))
 
 
 def beta_density(p, *, alpha, eta, one_minus_p=None):
@@ -117,7 +120,7 @@ def beta_density(p, *, alpha, eta, one_minus_p=None):
     at p = 0 for alpha < 1 and at p = 1 for eta < 1.
     """
     p, one_minus_p = _prepare(p, one_minus_p)
-    return tf.pow(p, alpha - 1.0) * tf.pow(one_minus_p, eta - 1.0)
+    return ops.power(p, alpha - 1.0) * ops.power(one_minus_p, eta - 1.0)
 
 
 def mode(*, lam):

@@ -342,7 +342,9 @@ def test_compile_fit_decreases_loss(loss):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
                               keras.layers.Dense(4)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    # Adam: with constant-rate SGD, DM's non-vanishing gradient grows the logits without
+    # bound on this BatchNorm-free toy model (see README, known limitations).
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
     history = model.fit(x, y, batch_size=32, epochs=5, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
 
