@@ -86,7 +86,7 @@ _PACKAGE = "keras_imae"
 
 # Everything the forward and backward passes need about one batch of logits.
 _Stats = collections.namedtuple(
-    "_Stats", "onehot log_p log_p_c p_c one_minus_p_c u num_classes"
+    "_Stats", "onehot z lse log_p_c p_c one_minus_p_c u num_classes"
 )
 
 
@@ -231,26 +231,38 @@ def _inverse_global_mean(magnitude):
 
 
 def _stats(z, ids):
-    """Softmax quantities of float32 logits ``z`` [B, K] for labelled classes ``ids`` [B]."""
+    """Softmax quantities of float32 logits ``z`` [B, K] for labelled classes ``ids`` [B].
+
+    One exponential pass: with the labelled class removed (``z_c = -inf``),
+    ``e = exp(z_other - max z_other)`` gives the direction ``u_j = e_j / (2 sum e)`` and
+    ``lse_other = log sum_{k != c} exp z_k``; then ``log p_c = z_c - logaddexp(lse_other, z_c)``
+    and ``1 - p_c = exp(lse_other - lse)``, both without cancellation.
+    """
     num_classes = ops.shape(z)[-1]
     onehot = ops.one_hot(ids, num_classes, dtype=z.dtype)
-    lse = ops.logsumexp(z, axis=-1)
-    log_p = z - lse[:, None]
-    log_p_c = ops.sum(onehot * log_p, axis=-1)
-    # The labelled class removed: softmax over the other classes gives the direction, its
-    # logsumexp gives 1 - p_c = sum_{k != c} p_k without cancellation.
+    z_c = ops.sum(onehot * z, axis=-1)
     z_other = ops.where(onehot > 0, ops.full_like(z, -math.inf), z)
-    lse_other = ops.logsumexp(z_other, axis=-1)
-    u = 0.5 * (ops.softmax(z_other, axis=-1) - onehot)
+    top = ops.max(z_other, axis=-1)
+    e = ops.exp(z_other - top[:, None])
+    total = ops.sum(e, axis=-1)
+    lse_other = top + ops.log(total)
+    lse = ops.logaddexp(lse_other, z_c)
+    log_p_c = z_c - lse
     return _Stats(
         onehot=onehot,
-        log_p=log_p,
+        z=z,
+        lse=lse,
         log_p_c=log_p_c,
         p_c=ops.exp(log_p_c),
         one_minus_p_c=ops.exp(lse_other - lse),
-        u=u,
+        u=0.5 * (e / total[:, None] - onehot),
         num_classes=ops.cast(num_classes, z.dtype),
     )
+
+
+def _log_p(s):
+    """Log-probabilities of all classes ``[B, K]`` (only MSE and NCE+RCE need them)."""
+    return s.z - s.lse[:, None]
 
 
 def _upstream(args, upstream):
@@ -436,7 +448,7 @@ def symmetric_cross_entropy(y_true, y_pred, *, alpha=0.1, beta=1.0, normalize=No
 
 def _mse_gradient(s):
     # L = sum_k (p_k - y_k)^2, dL/dz_j = 2 p_j ((p_j - y_j) - sum_k p_k (p_k - y_k)).
-    p = ops.exp(s.log_p)
+    p = ops.exp(_log_p(s))
     r = p - s.onehot
     return _natural_gradient(2.0 * p * (r - ops.sum(p * r, axis=-1, keepdims=True)))
 
@@ -449,7 +461,7 @@ def mean_squared_error(y_true, y_pred, *, normalize=None, from_logits=True):
     """
     return _gradient_core(
         y_true, y_pred,
-        value_fn=lambda s: ops.sum(ops.square(ops.exp(s.log_p) - s.onehot), axis=-1),
+        value_fn=lambda s: ops.sum(ops.square(ops.exp(_log_p(s)) - s.onehot), axis=-1),
         grad_fn=_mse_gradient, normalize=normalize, from_logits=from_logits,
     )
 
@@ -467,16 +479,16 @@ def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, nor
     """
 
     def grad_fn(s):
-        p = ops.exp(s.log_p)
+        p = ops.exp(_log_p(s))
         a = s.log_p_c[:, None]
-        b = ops.sum(s.log_p, axis=-1, keepdims=True)
+        b = ops.sum(_log_p(s), axis=-1, keepdims=True)
         p_minus_y = 2.0 * s.one_minus_p_c[:, None] * s.u
         d_nce = (-p_minus_y * b - a * (1.0 - s.num_classes * p)) / ops.square(b)
         return _natural_gradient(alpha * d_nce + 4.0 * beta * s.p_c[:, None] * p_minus_y)
 
     return _gradient_core(
         y_true, y_pred,
-        value_fn=lambda s: alpha * s.log_p_c / ops.sum(s.log_p, axis=-1)
+        value_fn=lambda s: alpha * s.log_p_c / ops.sum(_log_p(s), axis=-1)
         + 4.0 * beta * s.one_minus_p_c,
         grad_fn=grad_fn, normalize=normalize, from_logits=from_logits,
     )
