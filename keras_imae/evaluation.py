@@ -14,7 +14,7 @@ import tensorflow as tf
 import keras_imae.models  # noqa: F401  (registers RobustModel for load_model)
 from keras_imae import export
 
-__all__ = ["load_predictor", "evaluate"]
+__all__ = ["load_predictor", "load_keras_model", "evaluate"]
 
 
 def load_predictor(path):
@@ -40,13 +40,26 @@ def load_predictor(path):
             raise ValueError(f"Could not load the SavedModel {path!r}: {err}") from err
         return lambda x: getattr(loaded, export.ENDPOINT)(
             tf.cast(x, tf.float32))["probabilities"].numpy()
+    model = load_keras_model(path)
+    return lambda x: tf.nn.softmax(
+        tf.cast(model.predict(x, batch_size=512, verbose=0), tf.float32)).numpy()
+
+
+def load_keras_model(path):
+    """``keras.models.load_model(path, compile=False)`` with clear errors.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: ``path`` is not a loadable ``.keras`` file (corrupt, another format).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model at {path!r}.")
     try:
-        model = keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False)
     except Exception as err:  # zip, h5py, JSON and Keras errors all mean "not a model"
         raise ValueError(f"Could not load the Keras model file {path!r}: "
                          f"{type(err).__name__}: {err}") from err
-    return lambda x: tf.nn.softmax(
-        tf.cast(model.predict(x, batch_size=512, verbose=0), tf.float32)).numpy()
 
 
 def evaluate(predict, x, y, num_classes, *, batch_size=1024):

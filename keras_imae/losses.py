@@ -42,11 +42,8 @@ in eager calls; inside ``jax.jit`` (``fit``, ``evaluate``) they cannot be: an ou
 then matches no class and that example's value and gradient are meaningless, without error.
 
 References:
-    X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
-    Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
-    Matters." arXiv:1903.12141, 2019.
-    X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
-    Example Weighting." arXiv:1905.11233, 2019.
+    The IMAE (arXiv:1903.12141) and DM (arXiv:1905.11233) papers of X. Wang, Y. Hua,
+    E. Kodirov and N. M. Robertson, 2019; full citations in :mod:`keras_imae.weighting`.
 """
 
 import collections
@@ -578,40 +575,39 @@ class IMAE(_CoreLoss):
         )
 
 
+class _ParameterFreeLoss(_CoreLoss):
+    """A baseline without hyper-parameters: subclasses set ``_fn`` and ``_default_name``."""
+
+    _default_name = None
+
+    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM, name=None,
+                 dtype=None):
+        super().__init__({}, normalize=normalize, from_logits=from_logits,
+                         reduction=reduction, name=name or self._default_name, dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class CategoricalCrossentropy(_CoreLoss):
+class CategoricalCrossentropy(_ParameterFreeLoss):
     """Cross-entropy with the stable core gradient; ``normalize="batch"`` is CCE-DN."""
 
     _fn = staticmethod(categorical_crossentropy)
-
-    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
-                 name="categorical_crossentropy", dtype=None):
-        super().__init__({}, normalize=normalize, from_logits=from_logits,
-                         reduction=reduction, name=name, dtype=dtype)
+    _default_name = "categorical_crossentropy"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class MeanAbsoluteError(_CoreLoss):
+class MeanAbsoluteError(_ParameterFreeLoss):
     """MAE on probabilities, ``sum_k |p_k - y_k|``; see :func:`mean_absolute_error`."""
 
     _fn = staticmethod(mean_absolute_error)
-
-    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
-                 name="mean_absolute_error", dtype=None):
-        super().__init__({}, normalize=normalize, from_logits=from_logits,
-                         reduction=reduction, name=name, dtype=dtype)
+    _default_name = "mean_absolute_error"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class MeanSquaredError(_CoreLoss):
+class MeanSquaredError(_ParameterFreeLoss):
     """Squared error on probabilities, ``sum_k (p_k - y_k)^2``; see :func:`mean_squared_error`."""
 
     _fn = staticmethod(mean_squared_error)
-
-    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM,
-                 name="mean_squared_error", dtype=None):
-        super().__init__({}, normalize=normalize, from_logits=from_logits,
-                         reduction=reduction, name=name, dtype=dtype)
+    _default_name = "mean_squared_error"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -4,12 +4,11 @@ Uses matplotlib's non-interactive Agg backend; every function writes one PNG and
 its path.
 """
 
-import csv
 import os
 
 import numpy as np
 
-from keras_imae import weighting
+from keras_imae import training, weighting
 
 __all__ = ["plot_emphasis", "plot_run"]
 
@@ -73,12 +72,7 @@ def plot_run(model_dir, path=None):
     Raises:
         FileNotFoundError: no ``log.csv`` in ``model_dir``.
     """
-    log = os.path.join(model_dir, "log.csv")
-    if not os.path.exists(log):
-        raise FileNotFoundError(f"No training log at {log!r}: is {model_dir!r} a run folder "
-                                "written by scripts/train.py?")
-    with open(log) as f:
-        rows = list(csv.DictReader(f))
+    rows = training.read_log(model_dir)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [int(r["epoch"]) + 1 for r in rows]

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from keras_imae import callbacks, data, distribute, export, losses, models, noise
 
-__all__ = ["RunConfig", "run", "loss_from_config", "format_results", "write_json"]
+__all__ = ["RunConfig", "run", "loss_from_config", "format_results", "read_log", "write_json"]
 
 # Hyper-parameters each loss takes; a RunConfig field left at None means "loss default".
 LOSS_HPARAMS = {
@@ -258,7 +258,7 @@ def run(config, *, dataset=None, strategy=None):
         "noise_rate_nominal": config.noise_rate,
         "noise_rate_realised": float(np.mean(is_noisy)),
         "epochs": config.epochs,
-        **_epoch_results(os.path.join(model_dir, "log.csv"), monitor.last),
+        **_epoch_results(model_dir, monitor.last),
         "mislabel_ranking": quality,
         "model_keras": os.path.abspath(keras_path),
         "seconds": round(time.time() - start, 1),
@@ -274,11 +274,25 @@ def run(config, *, dataset=None, strategy=None):
     return results
 
 
-def _epoch_results(log_csv, last):
+def read_log(model_dir):
+    """The rows of ``model_dir/log.csv`` (one dict of strings per epoch, resumed runs
+    included).
+
+    Raises:
+        FileNotFoundError: no ``log.csv`` in ``model_dir``.
+    """
+    log = os.path.join(model_dir, "log.csv")
+    if not os.path.exists(log):
+        raise FileNotFoundError(f"No training log at {log!r}: is {model_dir!r} a run folder "
+                                "written by scripts/train.py?")
+    with open(log) as f:
+        return list(csv.DictReader(f))
+
+
+def _epoch_results(model_dir, last):
     """Best/final test accuracy from the whole CSV log (complete across resumed runs) and
     the final exact training-set fit values measured by the FitMonitor."""
-    with open(log_csv) as f:
-        rows = list(csv.DictReader(f))
+    rows = read_log(model_dir)
     test = [float(r["test_accuracy"]) for r in rows]
     best = int(np.argmax(test))
     return {

@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_imae import comparison, data, losses, models, training
 
@@ -42,6 +42,8 @@ def define_flags():
 
 
 def main(_):
+    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
+        logging.set_verbosity(logging.WARNING)
     base = training.RunConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, noise_type=FLAGS.noise_type,
         noise_rate=FLAGS.noise_rate, model=FLAGS.model, epochs=FLAGS.epochs,
@@ -63,5 +65,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
-    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

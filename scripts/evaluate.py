@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_imae import data, evaluation, training
 
@@ -26,6 +26,8 @@ def define_flags():
 
 
 def main(_):
+    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
+        logging.set_verbosity(logging.WARNING)
     try:
         predict = evaluation.load_predictor(FLAGS.model)
     except (FileNotFoundError, ValueError) as err:
@@ -43,5 +45,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
-    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

@@ -11,8 +11,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-import keras
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_imae import evaluation, export
 
@@ -26,16 +25,16 @@ def define_flags():
 
 
 def main(_):
-    evaluation.load_predictor(FLAGS.model)  # clear error for a missing or corrupt file
-    model = keras.models.load_model(FLAGS.model, compile=False)
+    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
+        logging.set_verbosity(logging.WARNING)
     try:
+        model = evaluation.load_keras_model(FLAGS.model)
         path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite)
-    except FileExistsError as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         raise app.UsageError(str(err)) from None
     print(f"Exported {FLAGS.model} to {path}")
 
 
 if __name__ == "__main__":
     define_flags()
-    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_imae import plotting
 
@@ -22,6 +22,8 @@ def define_flags():
 
 
 def main(_):
+    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
+        logging.set_verbosity(logging.WARNING)
     if not FLAGS.emphasis and not FLAGS.model_dir:
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
     if FLAGS.emphasis:
@@ -35,5 +37,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
-    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)

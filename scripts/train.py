@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 import dataclasses
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_imae import data, distribute, losses, models, training
 
@@ -79,6 +79,8 @@ def define_flags():
 
 
 def main(_):
+    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
+        logging.set_verbosity(logging.WARNING)
     config = training.RunConfig(**{f.name: FLAGS[f.name].value
                                    for f in dataclasses.fields(training.RunConfig)})
     results = training.run(config)
@@ -90,5 +92,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
-    FLAGS.set_default("verbosity", -1)  # absl/TF INFO logs off unless --verbosity=0
     app.run(main)
