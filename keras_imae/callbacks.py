@@ -16,7 +16,8 @@ import tensorflow as tf
 __all__ = ["FitMonitor", "fit_statistics"]
 
 
-def _ids(y):
+def label_ids(y):
+    """Integer class ids (numpy int64 ``[N]``) from ids ``[N]``/``[N, 1]`` or one-hot ``[N, K]``."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[-1] > 1:
         return y.argmax(-1).astype("int64")
@@ -31,11 +32,11 @@ def _predict(model, data, batch_size):
             x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
             preds.append(np.asarray(model.predict_on_batch(x)).argmax(-1))
             if isinstance(y, dict):
-                given.append(_ids(y["label"]))
+                given.append(label_ids(y["label"]))
                 if "clean_label" in y:
-                    clean.append(_ids(y["clean_label"]))
+                    clean.append(label_ids(y["clean_label"]))
             else:
-                given.append(_ids(y))
+                given.append(label_ids(y))
         if not preds:
             raise ValueError("FitMonitor received an empty dataset.")
         cat = np.concatenate
@@ -49,8 +50,8 @@ def _predict(model, data, batch_size):
     logits = model.predict(data[0], batch_size=batch_size, verbose=0)
     return (
         np.asarray(logits).argmax(-1),
-        _ids(data[1]),
-        _ids(data[2]) if len(data) == 3 else None,
+        label_ids(data[1]),
+        label_ids(data[2]) if len(data) == 3 else None,
     )
 
 

@@ -68,10 +68,22 @@ def evaluate(predict, x, y, num_classes, *, batch_size=1024):
     Returns:
         ``{"accuracy": float, "per_class_accuracy": [K floats, NaN for an absent class],
         "num_examples": N}``.
+
+    Raises:
+        ValueError: the model does not take these inputs or has another number of classes
+            (e.g. a CIFAR model evaluated on digits).
     """
     y = np.asarray(y)
-    pred = np.concatenate([np.argmax(predict(x[i:i + batch_size]), axis=-1)
-                           for i in range(0, len(x), batch_size)])
+    try:
+        probs = [predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as err:
+        raise ValueError(
+            f"The model does not accept these inputs of shape {x.shape[1:]} (wrong dataset?): "
+            f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+    if probs[0].shape[-1] != num_classes:
+        raise ValueError(f"The model predicts {probs[0].shape[-1]} classes but the dataset has "
+                         f"{num_classes} (wrong dataset?).")
+    pred = np.concatenate([np.argmax(p, axis=-1) for p in probs])
     per_class = [float(np.mean(pred[y == k] == k)) if np.any(y == k) else float("nan")
                  for k in range(num_classes)]
     return {"accuracy": float(np.mean(pred == y)), "per_class_accuracy": per_class,

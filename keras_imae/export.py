@@ -11,12 +11,10 @@ The archive is written to a temporary sibling folder and renamed into place, so 
 sees a half-written export and an interrupted export leaves the old one intact.
 """
 
-import os
-import shutil
-import tempfile
-
 import keras
 import tensorflow as tf
+
+from keras_imae import files
 
 __all__ = ["export_saved_model", "ENDPOINT"]
 
@@ -48,6 +46,7 @@ def export_saved_model(model, path, *, overwrite=False):
         model: a built functional/sequential Keras model whose output is logits.
         path: target folder; its parent is created if missing.
         overwrite: replace an existing ``path``; otherwise an existing target is an error.
+            A failed replacement leaves the previous export in place.
 
     Returns:
         The absolute path written.
@@ -56,29 +55,11 @@ def export_saved_model(model, path, *, overwrite=False):
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ValueError: the model has no defined input (not built).
     """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(
-            f"Export target {path!r} already exists; pass overwrite=True (--overwrite) to "
-            "replace it.")
     try:
         model.inputs[0]
     except (AttributeError, IndexError, TypeError, ValueError) as err:
         raise ValueError(
             "The model has no defined input; build or call it before exporting.") from err
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
-        _serving_archive(model).write_out(tmp, verbose=False)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rename(path, os.path.join(old, "export"))
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    archive = _serving_archive(model)
+    return files.atomic_replace_dir(
+        path, lambda tmp: archive.write_out(tmp, verbose=False), overwrite=overwrite)

@@ -186,6 +186,15 @@ def _tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
+def is_jax_tracer(x):
+    """Whether ``x`` is abstract inside a JAX trace (``jit``, ``grad``, ``eval_shape``)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax  # only reached on the JAX backend
+
+    return isinstance(x, jax.core.Tracer)
+
+
 def _check_labels(condition, data, summarize=None):
     """Fails when the scalar boolean ``condition`` is false.
 
@@ -196,11 +205,8 @@ def _check_labels(condition, data, summarize=None):
     if _tensorflow():
         tf.debugging.Assert(condition, data, summarize=summarize)
         return
-    if keras.backend.backend() == "jax":
-        import jax  # only reached on the JAX backend
-
-        if isinstance(condition, jax.core.Tracer):
-            return
+    if is_jax_tracer(condition):
+        return
     if not bool(ops.convert_to_numpy(condition)):
         raise ValueError(" ".join(
             item if isinstance(item, str)

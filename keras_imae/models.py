@@ -35,6 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_imae import callbacks, losses
+
 __all__ = [
     "ARCHITECTURES",
     "FIT_METRICS",
@@ -138,15 +140,6 @@ def _class_ids(y):
     if len(y.shape) == 2 and y.shape[-1] != 1:
         return keras.ops.cast(keras.ops.argmax(y, axis=-1), "int32")
     return keras.ops.cast(keras.ops.reshape(y, [-1]), "int32")
-
-
-def _is_jax_tracer(x):
-    """Whether ``x`` is abstract inside a JAX trace (``jit``, ``grad``, ``eval_shape``)."""
-    if keras.backend.backend() != "jax":
-        return False
-    import jax  # only reached on the JAX backend
-
-    return isinstance(x, jax.core.Tracer)
 
 
 @keras.saving.register_keras_serializable(package="keras_imae")
@@ -279,7 +272,7 @@ class RobustModel(keras.Model):
         logs = super().get_metrics_result()
         if tf.executing_eagerly():  # Always true on JAX: there, skip tracers (in-step calls).
             seen = self.clean_fit_tracker.count + self.noisy_fit_tracker.count
-            if not _is_jax_tracer(seen) and float(keras.ops.convert_to_numpy(seen)) == 0.0:
+            if not losses.is_jax_tracer(seen) and float(keras.ops.convert_to_numpy(seen)) == 0.0:
                 for name in FIT_METRICS:
                     logs.pop(name, None)
         return logs
@@ -681,8 +674,7 @@ def rank_mislabelled(model, x, labels, *, batch_size=256, score="prob"):
         )
     logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
     labels = np.asarray(labels)
-    ids = labels.argmax(-1) if labels.ndim == 2 and labels.shape[-1] > 1 else labels.reshape(-1)
-    ids = ids.astype("int64")
+    ids = callbacks.label_ids(labels)
     if logits.ndim != 2 or len(ids) != len(logits):
         raise ValueError(
             "`labels` must give one label per example of `x`. Received: "

@@ -16,10 +16,11 @@ machine. Re-drawing noise per epoch is the caller's business (call again with an
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
+
+from keras_imae import files
 
 # --- Constants: asymmetric class maps (clean class -> noisy class) ---------------------------
 # Zhang & Sabuncu 2018 / Wang et al. 2019 (SCE) / Ma et al. 2020 (APL) use exactly these maps.
@@ -450,16 +451,7 @@ def save_noisy_labels(path, noisy, is_noisy, clean=None, **meta):
             )
     arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=_jsonable))
     file_path = _npz_path(path)
-    directory = os.path.dirname(file_path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp_path, file_path)
-    except BaseException:
-        os.remove(tmp_path)
-        raise
+    files.atomic_write(file_path, lambda f: np.savez(f, **arrays), binary=True)
     return file_path
 
 

@@ -25,29 +25,21 @@ import csv
 import dataclasses
 import json
 import os
-import tempfile
+import shutil
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import callbacks, data, distribute, export, losses, models, noise
+from keras_imae import callbacks, data, distribute, export, files, losses, models, noise
 
-__all__ = ["RunConfig", "run", "loss_from_config", "format_results", "read_log", "write_json"]
+__all__ = ["RunConfig", "run", "validate", "loss_from_config", "format_results", "read_log", "write_json"]
 
-# Hyper-parameters each loss takes; a RunConfig field left at None means "loss default".
-LOSS_HPARAMS = {
-    "dm": ("beta", "lam"),
-    "imae": ("temperature",),
-    "cce": (),
-    "mae": (),
-    "mse": (),
-    "gce": ("q",),
-    "sce": ("alpha", "beta"),
-    "nce_rce": ("alpha", "beta"),
-}
-NOISE_TYPES = ("none", "symmetric", "pairflip", "asymmetric")
+# RunConfig fields that are loss hyper-parameters; None means "the loss's default".
+HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha")
+NOISE_TYPES = ("none", *noise.NOISE_TYPES)
+_RUN_FILES = ("log.csv", "metrics.json", noise.NOISY_LABELS_FILENAME, "model.keras")
 
 
 @dataclasses.dataclass
@@ -78,7 +70,7 @@ class RunConfig:
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
-    momentum: float = 0.9
+    momentum: float | None = None  # SGD only; None: 0.9
     lr_schedule: str = "none"  # none | step | cosine
     weight_decay: float = 0.0
     augment: str = "auto"  # auto | none | cifar | crop
@@ -90,15 +82,24 @@ class RunConfig:
     seed: int = 0
     model_dir: str = "runs/digits_dm"
     export_dir: str | None = None  # default saved_models/<basename of model_dir>; "" = none
+    overwrite: bool = False  # start afresh in a model_dir that holds a finished run
     verbose: int = 1
 
 
 def loss_from_config(config):
-    """The compiled loss: ``losses.get(config.loss, **hyper-parameters that were set)``."""
-    if config.loss not in LOSS_HPARAMS:
-        losses.get(config.loss)  # raises with the list of valid names
-    kwargs = {k: getattr(config, k) for k in LOSS_HPARAMS[config.loss]
-              if getattr(config, k) is not None}
+    """The compiled loss: ``losses.get(config.loss, **hyper-parameters that were set)``.
+
+    A hyper-parameter set for a loss that does not take it (``loss="imae", beta=16``) is an
+    error, not silently ignored.
+    """
+    accepted = tuple(losses.get(config.loss)._hparams)  # raises for an unknown name
+    unused = [k for k in HPARAM_FIELDS if getattr(config, k) is not None and k not in accepted]
+    if unused:
+        raise ValueError(
+            f"Loss {config.loss!r} does not take {', '.join(f'`{k}`' for k in unused)} "
+            f"(its hyper-parameters: {', '.join(accepted) or 'none'}). Received: "
+            + ", ".join(f"{k}={getattr(config, k)}" for k in unused))
+    kwargs = {k: getattr(config, k) for k in accepted if getattr(config, k) is not None}
     if config.normalize != "default":
         kwargs["normalize"] = config.normalize
     return losses.get(config.loss, **kwargs)
@@ -112,42 +113,73 @@ def _auto_model(input_shape):
     return "cnn"
 
 
-def _noisy_labels(config, dataset):
-    """Draw the corruption once, or reuse it (explicit file, or a previous run's model_dir)."""
-    y = dataset.y_train
-    saved = os.path.join(config.model_dir, "noisy_labels.npz")
-    source = config.noisy_labels or (saved if os.path.exists(saved) else None)
-    if source is not None:
-        noisy, is_noisy, _, _ = noise.load_noisy_labels(source, clean_labels=y,
-                                                        num_classes=dataset.num_classes)
-        return noisy, is_noisy, source
-    if config.noise_type == "none" or config.noise_rate == 0:
-        return y.copy(), np.zeros(len(y), bool), None
+def _noise_meta(config, dataset):
+    """What identifies a corruption drawn by this library (stored in noisy_labels.npz)."""
+    return {"dataset": dataset.name, "noise_type": config.noise_type,
+            "noise_rate": 0.0 if config.noise_type == "none" else config.noise_rate,
+            "noise_seed": config.noise_seed}
+
+
+def _noisy_labels(config, dataset, resuming):
+    """``(noisy, is_noisy, meta, source)``: drawn once per run, reused when resuming.
+
+    Resuming reuses the run's own ``noisy_labels.npz`` and refuses other noise settings;
+    ``config.noisy_labels`` reuses another run's file (its metadata is kept).
+    """
+    y, k = dataset.y_train, dataset.num_classes
+    source = os.path.abspath(config.noisy_labels) if config.noisy_labels else None
+    saved = os.path.join(config.model_dir, noise.NOISY_LABELS_FILENAME)
+    if resuming and os.path.exists(saved):
+        noisy, is_noisy, _, meta = noise.load_noisy_labels(saved, clean_labels=y, num_classes=k)
+        wanted = {"source": source} if source else _noise_meta(config, dataset)
+        differs = {key: (meta.get(key), value) for key, value in wanted.items()
+                   if meta.get(key) != value}
+        if differs:
+            raise ValueError(
+                f"Cannot resume the run in {config.model_dir!r} with other noise settings "
+                f"(saved, requested): {differs}. Rerun with the original flags, or pass "
+                "overwrite=True (--overwrite) or another model_dir to start afresh.")
+        return noisy, is_noisy, meta, saved
+    if source:
+        noisy, is_noisy, _, meta = noise.load_noisy_labels(source, clean_labels=y, num_classes=k)
+        return noisy, is_noisy, {**meta, "source": source}, source
+    meta = _noise_meta(config, dataset)
+    if meta["noise_rate"] == 0:
+        return y.copy(), np.zeros(len(y), bool), meta, None
     noisy, is_noisy = noise.corrupt_labels(
-        y, dataset.num_classes, config.noise_type, config.noise_rate, config.noise_seed,
+        y, k, config.noise_type, config.noise_rate, config.noise_seed,
         dataset=dataset.name, superclasses=dataset.superclasses)
-    return noisy, is_noisy, None
+    return noisy, is_noisy, meta, None
 
 
-def write_json(path, obj):
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
+def _previous_run(config):
+    """``(resuming, previous_files)`` of ``model_dir``; a finished run needs ``overwrite``.
+
+    A ``backup/`` folder means a run was interrupted: it is resumed. Files of a finished run
+    without ``overwrite`` are an error: a new run would silently reuse its noise and append to
+    its log. Read-only; :func:`run` removes the files when ``overwrite`` is set.
+    """
+    previous = [f for f in (*_RUN_FILES, "backup") if os.path.exists(
+        os.path.join(config.model_dir, f))]
+    if config.overwrite:
+        return False, previous
+    if "backup" in previous:
+        return True, previous
+    if previous:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} already holds a finished run "
+            f"({', '.join(previous)}). Pass overwrite=True (--overwrite) to replace it, or "
+            "choose another model_dir.")
+    return False, previous
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+def validate(config):
+    """Every check that needs no data or training: raises ``ValueError`` naming the problem.
 
-
-def _check_config(config):
+    Flags, the loss and its hyper-parameters, the optimizer, and the state of ``model_dir``.
+    Returns the loss object. :func:`run` calls it first; scripts call it to turn mistakes into
+    usage errors before anything is loaded.
+    """
     if config.noise_type not in NOISE_TYPES:
         raise ValueError(
             f"Invalid value for `noise_type`. Expected one of {list(NOISE_TYPES)}. "
@@ -159,6 +191,43 @@ def _check_config(config):
     if not 0.0 <= config.validation_fraction < 1.0:
         raise ValueError("Invalid value for `validation_fraction`. Expected a float in "
                          f"[0, 1). Received: validation_fraction={config.validation_fraction}")
+    if config.momentum is not None and config.optimizer != "sgd":
+        raise ValueError(f"`momentum` applies to optimizer='sgd' only. Received: "
+                         f"momentum={config.momentum}, optimizer={config.optimizer!r}")
+    loss = loss_from_config(config)
+    _previous_run(config)
+    return loss
+
+
+def _worker_dir(model_dir, strategy):
+    """``(folder, is_chief)``: under multi-worker training only the chief writes model_dir.
+
+    The chief is task ``chief``, or ``worker`` 0 when the cluster has no chief (as in
+    ``MultiWorkerMirroredStrategy``); every other task writes its logs, backup and metrics
+    to ``model_dir/<task_type>-<task_id>`` and exports nothing.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type in (None, "chief"):
+        return model_dir, True
+    task_id = resolver.task_id
+    if task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict():
+        return model_dir, True
+    return os.path.join(model_dir, f"{task_type}-{task_id}"), False
+
+
+def write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
+    files.atomic_write(
+        path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def run(config, *, dataset=None, strategy=None):
@@ -176,8 +245,7 @@ def run(config, *, dataset=None, strategy=None):
         (and its epoch) and final, exact clean fit / noisy memorisation / noisy correction on
         the un-augmented training set, realised noise rate, mislabel-ranking quality, paths.
     """
-    _check_config(config)
-    loss = loss_from_config(config)  # validates the loss and its hyper-parameters early
+    loss = validate(config)
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     distribute.set_precision(config.precision)
@@ -185,22 +253,30 @@ def run(config, *, dataset=None, strategy=None):
         strategy = distribute.get_strategy(config.strategy, tpu=config.tpu)
     if dataset is None:
         dataset = data.load_dataset(config.dataset, data_dir=config.data_dir)
-    os.makedirs(config.model_dir, exist_ok=True)
-    write_json(os.path.join(config.model_dir, "config.json"), dataclasses.asdict(config))
+    model_dir, is_chief = _worker_dir(config.model_dir, strategy)
+    config = dataclasses.replace(config, model_dir=model_dir)
+    resuming, previous = _previous_run(config)
+    if config.overwrite:
+        for name in (*previous, "tensorboard"):
+            target = os.path.join(model_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+    os.makedirs(model_dir, exist_ok=True)
+    write_json(os.path.join(model_dir, "config.json"), dataclasses.asdict(config))
 
-    noisy, is_noisy, reused = _noisy_labels(config, dataset)
+    noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
     clean = dataset.y_train
-    nominal = None
-    if not reused and config.noise_type != "none":
+    nominal = meta.get("noise_rate")
+    if not reused and nominal:
         nominal = noise.transition_matrix(dataset.num_classes, config.noise_type,
                                           config.noise_rate, dataset=dataset.name,
                                           superclasses=dataset.superclasses)
     summary = noise.noise_summary(clean, noisy, dataset.num_classes, nominal=nominal)
     if config.verbose:
         print(("Reusing the corruption in " + reused + "\n" if reused else "") + str(summary))
-    noise.save_noisy_labels(config.model_dir, noisy, is_noisy, clean=clean,
-                            noise_type=config.noise_type, noise_rate=config.noise_rate,
-                            noise_seed=config.noise_seed, dataset=dataset.name)
+    noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=clean, **meta)
 
     x_train, train_noisy, train_clean = dataset.x_train, noisy, clean
     validation = None
@@ -225,7 +301,7 @@ def run(config, *, dataset=None, strategy=None):
                                    weight_decay=config.weight_decay, seed=config.seed)
         optimizer = models.make_optimizer(
             config.optimizer, learning_rate=config.learning_rate,
-            momentum=config.momentum if config.optimizer == "sgd" else None,
+            momentum=config.momentum,
             schedule=None if config.lr_schedule == "none" else config.lr_schedule,
             epochs=config.epochs, steps_per_epoch=steps_per_epoch)
         model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
@@ -233,15 +309,15 @@ def run(config, *, dataset=None, strategy=None):
     monitor = callbacks.FitMonitor(
         train=(x_train, train_noisy, train_clean), test=(dataset.x_test, dataset.y_test),
         batch_size=max(config.batch_size, 256))
-    model_dir = config.model_dir
     history = model.fit(
         train, epochs=config.epochs, validation_data=validation, verbose=config.verbose,
         shuffle=False,  # the pipeline shuffles (seeded)
         callbacks=[
             monitor,  # first: writes its values into the logs the others record
-            distribute.backup_and_restore(model_dir),
-            keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"), append=True),
+            keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"), append=resuming),
             keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+            # last: an epoch counts as done only once its log row is written
+            distribute.backup_and_restore(model_dir),
         ])
 
     keras_path = os.path.join(model_dir, "model.keras")
@@ -255,20 +331,22 @@ def run(config, *, dataset=None, strategy=None):
         "model": model_name,
         "loss": loss.get_config(),
         "noise_type": config.noise_type,
-        "noise_rate_nominal": config.noise_rate,
-        "noise_rate_realised": float(np.mean(is_noisy)),
+        "noise_rate_nominal": meta.get("noise_rate"),
+        "noise_rate_realised": float(np.mean(noisy != clean)),
         "epochs": config.epochs,
         **_epoch_results(model_dir, monitor.last),
         "mislabel_ranking": quality,
         "model_keras": os.path.abspath(keras_path),
         "seconds": round(time.time() - start, 1),
     }
-    if validation is not None:  # accuracy on the held-out *noisy* labels: for model selection
-        results["val_accuracy_final"] = float(history.history["val_accuracy"][-1])
+    val_accuracy = history.history.get("val_accuracy")  # absent if no epoch was left to run
+    if validation is not None and val_accuracy:  # accuracy on the *noisy* held-out labels
+        results["val_accuracy_final"] = float(val_accuracy[-1])
     export_dir = config.export_dir
     if export_dir is None:
-        export_dir = os.path.join("saved_models", os.path.basename(os.path.normpath(model_dir)))
-    if export_dir:
+        export_dir = os.path.join("saved_models",
+                                  os.path.basename(os.path.normpath(config.model_dir)))
+    if export_dir and is_chief:
         results["saved_model"] = export.export_saved_model(model, export_dir, overwrite=True)
     write_json(os.path.join(model_dir, "metrics.json"), results)
     return results

@@ -33,7 +33,11 @@ def main(_):
     except (FileNotFoundError, ValueError) as err:
         raise app.UsageError(str(err)) from None
     dataset = data.load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir)
-    results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test, dataset.num_classes)
+    try:
+        results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
+                                      dataset.num_classes)
+    except ValueError as err:
+        raise app.UsageError(f"{err} (--dataset={FLAGS.dataset})") from None
     print(f"{FLAGS.model} on {dataset.name} test ({results['num_examples']} examples): "
           f"accuracy {results['accuracy']:.4f}")
     print("| class | accuracy |\n|---|---|")

@@ -56,7 +56,7 @@ def define_flags():
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size.")
     flags.DEFINE_enum("optimizer", d.optimizer, ["sgd", "adam"], "Optimizer.")
     flags.DEFINE_float("learning_rate", d.learning_rate, "Initial learning rate.")
-    flags.DEFINE_float("momentum", d.momentum, "SGD momentum.")
+    flags.DEFINE_float("momentum", d.momentum, "SGD momentum (default 0.9; not for Adam).")
     flags.DEFINE_enum("lr_schedule", d.lr_schedule, ["none", "step", "cosine"],
                       "Learning-rate schedule ('step': /10 at 50% and 75% of training).")
     flags.DEFINE_float("weight_decay", d.weight_decay, "L2 weight decay on kernels.")
@@ -72,6 +72,9 @@ def define_flags():
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the train step with XLA.")
     flags.DEFINE_integer("seed", d.seed, "Seed of initialisation, shuffling, augmentation.")
     flags.DEFINE_string("model_dir", d.model_dir, "Run folder (logs, checkpoints, metrics).")
+    flags.DEFINE_bool("overwrite", d.overwrite,
+                      "Start afresh in a --model_dir that holds a finished run (its files are "
+                      "deleted). An interrupted run in --model_dir is resumed without it.")
     flags.DEFINE_string("export_dir", d.export_dir,
                         "SavedModel target (default saved_models/<model_dir name>; '' = none).")
     flags.DEFINE_integer("verbose", d.verbose, "Keras verbosity: 0 silent, 1 bar, 2 line.")
@@ -83,6 +86,10 @@ def main(_):
         logging.set_verbosity(logging.WARNING)
     config = training.RunConfig(**{f.name: FLAGS[f.name].value
                                    for f in dataclasses.fields(training.RunConfig)})
+    try:
+        training.validate(config)
+    except ValueError as err:
+        raise app.UsageError(str(err)) from None
     results = training.run(config)
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"

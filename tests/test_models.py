@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae import models
+from keras_imae import data, losses, models, noise
 
 SCCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -119,7 +119,6 @@ def test_train_step_matches_plain_keras_and_honours_sample_weight():
 
 
 def test_keras_imae_loss_and_compiled_metrics():
-    losses = pytest.importorskip("keras_imae.losses")
     model = identity_model()
     model.compile(
         keras.optimizers.SGD(0.0),
@@ -384,9 +383,6 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
     The bounds below sit at about half of the smallest measured gap (noisy_fit gap >= 0.64,
     test gap >= 0.13, AUC gap >= 0.15), so thread-order float noise cannot flip them.
     """
-    data = pytest.importorskip("keras_imae.data")
-    noise = pytest.importorskip("keras_imae.noise")
-    losses = pytest.importorskip("keras_imae.losses")
     from keras_imae import callbacks
 
     seed = 0

@@ -46,9 +46,14 @@ def test_evaluate_reads_the_export(trained, tmp_path):
     out = tmp_path / "eval.json"
     output = _script("evaluate.py", f"--model={cwd / 'saved_models' / 'digits_dm'}",
                      f"--output={out}")
-    assert "accuracy" in output
     with open(out) as f:
-        assert len(json.load(f)["per_class_accuracy"]) == 10
+        evaluated = json.load(f)
+    with open(cwd / "runs" / "digits_dm" / "metrics.json") as f:
+        trained = json.load(f)
+    # The export scores exactly what the end-of-training monitor measured on the test split.
+    assert evaluated["accuracy"] == pytest.approx(trained["test_accuracy_final"], abs=1e-9)
+    assert len(evaluated["per_class_accuracy"]) == 10
+    assert f"accuracy {evaluated['accuracy']:.4f}" in output
 
 
 def test_export_refuses_existing_target_then_overwrites(trained):
@@ -78,6 +83,13 @@ def test_plot_writes_pngs(trained, tmp_path):
 def test_bad_flags_list_the_choices(flag, choices):
     output = _script("train.py", flag, expect=1)
     assert "Flags parsing error" in output and choices in output
+
+
+def test_rerun_into_a_finished_run_needs_overwrite(trained):
+    cwd, _ = trained
+    output = _script("train.py", "--epochs=1", "--noise_rate=0.2", cwd=cwd, expect=1)
+    assert "already holds a finished run" in output and "--overwrite" in output
+    assert "Traceback" not in output
 
 
 def test_clear_messages_for_missing_or_corrupt_inputs(tmp_path):

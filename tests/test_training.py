@@ -127,38 +127,117 @@ def test_export_refuses_existing_target_and_replaces_atomically(tmp_path):
         export.export_saved_model(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "x")
 
 
-def test_interrupted_run_resumes_to_the_planned_epochs(tmp_path, digits):
+def _interrupt_after_epoch(k):
+    """Patch ``keras.Model.fit`` so that training raises KeyboardInterrupt after epoch k."""
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
+            if epoch == k:
                 raise KeyboardInterrupt
 
-    config = _config(tmp_path, epochs=4, export_dir="")
     original_fit = keras.Model.fit
 
     def interrupted_fit(self, *args, callbacks=(), **kwargs):
         return original_fit(self, *args, callbacks=[*callbacks, Interrupt()], **kwargs)
 
+    return interrupted_fit, original_fit
+
+
+def _run_interrupted(config, dataset, k):
+    interrupted_fit, original_fit = _interrupt_after_epoch(k)
     keras.Model.fit = interrupted_fit
     try:
         with pytest.raises(KeyboardInterrupt):
-            training.run(config, dataset=digits)
+            training.run(config, dataset=dataset)
     finally:
         keras.Model.fit = original_fit
+
+
+def test_interrupted_run_resumes_to_the_planned_epochs(tmp_path, digits):
+    config = _config(tmp_path, epochs=4, export_dir="")
+    _run_interrupted(config, digits, 1)
     assert os.path.isdir(os.path.join(config.model_dir, "backup"))
+    assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1"]
     saved = noise.load_noisy_labels(config.model_dir)[0]
     results = training.run(config, dataset=digits)
-    assert [int(e) for e in np.arange(4)] == list(range(len(results["history"]["loss"])))
+    assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2", "3"]
+    assert len(results["history"]["test_accuracy"]) == 4
+    assert not os.path.exists(os.path.join(config.model_dir, "backup"))
     np.testing.assert_array_equal(noise.load_noisy_labels(config.model_dir)[0], saved)
 
 
-def test_resume_reuses_saved_corruption_even_with_other_noise_flags(tmp_path, digits):
-    first = _config(tmp_path, epochs=1, export_dir="")
+def test_resume_refuses_other_noise_settings(tmp_path, digits):
+    config = _config(tmp_path, epochs=3, export_dir="")
+    _run_interrupted(config, digits, 0)
+    with pytest.raises(ValueError, match="Cannot resume.*noise_seed"):
+        training.run(dataclasses.replace(config, noise_seed=5), dataset=digits)
+
+
+def test_finished_run_is_not_mixed_with_a_new_one(tmp_path, digits):
+    first = _config(tmp_path, epochs=1, export_dir="", noise_rate=0.2)
     training.run(first, dataset=digits)
-    saved = noise.load_noisy_labels(first.model_dir)[0]
-    second = dataclasses.replace(first, noise_seed=5)
-    training.run(second, dataset=digits)
-    np.testing.assert_array_equal(noise.load_noisy_labels(first.model_dir)[0], saved)
+    second = dataclasses.replace(first, noise_rate=0.6, epochs=2)
+    with pytest.raises(ValueError, match="already holds a finished run.*overwrite"):
+        training.run(second, dataset=digits)
+    results = training.run(dataclasses.replace(second, overwrite=True), dataset=digits)
+    assert results["noise_rate_nominal"] == 0.6
+    assert results["noise_rate_realised"] == pytest.approx(0.6, abs=0.01)
+    assert [r["epoch"] for r in training.read_log(first.model_dir)] == ["0", "1"]
+    meta = noise.load_noisy_labels(first.model_dir)[3]
+    assert meta["noise_rate"] == 0.6 and meta["noise_seed"] == 0
+
+
+def test_written_files_are_readable_by_others_and_leave_no_temporaries(tmp_path, finished_run):
+    config, results = finished_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in ("metrics.json", "config.json", "noisy_labels.npz"):
+        mode = os.stat(os.path.join(config.model_dir, path)).st_mode & 0o777
+        assert mode == 0o666 & ~umask, (path, oct(mode))
+    assert os.stat(results["saved_model"]).st_mode & 0o777 == 0o777 & ~umask
+    assert not [f for f in os.listdir(config.model_dir) if ".tmp-" in f]
+    with pytest.raises(TypeError):
+        training.write_json(str(tmp_path / "bad.json"), {"x": object()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_export_replacement_keeps_the_previous_export(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    target = tmp_path / "sm"
+    export.export_saved_model(model, target)
+    before = sorted(os.listdir(target))
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if os.path.basename(str(dst)) == "sm" and ".tmp-" in str(src):
+            raise OSError("disk full")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(model, target, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(os.listdir(target)) == before
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
+
+
+def test_only_the_chief_writes_model_dir():
+    from types import SimpleNamespace as NS
+
+    def strategy(task_type, task_id, cluster):
+        spec = NS(as_dict=lambda: cluster)
+        return NS(cluster_resolver=NS(task_type=task_type, task_id=task_id,
+                                      cluster_spec=lambda: spec))
+
+    workers = {"worker": ["a:1", "b:2"]}
+    assert training._worker_dir("m", NS()) == ("m", True)  # no cluster resolver
+    assert training._worker_dir("m", strategy(None, None, {})) == ("m", True)
+    assert training._worker_dir("m", strategy("worker", 0, workers)) == ("m", True)
+    assert training._worker_dir("m", strategy("worker", 1, workers)) == (
+        os.path.join("m", "worker-1"), False)
+    with_chief = {"chief": ["c:0"], **workers}
+    assert training._worker_dir("m", strategy("chief", 0, with_chief)) == ("m", True)
+    assert training._worker_dir("m", strategy("worker", 0, with_chief)) == (
+        os.path.join("m", "worker-0"), False)
 
 
 def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
@@ -171,8 +250,12 @@ def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
 
 
 def test_loss_from_config_uses_only_set_hyper_parameters():
-    loss = training.loss_from_config(training.RunConfig(loss="gce", q=0.5, beta=3.0))
+    loss = training.loss_from_config(training.RunConfig(loss="gce", q=0.5))
     assert isinstance(loss, losses.GeneralizedCrossEntropy) and loss.q == 0.5
+    with pytest.raises(ValueError, match=r"'imae' does not take `beta`.*temperature"):
+        training.loss_from_config(training.RunConfig(loss="imae", beta=16.0))
+    with pytest.raises(ValueError, match=r"'cce' does not take `lam`, `q`.*none"):
+        training.loss_from_config(training.RunConfig(loss="cce", lam=1.0, q=0.3))
     dm = training.loss_from_config(training.RunConfig(loss="dm", beta=3.0, normalize="none"))
     assert dm.beta == 3.0 and dm.lam == 0.5 and dm.normalize is None
     with pytest.raises(ValueError, match="Valid names"):
@@ -185,11 +268,26 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     (dict(batch_size=-1), "batch_size"),
     (dict(validation_fraction=1.0), "validation_fraction"),
     (dict(loss="dm", beta=-1.0), "beta"),
+    (dict(loss="dm", q=0.5), "does not take `q`"),
 ])
 def test_bad_config_fails_before_training(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         training.run(_config(tmp_path, **overrides))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_momentum_with_adam_is_an_error(tmp_path, digits):
+    with pytest.raises(ValueError, match="momentum"):
+        training.run(_config(tmp_path, momentum=0.5), dataset=digits)
+
+
+def test_evaluating_on_the_wrong_dataset_is_a_clear_error(finished_run):
+    _, results = finished_run
+    predict = evaluation.load_predictor(results["saved_model"])
+    with pytest.raises(ValueError, match="wrong dataset"):
+        evaluation.evaluate(predict, np.zeros((4, 32, 32, 3), np.float32), np.zeros(4), 10)
+    with pytest.raises(ValueError, match="predicts 10 classes but the dataset has 100"):
+        evaluation.evaluate(predict, np.zeros((4, 8, 8, 1), np.float32), np.zeros(4), 100)
 
 
 def test_plots(tmp_path, finished_run):
