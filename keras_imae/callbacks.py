@@ -101,17 +101,20 @@ class FitMonitor(keras.callbacks.Callback):
         train: Training data without augmentation, or ``None``.
         test: Test data, or ``None``.
         batch_size: Prediction batch size for array data.
+        previous_test_accuracy: test accuracies of epochs trained before a resume (from the
+            run's log), so ``best_test_accuracy`` and ``best_epoch`` cover the whole run.
 
     Attributes:
         best_test_accuracy, best_epoch (1-based), final_test_accuracy, last (dict of the
         latest measured values).
     """
 
-    def __init__(self, train=None, test=None, *, batch_size=256):
+    def __init__(self, train=None, test=None, *, batch_size=256, previous_test_accuracy=()):
         super().__init__()
         if train is None and test is None:
             raise ValueError("FitMonitor needs `train` or `test` data. Received neither.")
         self.train, self.test, self.batch_size = train, test, batch_size
+        self.previous_test_accuracy = [float(a) for a in previous_test_accuracy]
         self._reset()
 
     def _reset(self):
@@ -119,6 +122,9 @@ class FitMonitor(keras.callbacks.Callback):
         self.best_epoch = None
         self.final_test_accuracy = None
         self.last = {}
+        for epoch, accuracy in enumerate(self.previous_test_accuracy):
+            if accuracy > self.best_test_accuracy:
+                self.best_test_accuracy, self.best_epoch = accuracy, epoch + 1
 
     def on_train_begin(self, logs=None):
         self._reset()

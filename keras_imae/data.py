@@ -20,6 +20,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_imae import noise
+
 DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
 FOLDER_IMAGE_SIZE = (32, 32)
@@ -120,23 +122,11 @@ def _features(x, name):
 
 
 def _labels(y, name, num_examples, num_classes=None):
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        raise ValueError(
-            f"Invalid value for `{name}`. Expected a 1-D array of integer class ids. "
-            f"Received: shape {y.shape}, dtype {y.dtype}"
-        )
+    y = noise.check_labels(y, num_classes, name)
     if len(y) != num_examples:
         raise ValueError(
             f"Invalid value for `{name}`. Expected {num_examples} labels (one per example). "
             f"Received: {len(y)} labels"
-        )
-    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"Invalid value for `{name}`. Expected class ids in [0, {num_classes}). "
-            f"Received: min {y.min()}, max {y.max()}"
         )
     return y.astype(np.int64)
 

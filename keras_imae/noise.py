@@ -52,7 +52,13 @@ def _check_num_classes(num_classes):
     return int(num_classes)
 
 
-def _check_labels(labels, num_classes, name="labels"):
+def check_labels(labels, num_classes=None, name="labels"):
+    """``labels`` as a 1-D integer array; ``[N, 1]`` is squeezed.
+
+    Raises:
+        ValueError: not 1-D integer ids, or (when ``num_classes`` is given) an id outside
+            ``[0, num_classes)``; the message names ``name`` and the first offending value.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -63,6 +69,8 @@ def _check_labels(labels, num_classes, name="labels"):
             f"Invalid value for argument `{name}`. Expected a 1-D array of integer class ids. "
             f"Received: {name} with shape {labels.shape} and dtype {labels.dtype}"
         )
+    if num_classes is None:
+        return labels
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         raise ValueError(
@@ -299,7 +307,7 @@ def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
         Noisy Labels. NeurIPS 2018 (asymmetric class maps).
     """
     num_classes = _check_num_classes(num_classes)
-    labels = _check_labels(labels, num_classes)
+    labels = check_labels(labels, num_classes)
     matrix = transition_matrix(
         num_classes, noise_type, rate, dataset=dataset, superclasses=superclasses
     )
@@ -390,8 +398,8 @@ def noise_summary(clean, noisy, num_classes, *, nominal=None):
         (0.25, [[0.5, 0.5], [0.0, 1.0]])
     """
     num_classes = _check_num_classes(num_classes)
-    clean = _check_labels(clean, num_classes, "clean")
-    noisy = _check_labels(noisy, num_classes, "noisy")
+    clean = check_labels(clean, num_classes, "clean")
+    noisy = check_labels(noisy, num_classes, "noisy")
     if len(clean) != len(noisy):
         raise ValueError(
             "Invalid value for argument `noisy`. Expected as many labels as `clean` "
@@ -482,7 +490,7 @@ def load_noisy_labels(path, *, clean_labels=None, num_classes=None):
         stored_clean = f["clean_labels"] if "clean_labels" in f.files else None
         meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
     if num_classes is not None:
-        noisy = _check_labels(noisy, _check_num_classes(num_classes), "noisy_labels")
+        noisy = check_labels(noisy, _check_num_classes(num_classes), "noisy_labels")
     if clean_labels is not None:
         clean_labels = np.asarray(clean_labels).reshape(-1)
         if len(clean_labels) != len(noisy):

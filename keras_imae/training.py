@@ -306,9 +306,12 @@ def run(config, *, dataset=None, strategy=None):
             epochs=config.epochs, steps_per_epoch=steps_per_epoch)
         model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
 
+    done = read_log(model_dir) if resuming and os.path.exists(
+        os.path.join(model_dir, "log.csv")) else []
     monitor = callbacks.FitMonitor(
         train=(x_train, train_noisy, train_clean), test=(dataset.x_test, dataset.y_test),
-        batch_size=max(config.batch_size, 256))
+        batch_size=max(config.batch_size, 256),
+        previous_test_accuracy=[r["test_accuracy"] for r in done])
     history = model.fit(
         train, epochs=config.epochs, validation_data=validation, verbose=config.verbose,
         shuffle=False,  # the pipeline shuffles (seeded)

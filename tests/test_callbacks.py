@@ -99,3 +99,10 @@ def test_fit_monitor_errors(kwargs, match):
         monitor = callbacks.FitMonitor(**kwargs)
         monitor.set_model(identity_model())
         monitor.measure()
+
+
+def test_previous_test_accuracy_seeds_the_best_after_a_resume():
+    monitor = callbacks.FitMonitor(test=(np.zeros((1, 2), "float32"), np.zeros(1)),
+                                   previous_test_accuracy=[0.5, 0.9, 0.7])
+    monitor.on_train_begin()
+    assert monitor.best_test_accuracy == 0.9 and monitor.best_epoch == 2

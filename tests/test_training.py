@@ -159,7 +159,12 @@ def test_interrupted_run_resumes_to_the_planned_epochs(tmp_path, digits):
     assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1"]
     saved = noise.load_noisy_labels(config.model_dir)[0]
     results = training.run(config, dataset=digits)
-    assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2", "3"]
+    rows = training.read_log(config.model_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    # best_test_accuracy covers the epochs before the interruption too
+    accuracies = [float(r["test_accuracy"]) for r in rows]
+    for i, row in enumerate(rows):
+        assert float(row["best_test_accuracy"]) == pytest.approx(max(accuracies[:i + 1]))
     assert len(results["history"]["test_accuracy"]) == 4
     assert not os.path.exists(os.path.join(config.model_dir, "backup"))
     np.testing.assert_array_equal(noise.load_noisy_labels(config.model_dir)[0], saved)
