@@ -101,3 +101,35 @@ def test_clear_messages_for_missing_or_corrupt_inputs(tmp_path):
     assert "Could not load the Keras model file" in output and "Traceback" not in output
     output = _script("evaluate.py", f"--model={tmp_path / 'missing'}", expect=1)
     assert "No model at" in output and "Traceback" not in output
+
+
+def test_train_on_two_local_workers_only_the_chief_writes(tmp_path):
+    """scripts/train.py --strategy=multi_worker on two localhost workers sharing model_dir."""
+    from test_distribute import free_ports
+
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--epochs=2",
+             "--strategy=multi_worker", "--verbose=0", f"--model_dir={tmp_path / 'run'}",
+             f"--export_dir={tmp_path / 'export'}"],
+            env=dict(env, TF_CONFIG=json.dumps(tf_config)), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, output in zip(procs, outputs):
+        assert p.returncode == 0, output[-3000:]
+    run = tmp_path / "run"
+    assert (run / "log.csv").read_text().count("\n") == 3  # header + 2 epochs, one writer
+    assert (run / "worker-1" / "log.csv").read_text().count("\n") == 3
+    assert os.path.isfile(tmp_path / "export" / "saved_model.pb")
+    assert not os.path.exists(run / "worker-1" / "export")
+    with open(run / "metrics.json") as f, open(run / "worker-1" / "metrics.json") as g:
+        chief, other = json.load(f), json.load(g)
+    assert chief["test_accuracy_final"] == other["test_accuracy_final"]  # same weights
