@@ -516,8 +516,18 @@ class _CoreLoss(keras.losses.Loss):
             setattr(self, key, value)
         self.normalize = _check_normalize(normalize)
         self.from_logits = bool(from_logits)
+        self._eager_call = None
 
     def call(self, y_true, y_pred):
+        if _tensorflow() and tf.executing_eagerly():
+            # Eagerly, ~30 small ops would be dispatched one by one; one traced function per
+            # loss object runs them as a single graph (same ops, same gradient).
+            if self._eager_call is None:
+                self._eager_call = tf.function(self._call)
+            return self._eager_call(y_true, y_pred)
+        return self._call(y_true, y_pred)
+
+    def _call(self, y_true, y_pred):
         return type(self)._fn(
             y_true, y_pred, normalize=self.normalize, from_logits=self.from_logits,
             **self._hparams,
