@@ -10,9 +10,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_imae import data, evaluation, training
+from keras_imae import cli, data, evaluation, training
 
 FLAGS = flags.FLAGS
 
@@ -26,8 +26,7 @@ def define_flags():
 
 
 def main(_):
-    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
-        logging.set_verbosity(logging.WARNING)
+    cli.quiet_logs(FLAGS)
     try:
         predict = evaluation.load_predictor(FLAGS.model)
     except (FileNotFoundError, ValueError) as err:

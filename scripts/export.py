@@ -11,9 +11,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_imae import evaluation, export
+from keras_imae import cli, evaluation, export
 
 FLAGS = flags.FLAGS
 
@@ -25,8 +25,7 @@ def define_flags():
 
 
 def main(_):
-    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
-        logging.set_verbosity(logging.WARNING)
+    cli.quiet_logs(FLAGS)
     try:
         model = evaluation.load_keras_model(FLAGS.model)
         path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite)

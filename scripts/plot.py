@@ -8,9 +8,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_imae import plotting
+from keras_imae import cli, plotting
 
 FLAGS = flags.FLAGS
 
@@ -22,8 +22,7 @@ def define_flags():
 
 
 def main(_):
-    if not FLAGS["verbosity"].present:  # absl/TF INFO logs off unless --verbosity is given
-        logging.set_verbosity(logging.WARNING)
+    cli.quiet_logs(FLAGS)
     if not FLAGS.emphasis and not FLAGS.model_dir:
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
     if FLAGS.emphasis:

@@ -85,6 +85,13 @@ def test_bad_flags_list_the_choices(flag, choices):
     assert "Flags parsing error" in output and choices in output
 
 
+def test_compare_takes_the_same_run_flags_as_train():
+    output = _script("compare.py", "--optimizer=rmsprop", expect=1)
+    assert "Flags parsing error" in output and "sgd|adam" in output
+    output = _script("compare.py", "--losses=dm,focal", expect=1)
+    assert "--losses takes names among: dm, imae" in output
+
+
 def test_rerun_into_a_finished_run_needs_overwrite(trained):
     cwd, _ = trained
     output = _script("train.py", "--epochs=1", "--noise_rate=0.2", cwd=cwd, expect=1)

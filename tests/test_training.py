@@ -344,3 +344,9 @@ def test_tabular_npz_binary_run(tmp_path):
     assert results["model"] == "mlp" and results["noise_rate_realised"] == pytest.approx(0.2)
     loaded = tf.saved_model.load(results["saved_model"])
     assert loaded.serve(x[200:])["probabilities"].shape == (40, 2)
+
+
+def test_run_flags_cover_every_run_config_field():
+    from keras_imae import cli
+
+    assert set(cli.RUN_FLAGS) == {f.name for f in dataclasses.fields(training.RunConfig)}

@@ -1,0 +1,90 @@
+"""absl flags for :class:`keras_imae.training.RunConfig`, shared by the scripts.
+
+One table, :data:`RUN_FLAGS`, defines a flag per ``RunConfig`` field (default taken from the
+dataclass), so ``scripts/train.py`` and ``scripts/compare.py`` accept the same spelling, choices
+and help for the same setting. Nothing is defined at import time.
+"""
+
+import dataclasses
+
+from absl import flags, logging
+
+from keras_imae import data, distribute, losses, models, training
+
+__all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
+
+# field -> (kind, choices or None, help)
+RUN_FLAGS = {
+    "dataset": ("string", None, "'digits' (embedded), a TFDS name (mnist, cifar10, cifar100, "
+                                "...), 'npz:PATH' or 'folder:PATH'."),
+    "data_dir": ("string", None, "TFDS data directory."),
+    "noise_type": ("enum", training.NOISE_TYPES, "How training labels are corrupted."),
+    "noise_rate": ("float", None, "Fraction of training labels corrupted."),
+    "noise_seed": ("integer", None, "Seed of the corruption."),
+    "noisy_labels": ("string", None,
+                     "Reuse the corruption saved in this noisy_labels.npz (or run folder)."),
+    "loss": ("enum", tuple(losses.LOSSES), "Loss function."),
+    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta)."),
+    "lam": ("float", None, "DM emphasis mode parameter lambda."),
+    "temperature": ("float", None, "IMAE temperature T."),
+    "q": ("float", None, "GCE q."),
+    "alpha": ("float", None, "SCE / NCE+RCE alpha."),
+    "normalize": ("enum", ("default", "none", "batch"),
+                  "Gradient normalisation over the global batch ('default': the loss's)."),
+    "model": ("enum", ("auto", *models.ARCHITECTURES),
+              "Architecture ('auto': mlp for tiny/tabular inputs, resnet20 for RGB, cnn else)."),
+    "epochs": ("integer", None, "Training epochs."),
+    "batch_size": ("integer", None, "Global batch size."),
+    "optimizer": ("enum", ("sgd", "adam"), "Optimizer."),
+    "learning_rate": ("float", None, "Initial learning rate."),
+    "momentum": ("float", None, "SGD momentum (default 0.9; not for Adam)."),
+    "lr_schedule": ("enum", ("none", "step", "cosine"),
+                    "Learning-rate schedule ('step': /10 at 50% and 75% of training)."),
+    "weight_decay": ("float", None, "L2 weight decay on kernels."),
+    "augment": ("enum", ("auto", "none", "cifar", "crop"),
+                "Training augmentation ('auto': pad+crop+flip for CIFAR, none else)."),
+    "validation_fraction": ("float", None,
+                            "Fraction of the (noisy) training set held out for validation."),
+    "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),
+    "tpu": ("string", None, "TPU name or grpc:// address (strategy tpu/auto)."),
+    "precision": ("enum", distribute.PRECISIONS, "Keras dtype policy."),
+    "jit_compile": ("bool", None, "Compile the train step with XLA."),
+    "seed": ("integer", None, "Seed of initialisation, shuffling, augmentation."),
+    "model_dir": ("string", None, "Run folder (logs, checkpoints, metrics)."),
+    "export_dir": ("string", None,
+                   "SavedModel target (default saved_models/<model_dir name>; '' = none)."),
+    "overwrite": ("bool", None,
+                  "Start afresh in a --model_dir that holds a finished run (its files are "
+                  "deleted). An interrupted run in --model_dir is resumed without it."),
+    "verbose": ("integer", None, "Keras verbosity: 0 silent, 1 bar, 2 line."),
+}
+
+
+def define_run_flags(*, exclude=(), defaults=None):
+    """Define one absl flag per ``RunConfig`` field, except those in ``exclude``.
+
+    ``defaults`` overrides the dataclass defaults (e.g. a script's own validation share).
+    A ``--dataset`` that no source knows fails at flag parsing with the list of sources.
+    """
+    base = {**dataclasses.asdict(training.RunConfig()), **(defaults or {})}
+    for name, (kind, choices, text) in RUN_FLAGS.items():
+        if name in exclude:
+            continue
+        if kind == "enum":
+            flags.DEFINE_enum(name, base[name], list(choices), text)
+        else:
+            getattr(flags, f"DEFINE_{kind}")(name, base[name], text)
+    if "dataset" not in exclude:
+        flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP)
+
+
+def run_config(flag_values, **overrides):
+    """A ``RunConfig`` from the run flags that were defined, plus ``overrides``."""
+    values = {name: flag_values[name].value for name in RUN_FLAGS if name in flag_values}
+    return training.RunConfig(**{**values, **overrides})
+
+
+def quiet_logs(flag_values):
+    """absl/TF INFO logs off unless ``--verbosity`` was given."""
+    if not flag_values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
