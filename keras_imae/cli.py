@@ -29,6 +29,9 @@ RUN_FLAGS = {
     "temperature": ("float", None, "IMAE temperature T."),
     "q": ("float", None, "GCE q."),
     "alpha": ("float", None, "SCE / NCE+RCE alpha."),
+    "max_margin": ("float", None,
+                   "DM/IMAE option of this project (not the papers'): no gradient for examples "
+                   "whose margin |log(p / (1 - p))| exceeds it. Default: none (faithful)."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
     "model": ("enum", ("auto", *models.ARCHITECTURES),

@@ -79,11 +79,12 @@ __all__ = [
 
 NORMALIZE_OPTIONS = (None, "batch")
 _TINY = float(np.finfo(np.float32).tiny)  # probabilities are floored here before the log
+_LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 beyond this
 _PACKAGE = "keras_imae"
 
 # Everything the forward and backward passes need about one batch of logits.
 _Stats = collections.namedtuple(
-    "_Stats", "onehot z lse log_p_c p_c one_minus_p_c u num_classes"
+    "_Stats", "onehot z lse log_p_c p_c one_minus_p_c margin u num_classes"
 )
 
 
@@ -214,20 +215,38 @@ def _check_labels(condition, data, summarize=None):
             for item in data))
 
 
-def _inverse_global_mean(magnitude):
-    """``1 / mean(magnitude)`` over the global batch; 0 if that mean is 0.
+def _cross_replica_max(x):
+    """Maximum of the scalar ``x`` over all replicas (``ReduceOp`` has no MAX: each replica
+    writes its value into its own slot of a zero vector, one SUM all-reduce gathers them)."""
+    if _tensorflow():
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            slots = tf.one_hot(ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync,
+                               dtype=x.dtype)
+            return ops.max(ctx.all_reduce(tf.distribute.ReduceOp.SUM, slots * x))
+    return x
 
-    TensorFlow: under a ``tf.distribute`` strategy the (sum, count) pair is all-reduced across
-    replicas. JAX: the mean is over the batch the loss sees; with ``keras.distribution``
+
+def _log_global_mean_exp(log_magnitude):
+    """``log(mean_j exp(log_magnitude_j))`` over the global batch, without overflow.
+
+    Shifted by the global maximum ``M``: ``M + log(sum_j exp(x_j - M) / n)``, so any finite
+    ``beta`` normalises exactly (``exp(beta ...)`` itself would overflow float32 past ~88).
+    TensorFlow: under a ``tf.distribute`` strategy ``M`` and the (sum, count) pair are
+    all-reduced across replicas. JAX: the batch the loss sees; with ``keras.distribution``
     (``DataParallel``) arrays are global and jit-compiled, so that is the global batch too.
+    Returns ``+inf`` when every magnitude is 0, so that the normalised gradient is 0.
     """
-    total = ops.sum(magnitude)
-    count = ops.cast(ops.size(magnitude), magnitude.dtype)
+    local_max = ops.max(log_magnitude)
+    top = _cross_replica_max(local_max)
+    top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))  # all -inf: any shift works
+    total = ops.sum(ops.exp(log_magnitude - top))
+    count = ops.cast(ops.size(log_magnitude), log_magnitude.dtype)
     if _tensorflow():
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-    return ops.divide_no_nan(count, total)
+    return ops.where(total > 0, top + ops.log(total / count), math.inf)
 
 
 # ----------------------------------------------------------------------------- the core
@@ -258,6 +277,7 @@ def _stats(z, ids):
         log_p_c=log_p_c,
         p_c=ops.exp(log_p_c),
         one_minus_p_c=ops.exp(lse_other - lse),
+        margin=z_c - lse_other,  # log(p_c / (1 - p_c)), exact for any logits
         u=0.5 * (e / total[:, None] - onehot),
         num_classes=ops.cast(num_classes, z.dtype),
     )
@@ -285,10 +305,13 @@ def _log_probabilities(p):
 
 
 def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits):
-    """Per-example loss ``value_fn(stats)`` whose logit gradient is ``grad_fn(stats)``.
+    """Per-example loss ``value_fn(stats)`` whose logit gradient is given by ``grad_fn(stats)``.
 
-    ``grad_fn`` returns ``(g, magnitude)``: the per-example logit gradient [B, K] and its L1
-    norm [B] (used by ``normalize="batch"``).
+    ``grad_fn`` returns ``(g, log_scale, log_l1)``: example i's logit gradient is
+    ``exp(log_scale_i) * g_i`` (``log_scale`` may be ``None``, meaning 0) and ``log_l1_i`` is
+    the log of its L1 norm. ``normalize="batch"`` subtracts ``log(mean_j exp(log_l1_j))`` over
+    the global batch from ``log_scale`` -- in the log domain, so huge emphasis weights
+    (``exp(beta ...)`` with any finite ``beta``) never overflow.
     """
     normalize = _check_normalize(normalize)
     y_pred = ops.convert_to_tensor(y_pred)
@@ -303,9 +326,15 @@ def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits)
         stats = _stats(ops.cast(logits_in, "float32"), ids)
 
         def backward(*args, upstream=None):
-            g, magnitude = grad_fn(stats)
+            g, log_scale, log_l1 = grad_fn(stats)
             if normalize == "batch":
-                g = g * _inverse_global_mean(magnitude)
+                shift = _log_global_mean_exp(log_l1)
+                if log_scale is None:
+                    g = ops.exp(-shift) * g
+                else:
+                    log_scale = log_scale - shift
+            if log_scale is not None:
+                g = ops.exp(log_scale)[:, None] * g
             upstream = ops.cast(_upstream(args, upstream), "float32")
             return ops.cast(upstream[:, None] * g, logits_in.dtype)
 
@@ -314,18 +343,25 @@ def _gradient_core(y_true, y_pred, *, value_fn, grad_fn, normalize, from_logits)
     return core(logits)
 
 
-def _emphasis_gradient(weight_fn):
-    """``grad_fn`` for a loss along ``(p - y)``: ``g = w(p_c) u`` with ``||g||_1 = w(p_c)``."""
+def _emphasis_gradient(weight_fn=None, *, log_weight_fn=None):
+    """``grad_fn`` for a loss along ``(p - y)``: ``g = w(p_c) u`` with ``||g||_1 = w(p_c)``.
 
-    def grad_fn(s):
+    Give ``weight_fn`` (``w``), or ``log_weight_fn`` (``log w``, for weights that would
+    overflow float32, as DM's ``exp(beta ...)`` can).
+    """
+
+    def grad_fn(s):  # ||u||_1 = 1, so log ||g||_1 = log w
+        if log_weight_fn is not None:
+            log_w = log_weight_fn(s.p_c, one_minus_p=s.one_minus_p_c)
+            return s.u, log_w, log_w
         w = weight_fn(s.p_c, one_minus_p=s.one_minus_p_c)
-        return w[:, None] * s.u, w
+        return w[:, None] * s.u, None, ops.log(w)
 
     return grad_fn
 
 
 def _natural_gradient(g):
-    return g, ops.sum(ops.abs(g), axis=-1)
+    return g, None, ops.log(ops.sum(ops.abs(g), axis=-1))
 
 
 def _cross_entropy_value(s):
@@ -336,7 +372,7 @@ def _cross_entropy_value(s):
 
 
 def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="batch",
-                            from_logits=True):
+                            from_logits=True, max_margin=None):
     """Derivative Manipulation (DM): cross-entropy value, emphasis-density gradient.
 
     Example i's logit gradient is ``w_i u_i`` with ``w_i = exp(beta * p_i^lam * (1 - p_i))``
@@ -367,15 +403,52 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
         Example Weighting." arXiv:1905.11233, 2019.
     """
+    beta, lam, max_margin = _check_dm(beta, lam, normalize, max_margin)
     return _gradient_core(
         y_true, y_pred,
         value_fn=_cross_entropy_value,
-        grad_fn=_emphasis_gradient(lambda p, **kw: weighting.dm(p, beta=beta, lam=lam, **kw)),
+        grad_fn=_dm_gradient(beta, lam, max_margin),
         normalize=normalize, from_logits=from_logits,
     )
 
 
-def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True):
+def _check_dm(beta, lam, normalize, max_margin, beta_name="beta"):
+    """Validated DM hyper-parameters; ``exp(beta ...)`` must fit float32 without normalising.
+
+    ``beta_name`` is the argument's public name (IMAE calls it ``temperature``).
+    """
+    beta, lam = _check_number(beta_name, beta), _check_number("lam", lam)
+    if max_margin is not None:
+        max_margin = _check_number("max_margin", max_margin, low_open=True)
+    if _check_normalize(normalize) is None and weighting.log_dm_peak(beta=beta, lam=lam) > _LOG_MAX:
+        raise ValueError(
+            f"Invalid value for argument `{beta_name}` with normalize=None: the emphasis "
+            f"exp(beta * p^lam * (1 - p)) reaches exp({weighting.log_dm_peak(beta=beta, lam=lam):.4g}),"
+            f" beyond float32 (exp({_LOG_MAX:.4g})). Use normalize='batch' (computed in the log "
+            f"domain, any {beta_name} works) or a smaller one. Received: {beta_name}={beta}, "
+            f"lam={lam}")
+    return beta, lam, max_margin
+
+
+def _dm_gradient(beta, lam, max_margin):
+    """DM's ``grad_fn``: ``w = exp(beta p^lam (1 - p))`` times ``u``, in the log domain.
+
+    With ``max_margin = M``, an example whose margin ``log(p / (1 - p))`` lies outside
+    ``[-M, M]`` gets no gradient, but still counts with its own ``w`` in the batch mean.
+    """
+
+    def grad_fn(s):
+        log_w = weighting.log_dm(s.p_c, beta=beta, lam=lam, one_minus_p=s.one_minus_p_c)
+        if max_margin is None:
+            return s.u, log_w, log_w
+        inside = ops.abs(s.margin) <= max_margin
+        return s.u, ops.where(inside, log_w, ops.full_like(log_w, -math.inf)), log_w
+
+    return grad_fn
+
+
+def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True,
+         max_margin=None):
     """IMAE: DM with ``lam = 1, beta = temperature``, i.e. ``w(p) = exp(T p (1 - p))``.
 
     Same arguments and value (``-log p_c``) as :func:`derivative_manipulation`.
@@ -385,9 +458,10 @@ def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True
         Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
         Matters." arXiv:1903.12141, 2019.
     """
+    _check_dm(temperature, 1.0, normalize, max_margin, beta_name="temperature")
     return derivative_manipulation(
-        y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits
-    )
+        y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits,
+        max_margin=max_margin)
 
 
 def categorical_crossentropy(y_true, y_pred, *, normalize=None, from_logits=True):
@@ -503,18 +577,25 @@ def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, nor
 class _CoreLoss(keras.losses.Loss):
     """A ``keras.losses.Loss`` around one of the per-example functions above.
 
-    Subclasses set ``_fn`` and ``_default_name`` and list their hyper-parameters in
-    ``self._hparams`` (validated in ``__init__``, round-tripped by ``get_config``).
+    Subclasses set ``_fn`` and declare their hyper-parameters' names in
+    :attr:`HYPERPARAMETERS` (validated in ``__init__``, stored as attributes, round-tripped by
+    ``get_config``).
     """
 
     _fn = None
+    HYPERPARAMETERS = ()  # the loss-specific keyword arguments, e.g. ("beta", "lam", ...)
 
     def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        assert tuple(hparams) == self.HYPERPARAMETERS, (tuple(hparams), self.HYPERPARAMETERS)
         self._hparams = dict(hparams)
         for key, value in self._hparams.items():
             setattr(self, key, value)
         self.normalize = _check_normalize(normalize)
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(
+                "Invalid value for argument `from_logits`. Expected True or False. "
+                f"Received: from_logits={from_logits!r}")
         self.from_logits = bool(from_logits)
         self._eager_call = None
 
@@ -541,6 +622,17 @@ class _CoreLoss(keras.losses.Loss):
             "from_logits": self.from_logits,
         }
 
+    _log_weight = None  # p, one_minus_p -> log w(p), for the losses with an emphasis density
+
+    def log_emphasis(self, p, *, one_minus_p=None):
+        """``log w(p)`` of this loss's emphasis density (``None`` for MSE and NCE+RCE).
+
+        Used by :class:`keras_imae.callbacks.FitMonitor` to log where the emphasis sits.
+        """
+        if self._log_weight is None:
+            return None
+        return self._log_weight(p, one_minus_p=one_minus_p)
+
 
 _SUM = "sum_over_batch_size"
 
@@ -561,14 +653,19 @@ class DerivativeManipulation(_CoreLoss):
     """
 
     _fn = staticmethod(derivative_manipulation)
+    HYPERPARAMETERS = ("beta", "lam", "max_margin")
 
     def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
-                 reduction=_SUM, name="derivative_manipulation", dtype=None):
+                 max_margin=None, reduction=_SUM, name="derivative_manipulation", dtype=None):
+        beta, lam, max_margin = _check_dm(beta, lam, normalize, max_margin)
         super().__init__(
-            {"beta": _check_number("beta", beta), "lam": _check_number("lam", lam)},
+            {"beta": beta, "lam": lam, "max_margin": max_margin},
             normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
             dtype=dtype,
         )
+
+    def _log_weight(self, p, *, one_minus_p=None):
+        return weighting.log_dm(p, beta=self.beta, lam=self.lam, one_minus_p=one_minus_p)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -581,14 +678,20 @@ class IMAE(_CoreLoss):
     """
 
     _fn = staticmethod(imae)
+    HYPERPARAMETERS = ("temperature", "max_margin")
 
     def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
-                 reduction=_SUM, name="imae", dtype=None):
+                 max_margin=None, reduction=_SUM, name="imae", dtype=None):
+        temperature, _, max_margin = _check_dm(temperature, 1.0, normalize, max_margin,
+                                               beta_name="temperature")
         super().__init__(
-            {"temperature": _check_number("temperature", temperature)},
+            {"temperature": temperature, "max_margin": max_margin},
             normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
             dtype=dtype,
         )
+
+    def _log_weight(self, p, *, one_minus_p=None):
+        return weighting.log_dm(p, beta=self.temperature, lam=1.0, one_minus_p=one_minus_p)
 
 
 class _ParameterFreeLoss(_CoreLoss):
@@ -609,6 +712,9 @@ class CategoricalCrossentropy(_ParameterFreeLoss):
     _fn = staticmethod(categorical_crossentropy)
     _default_name = "categorical_crossentropy"
 
+    def _log_weight(self, p, *, one_minus_p=None):
+        return ops.log(weighting.cce(p, one_minus_p=one_minus_p))
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MeanAbsoluteError(_ParameterFreeLoss):
@@ -616,6 +722,9 @@ class MeanAbsoluteError(_ParameterFreeLoss):
 
     _fn = staticmethod(mean_absolute_error)
     _default_name = "mean_absolute_error"
+
+    def _log_weight(self, p, *, one_minus_p=None):
+        return ops.log(weighting.mae(p, one_minus_p=one_minus_p))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -631,6 +740,7 @@ class GeneralizedCrossEntropy(_CoreLoss):
     """GCE ``(1 - p_c^q) / q``; see :func:`generalized_cross_entropy`."""
 
     _fn = staticmethod(generalized_cross_entropy)
+    HYPERPARAMETERS = ("q",)
 
     def __init__(self, *, q=0.7, normalize=None, from_logits=True, reduction=_SUM,
                  name="generalized_cross_entropy", dtype=None):
@@ -641,11 +751,16 @@ class GeneralizedCrossEntropy(_CoreLoss):
         )
 
 
+    def _log_weight(self, p, *, one_minus_p=None):
+        return ops.log(weighting.gce(p, q=self.q, one_minus_p=one_minus_p))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SymmetricCrossEntropy(_CoreLoss):
     """SCE ``alpha CE + beta RCE``; see :func:`symmetric_cross_entropy`."""
 
     _fn = staticmethod(symmetric_cross_entropy)
+    HYPERPARAMETERS = ("alpha", "beta")
 
     def __init__(self, *, alpha=0.1, beta=1.0, normalize=None, from_logits=True,
                  reduction=_SUM, name="symmetric_cross_entropy", dtype=None):
@@ -656,11 +771,16 @@ class SymmetricCrossEntropy(_CoreLoss):
         )
 
 
+    def _log_weight(self, p, *, one_minus_p=None):
+        return ops.log(weighting.sce(p, alpha=self.alpha, beta=self.beta, one_minus_p=one_minus_p))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NormalizedCrossEntropyReverse(_CoreLoss):
     """NCE+RCE ``alpha NCE + beta RCE``; see :func:`normalized_cross_entropy_reverse`."""
 
     _fn = staticmethod(normalized_cross_entropy_reverse)
+    HYPERPARAMETERS = ("alpha", "beta")
 
     def __init__(self, *, alpha=1.0, beta=1.0, normalize=None, from_logits=True,
                  reduction=_SUM, name="normalized_cross_entropy_reverse", dtype=None):

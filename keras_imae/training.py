@@ -37,7 +37,7 @@ from keras_imae import callbacks, data, distribute, export, files, losses, model
 __all__ = ["RunConfig", "run", "validate", "loss_from_config", "format_results", "read_log", "write_json"]
 
 # RunConfig fields that are loss hyper-parameters; None means "the loss's default".
-HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha")
+HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
 NOISE_TYPES = ("none", *noise.NOISE_TYPES)
 _RUN_FILES = ("log.csv", "metrics.json", noise.NOISY_LABELS_FILENAME, "model.keras")
 
@@ -64,6 +64,7 @@ class RunConfig:
     temperature: float | None = None
     q: float | None = None
     alpha: float | None = None
+    max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
     epochs: int = 40
@@ -92,7 +93,8 @@ def loss_from_config(config):
     A hyper-parameter set for a loss that does not take it (``loss="imae", beta=16``) is an
     error, not silently ignored.
     """
-    accepted = tuple(losses.get(config.loss)._hparams)  # raises for an unknown name
+    losses.get(config.loss)  # raises for an unknown name
+    accepted = losses.LOSSES[config.loss].HYPERPARAMETERS
     unused = [k for k in HPARAM_FIELDS if getattr(config, k) is not None and k not in accepted]
     if unused:
         raise ValueError(

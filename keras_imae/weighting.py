@@ -43,7 +43,8 @@ References:
 import keras
 from keras import ops
 
-__all__ = ["cce", "mae", "gce", "sce", "imae", "dm", "normal", "beta_density", "mode"]
+__all__ = ["cce", "mae", "gce", "sce", "imae", "dm", "log_dm", "log_dm_peak", "normal",
+           "beta_density", "mode"]
 
 
 def _prepare(p, one_minus_p):
@@ -98,8 +99,23 @@ def dm(p, *, beta, lam, one_minus_p=None):
     ``lam`` easy ones); ``beta`` sets how peaked the emphasis is (``beta = 0``: every example
     weighs the same). ``p^0 = 1``, also at ``p = 0``.
     """
+    return ops.exp(log_dm(p, beta=beta, lam=lam, one_minus_p=one_minus_p))
+
+
+def log_dm(p, *, beta, lam, one_minus_p=None):
+    """``log`` of DM's emphasis, ``beta * p^lam * (1 - p)``: finite where ``exp`` overflows.
+
+    The losses normalise in this log domain, so any finite ``beta`` works with
+    ``normalize="batch"``; its largest value is :func:`log_dm_peak`.
+    """
     p, one_minus_p = _prepare(p, one_minus_p)
-    return ops.exp(beta * ops.power(p, lam) * one_minus_p)
+    return beta * ops.power(p, lam) * one_minus_p
+
+
+def log_dm_peak(*, beta, lam):
+    """``max_p log w(p) = beta * m^lam * (1 - m)`` at the mode ``m = lam / (lam + 1)``."""
+    m = mode(lam=lam)
+    return beta * (m**lam if lam > 0 else 1.0) * (1.0 - m)
 
 
 def imae(p, *, temperature, one_minus_p=None):

@@ -489,3 +489,96 @@ def test_one_minus_p_keeps_precision_near_one():
     tiny = np.float32(1e-12)
     w = weighting.cce(np.float32(1.0), one_minus_p=tiny)
     assert float(w) == pytest.approx(2e-12, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- log domain
+
+
+def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None):
+    """DM's batch-normalised gradient in float64, normalised via log-sum-exp (numpy)."""
+    z = z.astype(np.float64)
+    p = _softmax(z)
+    y = np.eye(z.shape[1])[ids]
+    pc = np.sum(p * y, -1)
+    log_w = beta * pc**lam * (1 - pc)
+    top = log_w.max()
+    log_mean = top + np.log(np.mean(np.exp(log_w - top)))
+    scale = np.exp(log_w - log_mean)
+    if max_margin is not None:
+        z_c = np.sum(z * y, -1)
+        others = np.where(y > 0, -np.inf, z)
+        margin = z_c - (others.max(-1) + np.log(np.exp(others - others.max(-1, keepdims=True))
+                                                 .sum(-1)))
+        scale = np.where(np.abs(margin) <= max_margin, scale, 0.0)
+    direction = (p - y) / (2 * (1 - pc))[:, None]
+    return scale[:, None] * direction / z.shape[0]
+
+
+@pytest.mark.parametrize("beta", [500.0, 5000.0])
+def test_batch_normalisation_is_exact_for_any_beta(beta):
+    # exp(beta * p^lam * (1 - p)) overflows float32 past ~88: the normalisation must not.
+    z, ids = _batch(16, 5, seed=11, scale=1.0)
+    loss = losses.DerivativeManipulation(beta=beta, lam=0.5)
+    value, grad = _gradient(loss, ids, z)
+    assert np.all(np.isfinite(grad.numpy())) and np.isfinite(value.numpy())
+    np.testing.assert_allclose(grad.numpy(), _reference_dm_log_domain(z, ids, beta, 0.5),
+                               rtol=2e-3, atol=1e-7)
+    _, grad_imae = _gradient(losses.IMAE(temperature=400.0), ids, z)
+    np.testing.assert_allclose(grad_imae.numpy(), _reference_dm_log_domain(z, ids, 400.0, 1.0),
+                               rtol=2e-3, atol=1e-7)
+
+
+def test_normalize_none_refuses_a_beta_that_overflows():
+    with pytest.raises(ValueError, match=r"`beta` with normalize=None.*beta=500"):
+        losses.DerivativeManipulation(beta=500.0, normalize=None)
+    with pytest.raises(ValueError, match="normalize=None"):
+        losses.derivative_manipulation([0], np.zeros((1, 2), "float32"), beta=500.0,
+                                       normalize=None)
+    losses.DerivativeManipulation(beta=200.0, lam=0.5, normalize=None)  # exp(77) fits
+
+
+def test_max_margin_silences_examples_outside_the_window():
+    # Margins log(p / (1 - p)) of about -30, -2, 0, 3, 25: two lie outside [-16, 16].
+    z = np.float32([[-30, 0, 0], [-2, 0, -50], [0, 0, -50], [3, 0, -50], [25, 0, -50]])
+    ids = np.zeros(5, "int64")
+    for normalize in ("batch", None):
+        loss = losses.DerivativeManipulation(beta=8.0, lam=0.5, max_margin=16.0,
+                                             normalize=normalize)
+        _, grad = _gradient(loss, ids, z)
+        grad = grad.numpy()
+        assert np.all(grad[[0, 4]] == 0.0) and np.all(np.abs(grad[1:4]).sum(-1) > 0)
+        if normalize == "batch":  # silenced examples still count in the batch mean
+            np.testing.assert_allclose(
+                grad, _reference_dm_log_domain(z, ids, 8.0, 0.5, max_margin=16.0),
+                rtol=2e-4, atol=1e-8)
+    # Without max_margin every example keeps DM's floor gradient w >= 1 (before normalising).
+    _, faithful = _gradient(losses.DerivativeManipulation(beta=8.0, lam=0.5, normalize=None),
+                            ids, z)
+    np.testing.assert_allclose(np.abs(faithful.numpy()).sum(-1)[[0, 4]] * 5, 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="max_margin"):
+        losses.DerivativeManipulation(max_margin=0.0)
+
+
+def test_from_logits_must_be_a_bool():
+    with pytest.raises(ValueError, match="from_logits='no'"):
+        losses.DerivativeManipulation(from_logits="no")
+    assert losses.get("cce", from_logits=np.bool_(False)).from_logits is False
+
+
+@pytest.mark.parametrize("name,weight", [
+    ("dm", lambda p: weighting.dm(p, beta=6.0, lam=0.5)),
+    ("imae", lambda p: weighting.imae(p, temperature=8.0)),
+    ("cce", weighting.cce), ("mae", weighting.mae),
+    ("gce", lambda p: weighting.gce(p, q=0.7)),
+    ("sce", lambda p: weighting.sce(p, alpha=0.1, beta=1.0)),
+    ("mse", None), ("nce_rce", None),
+])
+def test_log_emphasis_is_the_log_of_the_weight(name, weight):
+    loss = losses.get(name, **REFERENCES[name][0])
+    p = np.float32([0.05, 0.3, 0.5, 0.9])
+    log_w = loss.log_emphasis(p)
+    if weight is None:
+        assert log_w is None
+    else:
+        np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(log_w)),
+                                   keras.ops.convert_to_numpy(weight(p)), rtol=1e-5)
