@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["FitMonitor", "fit_statistics"]
+__all__ = ["CollapseGuard", "FitMonitor", "TrainingCollapsed", "fit_statistics",
+           "logit_statistics"]
 
 
 def label_ids(y):
@@ -24,35 +25,91 @@ def label_ids(y):
     return y.reshape(-1).astype("int64")
 
 
-def _predict(model, data, batch_size):
-    """``(pred_ids, given_ids, clean_ids_or_None)`` over ``data`` (arrays or a dataset)."""
+def _logits_of(model, data, batch_size):
+    """``(logits, given_ids, clean_ids_or_None)`` over ``data`` (arrays or a dataset)."""
     if isinstance(data, tf.data.Dataset):
-        preds, given, clean = [], [], []
+        logits, given, clean = [], [], []
         for batch in data:
             x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-            preds.append(np.asarray(model.predict_on_batch(x)).argmax(-1))
+            logits.append(np.asarray(model.predict_on_batch(x)))
             if isinstance(y, dict):
                 given.append(label_ids(y["label"]))
                 if "clean_label" in y:
                     clean.append(label_ids(y["clean_label"]))
             else:
                 given.append(label_ids(y))
-        if not preds:
+        if not logits:
             raise ValueError("FitMonitor received an empty dataset.")
         cat = np.concatenate
-        return cat(preds), cat(given), (cat(clean) if clean else None)
+        return cat(logits), cat(given), (cat(clean) if clean else None)
+    _check_arrays(data)
+    logits = model.predict(data[0], batch_size=batch_size, verbose=0)
+    return np.asarray(logits), label_ids(data[1]), (label_ids(data[2]) if len(data) == 3 else None)
+
+
+def _check_arrays(data):
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise ValueError(
             "FitMonitor data must be a tf.data.Dataset or a tuple (x, labels) / "
             f"(x, noisy_labels, clean_labels). Received: {type(data).__name__}"
             + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
         )
-    logits = model.predict(data[0], batch_size=batch_size, verbose=0)
-    return (
-        np.asarray(logits).argmax(-1),
-        label_ids(data[1]),
-        label_ids(data[2]) if len(data) == 3 else None,
-    )
+
+
+def _log_p_given(logits, ids):
+    """``(log p_c, log (1 - p_c))`` of the given classes, float64, without cancellation."""
+    z = np.asarray(logits, "float64")
+    z_c = z[np.arange(len(z)), ids]
+    others = z.copy()
+    others[np.arange(len(z)), ids] = -np.inf
+    top = others.max(-1)
+    lse_other = top + np.log(np.exp(others - top[:, None]).sum(-1))
+    lse = np.logaddexp(lse_other, z_c)
+    return z_c - lse, lse_other - lse
+
+
+EMPHASIS_BANDS = (0.1, 0.9)  # p < 0.1 "low", 0.1 <= p <= 0.9 "mid", p > 0.9 "high"
+
+
+def logit_statistics(logits, given, loss=None):
+    """How saturated the model is, and where the loss puts its emphasis, on one data set.
+
+    - ``logit_scale``: median over examples of ``max_k |z_k|``. Past ~90, float32
+      probabilities are exactly 0 or 1 and every emphasis density sees only its end points.
+    - ``top_class_fraction``: share of the most frequent predicted class (1.0: constant
+      predictions).
+    - ``emphasis_low`` / ``emphasis_mid`` / ``emphasis_high``: share of the loss's total
+      emphasis ``sum_i w(p_i)`` (``p_i`` the probability of example i's given label) held by
+      examples with ``p < 0.1``, ``0.1 <= p <= 0.9`` and ``p > 0.9`` -- only for losses with an
+      emphasis density (``loss.log_emphasis``; DM, IMAE, CCE, MAE, GCE, SCE). Computed in
+      the log domain, exact for any ``beta``.
+
+    Returns:
+        dict of floats.
+    """
+    logits = np.asarray(logits)
+    given = np.asarray(given)
+    pred = logits.argmax(-1)
+    out = {
+        "logit_scale": float(np.median(np.abs(logits).max(-1))),
+        "top_class_fraction": float(np.bincount(pred).max() / len(pred)),
+    }
+    log_emphasis = getattr(loss, "log_emphasis", None)
+    if log_emphasis is not None and len(given):
+        log_p, log_q = _log_p_given(logits, given)
+        log_w = np.asarray(keras.ops.convert_to_numpy(
+            log_emphasis(np.exp(log_p).astype("float32"),
+                         one_minus_p=np.exp(log_q).astype("float32"))), "float64")
+        finite = np.isfinite(log_w)
+        if finite.any():
+            w = np.where(finite, np.exp(log_w - log_w[finite].max()), 0.0)
+            p = np.exp(log_p)
+            low, high = EMPHASIS_BANDS
+            total = w.sum()
+            out["emphasis_low"] = float(w[p < low].sum() / total)
+            out["emphasis_mid"] = float(w[(p >= low) & (p <= high)].sum() / total)
+            out["emphasis_high"] = float(w[p > high].sum() / total)
+    return out
 
 
 def fit_statistics(pred, given, clean=None):
@@ -90,7 +147,10 @@ class FitMonitor(keras.callbacks.Callback):
 
     and writes into the epoch ``logs`` ``train_accuracy``, ``train_clean_fit``,
     ``train_noisy_fit``, ``train_noisy_correct`` (see :func:`fit_statistics`),
-    ``test_accuracy`` and ``best_test_accuracy``. Place it **before** ``CSVLogger``,
+    ``train_logit_scale``, ``train_top_class_fraction`` and, for losses with an emphasis
+    density, ``train_emphasis_low|mid|high`` (see :func:`logit_statistics`),
+    ``test_accuracy`` and ``best_test_accuracy``. When train and test are arrays of the same
+    shape, one prediction pass per epoch covers both. Place it **before** ``CSVLogger``,
     ``TensorBoard``, ``EarlyStopping`` and ``ModelCheckpoint`` in the callbacks list so they see
     these keys (``History`` and the progress bar come last automatically).
 
@@ -109,11 +169,16 @@ class FitMonitor(keras.callbacks.Callback):
         latest measured values).
     """
 
-    def __init__(self, train=None, test=None, *, batch_size=256, previous_test_accuracy=()):
+    def __init__(self, train=None, test=None, *, batch_size=1024, previous_test_accuracy=()):
         super().__init__()
         if train is None and test is None:
             raise ValueError("FitMonitor needs `train` or `test` data. Received neither.")
         self.train, self.test, self.batch_size = train, test, batch_size
+        for data in (train, test):
+            if data is not None and not isinstance(data, tf.data.Dataset):
+                _check_arrays(data)
+        self._joint = None
+        self.last_train_logits = None
         self.previous_test_accuracy = [float(a) for a in previous_test_accuracy]
         self._reset()
 
@@ -129,15 +194,43 @@ class FitMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._reset()
 
+    def _joint_arrays(self):
+        """Train and test inputs concatenated once, when both are arrays of one shape: the
+        monitor then runs a single prediction pass per epoch."""
+        if self._joint is None:
+            train, test = self.train, self.test
+            joint = (isinstance(train, (tuple, list)) and isinstance(test, (tuple, list))
+                     and len(train) in (2, 3) and len(test) == 2)
+            if joint:
+                a, b = np.asarray(train[0]), np.asarray(test[0])
+                joint = a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
+            self._joint = np.concatenate([a, b]) if joint else False
+        return self._joint
+
     def measure(self):
         """The monitor's values for the current weights (a dict of floats)."""
         values = {}
-        if self.train is not None:
-            stats = fit_statistics(*_predict(self.model, self.train, self.batch_size))
+        joint = self._joint_arrays()
+        if joint is not False:
+            logits = np.asarray(self.model.predict(joint, batch_size=self.batch_size, verbose=0))
+            n = len(self.train[0])
+            train = (logits[:n], label_ids(self.train[1]),
+                     label_ids(self.train[2]) if len(self.train) == 3 else None)
+            test = (logits[n:], label_ids(self.test[1]))
+        else:
+            train = (_logits_of(self.model, self.train, self.batch_size)
+                     if self.train is not None else None)
+            test = (_logits_of(self.model, self.test, self.batch_size)[:2]
+                    if self.test is not None else None)
+        if train is not None:
+            logits, given, clean = train
+            stats = fit_statistics(logits.argmax(-1), given, clean)
+            stats.update(logit_statistics(logits, given, getattr(self.model, "loss", None)))
             values.update({f"train_{k}": v for k, v in stats.items()})
-        if self.test is not None:
-            pred, given, _ = _predict(self.model, self.test, self.batch_size)
-            values["test_accuracy"] = float(np.mean(pred == given))
+            self.last_train_logits = logits
+        if test is not None:
+            logits, given = test
+            values["test_accuracy"] = float(np.mean(logits.argmax(-1) == given))
         return values
 
     def on_epoch_end(self, epoch, logs=None):
@@ -161,3 +254,65 @@ class FitMonitor(keras.callbacks.Callback):
                 final_test_accuracy=self.final_test_accuracy,
             )
         return out
+
+
+class TrainingCollapsed(RuntimeError):
+    """Training produced a model that must not be used (or exported); the message says why."""
+
+
+class CollapseGuard(keras.callbacks.Callback):
+    """Stops training with :class:`TrainingCollapsed` when it has visibly collapsed.
+
+    Checked at the end of every epoch, on the logs (put it **after**
+    :class:`FitMonitor`, whose ``train_*`` values it reads, and before ``BackupAndRestore``
+    so a collapsed epoch is never backed up):
+
+    - a non-finite value in the logs (loss, metrics, monitor values);
+    - ``train_logit_scale`` (median ``max_k |z_k|``) above ``max_logit_scale``: the logits
+      are diverging (past ~90 every float32 probability is exactly 0 or 1, so no loss can
+      tell examples apart any more; DM's gradient does not vanish on fitted examples, and
+      with it the logits grow without bound, see the README);
+    - ``train_top_class_fraction`` (share of the most predicted class on the training set)
+      at or above ``max_top_class_fraction``: constant predictions.
+
+    Args:
+        max_logit_scale: bound on the median max |logit|; ``None`` disables the check.
+        max_top_class_fraction: bound on the most predicted class's share; ``None``
+            disables it. Raise it for data in which one class holds nearly every label.
+    """
+
+    def __init__(self, *, max_logit_scale=1000.0, max_top_class_fraction=0.98):
+        super().__init__()
+        for name, value in (("max_logit_scale", max_logit_scale),
+                            ("max_top_class_fraction", max_top_class_fraction)):
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"Invalid value for argument `{name}`. Expected a positive "
+                                 f"number or None. Received: {name}={value!r}")
+        self.max_logit_scale = max_logit_scale
+        self.max_top_class_fraction = max_top_class_fraction
+
+    def check(self, logs):
+        """The reasons ``logs`` show a collapse (empty list: healthy)."""
+        reasons = []
+        bad = sorted(k for k, v in (logs or {}).items()
+                     if isinstance(v, (int, float, np.number)) and not math.isfinite(float(v)))
+        if bad:
+            reasons.append(f"non-finite values: {', '.join(f'{k}={logs[k]}' for k in bad)}")
+        scale = (logs or {}).get("train_logit_scale")
+        if self.max_logit_scale is not None and scale is not None and scale > self.max_logit_scale:
+            reasons.append(f"train_logit_scale={scale:.4g} > max_logit_scale="
+                           f"{self.max_logit_scale:g} (the logits are diverging)")
+        top = (logs or {}).get("train_top_class_fraction")
+        if (self.max_top_class_fraction is not None and top is not None
+                and top >= self.max_top_class_fraction):
+            reasons.append(f"train_top_class_fraction={top:.4f} >= max_top_class_fraction="
+                           f"{self.max_top_class_fraction:g} (constant predictions)")
+        return reasons
+
+    def on_epoch_end(self, epoch, logs=None):
+        reasons = self.check(logs)
+        if reasons:
+            self.model.stop_training = True
+            raise TrainingCollapsed(
+                f"Training collapsed at epoch {epoch + 1}: " + "; ".join(reasons) + ". The "
+                "model is not saved or exported. See the README section 'Keeping DM stable'.")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, models
+from keras_imae import callbacks, losses, models
 from test_models import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
 
 
@@ -27,18 +27,21 @@ def test_fit_monitor_arrays_and_dataset_agree():
         (LOGITS, {"label": GIVEN, "clean_label": CLEAN})).batch(4)
     ds_test = tf.data.Dataset.from_tensor_slices((test_x, {"label": np.eye(3)[test_y]})).batch(3)
     dataset = callbacks.FitMonitor(ds_train, ds_test)
+    top = np.bincount(LOGITS.argmax(-1)).max() / len(LOGITS)
     for monitor in (arrays, dataset):
         monitor.set_model(model)
         values = monitor.measure()
         assert values == pytest.approx(
-            {f"train_{k}": v for k, v in EXPECTED.items()} | {"test_accuracy": 0.75})
+            {f"train_{k}": v for k, v in EXPECTED.items()} | {"test_accuracy": 0.75,
+             "train_logit_scale": 5.0, "train_top_class_fraction": top})
     only_test = callbacks.FitMonitor(test=(test_x, test_y))
     only_test.set_model(model)
     assert only_test.measure() == {"test_accuracy": 0.75}
     no_clean = callbacks.FitMonitor(
         tf.data.Dataset.from_tensor_slices((LOGITS, GIVEN)).batch(4))
     no_clean.set_model(model)
-    assert no_clean.measure() == pytest.approx({"train_accuracy": 0.7})
+    assert no_clean.measure() == pytest.approx(
+        {"train_accuracy": 0.7, "train_logit_scale": 5.0, "train_top_class_fraction": top})
 
 
 def test_best_and_final_test_accuracy():
@@ -106,3 +109,57 @@ def test_previous_test_accuracy_seeds_the_best_after_a_resume():
                                    previous_test_accuracy=[0.5, 0.9, 0.7])
     monitor.on_train_begin()
     assert monitor.best_test_accuracy == 0.9 and monitor.best_epoch == 2
+
+
+def test_logit_statistics_closed_form():
+    z = np.float32([[8.0, 0.0, 0.0], [0.0, -1.0, 3.0], [0.0, 0.0, 0.0], [2.0, -6.0, 1.0]])
+    given = np.array([0, 0, 1, 0])
+    loss = losses.DerivativeManipulation(beta=8.0, lam=0.5)
+    stats = callbacks.logit_statistics(z, given, loss)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True))[np.arange(4), given]  # 0.9993, 0.047, 0.333, 0.73
+    w = np.exp(8.0 * np.sqrt(p) * (1 - p))
+    assert stats["logit_scale"] == pytest.approx(np.median([8, 3, 0, 6]))
+    assert stats["top_class_fraction"] == 0.75  # argmax 0, 2, 0 (tie: first), 0
+    assert stats["emphasis_low"] == pytest.approx(w[1] / w.sum(), rel=1e-6)
+    assert stats["emphasis_mid"] == pytest.approx((w[2] + w[3]) / w.sum(), rel=1e-6)
+    assert stats["emphasis_high"] == pytest.approx(w[0] / w.sum(), rel=1e-6)
+    # Exact in the log domain for a beta whose exp() overflows float32 and float64 alike.
+    huge = callbacks.logit_statistics(z, given, losses.DerivativeManipulation(beta=5000.0))
+    assert huge["emphasis_mid"] == pytest.approx(1.0) and huge["emphasis_low"] == 0.0
+    # No emphasis density (natural gradient) or no loss: no emphasis keys.
+    assert "emphasis_mid" not in callbacks.logit_statistics(z, given, losses.get("mse"))
+    assert sorted(callbacks.logit_statistics(z, given)) == ["logit_scale", "top_class_fraction"]
+
+
+def test_fit_monitor_runs_one_prediction_pass_per_epoch(monkeypatch):
+    model = identity_model()
+    calls = []
+    original = model.predict
+    monkeypatch.setattr(model, "predict", lambda x, **kw: calls.append(len(x)) or original(x, **kw))
+    monitor = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN), (LOGITS[:4], GIVEN[:4]))
+    monitor.set_model(model)
+    values = monitor.measure()
+    assert calls == [len(LOGITS) + 4]  # train and test in one pass
+    assert values["test_accuracy"] == pytest.approx(np.mean(LOGITS[:4].argmax(-1) == GIVEN[:4]))
+    assert monitor.last_train_logits.shape == LOGITS.shape
+
+
+def test_collapse_guard_reasons_and_error():
+    guard = callbacks.CollapseGuard(max_logit_scale=100.0, max_top_class_fraction=0.9)
+    assert guard.check({"loss": 0.3, "train_logit_scale": 99.0,
+                        "train_top_class_fraction": 0.5}) == []
+    reasons = guard.check({"loss": float("nan"), "train_logit_scale": 1e4,
+                           "train_top_class_fraction": 1.0})
+    assert len(reasons) == 3
+    assert "loss=nan" in reasons[0] and "logits are diverging" in reasons[1]
+    assert "constant predictions" in reasons[2]
+    assert guard.check({"loss": float("inf")}) != []  # works without a FitMonitor too
+    off = callbacks.CollapseGuard(max_logit_scale=None, max_top_class_fraction=None)
+    assert off.check({"train_logit_scale": 1e9, "train_top_class_fraction": 1.0}) == []
+    guard.set_model(identity_model())
+    with pytest.raises(callbacks.TrainingCollapsed, match="epoch 3: .*logits are diverging"):
+        guard.on_epoch_end(2, {"train_logit_scale": 1e4})
+    for kwargs in (dict(max_logit_scale=0), dict(max_top_class_fraction="high")):
+        with pytest.raises(ValueError, match="Expected a positive number or None"):
+            callbacks.CollapseGuard(**kwargs)
