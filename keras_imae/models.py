@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 FIT_METRICS = ("clean_fit", "noisy_fit", "noisy_correct")
-ARCHITECTURES = ("mlp", "cnn", "resnet20", "resnet32", "resnet44", "resnet56")
+ARCHITECTURES = ("mlp", "mlp_bn", "cnn", "resnet20", "resnet32", "resnet44", "resnet56")
 _LABEL_KEYS = ("label", "clean_label")
 
 
@@ -377,9 +377,9 @@ def _logits(x, num_classes, reg, seeds):
     )(x)
 
 
-def mlp(input_shape, num_classes, *, hidden_units=(256, 256), mean=None, std=None,
-        weight_decay=0.0, seed=None):
-    """Multi-layer perceptron: ``[Normalization] → Flatten → (Dense + ReLU)* → Dense(K)``.
+def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False, mean=None,
+        std=None, weight_decay=0.0, seed=None):
+    """Multi-layer perceptron: ``[Normalization] → Flatten → (Dense [+ BN] + ReLU)* → Dense(K)``.
 
     Works for tabular input (``input_shape=(features,)``, per-feature ``mean``/``std``) and
     for images (flattened after per-channel normalisation).
@@ -388,6 +388,8 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), mean=None, std=Non
         input_shape: Shape of one example, without the batch dimension.
         num_classes: Number of classes ``K >= 2``; the model outputs ``K`` logits.
         hidden_units: Widths of the hidden ReLU layers.
+        batch_norm: ``BatchNormalization`` between each hidden ``Dense`` (then bias-free) and
+            its ReLU (architecture ``"mlp_bn"``).
         mean, std: Per-channel (last axis) statistics of the raw input, or ``None``.
         weight_decay: SGD weight-decay coefficient on kernels (``L2(weight_decay / 2)``).
         seed: Integer seed for the initializers, or ``None``.
@@ -404,11 +406,15 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), mean=None, std=Non
     for units in hidden_units:
         x = keras.layers.Dense(
             units,
-            activation="relu",
+            use_bias=not batch_norm,
             kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
             kernel_regularizer=reg,
         )(x)
-    return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name="mlp")
+        if batch_norm:
+            x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        x = keras.layers.ReLU()(x)
+    name = "mlp_bn" if batch_norm else "mlp"
+    return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name=name)
 
 
 def _conv_bn_relu(x, filters, *, strides=1, relu=True, reg, seeds):
@@ -541,6 +547,7 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
     """Builds one of :data:`ARCHITECTURES` as an uncompiled :class:`RobustModel`.
 
     ``"mlp"`` (:func:`mlp`, 2 x 256 hidden units; also for tabular ``(features,)`` input),
+    ``"mlp_bn"`` (the same with BatchNormalization before each ReLU),
     ``"cnn"`` (:func:`cnn`), ``"resnet20|32|44|56"`` (:func:`cifar_resnet`, option-A
     shortcuts). The first layer is ``Normalization(mean, std**2)`` when ``mean``/``std`` are
     given, so the model takes raw pixels. Build it inside ``strategy.scope()`` to distribute.
@@ -557,8 +564,8 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
         A :class:`RobustModel` whose output is logits ``[B, num_classes]``.
     """
     kwargs = dict(mean=mean, std=std, weight_decay=weight_decay, seed=seed)
-    if name == "mlp":
-        return mlp(input_shape, num_classes, **kwargs)
+    if name in ("mlp", "mlp_bn"):
+        return mlp(input_shape, num_classes, batch_norm=name == "mlp_bn", **kwargs)
     if name == "cnn":
         return cnn(input_shape, num_classes, **kwargs)
     if name in ARCHITECTURES:
@@ -573,22 +580,26 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
 # Optimizer recipe
 # --------------------------------------------------------------------------------------------
 def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, epochs=None,
-                   steps_per_epoch=None, decay_epochs=None, decay_rate=0.1):
-    """The papers' optimizer: SGD with momentum 0.9 and a step schedule (or Adam).
+                   steps_per_epoch=None, decay_epochs=None, decay_rate=0.1, weight_decay=None):
+    """The papers' optimizer: SGD with momentum 0.9 and a step schedule (or Adam, AdamW).
 
     ``schedule=None``: constant ``learning_rate``. ``"step"``: multiply by ``decay_rate`` at
     each of ``decay_epochs`` (default: 50% and 75% of ``epochs``, as He et al. 2016's
     32k/48k of 64k iterations). ``"cosine"``: ``CosineDecay`` from ``learning_rate`` to 0 over
-    ``epochs * steps_per_epoch`` steps. Weight decay lives in the model (``build_model``).
+    ``epochs * steps_per_epoch`` steps. For SGD and Adam, weight decay is the coupled L2 penalty
+    that lives in the model (``build_model(weight_decay=...)``, the papers' SGD convention);
+    ``"adamw"`` decays the weights itself (decoupled, Loshchilov & Hutter 2019): each step
+    multiplies every weight by ``1 - learning_rate * weight_decay``.
 
     Args:
-        name: ``"sgd"`` or ``"adam"``.
+        name: ``"sgd"``, ``"adam"`` or ``"adamw"``.
         learning_rate: Initial learning rate.
         momentum: SGD momentum (default 0.9); not accepted for Adam.
         schedule: ``None``, ``"step"`` or ``"cosine"``.
         epochs, steps_per_epoch: Training length; required by a schedule.
         decay_epochs: Epochs at which ``"step"`` decays.
         decay_rate: ``"step"`` factor (0.1 divides by 10).
+        weight_decay: AdamW's decoupled decay (default 0.004, Keras'); ``"adamw"`` only.
 
     Returns:
         A ``keras.optimizers.Optimizer``.
@@ -629,17 +640,28 @@ def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, e
                 )
             values = [learning_rate * decay_rate**i for i in range(len(boundaries) + 1)]
             lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if name not in ("sgd", "adam", "adamw"):
+        raise ValueError(
+            "Invalid value for argument `name`. Expected 'sgd', 'adam' or 'adamw'. "
+            f"Received: name={name!r}")
+    if momentum is not None and name != "sgd":
+        raise ValueError(
+            f"Argument `momentum` is only used by SGD. Received: momentum={momentum}, "
+            f"name={name!r}")
+    if weight_decay is not None and name != "adamw":
+        raise ValueError(
+            "Argument `weight_decay` of make_optimizer is AdamW's decoupled decay; for "
+            f"{name!r} put the L2 penalty in the model (build_model(weight_decay=...)). "
+            f"Received: weight_decay={weight_decay}, name={name!r}")
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=0.9 if momentum is None else momentum)
     if name == "adam":
-        if momentum is not None:
-            raise ValueError(
-                f"Argument `momentum` is not used by Adam. Received: momentum={momentum}"
-            )
         return keras.optimizers.Adam(learning_rate=lr)
-    raise ValueError(
-        f"Invalid value for argument `name`. Expected 'sgd' or 'adam'. Received: name={name!r}"
-    )
+    if weight_decay is not None and not weight_decay >= 0:
+        raise ValueError("Invalid value for argument `weight_decay`. Expected a non-negative "
+                         f"float. Received: weight_decay={weight_decay}")
+    return keras.optimizers.AdamW(
+        learning_rate=lr, weight_decay=0.004 if weight_decay is None else weight_decay)
 
 
 # --------------------------------------------------------------------------------------------

@@ -289,6 +289,26 @@ def test_make_optimizer_step_cosine_constant_adam():
     opt = models.make_optimizer(learning_rate=0.05, momentum=0.5)
     assert opt.momentum == 0.5 and float(opt.learning_rate) == pytest.approx(0.05)
     assert isinstance(models.make_optimizer("adam", learning_rate=1e-3), keras.optimizers.Adam)
+    adamw = models.make_optimizer("adamw", learning_rate=1e-3, weight_decay=0.05)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.05
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient():
+    # Zero gradient: Adam(W) moves nothing but the decay, w <- w * (1 - lr * wd).
+    var = keras.Variable(np.float32([2.0, -4.0]))
+    opt = models.make_optimizer("adamw", learning_rate=0.1, weight_decay=0.5)
+    opt.apply_gradients([(np.float32([0.0, 0.0]), var)])
+    np.testing.assert_allclose(var.numpy(), [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
+
+
+def test_mlp_bn_puts_batch_norm_before_each_relu():
+    model = models.build_model("mlp_bn", (4,), 3, seed=0)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Dense", "BatchNormalization", "ReLU", "Dense",
+                     "BatchNormalization", "ReLU", "Dense"]
+    assert model.name == "mlp_bn" and not model.layers[1].use_bias
+    plain = models.build_model("mlp", (4,), 3, seed=0)
+    assert "BatchNormalization" not in [type(layer).__name__ for layer in plain.layers]
 
 
 @pytest.mark.parametrize(
@@ -301,7 +321,10 @@ def test_make_optimizer_step_cosine_constant_adam():
         (dict(learning_rate=0.1, schedule="step", epochs=10, steps_per_epoch=3,
               decay_epochs=(6, 4)), "increasing"),
         (dict(name="adam", learning_rate=0.1, momentum=0.9), "momentum"),
-        (dict(name="rmsprop", learning_rate=0.1), "'sgd' or 'adam'"),
+        (dict(name="rmsprop", learning_rate=0.1), "'sgd', 'adam' or 'adamw'"),
+        (dict(name="adamw", learning_rate=0.1, momentum=0.9), "only used by SGD"),
+        (dict(name="sgd", learning_rate=0.1, weight_decay=0.1), "decoupled decay"),
+        (dict(name="adamw", learning_rate=0.1, weight_decay=-1.0), "weight_decay=-1.0"),
     ],
 )
 def test_make_optimizer_errors(kwargs, match):
