@@ -1,7 +1,8 @@
 """Figures: emphasis curves w(p) (the papers' figure) and a run's per-epoch fit curves.
 
-Uses matplotlib's non-interactive Agg backend; every function writes one PNG and returns
-its path.
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas directly, so
+the global pyplot backend (a notebook's, say) is never changed; every function writes one PNG
+and returns its path.
 """
 
 import os
@@ -13,13 +14,13 @@ from keras_imae import training, weighting
 __all__ = ["plot_emphasis", "plot_run"]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path):
@@ -33,9 +34,9 @@ def plot_emphasis(path, *, dm_settings=((0.0, 8.0), (0.5, 8.0), (1.0, 8.0), (2.0
 
     Curves are divided by their maximum so their shapes (where the emphasis lies) compare.
     """
-    plt = _pyplot()
     p = np.linspace(0.0, 1.0, 401).astype(np.float32)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     curves = {
         "CCE": weighting.cce(p), "MAE": weighting.mae(p), "GCE q=0.7": weighting.gce(p, q=0.7),
         "SCE a=0.1 b=1": weighting.sce(p, alpha=0.1, beta=1.0),
@@ -53,9 +54,7 @@ def plot_emphasis(path, *, dm_settings=((0.0, 8.0), (0.5, 8.0), (1.0, 8.0), (2.0
                title=title)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 _RUN_CURVES = (("train_clean_fit", "clean fit (train)"),
@@ -64,25 +63,49 @@ _RUN_CURVES = (("train_clean_fit", "clean fit (train)"),
                ("test_accuracy", "test accuracy"))
 
 
-def plot_run(model_dir, path=None):
-    """Per-epoch clean fit, noisy memorisation, noisy correction and test accuracy.
+_EMPHASIS_CURVES = (("train_emphasis_low", "emphasis mass, p < 0.1"),
+                    ("train_emphasis_mid", "emphasis mass, 0.1 <= p <= 0.9"),
+                    ("train_emphasis_high", "emphasis mass, p > 0.9"))
 
-    Reads ``model_dir/log.csv`` (written by ``keras_imae.training.run``).
+
+def plot_run(model_dir, path=None):
+    """A run's per-epoch curves, from ``model_dir/log.csv`` (``keras_imae.training.run``).
+
+    Left: clean fit, noisy memorisation, noisy correction and test accuracy. Right: the
+    logit scale (median max |logit|, log axis; a steady climb means the logits diverge) and,
+    for losses with an emphasis density, where the emphasis mass sits by p band.
 
     Raises:
         FileNotFoundError: no ``log.csv`` in ``model_dir``.
     """
     rows = training.read_log(model_dir)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     epochs = [int(r["epoch"]) + 1 for r in rows]
+
+    def curve(ax, key, label, **style):
+        if rows and rows[0].get(key, "") != "":
+            ax.plot(epochs, [float(r[key]) for r in rows], label=label, **style)
+            return True
+        return False
+
     for key, label in _RUN_CURVES:
-        if rows and key in rows[0]:
-            ax.plot(epochs, [float(r[key]) for r in rows], label=label)
-    ax.set(xlabel="epoch", ylabel="fraction", ylim=(0, 1),
-           title=os.path.basename(os.path.normpath(model_dir)))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    path = _save(fig, path or os.path.join(model_dir, "fit_curves.png"))
-    plt.close(fig)
-    return path
+        curve(left, key, label)
+    left.set(xlabel="epoch", ylabel="fraction", ylim=(0, 1),
+             title=os.path.basename(os.path.normpath(model_dir)))
+    if curve(right, "train_logit_scale", "logit scale (median max |z|)", color="black",
+             linestyle="--"):
+        right.set_yscale("log")
+    right.set(xlabel="epoch", ylabel="logit scale", title="Saturation and emphasis")
+    twin = right.twinx()
+    drawn = [curve(twin, key, label) for key, label in _EMPHASIS_CURVES]
+    twin.set(ylabel="share of emphasis", ylim=(0, 1))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    if handles:
+        right.legend(handles=handles, fontsize=7, loc="center right")
+    if not any(drawn):
+        twin.set_visible(False)
+    return _save(fig, path or os.path.join(model_dir, "fit_curves.png"))
