@@ -1,0 +1,184 @@
+r"""Study: does DM stay robust *and* accurate to the last epoch, and in which recipe?
+
+    python benchmarks/dm_stability.py                       # digits + MNIST-1D, the full grid
+    python benchmarks/dm_stability.py --datasets=digits --seeds=1 --epochs=5 --recipes=adam \
+        --losses=dm,cce                                      # smoke run (seconds)
+
+Every cell trains one loss with one recipe (architecture, optimizer, schedule, weight decay) on
+data with 40% symmetric label noise, measures after every epoch on the un-augmented training
+set and the test set (``keras_imae.callbacks.FitMonitor``), and reports over seeds (mean ±
+std): final and best test accuracy, clean fit and memorisation at the last epoch, the median
+max |logit| (``logit_scale``) at the last epoch, and how many runs collapsed
+(``keras_imae.callbacks.CollapseGuard``'s criteria: non-finite values, logit scale > 1000,
+constant predictions) -- a collapsed run is stopped there and reported with its values at that
+point. ``--output`` writes the table (markdown) and ``--json`` every run's per-epoch values.
+
+Datasets: ``digits`` (embedded) and ``mnist1d`` (Greydanus 2020, generated offline by the
+``mnist1d`` package: ``pip install -e ".[study]"``; 1-D signals, so only the MLPs run there).
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+from absl import app, flags
+
+from keras_imae import callbacks, data, losses, models, noise
+
+FLAGS = flags.FLAGS
+
+# name -> (architecture, optimizer, learning rate, schedule, coupled L2, AdamW decay)
+RECIPES = {
+    "adam": ("mlp", "adam", 1e-3, None, 0.0, None),
+    "adam_cosine": ("mlp", "adam", 1e-3, "cosine", 0.0, None),
+    "adamw": ("mlp", "adamw", 1e-3, None, 0.0, 0.05),
+    "sgd_step_l2": ("mlp", "sgd", 0.05, "step", 5e-4, None),
+    "bn_adam": ("mlp_bn", "adam", 1e-3, None, 0.0, None),
+    "bn_sgd_step_l2": ("mlp_bn", "sgd", 0.05, "step", 5e-4, None),  # the papers' recipe
+    "cnn_adam": ("cnn", "adam", 1e-3, None, 0.0, None),
+}
+# name -> (losses.get name, keyword arguments)
+LOSSES = {
+    "dm": ("dm", dict(beta=8.0, lam=0.5)),
+    "dm_margin16": ("dm", dict(beta=8.0, lam=0.5, max_margin=16.0)),
+    "dm_l1b16": ("dm", dict(beta=16.0, lam=1.0)),  # the papers' CIFAR-10 40% setting
+    "imae": ("imae", dict(temperature=8.0)),
+    "cce": ("cce", {}),
+    "mae": ("mae", {}),
+    "gce": ("gce", dict(q=0.7)),
+}
+
+
+def define_flags():
+    flags.DEFINE_list("datasets", ["digits", "mnist1d"], "digits and/or mnist1d.")
+    flags.DEFINE_list("recipes", list(RECIPES), f"Recipes among {', '.join(RECIPES)}.")
+    flags.DEFINE_list("losses", list(LOSSES), f"Losses among {', '.join(LOSSES)}.")
+    flags.DEFINE_integer("seeds", 3, "Seeds per cell (noise, initialisation, data order).")
+    flags.DEFINE_integer("epochs", 40, "Epochs per run.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size.")
+    flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
+    flags.DEFINE_enum("noise_type", "symmetric", ["symmetric", "pairflip"], "Noise type.")
+    flags.DEFINE_integer("mnist1d_size", 8000, "MNIST-1D examples (80% train, 20% test).")
+    flags.DEFINE_string("output", None, "Markdown file for the tables.")
+    flags.DEFINE_string("json", None, "JSON file with every run's per-epoch values.")
+    for name, valid in (("recipes", RECIPES), ("losses", LOSSES)):
+        flags.register_validator(name, lambda v, valid=valid: set(v) <= set(valid),
+                                 message=f"--{name} takes names among {', '.join(valid)}")
+    flags.register_validator("datasets", lambda v: set(v) <= {"digits", "mnist1d"},
+                             message="--datasets takes digits and/or mnist1d")
+
+
+def load(name, size):
+    """``(x_train, y_train, x_test, y_test, mean, std, K)``; images stay raw (the model
+    normalises them)."""
+    if name == "digits":
+        ds = data.load_dataset("digits")
+        return ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.mean, ds.std, ds.num_classes
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise app.UsageError("--datasets=mnist1d needs the mnist1d package: "
+                             'pip install -e ".[study]"') from None
+    args = get_dataset_args()
+    args.num_samples = size
+    d = make_dataset(args)  # generated from templates shipped in the package: no download
+    x, xt = d["x"].astype("float32"), d["x_test"].astype("float32")
+    return (x, d["y"].astype("int64"), xt, d["y_test"].astype("int64"), x.mean(0),
+            x.std(0) + 1e-6, 10)
+
+
+def run_cell(dataset, recipe, loss_name, seed):
+    """One training run; returns its per-epoch monitor values and whether it collapsed."""
+    x, y, xt, yt, mean, std, k = dataset
+    arch, opt, lr, schedule, l2, decoupled = RECIPES[recipe]
+    keras.utils.set_random_seed(seed)
+    noisy, _ = noise.corrupt_labels(y, k, FLAGS.noise_type, FLAGS.noise_rate, seed)
+    model = models.build_model(arch, x.shape[1:], k, mean=mean, std=std, weight_decay=l2,
+                               seed=seed)
+    steps = int(np.ceil(len(x) / FLAGS.batch_size))
+    model.compile(
+        models.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
+                              steps_per_epoch=steps, weight_decay=decoupled),
+        losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
+    monitor = callbacks.FitMonitor((x, noisy, y), (xt, yt))
+    guard = callbacks.CollapseGuard()
+    history, collapsed = [], None
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            nonlocal collapsed
+            history.append({k: float(v) for k, v in logs.items()})
+            reasons = guard.check(logs)
+            if reasons and collapsed is None:
+                collapsed = {"epoch": epoch + 1, "reasons": reasons}
+                self.model.stop_training = True
+
+    model.fit(data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed),
+              epochs=FLAGS.epochs, verbose=0, callbacks=[monitor, Record()])
+    return {"history": history, "collapsed": collapsed}
+
+
+def summarise(runs):
+    def stat(values):
+        values = np.asarray(values, float)
+        return float(values.mean()), float(values.std())
+
+    finals = [r["history"][-1] for r in runs]
+    return {
+        "test_final": stat([f["test_accuracy"] for f in finals]),
+        "test_best": stat([max(h["test_accuracy"] for h in r["history"]) for r in runs]),
+        "clean_fit": stat([f["train_clean_fit"] for f in finals]),
+        "memorised": stat([f["train_noisy_fit"] for f in finals]),
+        "logit_scale": stat([f["train_logit_scale"] for f in finals]),
+        "collapsed": sum(r["collapsed"] is not None for r in runs),
+        "runs": len(runs),
+    }
+
+
+def table(title, rows):
+    pct = lambda m: f"{100 * m[0]:.1f} ± {100 * m[1]:.1f}"  # noqa: E731
+    lines = [f"**{title}**", "",
+             "| recipe | loss | test final | test best | clean fit | memorised | logit scale | "
+             "collapsed |", "|---|---|---|---|---|---|---|---|"]
+    for (recipe, loss_name), s in rows.items():
+        lines.append(
+            f"| {recipe} | {loss_name} | {pct(s['test_final'])} | {pct(s['test_best'])} | "
+            f"{pct(s['clean_fit'])} | {pct(s['memorised'])} | {s['logit_scale'][0]:.3g} | "
+            f"{s['collapsed']}/{s['runs']} |")
+    return "\n".join(lines)
+
+
+def main(_):
+    tables, everything = [], {}
+    for name in FLAGS.datasets:
+        dataset = load(name, FLAGS.mnist1d_size)
+        rows = {}
+        for recipe in FLAGS.recipes:
+            if RECIPES[recipe][0] == "cnn" and dataset[0].ndim != 4:
+                continue  # 1-D signals: the CNN is for images
+            for loss_name in FLAGS.losses:
+                runs = [run_cell(dataset, recipe, loss_name, seed) for seed in range(FLAGS.seeds)]
+                rows[(recipe, loss_name)] = s = summarise(runs)
+                everything[f"{name}/{recipe}/{loss_name}"] = runs
+                print(f"{name:8s} {recipe:15s} {loss_name:12s} final {s['test_final'][0]:.3f} "
+                      f"best {s['test_best'][0]:.3f} clean {s['clean_fit'][0]:.3f} "
+                      f"mem {s['memorised'][0]:.3f} logits {s['logit_scale'][0]:.3g} "
+                      f"collapsed {s['collapsed']}/{s['runs']}", flush=True)
+                title = (f"{name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
+                         f"{FLAGS.epochs} epochs, {FLAGS.seeds} seeds")
+                if FLAGS.output:  # rewritten after every cell: a stopped study keeps its rows
+                    with open(FLAGS.output, "w") as f:
+                        f.write("\n\n".join([*tables, table(title, rows)]) + "\n")
+        tables.append(table(title, rows))
+    print("\n\n".join(tables))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(everything, f)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
