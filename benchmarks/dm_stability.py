@@ -40,15 +40,54 @@ RECIPES = {
     "bn_sgd_step_l2": ("mlp_bn", "sgd", 0.05, "step", 5e-4, None),  # the papers' recipe
     "cnn_adam": ("cnn", "adam", 1e-3, None, 0.0, None),
 }
-# name -> (losses.get name, keyword arguments)
+
+
+class _Diagnostic(keras.losses.Loss):
+    """DM with a modified emphasis, to test the mechanism (not offered by the library).
+
+    ``"cut"``: ``w(p) - p`` -- the floor removed at p -> 1 only (fitted examples stop
+    pushing; rejected ones keep w(0) = 1). ``"zero_floor"``: ``expm1(beta p^lam (1 - p))``
+    divided by its peak, no batch normalisation -- no floor at either end.
+    """
+
+    def __init__(self, kind, beta=8.0, lam=0.5):
+        super().__init__(name=f"dm_{kind}")
+        self.kind, self.beta, self.lam = kind, beta, lam
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        from keras_imae import weighting
+
+        beta, lam = self.beta, self.lam
+        if self.kind == "cut":
+            def weight(p, one_minus_p):
+                return weighting.dm(p, beta=beta, lam=lam, one_minus_p=one_minus_p) - p
+            normalize = "batch"
+        else:
+            peak = float(np.expm1(weighting.log_dm_peak(beta=beta, lam=lam)))
+
+            def weight(p, one_minus_p):
+                return ops.expm1(weighting.log_dm(p, beta=beta, lam=lam,
+                                                  one_minus_p=one_minus_p)) / peak
+            normalize = None
+        return losses._gradient_core(  # the library's core, with this weight
+            y_true, y_pred, value_fn=lambda s: -s.log_p_c,
+            grad_fn=losses._emphasis_gradient(weight), normalize=normalize, from_logits=True)
+
+
+# name -> (losses.get name, keyword arguments); or a diagnostic loss
+DIAGNOSTICS = {"dm_cut": "cut", "dm_zero_floor": "zero_floor"}
 LOSSES = {
     "dm": ("dm", dict(beta=8.0, lam=0.5)),
     "dm_margin16": ("dm", dict(beta=8.0, lam=0.5, max_margin=16.0)),
     "dm_l1b16": ("dm", dict(beta=16.0, lam=1.0)),  # the papers' CIFAR-10 40% setting
+    "dm_l1b16_margin16": ("dm", dict(beta=16.0, lam=1.0, max_margin=16.0)),
     "imae": ("imae", dict(temperature=8.0)),
     "cce": ("cce", {}),
     "mae": ("mae", {}),
     "gce": ("gce", dict(q=0.7)),
+    **{name: None for name in DIAGNOSTICS},
 }
 
 
@@ -102,7 +141,8 @@ def run_cell(dataset, recipe, loss_name, seed):
     model.compile(
         models.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
                               steps_per_epoch=steps, weight_decay=decoupled),
-        losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
+        _Diagnostic(DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
+        else losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
     monitor = callbacks.FitMonitor((x, noisy, y), (xt, yt))
     guard = callbacks.CollapseGuard()
     history, collapsed = [], None

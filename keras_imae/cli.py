@@ -38,12 +38,14 @@ RUN_FLAGS = {
               "Architecture ('auto': mlp for tiny/tabular inputs, resnet20 for RGB, cnn else)."),
     "epochs": ("integer", None, "Training epochs."),
     "batch_size": ("integer", None, "Global batch size."),
-    "optimizer": ("enum", ("sgd", "adam"), "Optimizer."),
+    "optimizer": ("enum", ("sgd", "adam", "adamw"), "Optimizer."),
     "learning_rate": ("float", None, "Initial learning rate."),
     "momentum": ("float", None, "SGD momentum (default 0.9; not for Adam)."),
     "lr_schedule": ("enum", ("none", "step", "cosine"),
-                    "Learning-rate schedule ('step': /10 at 50% and 75% of training)."),
-    "weight_decay": ("float", None, "L2 weight decay on kernels."),
+                    "Learning-rate schedule ('cosine': to 0 at the end; 'step': /10 at 50% "
+                    "and 75% of training)."),
+    "weight_decay": ("float", None, "Weight decay: an L2 penalty on kernels for sgd/adam, "
+                                    "AdamW's decoupled decay for adamw."),
     "augment": ("enum", ("auto", "none", "cifar", "crop"),
                 "Training augmentation ('auto': pad+crop+flip for CIFAR, none else)."),
     "validation_fraction": ("float", None,
@@ -60,6 +62,9 @@ RUN_FLAGS = {
                   "Start afresh in a --model_dir that holds a finished run (its files are "
                   "deleted). An interrupted run in --model_dir is resumed without it."),
     "verbose": ("integer", None, "Keras verbosity: 0 silent, 1 bar, 2 line."),
+    "max_logit_scale": ("float", None,
+                        "Stop (non-zero exit, no export) when the median max |logit| on the "
+                        "training set exceeds this: the logits are diverging. 0 disables."),
 }
 
 

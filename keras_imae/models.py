@@ -45,6 +45,7 @@ __all__ = [
     "cifar_resnet",
     "cnn",
     "make_optimizer",
+    "mislabel_scores",
     "mlp",
     "rank_mislabelled",
     "ranking_quality",
@@ -694,7 +695,22 @@ def rank_mislabelled(model, x, labels, *, batch_size=256, score="prob"):
             f"Invalid value for argument `score`. Expected 'prob' or 'loss'. Received: "
             f"score={score!r}"
         )
-    logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
+    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    return mislabel_scores(logits, labels, score=score)
+
+
+def mislabel_scores(logits, labels, *, score="prob"):
+    """:func:`rank_mislabelled` from already computed logits ``[N, K]``.
+
+    Returns:
+        ``(indices, scores)`` as :func:`rank_mislabelled`.
+    """
+    if score not in ("prob", "loss"):
+        raise ValueError(
+            f"Invalid value for argument `score`. Expected 'prob' or 'loss'. Received: "
+            f"score={score!r}"
+        )
+    logits = np.asarray(logits, "float64")
     labels = np.asarray(labels)
     ids = callbacks.label_ids(labels)
     if logits.ndim != 2 or len(ids) != len(logits):

@@ -433,3 +433,14 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
     assert dm["auc"] - cce["auc"] > 0.07, results
     # RobustModel's own in-fit metric tells the same story on the (shuffled) batches.
     assert cce["fit_noisy_fit"] - dm["fit_noisy_fit"] > 0.3, results
+
+
+def test_mislabel_scores_from_logits_equal_rank_mislabelled():
+    model = identity_model()
+    for score in ("prob", "loss"):
+        by_model = models.rank_mislabelled(model, LOGITS, GIVEN, score=score)
+        by_logits = models.mislabel_scores(LOGITS, GIVEN, score=score)
+        np.testing.assert_array_equal(by_model[0], by_logits[0])
+        np.testing.assert_allclose(by_model[1], by_logits[1], rtol=1e-12)
+    with pytest.raises(ValueError, match="score='rank'"):
+        models.mislabel_scores(LOGITS, GIVEN, score="rank")
