@@ -39,6 +39,8 @@ RECIPES = {
     "bn_adam": ("mlp_bn", "adam", 1e-3, None, 0.0, None),
     "bn_sgd_step_l2": ("mlp_bn", "sgd", 0.05, "step", 5e-4, None),  # the papers' recipe
     "cnn_adam": ("cnn", "adam", 1e-3, None, 0.0, None),
+    "cnn_adam_cosine": ("cnn", "adam", 1e-3, "cosine", 0.0, None),
+    "bn_adam_cosine": ("mlp_bn", "adam", 1e-3, "cosine", 0.0, None),
 }
 
 

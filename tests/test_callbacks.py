@@ -135,12 +135,13 @@ def test_logit_statistics_closed_form():
 def test_fit_monitor_runs_one_prediction_pass_per_epoch(monkeypatch):
     model = identity_model()
     calls = []
-    original = model.predict
-    monkeypatch.setattr(model, "predict", lambda x, **kw: calls.append(len(x)) or original(x, **kw))
-    monitor = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN), (LOGITS[:4], GIVEN[:4]))
+    original = model.predict_on_batch
+    monkeypatch.setattr(model, "predict_on_batch",
+                        lambda x: calls.append(len(x)) or original(x))
+    monitor = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN), (LOGITS[:4], GIVEN[:4]), batch_size=8)
     monitor.set_model(model)
     values = monitor.measure()
-    assert calls == [len(LOGITS) + 4]  # train and test in one pass
+    assert calls == [8, len(LOGITS) + 4 - 8]  # train and test together, in batches of 8
     assert values["test_accuracy"] == pytest.approx(np.mean(LOGITS[:4].argmax(-1) == GIVEN[:4]))
     assert monitor.last_train_logits.shape == LOGITS.shape
 
