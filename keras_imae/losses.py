@@ -496,6 +496,7 @@ def generalized_cross_entropy(y_true, y_pred, *, q=0.7, normalize=None, from_log
         Z. Zhang, M. R. Sabuncu. "Generalized Cross Entropy Loss for Training Deep Neural
         Networks with Noisy Labels." NeurIPS 2018.
     """
+    q = _check_number("q", q, low=0.0, high=1.0, low_open=True)
     return _gradient_core(
         y_true, y_pred,
         value_fn=lambda s: -ops.expm1(q * s.log_p_c) / q,
@@ -514,6 +515,7 @@ def symmetric_cross_entropy(y_true, y_pred, *, alpha=0.1, beta=1.0, normalize=No
         Y. Wang, X. Ma, Z. Chen, Y. Luo, J. Yi, J. Bailey. "Symmetric Cross Entropy for
         Robust Learning with Noisy Labels." ICCV 2019.
     """
+    alpha, beta = _check_number("alpha", alpha), _check_number("beta", beta)
     return _gradient_core(
         y_true, y_pred,
         value_fn=lambda s: -alpha * s.log_p_c + 4.0 * beta * s.one_minus_p_c,
@@ -554,6 +556,8 @@ def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, nor
         X. Ma, H. Huang, Y. Wang, S. Romano, S. Erfani, J. Bailey. "Normalized Loss Functions
         for Deep Learning with Noisy Labels." ICML 2020.
     """
+
+    alpha, beta = _check_number("alpha", alpha), _check_number("beta", beta)
 
     def grad_fn(s):
         p = ops.exp(_log_p(s))
@@ -604,7 +608,7 @@ class _CoreLoss(keras.losses.Loss):
             # Eagerly, ~30 small ops would be dispatched one by one; one traced function per
             # loss object runs them as a single graph (same ops, same gradient).
             if self._eager_call is None:
-                self._eager_call = tf.function(self._call)
+                self._eager_call = tf.function(self._call, reduce_retracing=True)
             return self._eager_call(y_true, y_pred)
         return self._call(y_true, y_pred)
 

@@ -582,3 +582,25 @@ def test_log_emphasis_is_the_log_of_the_weight(name, weight):
     else:
         np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(log_w)),
                                    keras.ops.convert_to_numpy(weight(p)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("fn,kwargs,match", [
+    (losses.derivative_manipulation, dict(beta=-5.0), "beta=-5.0"),
+    (losses.derivative_manipulation, dict(lam=-1.0), "lam=-1.0"),
+    (losses.imae, dict(temperature=-1.0), "temperature=-1.0"),
+    (losses.generalized_cross_entropy, dict(q=0.0), "q=0.0"),
+    (losses.symmetric_cross_entropy, dict(alpha=-1.0), "alpha=-1.0"),
+    (losses.normalized_cross_entropy_reverse, dict(beta=float("nan")), "beta=nan"),
+])
+def test_per_example_functions_validate_hyper_parameters(fn, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fn([0], np.zeros((1, 3), "float32"), **kwargs)
+
+
+def test_eager_calls_of_new_shapes_do_not_retrace_per_shape(caplog):
+    loss = losses.DerivativeManipulation()
+    for batch in range(2, 9):
+        z, ids = _batch(batch, 4, seed=batch)
+        loss(ids, z)
+    assert "retracing" not in caplog.text
+    assert loss._eager_call.experimental_get_tracing_count() <= 3
