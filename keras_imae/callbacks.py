@@ -269,6 +269,12 @@ class FitMonitor(keras.callbacks.Callback):
         return out
 
 
+def _is_number(value):
+    value = np.asarray(value) if not isinstance(value, (int, float)) else value
+    return isinstance(value, (int, float)) or (
+        value.ndim == 0 and np.issubdtype(value.dtype, np.number))
+
+
 class TrainingCollapsed(RuntimeError):
     """Training produced a model that must not be used (or exported); the message says why."""
 
@@ -307,8 +313,8 @@ class CollapseGuard(keras.callbacks.Callback):
     def check(self, logs):
         """The reasons ``logs`` show a collapse (empty list: healthy)."""
         reasons = []
-        bad = sorted(k for k, v in (logs or {}).items()
-                     if isinstance(v, (int, float, np.number)) and not math.isfinite(float(v)))
+        bad = sorted(k for k, v in (logs or {}).items() if _is_number(v)
+                     and not math.isfinite(float(v)))  # Keras logs: floats or 0-d arrays
         if bad:
             reasons.append(f"non-finite values: {', '.join(f'{k}={logs[k]}' for k in bad)}")
         scale = (logs or {}).get("train_logit_scale")

@@ -11,10 +11,12 @@ The archive is written to a temporary sibling folder and renamed into place, so 
 sees a half-written export and an interrupted export leaves the old one intact.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
-from keras_imae import files
+from keras_imae import files, run_folder
 
 __all__ = ["export_saved_model", "ENDPOINT"]
 
@@ -39,20 +41,28 @@ def _serving_archive(model):
     return archive
 
 
-def export_saved_model(model, path, *, overwrite=False):
+def export_saved_model(model, path, *, overwrite=False, source=None):
     """Write ``model`` (logits out) as a serving SavedModel at ``path``, atomically.
+
+    The folder also holds ``keras_imae_export.json`` naming ``source`` (the run folder or
+    ``.keras`` file it came from), written in the same atomic rename. An existing ``path`` is
+    replaced only if it is an export of the same ``source``, or, with ``overwrite``, another
+    keras_imae export; a folder keras_imae did not write is never replaced
+    (:func:`keras_imae.run_folder.check_export_target`).
 
     Args:
         model: a built functional/sequential Keras model whose output is logits.
         path: target folder; its parent is created if missing.
-        overwrite: replace an existing ``path``; otherwise an existing target is an error.
-            A failed replacement leaves the previous export in place.
+        overwrite: allow replacing another keras_imae export. A failed replacement leaves the
+            previous export in place.
+        source: what the export comes from (default: ``path`` itself, i.e. no previous
+            export is ever replaced without ``overwrite``).
 
     Returns:
         The absolute path written.
 
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        FileExistsError: ``path`` may not be replaced.
         ValueError: the model has no defined input (not built).
     """
     try:
@@ -60,6 +70,16 @@ def export_saved_model(model, path, *, overwrite=False):
     except (AttributeError, IndexError, TypeError, ValueError) as err:
         raise ValueError(
             "The model has no defined input; build or call it before exporting.") from err
+    source = os.path.abspath(os.fspath(path if source is None else source))
+    if source == os.path.abspath(os.fspath(path)) and os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"Target {os.path.abspath(path)!r} already exists; pass overwrite=True "
+            "(--overwrite) to replace it.")
+    run_folder.check_export_target(path, source, overwrite=overwrite)
     archive = _serving_archive(model)
-    return files.atomic_replace_dir(
-        path, lambda tmp: archive.write_out(tmp, verbose=False), overwrite=overwrite)
+
+    def fill(tmp):
+        archive.write_out(tmp, verbose=False)
+        run_folder.write_export_marker(tmp, source)
+
+    return files.atomic_replace_dir(path, fill, overwrite=True)

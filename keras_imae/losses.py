@@ -239,14 +239,15 @@ def _log_global_mean_exp(log_magnitude):
     """
     local_max = ops.max(log_magnitude)
     top = _cross_replica_max(local_max)
-    top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))  # all -inf: any shift works
+    top = ops.where(top == -math.inf, ops.zeros_like(top), top)  # all zero: any shift works
     total = ops.sum(ops.exp(log_magnitude - top))
     count = ops.cast(ops.size(log_magnitude), log_magnitude.dtype)
     if _tensorflow():
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-    return ops.where(total > 0, top + ops.log(total / count), math.inf)
+    # total == 0 (every magnitude 0): +inf, so the gradient is 0. NaN stays NaN.
+    return ops.where(total == 0, math.inf, top + ops.log(total / count))
 
 
 # ----------------------------------------------------------------------------- the core
@@ -601,15 +602,17 @@ class _CoreLoss(keras.losses.Loss):
                 "Invalid value for argument `from_logits`. Expected True or False. "
                 f"Received: from_logits={from_logits!r}")
         self.from_logits = bool(from_logits)
-        self._eager_call = None
+        self._eager_call = {}
 
     def call(self, y_true, y_pred):
         if _tensorflow() and tf.executing_eagerly():
-            # Eagerly, ~30 small ops would be dispatched one by one; one traced function per
-            # loss object runs them as a single graph (same ops, same gradient).
-            if self._eager_call is None:
-                self._eager_call = tf.function(self._call, reduce_retracing=True)
-            return self._eager_call(y_true, y_pred)
+            # Eagerly, ~30 small ops would be dispatched one by one; a traced function runs
+            # them as a single graph (same ops, same gradient). One per pair of ranks (the
+            # label checks need the rank), each generalising over batch sizes.
+            key = (len(np.shape(y_true)), len(np.shape(y_pred)))
+            if key not in self._eager_call:
+                self._eager_call[key] = tf.function(self._call, reduce_retracing=True)
+            return self._eager_call[key](y_true, y_pred)
         return self._call(y_true, y_pred)
 
     def _call(self, y_true, y_pred):

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from keras_imae import training, weighting
+from keras_imae import run_folder, weighting
 
 __all__ = ["plot_emphasis", "plot_run"]
 
@@ -69,7 +69,7 @@ _EMPHASIS_CURVES = (("train_emphasis_low", "emphasis mass, p < 0.1"),
 
 
 def plot_run(model_dir, path=None):
-    """A run's per-epoch curves, from ``model_dir/log.csv`` (``keras_imae.training.run``).
+    """A run's per-epoch curves, from ``model_dir/log.csv`` (written by a training run).
 
     Left: clean fit, noisy memorisation, noisy correction and test accuracy. Right: the
     logit scale (median max |logit|, log axis; a steady climb means the logits diverge) and,
@@ -78,7 +78,7 @@ def plot_run(model_dir, path=None):
     Raises:
         FileNotFoundError: no ``log.csv`` in ``model_dir``.
     """
-    rows = training.read_log(model_dir)
+    rows = run_folder.RunFolder(model_dir).read_log()
     fig = _figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
     epochs = [int(r["epoch"]) + 1 for r in rows]

@@ -7,34 +7,24 @@ test accuracy after every epoch, then ranks the training examples by how likely 
 is wrong, writes ``metrics.json``, the Keras model and a serving SavedModel, and returns the
 results as a dict.
 
-Everything a run writes lives in ``model_dir``::
-
-    model_dir/
-      noisy_labels.npz   the exact corruption (reused on resume, shareable via noisy_labels=)
-      config.json        the RunConfig
-      log.csv            per-epoch History (CSVLogger, appended on resume)
-      tensorboard/       TensorBoard logs
-      backup/            BackupAndRestore state while training (deleted when fit completes)
-      model.keras        the trained model, compiled with its loss (reloads, trains on)
-      metrics.json       the results returned by run()
-
-The SavedModel goes to ``export_dir`` (default ``saved_models/<run name>``).
+Everything a run writes lives in ``model_dir``, whose rules (finished iff ``metrics.json``
+exists, resumable otherwise, one run at a time, exports never shared by accident) are in
+:mod:`keras_imae.run_folder`. The SavedModel goes to ``export_dir`` (default
+``saved_models/<name of model_dir>``).
 """
 
-import csv
 import dataclasses
-import json
 import os
-import shutil
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import callbacks, data, distribute, export, files, losses, models, noise
+from keras_imae import callbacks, data, distribute, export, losses, models, noise, run_folder
 
-__all__ = ["RunConfig", "run", "validate", "loss_from_config", "format_results", "read_log", "write_json"]
+__all__ = ["RunConfig", "run", "validate", "loss_from_config", "format_results", "read_log",
+           "write_json", "export_target"]
 
 # RunConfig fields that are loss hyper-parameters; None means "the loss's default".
 HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
@@ -44,7 +34,6 @@ HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
 # digits and MNIST-1D (README, "Keeping DM stable").
 RUN_LOSS_DEFAULTS = {"dm": {"lam": 1.0, "beta": 16.0}}
 NOISE_TYPES = ("none", *noise.NOISE_TYPES)
-_RUN_FILES = ("log.csv", "metrics.json", noise.NOISY_LABELS_FILENAME, "model.keras")
 
 
 @dataclasses.dataclass
@@ -163,25 +152,29 @@ def _noisy_labels(config, dataset, resuming):
     return noisy, is_noisy, meta, None
 
 
-def _previous_run(config):
-    """``(resuming, previous_files)`` of ``model_dir``; a finished run needs ``overwrite``.
+def _folder_state(config):
+    """``resuming``: whether ``model_dir`` holds an unfinished run to resume. Read-only.
 
-    A ``backup/`` folder means a run was interrupted: it is resumed. Files of a finished run
-    without ``overwrite`` are an error: a new run would silently reuse its noise and append to
-    its log. Read-only; :func:`run` removes the files when ``overwrite`` is set.
+    Raises:
+        ValueError: it holds a finished run (``metrics.json``) and ``overwrite`` is not set.
     """
-    previous = [f for f in (*_RUN_FILES, "backup") if os.path.exists(
-        os.path.join(config.model_dir, f))]
-    if config.overwrite:
-        return False, previous
-    if "backup" in previous:
-        return True, previous
-    if previous:
+    folder = run_folder.RunFolder(config.model_dir)
+    if folder.finished and not config.overwrite:
         raise ValueError(
-            f"model_dir {config.model_dir!r} already holds a finished run "
-            f"({', '.join(previous)}). Pass overwrite=True (--overwrite) to replace it, or "
-            "choose another model_dir.")
-    return False, previous
+            f"model_dir {config.model_dir!r} already holds a finished run (metrics.json). "
+            "Pass overwrite=True (--overwrite) to replace it, or choose another model_dir.")
+    return bool(folder.written()) and not config.overwrite
+
+
+def export_target(config):
+    """The SavedModel folder of a run: ``export_dir``, or ``saved_models/<model_dir name>``
+    (the absolute path's last component, so ``model_dir="."`` exports to
+    ``saved_models/<current folder>``, never to ``saved_models`` itself); ``None`` for
+    ``export_dir=""``."""
+    if config.export_dir is not None:
+        return config.export_dir or None
+    name = os.path.basename(os.path.abspath(config.model_dir)) or "model"
+    return os.path.join("saved_models", name)
 
 
 def validate(config):
@@ -205,8 +198,39 @@ def validate(config):
     if config.momentum is not None and config.optimizer != "sgd":
         raise ValueError(f"`momentum` applies to optimizer='sgd' only. Received: "
                          f"momentum={config.momentum}, optimizer={config.optimizer!r}")
+    for name, low in (("learning_rate", 0.0), ("noise_rate", None)):
+        value = getattr(config, name)
+        bad = not (value > 0) if name == "learning_rate" else not (0.0 <= value <= 1.0)
+        if bad:
+            expected = "> 0" if low is not None else "a float in [0, 1]"
+            raise ValueError(f"Invalid value for `{name}`. Expected {expected}. "
+                             f"Received: {name}={value!r}")
+    if not config.weight_decay >= 0:
+        raise ValueError("Invalid value for `weight_decay`. Expected >= 0. Received: "
+                         f"weight_decay={config.weight_decay!r}")
+    if not config.max_logit_scale >= 0:
+        raise ValueError("Invalid value for `max_logit_scale`. Expected >= 0 (0: off). "
+                         f"Received: max_logit_scale={config.max_logit_scale!r}")
+    dataset_name = config.dataset.split(":")[0]
+    if (config.noise_type == "asymmetric" and not config.noisy_labels
+            and dataset_name not in noise.ASYMMETRIC_DATASETS):
+        raise ValueError(
+            f"Invalid value for `noise_type`: asymmetric noise is defined for "
+            f"{', '.join(noise.ASYMMETRIC_DATASETS)}, not dataset={config.dataset!r}. Use "
+            "symmetric or pairflip, or pass a saved corruption with `noisy_labels`.")
     loss = loss_from_config(config)
-    _previous_run(config)
+    _folder_state(config)
+    lock = run_folder.RunFolder(config.model_dir).file(run_folder.LOCK)
+    if os.path.exists(lock) and not run_folder._stale(run_folder._read_lock(lock)):
+        raise run_folder.RunLocked(
+            f"Another run is training in {config.model_dir!r} (lock {lock!r}). Wait for it, "
+            "or choose another model_dir.")
+    target = export_target(config)
+    if target:
+        try:
+            run_folder.check_export_target(target, config.model_dir, overwrite=config.overwrite)
+        except FileExistsError as err:
+            raise ValueError(str(err)) from None
     return loss
 
 
@@ -228,9 +252,8 @@ def _worker_dir(model_dir, strategy):
 
 
 def write_json(path, obj):
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    files.atomic_write(
-        path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default))
+    """Write ``obj`` (numpy values allowed) as JSON to ``path`` atomically."""
+    run_folder.write_json(path, obj, default=_json_default)
 
 
 def _json_default(value):
@@ -243,6 +266,12 @@ def _json_default(value):
 
 def run(config, *, dataset=None, strategy=None):
     """Train one model on noisy labels and measure what it fits.
+
+    Everything that can be checked is checked before anything is written (a refused run
+    leaves no file behind); the run holds ``model_dir/.lock`` while it trains; an unfinished
+    run in ``model_dir`` is resumed; a collapsed run (``callbacks.CollapseGuard``) raises
+    ``TrainingCollapsed`` before anything is saved or exported; ``metrics.json`` is written
+    last.
 
     Args:
         config: a :class:`RunConfig`.
@@ -262,131 +291,140 @@ def run(config, *, dataset=None, strategy=None):
     distribute.set_precision(config.precision)
     if strategy is None:
         strategy = distribute.get_strategy(config.strategy, tpu=config.tpu)
-    if dataset is None:
-        dataset = data.load_dataset(config.dataset, data_dir=config.data_dir)
     model_dir, is_chief = _worker_dir(config.model_dir, strategy)
     config = dataclasses.replace(config, model_dir=model_dir)
-    resuming, previous = _previous_run(config)
-    if config.overwrite:
-        for name in (*previous, "tensorboard"):
-            target = os.path.join(model_dir, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            elif os.path.exists(target):
-                os.remove(target)
-    os.makedirs(model_dir, exist_ok=True)
-    write_json(os.path.join(model_dir, "config.json"), dataclasses.asdict(config))
+    folder = run_folder.RunFolder(model_dir)
+    with folder.lock():
+        resuming = _folder_state(config)  # again, now that the folder is ours
+        if dataset is None:
+            dataset = data.load_dataset(config.dataset, data_dir=config.data_dir)
+        noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
+        split = _split(config, dataset, noisy)
+        with strategy.scope():
+            model = _compiled_model(config, dataset, loss, len(split["x_train"]))
+        # Nothing was written so far: every check above leaves the folder as it was.
+        if config.overwrite:
+            folder.clear()
+        write_json(folder.file(run_folder.CONFIG), dataclasses.asdict(config))
+        _report_noise(config, dataset, noisy, meta, reused)
+        noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
+        monitor = _fit(config, model, folder, split, dataset, resuming)
+        model.save(folder.file(run_folder.MODEL))
+        results = _results(config, dataset, model, folder, monitor, split, noisy, meta, loss,
+                           start)
+        target = export_target(config)
+        if target and is_chief:
+            results["saved_model"] = export.export_saved_model(
+                model, target, overwrite=True, source=config.model_dir)
+        write_json(folder.file(run_folder.METRICS), results)  # last: the run is finished
+    return results
 
-    noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
+
+def _split(config, dataset, noisy):
+    """Training arrays (and a noisy validation pipeline) of a run."""
     clean = dataset.y_train
+    if config.validation_fraction == 0:
+        return {"x_train": dataset.x_train, "noisy": noisy, "clean": clean, "validation": None}
+    split = data.split_validation(dataset.x_train, noisy, config.validation_fraction,
+                                  config.seed)
+    return {"x_train": split.x_train, "noisy": split.y_train,
+            "clean": clean[split.train_index],
+            "validation": data.eval_dataset(split.x_val, split.y_val, clean[split.val_index],
+                                            batch_size=config.batch_size)}
+
+
+def _compiled_model(config, dataset, loss, num_train):
+    """The run's model, compiled with its optimizer recipe (call in ``strategy.scope()``)."""
+    name = _auto_model(dataset.input_shape) if config.model == "auto" else config.model
+    decoupled = config.optimizer == "adamw"  # AdamW decays itself; else an L2 penalty
+    model = models.build_model(name, dataset.input_shape, dataset.num_classes,
+                               mean=dataset.mean, std=dataset.std,
+                               weight_decay=0.0 if decoupled else config.weight_decay,
+                               seed=config.seed)
+    optimizer = models.make_optimizer(
+        config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
+        schedule=None if config.lr_schedule == "none" else config.lr_schedule,
+        epochs=config.epochs, steps_per_epoch=int(np.ceil(num_train / config.batch_size)),
+        weight_decay=config.weight_decay if decoupled else None)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+    return model
+
+
+def _report_noise(config, dataset, noisy, meta, reused):
+    if not config.verbose:
+        return
     nominal = meta.get("noise_rate")
     if not reused and nominal:
         nominal = noise.transition_matrix(dataset.num_classes, config.noise_type,
                                           config.noise_rate, dataset=dataset.name,
                                           superclasses=dataset.superclasses)
-    summary = noise.noise_summary(clean, noisy, dataset.num_classes, nominal=nominal)
-    if config.verbose:
-        print(("Reusing the corruption in " + reused + "\n" if reused else "") + str(summary))
-    noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=clean, **meta)
+    summary = noise.noise_summary(dataset.y_train, noisy, dataset.num_classes, nominal=nominal)
+    print(("Reusing the corruption in " + reused + "\n" if reused else "") + str(summary))
 
-    x_train, train_noisy, train_clean = dataset.x_train, noisy, clean
-    validation = None
-    if config.validation_fraction > 0:
-        split = data.split_validation(dataset.x_train, noisy, config.validation_fraction,
-                                      config.seed)
-        x_train, train_noisy = split.x_train, split.y_train
-        train_clean = clean[split.train_index]
-        validation = data.eval_dataset(split.x_val, split.y_val, clean[split.val_index],
-                                       batch_size=config.batch_size)
 
+def _fit(config, model, folder, split, dataset, resuming):
+    """``model.fit`` with the monitor, the collapse guard, logs and the backup; returns the
+    monitor."""
+    done = []
+    if resuming:  # keep exactly the epochs the backup holds; the others are re-run
+        folder.truncate_log(folder.backed_up_epochs())
+        done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
     augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
                else None if config.augment == "none" else config.augment)
-    train = data.train_dataset(x_train, train_noisy, train_clean,
+    train = data.train_dataset(split["x_train"], split["noisy"], split["clean"],
                                batch_size=config.batch_size, augment=augment, seed=config.seed)
-    steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
-
-    model_name = _auto_model(dataset.input_shape) if config.model == "auto" else config.model
-    with strategy.scope():
-        decoupled = config.optimizer == "adamw"  # AdamW decays itself; else an L2 penalty
-        model = models.build_model(model_name, dataset.input_shape, dataset.num_classes,
-                                   mean=dataset.mean, std=dataset.std,
-                                   weight_decay=0.0 if decoupled else config.weight_decay,
-                                   seed=config.seed)
-        optimizer = models.make_optimizer(
-            config.optimizer, learning_rate=config.learning_rate,
-            momentum=config.momentum,
-            schedule=None if config.lr_schedule == "none" else config.lr_schedule,
-            epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-            weight_decay=config.weight_decay if decoupled else None)
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
-
-    done = read_log(model_dir) if resuming and os.path.exists(
-        os.path.join(model_dir, "log.csv")) else []
     monitor = callbacks.FitMonitor(
-        train=(x_train, train_noisy, train_clean), test=(dataset.x_test, dataset.y_test),
-        batch_size=max(config.batch_size, 256),
+        train=(split["x_train"], split["noisy"], split["clean"]),
+        test=(dataset.x_test, dataset.y_test), batch_size=max(config.batch_size, 1024),
         previous_test_accuracy=[r["test_accuracy"] for r in done])
-    history = model.fit(
-        train, epochs=config.epochs, validation_data=validation, verbose=config.verbose,
-        shuffle=False,  # the pipeline shuffles (seeded)
+    model.fit(
+        train, epochs=config.epochs, validation_data=split["validation"],
+        verbose=config.verbose, shuffle=False,  # the pipeline shuffles (seeded)
         callbacks=[
-            monitor,  # first: writes its values into the logs the others record
+            keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
+            monitor,  # writes its values into the logs the others record
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
             callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
-            keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"), append=resuming),
-            keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+            keras.callbacks.CSVLogger(folder.file(run_folder.LOG), append=resuming),
+            keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
             # last: an epoch counts as done only once its log row is written
-            distribute.backup_and_restore(model_dir),
+            distribute.backup_and_restore(folder.path),
         ])
+    return monitor
 
-    keras_path = os.path.join(model_dir, "model.keras")
-    model.save(keras_path)
+
+def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, start):
+    """The run's results dict (written to ``metrics.json``)."""
+    train_noisy, train_clean = split["noisy"], split["clean"]
     if monitor.last_train_logits is not None:  # the final weights' logits: no second pass
         ranking = models.mislabel_scores(monitor.last_train_logits, train_noisy)
     else:  # no epoch left to train (a finished fit resumed)
-        ranking = models.rank_mislabelled(model, x_train, train_noisy)
+        ranking = models.rank_mislabelled(model, split["x_train"], train_noisy)
     train_is_noisy = train_noisy != train_clean
     quality = (models.ranking_quality(ranking[1], train_is_noisy)
                if 0 < train_is_noisy.sum() < len(train_is_noisy) else {})
     results = {
         "dataset": dataset.name,
-        "model": model_name,
+        "model": model.name,
         "loss": loss.get_config(),
         "noise_type": config.noise_type,
         "noise_rate_nominal": meta.get("noise_rate"),
-        "noise_rate_realised": float(np.mean(noisy != clean)),
+        "noise_rate_realised": float(np.mean(noisy != dataset.y_train)),
         "epochs": config.epochs,
-        **_epoch_results(model_dir, monitor.last),
+        **_epoch_results(folder.path, monitor.last),
         "mislabel_ranking": quality,
-        "model_keras": os.path.abspath(keras_path),
+        "model_keras": os.path.abspath(folder.file(run_folder.MODEL)),
         "seconds": round(time.time() - start, 1),
     }
-    val_accuracy = history.history.get("val_accuracy")  # absent if no epoch was left to run
-    if validation is not None and val_accuracy:  # accuracy on the *noisy* held-out labels
-        results["val_accuracy_final"] = float(val_accuracy[-1])
-    export_dir = config.export_dir
-    if export_dir is None:
-        export_dir = os.path.join("saved_models",
-                                  os.path.basename(os.path.normpath(config.model_dir)))
-    if export_dir and is_chief:
-        results["saved_model"] = export.export_saved_model(model, export_dir, overwrite=True)
-    write_json(os.path.join(model_dir, "metrics.json"), results)
+    rows = folder.read_log()
+    if split["validation"] is not None and rows and "val_accuracy" in rows[-1]:
+        results["val_accuracy_final"] = float(rows[-1]["val_accuracy"])  # on *noisy* labels
     return results
 
 
 def read_log(model_dir):
-    """The rows of ``model_dir/log.csv`` (one dict of strings per epoch, resumed runs
-    included).
-
-    Raises:
-        FileNotFoundError: no ``log.csv`` in ``model_dir``.
-    """
-    log = os.path.join(model_dir, "log.csv")
-    if not os.path.exists(log):
-        raise FileNotFoundError(f"No training log at {log!r}: is {model_dir!r} a run folder "
-                                "written by scripts/train.py?")
-    with open(log) as f:
-        return list(csv.DictReader(f))
+    """The rows of ``model_dir/log.csv``; see :meth:`keras_imae.run_folder.RunFolder.read_log`."""
+    return run_folder.RunFolder(model_dir).read_log()
 
 
 def _epoch_results(model_dir, last):

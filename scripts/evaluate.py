@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, data, evaluation, training
+from keras_imae import cli, data, evaluation, run_folder
 
 FLAGS = flags.FLAGS
 
@@ -43,7 +43,7 @@ def main(_):
     for name, acc in zip(dataset.class_names, results["per_class_accuracy"]):
         print(f"| {name} | {acc:.4f} |")
     if FLAGS.output:
-        training.write_json(FLAGS.output, results)
+        run_folder.write_json(FLAGS.output, results)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ def main(_):
     cli.quiet_logs(FLAGS)
     try:
         model = evaluation.load_keras_model(FLAGS.model)
-        path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite)
+        path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
+                                         source=FLAGS.model)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         raise app.UsageError(str(err)) from None
     print(f"Exported {FLAGS.model} to {path}")

@@ -16,12 +16,13 @@ then a results table; writes metrics.json, log.csv, TensorBoard logs and model.k
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
 from absl import app, flags
 
-from keras_imae import cli, training
+from keras_imae import callbacks, cli, run_folder, training
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +38,10 @@ def main(_):
         training.validate(config)
     except ValueError as err:
         raise app.UsageError(str(err)) from None
-    results = training.run(config)
+    try:
+        results = training.run(config)
+    except (run_folder.RunLocked, callbacks.TrainingCollapsed) as err:
+        sys.exit(f"{type(err).__name__}: {err}")
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"
           + (f" and the SavedModel {results['saved_model']}" if "saved_model" in results

@@ -156,6 +156,8 @@ def test_collapse_guard_reasons_and_error():
     assert "loss=nan" in reasons[0] and "logits are diverging" in reasons[1]
     assert "constant predictions" in reasons[2]
     assert guard.check({"loss": float("inf")}) != []  # works without a FitMonitor too
+    assert guard.check({"loss": np.array(np.nan, "float32")}) != []  # Keras' 0-d arrays
+    assert guard.check({"loss": np.array(0.5), "note": "text"}) == []
     off = callbacks.CollapseGuard(max_logit_scale=None, max_top_class_fraction=None)
     assert off.check({"train_logit_scale": 1e9, "train_top_class_fraction": 1.0}) == []
     guard.set_model(identity_model())

@@ -603,4 +603,17 @@ def test_eager_calls_of_new_shapes_do_not_retrace_per_shape(caplog):
         z, ids = _batch(batch, 4, seed=batch)
         loss(ids, z)
     assert "retracing" not in caplog.text
-    assert loss._eager_call.experimental_get_tracing_count() <= 3
+    (traced,) = loss._eager_call.values()
+    assert traced.experimental_get_tracing_count() <= 3
+
+
+def test_one_nan_example_makes_the_batch_gradient_nan_not_zero():
+    # The log-domain normaliser must not turn a NaN maximum into a silent zero gradient.
+    z, ids = _batch(8, 4, seed=2)
+    z[3, 1] = np.nan
+    _, grad = _gradient(losses.DerivativeManipulation(), ids, z)
+    assert np.isnan(grad.numpy()).all()
+    zero = np.full((4, 3), -200.0, "float32")  # p_c underflows to 0: every MAE weight is 0
+    zero[:, 0] = 0.0
+    _, grad = _gradient(losses.MeanAbsoluteError(normalize="batch"), np.ones(4, "int64"), zero)
+    np.testing.assert_array_equal(grad.numpy(), 0.0)

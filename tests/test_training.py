@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_imae import (callbacks, comparison, data, evaluation, export, losses, noise, plotting,
-                        training)
+                        run_folder, training)
 
 
 @pytest.fixture(scope="module")
@@ -386,3 +386,81 @@ def test_default_dm_run_fits_clean_labels_to_the_last_epoch(tmp_path, digits):
     assert results["clean_fit"] >= 0.95 and results["noisy_fit"] <= 0.10
     logit_scale = [float(r["train_logit_scale"]) for r in training.read_log(config.model_dir)]
     assert max(logit_scale) < 100 and logit_scale[-1] <= max(logit_scale)
+
+
+# -- reliability (issue #13): never lose a user's files, never get stuck ------------------------
+def test_export_into_a_folder_with_user_files_is_refused_before_any_work(tmp_path, digits):
+    export_dir = tmp_path / "mine"
+    export_dir.mkdir()
+    (export_dir / "thesis.tex").write_text("precious")
+    for overwrite in (False, True):
+        config = _config(tmp_path, export_dir=str(export_dir), overwrite=overwrite)
+        with pytest.raises(ValueError, match="not written by keras_imae"):
+            training.run(config, dataset=digits)
+    assert os.listdir(export_dir) == ["thesis.tex"]
+    assert not os.path.exists(config.model_dir)  # a refused run writes nothing
+
+
+def test_model_dir_dot_never_replaces_saved_models(tmp_path, digits, monkeypatch):
+    project = tmp_path / "project"
+    (project / "saved_models" / "other").mkdir(parents=True)
+    (project / "saved_models" / "other" / "keep.txt").write_text("x")
+    monkeypatch.chdir(project)
+    config = training.RunConfig(epochs=1, verbose=0, model_dir=".")
+    assert training.export_target(config) == os.path.join("saved_models", "project")
+    results = training.run(config, dataset=digits)
+    assert (project / "saved_models" / "other" / "keep.txt").exists()
+    assert results["saved_model"] == str(project / "saved_models" / "project")
+
+
+def test_two_run_folders_never_share_an_export_by_accident(tmp_path, digits, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = training.RunConfig(epochs=1, verbose=0, model_dir="runs/a/dm")
+    training.run(first, dataset=digits)
+    second = dataclasses.replace(first, model_dir="runs/b/dm")
+    with pytest.raises(ValueError, match="holds the export of .*runs/a/dm"):
+        training.validate(second)
+    assert not os.path.exists("runs/b/dm")
+    result = training.run(dataclasses.replace(second, overwrite=True), dataset=digits)
+    assert result["saved_model"] == os.path.abspath("saved_models/dm")
+
+
+def test_a_run_killed_in_its_first_epoch_resumes(tmp_path, digits):
+    config = _config(tmp_path, epochs=2)
+    folder = run_folder.RunFolder(config.model_dir)
+    os.makedirs(config.model_dir)
+    training.write_json(folder.file(run_folder.CONFIG), dataclasses.asdict(config))
+    (tmp_path / "run" / "log.csv").write_text("")  # what a kill during epoch 1 leaves
+    results = training.run(config, dataset=digits)  # not "already holds a finished run"
+    assert len(folder.read_log()) == 2 and results["epochs"] == 2 and folder.finished
+    with pytest.raises(ValueError, match="finished run"):
+        training.validate(config)
+
+
+def test_a_refused_run_writes_nothing_and_a_locked_folder_is_refused(tmp_path, digits):
+    for overrides, match in ((dict(learning_rate=-1.0), "learning_rate=-1.0"),
+                             (dict(noise_rate=1.5), "noise_rate=1.5"),
+                             (dict(weight_decay=-1.0), "weight_decay=-1.0"),
+                             (dict(dataset="npz:x.npz", noise_type="asymmetric"),
+                              "asymmetric noise is defined for")):
+        with pytest.raises(ValueError, match=match):
+            training.run(_config(tmp_path, **overrides), dataset=digits)
+        assert not os.path.exists(tmp_path / "run")
+    config = _config(tmp_path)
+    with run_folder.RunFolder(config.model_dir).lock():
+        with pytest.raises(run_folder.RunLocked, match="Another run is training"):
+            training.run(config, dataset=digits)
+
+
+def test_non_finite_training_stops_without_saving_or_exporting(tmp_path, digits):
+    x = digits.x_train.astype("float32")
+    x[5, 2, 3, 0] = np.nan  # bypasses load_dataset's check on purpose
+    broken = dataclasses.replace(digits, x_train=x)
+    config = _config(tmp_path, epochs=3)
+    # TF's ReLU maps the NaN to 0 but the first layer's weights turn NaN in the backward pass:
+    # every prediction becomes the same (or NaN, with other layers). Either way: stopped.
+    with pytest.raises(callbacks.TrainingCollapsed, match="non-finite|constant predictions"):
+        training.run(config, dataset=broken)
+    assert not os.path.exists(os.path.join(config.model_dir, "model.keras"))
+    assert not os.path.exists(config.export_dir)
+    assert not run_folder.RunFolder(config.model_dir).finished

@@ -1,0 +1,74 @@
+"""Tests for keras_imae.run_folder: what a run may delete, its lock, its log, its export."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from keras_imae import noise, run_folder
+
+
+def test_clear_deletes_only_what_a_run_writes(tmp_path):
+    folder = run_folder.RunFolder(tmp_path)
+    for name in (run_folder.CONFIG, run_folder.LOG, run_folder.METRICS, run_folder.MODEL,
+                 noise.NOISY_LABELS_FILENAME, "notes.txt", "data.npz"):
+        (tmp_path / name).write_text("x")
+    for name in (run_folder.BACKUP, run_folder.TENSORBOARD, "saved_models"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "inner").write_text("x")
+    assert folder.finished
+    folder.clear()
+    assert sorted(os.listdir(tmp_path)) == ["data.npz", "notes.txt", "saved_models"]
+    assert (tmp_path / "saved_models" / "inner").exists() and not folder.finished
+
+
+def test_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
+    folder = run_folder.RunFolder(tmp_path / "run")
+    with folder.lock():
+        with pytest.raises(run_folder.RunLocked, match=f"pid {os.getpid()}"):
+            with folder.lock():
+                pass
+    assert not os.path.exists(folder.file(run_folder.LOCK))  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    with open(folder.file(run_folder.LOCK), "w") as f:
+        json.dump({"pid": int(dead), "host": socket.gethostname(), "time": "then"}, f)
+    with pytest.warns(RuntimeWarning, match="stale lock"):
+        with folder.lock():
+            pass
+    with open(folder.file(run_folder.LOCK), "w") as f:  # another host: never assumed dead
+        json.dump({"pid": int(dead), "host": "elsewhere", "time": "then"}, f)
+    with pytest.raises(run_folder.RunLocked, match="elsewhere"):
+        with folder.lock():
+            pass
+
+
+def test_log_is_cut_back_to_the_backed_up_epochs(tmp_path):
+    folder = run_folder.RunFolder(tmp_path)
+    (tmp_path / run_folder.LOG).write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
+    assert folder.backed_up_epochs() == 0
+    (tmp_path / run_folder.BACKUP).mkdir()
+    (tmp_path / run_folder.BACKUP / "training_metadata.json").write_text('{"epoch": 2}')
+    assert folder.backed_up_epochs() == 2
+    folder.truncate_log(2)
+    assert [r["epoch"] for r in folder.read_log()] == ["0", "1"]
+    with pytest.raises(FileNotFoundError, match="No training log"):
+        run_folder.RunFolder(tmp_path / "none").read_log()
+
+
+def test_export_targets(tmp_path):
+    target, source = tmp_path / "export", tmp_path / "runs" / "a"
+    run_folder.check_export_target(target, source, overwrite=False)  # absent: fine
+    target.mkdir()
+    (target / "mine.txt").write_text("user file")
+    for overwrite in (False, True):  # a folder keras_imae did not write: never replaced
+        with pytest.raises(FileExistsError, match="not written by keras_imae"):
+            run_folder.check_export_target(target, source, overwrite=overwrite)
+    run_folder.write_export_marker(target, source)
+    run_folder.check_export_target(target, source, overwrite=False)  # its own export
+    with pytest.raises(FileExistsError, match="holds the export of .*runs/a"):
+        run_folder.check_export_target(target, tmp_path / "runs" / "b", overwrite=False)
+    run_folder.check_export_target(target, tmp_path / "runs" / "b", overwrite=True)
