@@ -16,6 +16,7 @@ built from :attr:`Dataset.mean` / :attr:`Dataset.std`, so an exported model take
 import collections
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -131,7 +132,25 @@ def _labels(y, name, num_examples, num_classes=None):
     return y.astype(np.int64)
 
 
+class DownloadFailed(RuntimeError):
+    """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
+
+
+def _check_finite(x, name):
+    """Inputs must be finite: a NaN or Inf pixel would silently wreck training."""
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"Invalid value in `{name}`: inputs must be finite. Received: {name}"
+                f"[{', '.join(map(str, index))}]={x[index]} ({int(bad.sum())} non-finite "
+                "values in all)")
+
+
 def _make_dataset(name, x_train, y_train, x_test, y_test, class_names, superclasses=None):
+    _check_finite(x_train, "x_train")
+    _check_finite(x_test, "x_test")
     mean, std = _channel_stats(x_train)
     return Dataset(
         name, x_train, y_train, x_test, y_test, len(class_names), list(class_names),
@@ -175,19 +194,64 @@ def _load_npz(name, path):
     else:
         num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         class_names = [str(c) for c in range(num_classes)]
+        empty = np.setdiff1d(np.arange(num_classes), np.concatenate([y_train, y_test]))
+        if len(empty):
+            warnings.warn(
+                f"{path!r}: the number of classes is taken from the largest label, "
+                f"{num_classes}, but {len(empty)} of them have no example (ids "
+                f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}); noise may flip "
+                "labels into them. Add `class_names` to the npz to fix the class list.",
+                UserWarning, stacklevel=3)
     _labels(y_train, "y_train", len(x_train), len(class_names))
     _labels(y_test, "y_test", len(x_test), len(class_names))
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras' reader lists
+
+
+def _check_class_folders(directory):
+    """Every class sub-folder must hold at least one image (an empty one would become a
+    class without examples, into which symmetric noise flips labels)."""
+    classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    if not classes:
+        raise ValueError(f"No class sub-folders in the image folder {directory!r}.")
+    for name in classes:
+        has_image = any(f.lower().endswith(IMAGE_EXTENSIONS)
+                        for _, _, names in os.walk(os.path.join(directory, name))
+                        for f in names)
+        if not has_image:
+            raise ValueError(
+                f"Class folder {os.path.join(directory, name)!r} holds no image "
+                f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
+
+
+def _first_unreadable(paths):
+    """The first of ``paths`` that TensorFlow cannot decode as an image, or ``None``."""
+    for path in paths:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            return path
+    return None
+
+
 def _read_folder(directory, image_size, class_names):
     import keras
 
+    _check_class_folders(directory)
     ds = keras.utils.image_dataset_from_directory(
         directory, label_mode="int", class_names=class_names, image_size=image_size,
         batch_size=256, shuffle=False, verbose=False,
     )
-    xs, ys = zip(*ds.as_numpy_iterator())
+    try:
+        xs, ys = zip(*ds.as_numpy_iterator())
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        bad = _first_unreadable(ds.file_paths)
+        raise ValueError(
+            f"Cannot read the image {bad!r}: not an image TensorFlow can decode (corrupt, or "
+            "another format under an image extension). Fix or remove it."
+            if bad else f"Cannot read the images in {directory!r}: {err}") from None
     x = np.clip(np.round(np.concatenate(xs)), 0, 255).astype(np.uint8)
     return x, np.concatenate(ys).astype(np.int64), ds.class_names
 
@@ -210,11 +274,19 @@ def _load_folder(name, root, image_size):
 def _load_tfds(name, data_dir, image_size):
     import tensorflow_datasets as tfds
 
+    import requests
+
     try:
         (train, test), info = tfds.load(
             name, split=["train", "test"], data_dir=data_dir, as_supervised=False,
             with_info=True,
         )
+    except (requests.exceptions.RequestException, ConnectionError) as err:
+        raise DownloadFailed(
+            f"The TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and its "
+            f"download failed ({type(err).__name__}: {str(err)[:200]}). Without a network, "
+            f"prepare it on a machine that has one (`tfds build {name} --data_dir=DIR`, or "
+            "tfds.load once), copy DIR here and pass --data_dir=DIR.") from None
     except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(
             f"Unknown dataset {name!r}. Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}; "

@@ -6,6 +6,7 @@ a framework traceback.
 """
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -36,8 +37,9 @@ def load_predictor(path):
         try:
             loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
             getattr(loaded, export.ENDPOINT)
-        except (OSError, ValueError, AttributeError, tf.errors.OpError) as err:
-            raise ValueError(f"Could not load the SavedModel {path!r}: {err}") from err
+        except Exception as err:  # protobuf, checkpoint (IndexError when truncated), TF errors
+            raise ValueError(f"Could not load the SavedModel {path!r} (truncated or not an "
+                             f"export of this library?): {type(err).__name__}: {err}") from err
         return lambda x: getattr(loaded, export.ENDPOINT)(
             tf.cast(x, tf.float32))["probabilities"].numpy()
     model = load_keras_model(path)
@@ -55,6 +57,9 @@ def load_keras_model(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r}.")
+    if not zipfile.is_zipfile(path):  # Keras would report "File not found" for these
+        raise ValueError(f"Could not load the Keras model file {path!r}: not a valid .keras "
+                         "(zip) file -- truncated, corrupt or another format.")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # zip, h5py, JSON and Keras errors all mean "not a model"

@@ -1,6 +1,6 @@
 r"""Train a classifier on noisily labelled data and report what it fits.
 
-With no flags: DM on the embedded digits dataset (scikit-learn) with 40% symmetric noise,
+With no flags: DM on the embedded digits dataset (scikit-learn) with 40 percent symmetric noise,
 an MLP, a couple of minutes on a laptop CPU. Examples:
 
     python scripts/train.py
@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import callbacks, cli, run_folder, training
+from keras_imae import callbacks, cli, data, run_folder, training
 
 FLAGS = flags.FLAGS
 
@@ -40,7 +40,7 @@ def main(_):
         raise app.UsageError(str(err)) from None
     try:
         results = training.run(config)
-    except (run_folder.RunLocked, callbacks.TrainingCollapsed) as err:
+    except (run_folder.RunLocked, callbacks.TrainingCollapsed, data.DownloadFailed) as err:
         sys.exit(f"{type(err).__name__}: {err}")
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"

@@ -97,6 +97,21 @@ class TestTfds:
                                              "'npz:PATH', 'folder:PATH' or a TFDS"):
             data.load_dataset("no_such_set")
 
+    def test_offline_download_fails_clearly_through_the_real_builder(self, tmp_path,
+                                                                      monkeypatch):
+        # The real tfds.load path (no mock_data): builder, download manager, then the network,
+        # which refuses at once here (offline machines retry for minutes before failing).
+        import requests
+
+        def refuse(self, request, **kwargs):
+            raise requests.exceptions.ConnectionError(f"offline: {request.url}")
+
+        monkeypatch.setattr(requests.Session, "send", refuse)
+        with pytest.raises(data.DownloadFailed,
+                           match=r"'mnist' is not prepared in data_dir=.*download failed "
+                                 r"\(ConnectionError.*--data_dir=DIR"):
+            data.load_dataset("mnist", data_dir=str(tmp_path))
+
     def test_not_image_classification(self):
         with tfds.testing.mock_data(num_examples=2):
             with pytest.raises(ValueError, match="not an \\(image, class label\\) dataset"):
@@ -150,6 +165,24 @@ class TestNpz:
         with pytest.raises(FileNotFoundError, match="No npz file at"):
             data.load_dataset(f"npz:{tmp_path / 'none.npz'}")
 
+    @pytest.mark.parametrize("array", ["x_train", "x_test"])
+    def test_non_finite_inputs_are_refused_naming_the_first(self, tmp_path, array):
+        arrays = {"x_train": np.zeros((4, 3)), "y_train": [0, 1, 0, 1],
+                  "x_test": np.zeros((2, 3)), "y_test": [0, 1]}
+        arrays[array][1, 2] = np.inf
+        arrays[array][1, 0] = np.nan
+        np.savez(tmp_path / "nan.npz", **arrays)
+        with pytest.raises(ValueError, match=rf"inputs must be finite. Received: {array}\[1, 0\]"
+                                             r"=nan \(2 non-finite values in all\)"):
+            data.load_dataset(f"npz:{tmp_path / 'nan.npz'}")
+
+    def test_labels_with_empty_classes_warn(self, tmp_path):
+        np.savez(tmp_path / "gap.npz", x_train=np.zeros((4, 3)), y_train=[0, 1, 7, 0],
+                 x_test=np.zeros((2, 3)), y_test=[1, 0])
+        with pytest.warns(UserWarning, match=r"largest label, 8, but 5 of them have no example"):
+            ds = data.load_dataset(f"npz:{tmp_path / 'gap.npz'}")
+        assert ds.num_classes == 8
+
 
 def _write_images(root, per_class, rng, size=(6, 5)):
     images = {}
@@ -189,6 +222,19 @@ class TestFolder:
     def test_missing_folder(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="No image folder at"):
             data.load_dataset(f"folder:{tmp_path / 'nothing'}")
+
+    def test_empty_class_folder_is_refused_by_name(self, tmp_path):
+        _write_images(tmp_path, 5, np.random.default_rng(0))
+        os.makedirs(tmp_path / "zebra")
+        (tmp_path / "zebra" / "notes.txt").write_text("no image here")
+        with pytest.raises(ValueError, match=r"Class folder .*zebra' holds no image"):
+            data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+
+    def test_corrupt_image_is_named(self, tmp_path):
+        _write_images(tmp_path, 5, np.random.default_rng(0))
+        (tmp_path / "dog" / "03.png").write_bytes(b"not a png at all")
+        with pytest.raises(ValueError, match=r"Cannot read the image .*dog/03.png"):
+            data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
 
 
 class TestLoadDatasetErrors:

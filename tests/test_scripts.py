@@ -140,3 +140,10 @@ def test_train_on_two_local_workers_only_the_chief_writes(tmp_path):
     with open(run / "metrics.json") as f, open(run / "worker-1" / "metrics.json") as g:
         chief, other = json.load(f), json.load(g)
     assert chief["test_accuracy_final"] == other["test_accuracy_final"]  # same weights
+
+
+def test_train_help_is_readable():
+    # absl formats the module docstring with %: a bare "40% s..." used to print the program
+    # name in the middle of the sentence.
+    output = _script("train.py", "--help", expect=1)  # absl exits 1 after --help
+    assert "with 40 percent symmetric noise" in output and "train.pyymmetric" not in output

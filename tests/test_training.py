@@ -113,6 +113,23 @@ def test_load_predictor_errors(tmp_path):
         evaluation.load_predictor(tmp_path / "empty_dir")
 
 
+def test_truncated_model_files_are_named_not_reported_missing(tmp_path, finished_run):
+    _, results = finished_run
+    data_bytes = open(results["model_keras"], "rb").read()
+    half = tmp_path / "half.keras"
+    half.write_bytes(data_bytes[: len(data_bytes) // 2])
+    with pytest.raises(ValueError, match=r"half.keras.*not a valid .keras \(zip\) file"):
+        evaluation.load_predictor(half)
+    import shutil
+
+    export_copy = tmp_path / "sm"
+    shutil.copytree(results["saved_model"], export_copy)
+    variables = export_copy / "variables" / "variables.data-00000-of-00001"
+    variables.write_bytes(variables.read_bytes()[:100])  # raised a raw IndexError before
+    with pytest.raises(ValueError, match=r"Could not load the SavedModel .*truncated"):
+        evaluation.load_predictor(export_copy)
+
+
 def test_export_refuses_existing_target_and_replaces_atomically(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     target = tmp_path / "sm"
