@@ -85,6 +85,8 @@ LOSSES = {
     "dm_margin16": ("dm", dict(beta=8.0, lam=0.5, max_margin=16.0)),
     "dm_l1b16": ("dm", dict(beta=16.0, lam=1.0)),  # the papers' CIFAR-10 40% setting
     "dm_l1b16_margin16": ("dm", dict(beta=16.0, lam=1.0, max_margin=16.0)),
+    "dm_l1b8": ("dm", dict(beta=8.0, lam=1.0)),
+    "dm_l2b12": ("dm", dict(beta=12.0, lam=2.0)),  # the papers' setting for 60-80% noise
     "imae": ("imae", dict(temperature=8.0)),
     "cce": ("cce", {}),
     "mae": ("mae", {}),
