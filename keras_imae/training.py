@@ -19,7 +19,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_imae import callbacks, data, distribute, export, losses, models, noise, run_folder
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_imae import callbacks, losses, models
-from test_models import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
+from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
 
 
 def test_fit_statistics_hand_made():

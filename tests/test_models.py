@@ -9,30 +9,7 @@ import pytest
 
 from keras_imae import data, losses, models, noise
 
-SCCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def identity_model(num_classes=3):
-    """A RobustModel whose logits are its input (a frozen-by-lr=0 identity Dense)."""
-    inputs = keras.Input((num_classes,))
-    outputs = keras.layers.Dense(
-        num_classes, use_bias=False, kernel_initializer="identity"
-    )(inputs)
-    model = models.RobustModel(inputs, outputs)
-    model.compile(keras.optimizers.SGD(0.0), SCCE)
-    return model
-
-
-# Ten examples, K = 3, predictions fixed by one-hot logits. Batch 1 = examples 0-5, batch 2 =
-# examples 6-9 (batch_size 6): different compositions, so a mean of batch means is wrong.
-PRED = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-CLEAN = np.array([0, 1, 2, 1, 1, 0, 2, 2, 2, 1])
-GIVEN = np.array([0, 1, 2, 1, 1, 2, 0, 1, 0, 1])
-# clean (given == clean): 0,1,2,3,4,9 -> hits (pred == given): 0,1,2,4 -> clean_fit 4/6
-# noisy: 5,6,7,8 -> pred == given at 5,6,7 -> noisy_fit 3/4; pred == clean at 8 -> 1/4
-# accuracy (pred == given): 0,1,2,4,5,6,7 -> 7/10
-EXPECTED = {"accuracy": 0.7, "clean_fit": 4 / 6, "noisy_fit": 0.75, "noisy_correct": 0.25}
-LOGITS = 5.0 * np.eye(3, dtype="float32")[PRED]
+from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, PRED, SCCE, identity_model
 
 
 def test_expected_values_are_not_batch_mean_of_means():
