@@ -419,7 +419,9 @@ def noise_summary(clean, noisy, num_classes, *, nominal=None):
     return NoiseSummary(nominal, realised, transition, counts, nominal_transition)
 
 
-def _npz_path(path):
+def noisy_labels_path(path):
+    """The ``noisy_labels.npz`` file meant by ``path``: ``path`` itself if it ends in ``.npz``,
+    else ``path/noisy_labels.npz``."""
     path = os.fspath(path)
     return path if path.endswith(".npz") else os.path.join(path, NOISY_LABELS_FILENAME)
 
@@ -458,7 +460,7 @@ def save_noisy_labels(path, noisy, is_noisy, clean=None, **meta):
                 f"as `noisy` {noisy.shape}. Received: shape {value.shape}"
             )
     arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=_jsonable))
-    file_path = _npz_path(path)
+    file_path = noisy_labels_path(path)
     files.atomic_write(file_path, lambda f: np.savez(f, **arrays), binary=True)
     return file_path
 
@@ -476,7 +478,7 @@ def load_noisy_labels(path, *, clean_labels=None, num_classes=None):
     Returns:
         ``(noisy_labels, is_noisy, clean_labels_or_None, meta_dict)``.
     """
-    file_path = _npz_path(path)
+    file_path = noisy_labels_path(path)
     if not os.path.exists(file_path):
         raise FileNotFoundError(f"No noisy-label file at {file_path!r}.")
     with np.load(file_path, allow_pickle=False) as f:

@@ -39,6 +39,8 @@ __all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
 CONFIG, LOG, METRICS, MODEL = "config.json", "log.csv", "metrics.json", "model.keras"
 BACKUP, TENSORBOARD, LOCK = "backup", "tensorboard", ".lock"
 WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, MODEL, METRICS)
+# Keys every run's config.json has had (a RunConfig written by keras_imae.training.run).
+_CONFIG_KEYS = {"dataset", "noise_type", "loss", "model_dir", "epochs"}
 EXPORT_MARKER = "keras_imae_export.json"
 
 
@@ -73,6 +75,17 @@ class RunFolder:
     def written(self):
         """The run entries present in the folder (files and folders a run writes)."""
         return [name for name in WRITTEN if os.path.lexists(self.file(name))]
+
+    def foreign(self):
+        """The run entries present although no run wrote them: every one of them when the
+        folder's ``config.json`` is missing or not a run's (a run writes it first). A run
+        never replaces or deletes these, whatever ``overwrite`` says."""
+        try:
+            with open(self.file(CONFIG)) as f:
+                keys = set(json.load(f))
+        except (OSError, ValueError, TypeError):
+            keys = set()
+        return [] if _CONFIG_KEYS <= keys else self.written()
 
     def clear(self):
         """Delete the entries a run writes, and nothing else."""
@@ -123,7 +136,13 @@ class RunFolder:
     @contextlib.contextmanager
     def lock(self):
         """Hold ``.lock`` while a run trains here; a second run is refused with
-        :class:`RunLocked`. A lock left by a dead process on this host is taken over."""
+        :class:`RunLocked`. A lock left by a dead process on this host is taken over.
+        Folders it creates are removed again if the run leaves them empty."""
+        created = []
+        parent = os.path.abspath(self.path)
+        while not os.path.isdir(parent):
+            created.append(parent)
+            parent = os.path.dirname(parent)
         os.makedirs(self.path, exist_ok=True)
         path = self.file(LOCK)
         for _ in range(2):
@@ -152,6 +171,9 @@ class RunFolder:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+            for folder in created:  # innermost first; a folder with files stays
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
 
 
 def _read_lock(path):

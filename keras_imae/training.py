@@ -155,9 +155,16 @@ def _folder_state(config):
     """``resuming``: whether ``model_dir`` holds an unfinished run to resume. Read-only.
 
     Raises:
-        ValueError: it holds a finished run (``metrics.json``) and ``overwrite`` is not set.
+        ValueError: it holds a finished run (``metrics.json``) and ``overwrite`` is not set,
+            or files with a run's names that no run wrote (never replaced).
     """
     folder = run_folder.RunFolder(config.model_dir)
+    foreign = folder.foreign()
+    if foreign:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} holds {', '.join(foreign)}, which no keras_imae "
+            f"run wrote (no run's {run_folder.CONFIG} there): a run would replace them, so it "
+            "is refused, with or without --overwrite. Choose another model_dir.")
     if folder.finished and not config.overwrite:
         raise ValueError(
             f"model_dir {config.model_dir!r} already holds a finished run (metrics.json). "
@@ -197,6 +204,9 @@ def validate(config):
     if config.momentum is not None and config.optimizer != "sgd":
         raise ValueError(f"`momentum` applies to optimizer='sgd' only. Received: "
                          f"momentum={config.momentum}, optimizer={config.optimizer!r}")
+    if config.momentum is not None and not 0.0 <= config.momentum <= 1.0:
+        raise ValueError("Invalid value for `momentum`. Expected a float in [0, 1]. "
+                         f"Received: momentum={config.momentum!r}")
     for name, low in (("learning_rate", 0.0), ("noise_rate", None)):
         value = getattr(config, name)
         bad = not (value > 0) if name == "learning_rate" else not (0.0 <= value <= 1.0)
@@ -217,6 +227,7 @@ def validate(config):
             f"Invalid value for `noise_type`: asymmetric noise is defined for "
             f"{', '.join(noise.ASYMMETRIC_DATASETS)}, not dataset={config.dataset!r}. Use "
             "symmetric or pairflip, or pass a saved corruption with `noisy_labels`.")
+    _check_paths(config)
     loss = loss_from_config(config)
     _folder_state(config)
     lock = run_folder.RunFolder(config.model_dir).file(run_folder.LOCK)
@@ -231,6 +242,23 @@ def validate(config):
         except FileExistsError as err:
             raise ValueError(str(err)) from None
     return loss
+
+
+def _check_paths(config):
+    """The input files a run names exist, and ``data_dir`` applies: before any work."""
+    source, _, path = config.dataset.partition(":")
+    if config.data_dir is not None and source in ("digits", "npz", "folder"):
+        raise ValueError("Invalid value for `data_dir`: it only applies to TFDS datasets. "
+                         f"Received: data_dir={config.data_dir!r}, dataset={config.dataset!r}")
+    exists = {"npz": os.path.isfile, "folder": os.path.isdir}.get(source)
+    if exists and not exists(path):
+        raise ValueError(f"Invalid value for `dataset`: no {source} at {path!r}. "
+                         f"Received: dataset={config.dataset!r}")
+    if config.noisy_labels and not os.path.isfile(noise.noisy_labels_path(config.noisy_labels)):
+        raise ValueError(
+            f"Invalid value for `noisy_labels`: no {noise.NOISY_LABELS_FILENAME} at "
+            f"{noise.noisy_labels_path(config.noisy_labels)!r}. "
+            f"Received: noisy_labels={config.noisy_labels!r}")
 
 
 def _worker_dir(model_dir, strategy):

@@ -31,7 +31,8 @@ def test_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
         with pytest.raises(run_folder.RunLocked, match=f"pid {os.getpid()}"):
             with folder.lock():
                 pass
-    assert not os.path.exists(folder.file(run_folder.LOCK))  # released
+    assert not os.path.exists(folder.path)  # released, and the folder it made left empty
+    os.makedirs(folder.path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     with open(folder.file(run_folder.LOCK), "w") as f:

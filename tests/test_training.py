@@ -459,7 +459,12 @@ def test_a_refused_run_writes_nothing_and_a_locked_folder_is_refused(tmp_path, d
                              (dict(noise_rate=1.5), "noise_rate=1.5"),
                              (dict(weight_decay=-1.0), "weight_decay=-1.0"),
                              (dict(dataset="npz:x.npz", noise_type="asymmetric"),
-                              "asymmetric noise is defined for")):
+                              "asymmetric noise is defined for"),
+                             (dict(optimizer="sgd", momentum=1.5), "momentum=1.5"),
+                             (dict(dataset="npz:none.npz"), "no npz at 'none.npz'"),
+                             (dict(dataset="folder:none"), "no folder at 'none'"),
+                             (dict(data_dir="/tfds"), "`data_dir`: it only applies to TFDS"),
+                             (dict(noisy_labels=str(tmp_path)), "no noisy_labels.npz at")):
         with pytest.raises(ValueError, match=match):
             training.run(_config(tmp_path, **overrides), dataset=digits)
         assert not os.path.exists(tmp_path / "run")
@@ -467,6 +472,41 @@ def test_a_refused_run_writes_nothing_and_a_locked_folder_is_refused(tmp_path, d
     with run_folder.RunFolder(config.model_dir).lock():
         with pytest.raises(run_folder.RunLocked, match="Another run is training"):
             training.run(config, dataset=digits)
+
+
+def test_a_run_never_replaces_files_no_run_wrote(tmp_path, digits):
+    # --model_dir=. in a project that has its own config.json and log.csv
+    (tmp_path / "config.json").write_text('{"lr": 0.1}')
+    (tmp_path / "log.csv").write_text("my,own,log\n1,2,3\n")
+    for overwrite in (False, True):
+        config = _config(tmp_path, model_dir=str(tmp_path), overwrite=overwrite)
+        with pytest.raises(ValueError, match="holds config.json, log.csv, which no keras_imae"):
+            training.run(config, dataset=digits)
+    assert (tmp_path / "config.json").read_text() == '{"lr": 0.1}'
+    assert (tmp_path / "log.csv").read_text() == "my,own,log\n1,2,3\n"
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "log.csv"]
+
+
+def test_a_run_stopped_by_its_data_leaves_nothing(tmp_path):
+    x = np.ones((20, 3), np.float32)
+    x[7, 1] = np.inf
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4],
+             y_test=[0, 1, 0, 1])
+    config = _config(tmp_path, dataset=f"npz:{tmp_path / 'bad.npz'}",
+                     model_dir=str(tmp_path / "runs" / "bad"))
+    with pytest.raises(ValueError, match=r"must be finite. Received: x_train\[7, 1\]=inf"):
+        training.run(config)
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz"]  # not even runs/bad/ (or runs/)
+
+
+@pytest.mark.parametrize("overrides", [dict(beta=500.0), dict(loss="imae", temperature=400.0)])
+def test_the_reported_nan_settings_stop_without_saving_or_exporting(tmp_path, digits,
+                                                                     overrides):
+    config = _config(tmp_path, **overrides)  # issue #13: NaN loss from the first epoch
+    with pytest.raises(callbacks.TrainingCollapsed):
+        training.run(config, dataset=digits)
+    assert not os.path.exists(config.export_dir)
+    assert not ({"model.keras", "metrics.json"} & set(os.listdir(config.model_dir)))
 
 
 def test_non_finite_training_stops_without_saving_or_exporting(tmp_path, digits):
