@@ -136,13 +136,18 @@ class DownloadFailed(RuntimeError):
     """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
 
 
+class DataError(ValueError):
+    """The data of a source cannot be trained on (a non-finite input, an empty class folder,
+    an unreadable image, an npz without the needed arrays); the message names what."""
+
+
 def _check_finite(x, name):
     """Inputs must be finite: a NaN or Inf pixel would silently wreck training."""
     if np.issubdtype(x.dtype, np.floating):
         bad = ~np.isfinite(x)
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
+            raise DataError(
                 f"Invalid value in `{name}`: inputs must be finite. Received: {name}"
                 f"[{', '.join(map(str, index))}]={x[index]} ({int(bad.sum())} non-finite "
                 "values in all)")
@@ -175,7 +180,7 @@ def _load_npz(name, path):
     with np.load(path, allow_pickle=False) as f:
         missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(f.files))
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{path!r} is missing arrays {missing}. Expected x_train, y_train, x_test, "
                 f"y_test (optional class_names). Found: {sorted(f.files)}"
             )
@@ -183,7 +188,7 @@ def _load_npz(name, path):
     x_train = _features(arrays["x_train"], "x_train")
     x_test = _features(arrays["x_test"], "x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
+        raise DataError(
             f"{path!r}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
             f"have shape {x_test.shape[1:]}."
         )
@@ -194,11 +199,11 @@ def _load_npz(name, path):
     else:
         num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         class_names = [str(c) for c in range(num_classes)]
-        empty = np.setdiff1d(np.arange(num_classes), np.concatenate([y_train, y_test]))
+        empty = np.setdiff1d(np.arange(num_classes), y_train)  # a test-only id counts too
         if len(empty):
             warnings.warn(
                 f"{path!r}: the number of classes is taken from the largest label, "
-                f"{num_classes}, but {len(empty)} of them have no example (ids "
+                f"{num_classes}, but {len(empty)} of them have no example in y_train (ids "
                 f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}); noise may flip "
                 "labels into them. Add `class_names` to the npz to fix the class list.",
                 UserWarning, stacklevel=3)
@@ -215,13 +220,13 @@ def _check_class_folders(directory):
     class without examples, into which symmetric noise flips labels)."""
     classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
     if not classes:
-        raise ValueError(f"No class sub-folders in the image folder {directory!r}.")
+        raise DataError(f"No class sub-folders in the image folder {directory!r}.")
     for name in classes:
         has_image = any(f.lower().endswith(IMAGE_EXTENSIONS)
                         for _, _, names in os.walk(os.path.join(directory, name))
                         for f in names)
         if not has_image:
-            raise ValueError(
+            raise DataError(
                 f"Class folder {os.path.join(directory, name)!r} holds no image "
                 f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
 
@@ -248,7 +253,7 @@ def _read_folder(directory, image_size, class_names):
         xs, ys = zip(*ds.as_numpy_iterator())
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
         bad = _first_unreadable(ds.file_paths)
-        raise ValueError(
+        raise DataError(
             f"Cannot read the image {bad!r}: not an image TensorFlow can decode (corrupt, or "
             "another format under an image extension). Fix or remove it."
             if bad else f"Cannot read the images in {directory!r}: {err}") from None
@@ -367,6 +372,17 @@ def load_dataset(name, *, data_dir=None, image_size=None):
 
     Returns:
         A :class:`Dataset`; ``mean``/``std`` are per channel over ``x_train``.
+
+    Raises:
+        FileNotFoundError: no npz file or image folder at PATH.
+        DataError: the data cannot be trained on; the message names the array (with the
+            index of its first NaN/Inf), file or folder.
+        DownloadFailed: a TFDS dataset is not prepared in ``data_dir`` and cannot be
+            downloaded.
+        ValueError: arguments that do not apply, an unknown source, bad labels.
+
+    An npz without ``class_names`` warns when some of its ``max label + 1`` class ids have no
+    training example (they still count as classes).
 
     Example:
         >>> ds = load_dataset("digits")

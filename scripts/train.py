@@ -13,7 +13,11 @@ an MLP, a couple of minutes on a laptop CPU. Examples:
 Prints the realised noise, Keras progress bars with clean_fit / noisy_fit / noisy_correct,
 then a results table; writes metrics.json, log.csv, TensorBoard logs and model.keras into
 --model_dir and a SavedModel into saved_models/<run name>/ (or --export_dir).
+Exits with status 1 and a one-line reason when the run cannot start or must stop (a bad flag,
+data it cannot train on, a folder another run is using, a collapsed run); nothing is
+exported then.
 """
+# absl %-formats this docstring for --help: write a percent sign as %% (or in words).
 
 import os
 import sys
@@ -25,6 +29,9 @@ from absl import app, flags
 from keras_imae import callbacks, cli, data, run_folder, training
 
 FLAGS = flags.FLAGS
+# Why a run could not start or had to stop, each explained by its message: no traceback.
+_STOPPED = (run_folder.RunLocked, callbacks.TrainingCollapsed, data.DataError,
+            data.DownloadFailed)
 
 
 def define_flags():
@@ -35,12 +42,12 @@ def main(_):
     cli.quiet_logs(FLAGS)
     config = cli.run_config(FLAGS)
     try:
-        training.validate(config)
-    except ValueError as err:
-        raise app.UsageError(str(err)) from None
-    try:
+        try:
+            training.validate(config)  # RunLocked too, for a folder in use
+        except ValueError as err:
+            raise app.UsageError(str(err)) from None
         results = training.run(config)
-    except (run_folder.RunLocked, callbacks.TrainingCollapsed, data.DownloadFailed) as err:
+    except _STOPPED as err:
         sys.exit(f"{type(err).__name__}: {err}")
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"

@@ -182,6 +182,12 @@ class TestNpz:
         with pytest.warns(UserWarning, match=r"largest label, 8, but 5 of them have no example"):
             ds = data.load_dataset(f"npz:{tmp_path / 'gap.npz'}")
         assert ds.num_classes == 8
+        # A test label beyond the training labels adds a class that cannot be learned.
+        np.savez(tmp_path / "beyond.npz", x_train=np.zeros((4, 3)), y_train=[0, 1, 0, 1],
+                 x_test=np.zeros((2, 3)), y_test=[1, 2])
+        with pytest.warns(UserWarning, match=r"largest label, 3, but 1 of them have no example "
+                                             r"in y_train \(ids \[2\]\)"):
+            assert data.load_dataset(f"npz:{tmp_path / 'beyond.npz'}").num_classes == 3
 
 
 def _write_images(root, per_class, rng, size=(6, 5)):
@@ -229,6 +235,11 @@ class TestFolder:
         (tmp_path / "zebra" / "notes.txt").write_text("no image here")
         with pytest.raises(ValueError, match=r"Class folder .*zebra' holds no image"):
             data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+
+    def test_folder_without_class_folders_is_refused(self, tmp_path):
+        keras.utils.save_img(tmp_path / "loose.png", np.zeros((4, 4, 3), np.uint8))
+        with pytest.raises(data.DataError, match="No class sub-folders in the image folder"):
+            data.load_dataset(f"folder:{tmp_path}")
 
     def test_corrupt_image_is_named(self, tmp_path):
         _write_images(tmp_path, 5, np.random.default_rng(0))

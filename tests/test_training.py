@@ -494,7 +494,7 @@ def test_a_run_stopped_by_its_data_leaves_nothing(tmp_path):
              y_test=[0, 1, 0, 1])
     config = _config(tmp_path, dataset=f"npz:{tmp_path / 'bad.npz'}",
                      model_dir=str(tmp_path / "runs" / "bad"))
-    with pytest.raises(ValueError, match=r"must be finite. Received: x_train\[7, 1\]=inf"):
+    with pytest.raises(data.DataError, match=r"must be finite. Received: x_train\[7, 1\]=inf"):
         training.run(config)
     assert sorted(os.listdir(tmp_path)) == ["bad.npz"]  # not even runs/bad/ (or runs/)
 
