@@ -64,7 +64,7 @@ def test_export_refuses_existing_target_then_overwrites(trained):
     model = cwd / "runs" / "digits_dm" / "model.keras"
     target = cwd / "saved_models" / "digits_dm"
     output = _script("export.py", f"--model={model}", f"--export_dir={target}", expect=1)
-    assert "already exists" in output and "Traceback" not in output
+    assert "holds the export of" in output and "Traceback" not in output
     assert "Exported" in _script("export.py", f"--model={model}", f"--export_dir={target}",
                                  "--overwrite")
 
