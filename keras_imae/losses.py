@@ -80,6 +80,7 @@ __all__ = [
 NORMALIZE_OPTIONS = (None, "batch")
 _TINY = float(np.finfo(np.float32).tiny)  # probabilities are floored here before the log
 _LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 beyond this
+_LOWEST = float(np.finfo(np.float32).min)  # the most negative finite float32
 _PACKAGE = "keras_imae"
 
 # Everything the forward and backward passes need about one batch of logits.
@@ -237,9 +238,9 @@ def _log_global_mean_exp(log_magnitude):
     (``DataParallel``) arrays are global and jit-compiled, so that is the global batch too.
     Returns ``+inf`` when every magnitude is 0, so that the normalised gradient is 0.
     """
-    local_max = ops.max(log_magnitude)
-    top = _cross_replica_max(local_max)
-    top = ops.where(top == -math.inf, ops.zeros_like(top), top)  # all zero: any shift works
+    # Floored at float32's lowest: a replica whose magnitudes are all 0 (log = -inf) would
+    # make the all-gather's 0 * -inf a NaN. The shift stays finite; exp(-inf - top) = 0.
+    top = _cross_replica_max(ops.maximum(ops.max(log_magnitude), _LOWEST))
     total = ops.sum(ops.exp(log_magnitude - top))
     count = ops.cast(ops.size(log_magnitude), log_magnitude.dtype)
     if _tensorflow():

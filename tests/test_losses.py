@@ -617,3 +617,20 @@ def test_one_nan_example_makes_the_batch_gradient_nan_not_zero():
     zero[:, 0] = 0.0
     _, grad = _gradient(losses.MeanAbsoluteError(normalize="batch"), np.ones(4, "int64"), zero)
     np.testing.assert_array_equal(grad.numpy(), 0.0)
+
+
+def test_log_mean_exp_across_replicas_with_an_all_zero_replica():
+    # Replica 0's magnitudes are all 0 (log = -inf), replica 1's are 1 and 3: the global
+    # mean of (0, 0, 1, 3) is 1. Gathering -inf maxima used to give 0 * -inf = NaN.
+    strategy = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    per_replica = [np.float32([-np.inf, -np.inf]), np.log(np.float32([1.0, 3.0]))]
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(per_replica[ctx.replica_id_in_sync_group]))
+    result = strategy.run(tf.function(losses._log_global_mean_exp), args=(values,))
+    for shift in strategy.experimental_local_results(result):
+        assert float(shift) == pytest.approx(0.0, abs=1e-6)  # log(mean) = log(1)
+    everything_zero = strategy.run(tf.function(losses._log_global_mean_exp), args=(
+        strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(np.float32([-np.inf, -np.inf]))),))
+    assert all(np.isposinf(float(s)) for s in strategy.experimental_local_results(
+        everything_zero))  # +inf: the normalised gradient is 0
