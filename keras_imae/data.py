@@ -185,6 +185,15 @@ def _load_npz(name, path):
                 f"y_test (optional class_names). Found: {sorted(f.files)}"
             )
         arrays = {key: f[key] for key in f.files}
+    try:
+        return _npz_dataset(name, path, arrays)
+    except DataError:
+        raise
+    except ValueError as err:  # shapes, labels: the same message, naming the file
+        raise DataError(f"{path!r}: {err}") from None
+
+
+def _npz_dataset(name, path, arrays):
     x_train = _features(arrays["x_train"], "x_train")
     x_test = _features(arrays["x_test"], "x_test")
     if x_train.shape[1:] != x_test.shape[1:]:

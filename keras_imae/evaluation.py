@@ -57,7 +57,7 @@ def load_keras_model(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r}.")
-    if not zipfile.is_zipfile(path):  # Keras would report "File not found" for these
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):  # Keras: "File not found"
         raise ValueError(f"Could not load the Keras model file {path!r}: not a valid .keras "
                          "(zip) file -- truncated, corrupt or another format.")
     try:

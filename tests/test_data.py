@@ -158,7 +158,7 @@ class TestNpz:
     ])
     def test_errors(self, tmp_path, arrays, match):
         np.savez(tmp_path / "bad.npz", **arrays)
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(data.DataError, match=match):  # train.py: one line, no traceback
             data.load_dataset(f"npz:{tmp_path / 'bad.npz'}")
 
     def test_missing_file(self, tmp_path):

@@ -120,6 +120,9 @@ def test_truncated_model_files_are_named_not_reported_missing(tmp_path, finished
     half.write_bytes(data_bytes[: len(data_bytes) // 2])
     with pytest.raises(ValueError, match=r"half.keras.*not a valid .keras \(zip\) file"):
         evaluation.load_predictor(half)
+    legacy = tmp_path / "legacy.h5"  # not a zip, but a format Keras still reads
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(legacy)
+    assert evaluation.load_keras_model(legacy).output_shape == (None, 3)
     import shutil
 
     export_copy = tmp_path / "sm"
