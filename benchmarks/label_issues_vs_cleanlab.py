@@ -13,9 +13,9 @@ Both methods see the same noisy labels (``noise.corrupt_labels``, same seed) in 
   ``make_fit``) and ``label_issues.find_label_issues`` (score ``1 - p(given)``,
   confident-learning flags).
 
-Data: scikit-learn's digits (1,347 training images) and MNIST-1D (``mnist1d.make_dataset``,
-generated offline, 80% of ``--mnist1d_samples`` for training), 40% symmetric and 40%
-pair-flip noise. Needs the ``bench`` extra (cleanlab, mnist1d)::
+Data: scikit-learn's digits (1,347 training images, ``mlp``) and MNIST-1D
+(``mnist1d.make_dataset``, generated offline, 80% of ``--mnist1d_samples`` for training) as
+40 features (``mlp``) and as 40x1 images (``cnn``), 40% symmetric and 40% pair-flip noise. Needs the ``bench`` extra (cleanlab, mnist1d)::
 
     pip install -e ".[bench]"
     python benchmarks/label_issues_vs_cleanlab.py
@@ -38,7 +38,9 @@ from absl import app, flags  # noqa: E402
 from keras_imae import cli, data, label_issues, noise, training  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["digits", "mnist1d"], "digits | mnist1d.")
+flags.DEFINE_list("datasets", ["digits", "mnist1d", "mnist1d_image"],
+                  "digits | mnist1d (40 features, mlp) | mnist1d_image (the same signals as "
+                  "40x1 one-channel images: --model=auto picks the cnn).")
 flags.DEFINE_list("noise_types", ["symmetric", "pairflip"], "Noise types to corrupt with.")
 flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
 flags.DEFINE_integer("noise_seed", 0, "Seed of the corruption (and of the folds).")
@@ -62,17 +64,21 @@ def load(name, folder):
     """digits, or MNIST-1D generated offline and read back through the ``npz:`` source."""
     if name == "digits":
         return data.load_dataset("digits")
-    if name != "mnist1d":
-        raise app.UsageError(f"--datasets takes digits and mnist1d. Received: {name!r}")
+    if name not in ("mnist1d", "mnist1d_image"):
+        raise app.UsageError("--datasets takes digits, mnist1d and mnist1d_image. "
+                             f"Received: {name!r}")
     _require("mnist1d")
     from mnist1d.data import get_dataset_args, make_dataset  # never get_dataset(): downloads
 
     args = get_dataset_args()
     args.num_samples = FLAGS.mnist1d_samples
     generated = make_dataset(args)
-    path = os.path.join(folder, "mnist1d.npz")
-    np.savez(path, x_train=generated["x"].astype("float32"), y_train=generated["y"],
-             x_test=generated["x_test"].astype("float32"), y_test=generated["y_test"])
+    # (N, 40) features for the mlp; (N, 40, 1) grey 40x1 images (the loader adds the channel).
+    shape = (-1, 40) if name == "mnist1d" else (-1, 40, 1)
+    path = os.path.join(folder, f"{name}.npz")
+    np.savez(path, x_train=generated["x"].astype("float32").reshape(shape),
+             y_train=generated["y"], x_test=generated["x_test"].astype("float32").reshape(shape),
+             y_test=generated["y_test"])
     return data.load_dataset(f"npz:{path}")
 
 

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, label_issues
+from keras_imae import cli, label_issues, losses
 
 FLAGS = flags.FLAGS
 # Run flags that do not apply: one process trains the fold models in turn and writes only
@@ -37,6 +37,9 @@ def define_flags():
     flags.DEFINE_enum("retrain", "none", list(label_issues.RETRAIN_MODES),
                       "Afterwards, train on the given labels and on the cleaned ones (flagged "
                       "examples removed or relabelled) and report the test-accuracy gain.")
+    flags.DEFINE_enum("retrain_loss", None, list(losses.LOSSES),
+                      "Loss of the --retrain runs, with its own defaults (default: --loss with "
+                      "train.py's defaults).")
     flags.DEFINE_integer("num_suspects", label_issues.DEFAULT_NUM_SUSPECTS,
                          "Examples on the contact sheet.")
 
@@ -44,7 +47,7 @@ def define_flags():
 def main(_):
     cli.quiet_logs(FLAGS)
     config = cli.run_config(FLAGS)
-    options = dict(folds=FLAGS.folds, retrain=FLAGS.retrain)
+    options = dict(folds=FLAGS.folds, retrain=FLAGS.retrain, retrain_loss=FLAGS.retrain_loss)
     try:
         label_issues.validate(config, **options)
     except ValueError as err:

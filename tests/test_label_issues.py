@@ -233,6 +233,7 @@ def test_run_reuses_a_noisy_labels_file(small_digits, tmp_path, with_clean):
     (dict(folds=1), "argument `folds`"),
     (dict(config=training.RunConfig(noise_type="uniform")), "`noise_type`"),
     (dict(config=training.RunConfig(loss="gce", beta=2.0)), "does not take `beta`"),
+    (dict(retrain="remove", retrain_loss="focal"), "Unknown loss 'focal'"),
 ])
 def test_validate_rejects_bad_settings(kwargs, match):
     config = kwargs.pop("config", training.RunConfig())
@@ -262,11 +263,13 @@ def test_same_seed_same_csv_with_the_real_models(small_digits, tmp_path):
 
 @pytest.mark.slow
 def test_retrain_relabel_reports_the_gain(small_digits, tmp_path):
-    config = training.RunConfig(noise_type="pairflip", epochs=1)
+    config = training.RunConfig(noise_type="pairflip", epochs=1, lam=1.0)
     result = label_issues.run(config, output_dir=tmp_path, folds=2, retrain="relabel",
-                              dataset=small_digits, fit=centroid_fit, log=None)
+                              retrain_loss="gce", dataset=small_digits, fit=centroid_fit,
+                              log=None)
     retrained = result["retrain"]
     assert retrained["mode"] == "relabel"
+    assert retrained["loss"]["name"] == "generalized_cross_entropy"  # lam is DM's: dropped
     assert retrained["given"]["train_examples"] == retrained["cleaned"]["train_examples"] == 300
     assert retrained["gain_test_accuracy_final"] == pytest.approx(
         retrained["cleaned"]["test_accuracy_final"] - retrained["given"]["test_accuracy_final"])
