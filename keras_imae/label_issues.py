@@ -228,7 +228,7 @@ def make_fit(config, dataset):
         ``fit(x, labels, fold) -> predict``, ``predict(x)`` giving logits.
     """
     config = _with_loss_defaults(config)
-    loss = training.loss_from_config(config)
+    training.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
     name = _model_name(config, dataset)
     augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
                else None if config.augment == "none" else config.augment)
@@ -243,7 +243,7 @@ def make_fit(config, dataset):
             config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
             schedule=None if config.lr_schedule == "none" else config.lr_schedule,
             epochs=config.epochs, steps_per_epoch=int(np.ceil(len(x) / config.batch_size)))
-        model.compile(optimizer=optimizer, loss=loss)
+        model.compile(optimizer=optimizer, loss=training.loss_from_config(config))
         train = data.train_dataset(x, labels, batch_size=config.batch_size, augment=augment,
                                    seed=seed)
         model.fit(train, epochs=config.epochs, verbose=0, shuffle=False)

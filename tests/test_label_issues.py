@@ -1,5 +1,6 @@
 """Tests for keras_imae.label_issues and scripts/find_label_issues.py."""
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -15,17 +17,24 @@ from keras_imae import data, label_issues, noise, training
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def centroid_fit(x, labels, fold):
+def centroid_fit_for(num_classes):
     """A fast deterministic stand-in model: logits = -squared distance to the class means."""
-    flat = x.reshape(len(x), -1).astype("float64")
-    means = np.stack([flat[labels == c].mean(0) if np.any(labels == c) else np.full(
-        flat.shape[1], 1e3) for c in range(10)])
 
-    def predict(x_new):
-        z = x_new.reshape(len(x_new), -1).astype("float64")
-        return -((z[:, None, :] - means[None]) ** 2).sum(-1) / 50.0
+    def fit(x, labels, fold):
+        flat = x.reshape(len(x), -1).astype("float64")
+        means = np.stack([flat[labels == c].mean(0) if np.any(labels == c) else np.full(
+            flat.shape[1], 1e3) for c in range(num_classes)])
 
-    return predict
+        def predict(x_new):
+            z = x_new.reshape(len(x_new), -1).astype("float64")
+            return -((z[:, None, :] - means[None]) ** 2).sum(-1) / (50.0 * z.shape[1])
+
+        return predict
+
+    return fit
+
+
+centroid_fit = centroid_fit_for(10)
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +235,46 @@ def test_run_reuses_a_noisy_labels_file(small_digits, tmp_path, with_clean):
     np.testing.assert_array_equal(
         [int(r[1]) for r in read_csv(tmp_path / "out" / "label_issues.csv")[1]], noisy)
     assert (result["quality"] is not None) == with_clean
+
+
+def _folder_source(root):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("cat", "dog")):
+        os.makedirs(root / name)
+        for i in range(10):
+            keras.utils.save_img(root / name / f"{i}.png", np.full(
+                (6, 6, 3), 60 + 120 * c, "uint8") + rng.integers(0, 40, (6, 6, 3), "uint8"),
+                scale=False)
+    return f"folder:{root}", 2
+
+
+def _npz_source(root):
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 4
+    np.savez(root / "d.npz", x_train=rng.normal(y[:, None], 0.3, (40, 5)), y_train=y,
+             x_test=rng.normal(size=(8, 5)), y_test=y[:8])
+    return f"npz:{root / 'd.npz'}", 4
+
+
+@pytest.mark.parametrize("source", ["folder", "npz", "tfds"])
+@pytest.mark.parametrize("noise_type", ["symmetric", "none"])
+def test_every_data_source(tmp_path, source, noise_type):
+    """load_dataset's sources through run(config) itself (TFDS: offline mock data)."""
+    import tensorflow_datasets as tfds
+
+    if source == "tfds":
+        (name, k), offline = ("mnist", 10), tfds.testing.mock_data(num_examples=40)
+    else:
+        (name, k) = {"folder": _folder_source, "npz": _npz_source}[source](tmp_path)
+        offline = contextlib.nullcontext()
+    config = training.RunConfig(dataset=name, noise_type=noise_type, noise_rate=0.25)
+    with offline:
+        result = label_issues.run(config, output_dir=tmp_path / "out", folds=2,
+                                  fit=centroid_fit_for(k), log=None)
+    rows = read_csv(tmp_path / "out" / "label_issues.csv")[1]
+    assert len(rows) == result["examples"] and result["dataset"] == name
+    assert (result["quality"] is None) == (noise_type == "none")
+    assert os.path.exists(tmp_path / "out" / "noisy_labels.npz") == (noise_type != "none")
 
 
 @pytest.mark.parametrize("kwargs,match", [
