@@ -66,6 +66,7 @@ __all__ = [
     "cross_val_probabilities",
     "find_label_issues",
     "format_summary",
+    "given_labels",
     "issue_quality",
     "make_fit",
     "plot_suspects",
