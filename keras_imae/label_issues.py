@@ -201,16 +201,6 @@ def _with_loss_defaults(config):
     return dataclasses.replace(config, **unset)
 
 
-def _model_name(config, dataset):
-    # Same rule as scripts/train.py's --model=auto (training.RunConfig).
-    if config.model != "auto":
-        return config.model
-    shape = dataset.input_shape
-    if len(shape) == 1 or shape[0] <= 8:
-        return "mlp"
-    return "resnet20" if shape[-1] == 3 else "cnn"
-
-
 def make_fit(config, dataset):
     """The default ``fit`` of :func:`cross_val_probabilities`: a robust model per fold.
 
@@ -230,21 +220,16 @@ def make_fit(config, dataset):
     """
     config = _with_loss_defaults(config)
     training.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
-    name = _model_name(config, dataset)
     augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
                else None if config.augment == "none" else config.augment)
 
     def fit(x, labels, fold):
         seed = config.seed * 1000 + fold
         keras.utils.set_random_seed(seed)
-        model = models.build_model(name, dataset.input_shape, dataset.num_classes,
-                                   mean=dataset.mean, std=dataset.std,
-                                   weight_decay=config.weight_decay, seed=seed)
-        optimizer = models.make_optimizer(
-            config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
-            schedule=None if config.lr_schedule == "none" else config.lr_schedule,
-            epochs=config.epochs, steps_per_epoch=int(np.ceil(len(x) / config.batch_size)))
-        model.compile(optimizer=optimizer, loss=training.loss_from_config(config))
+        # The training recipe of train.py (architecture, optimizer, schedule, weight decay),
+        # a fresh loss object per fold model.
+        model = training.compiled_model(dataclasses.replace(config, seed=seed), dataset,
+                                        training.loss_from_config(config), len(x))
         train = data.train_dataset(x, labels, batch_size=config.batch_size, augment=augment,
                                    seed=seed)
         model.fit(train, epochs=config.epochs, verbose=0, shuffle=False)

@@ -22,8 +22,8 @@ import numpy as np
 
 from keras_imae import callbacks, data, distribute, export, losses, models, noise, run_folder
 
-__all__ = ["RunConfig", "run", "validate", "loss_from_config", "format_results", "read_log",
-           "write_json", "export_target"]
+__all__ = ["RunConfig", "run", "validate", "loss_from_config", "compiled_model",
+           "format_results", "read_log", "write_json", "export_target"]
 
 # RunConfig fields that are loss hyper-parameters; None means "the loss's default".
 HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
@@ -328,7 +328,7 @@ def run(config, *, dataset=None, strategy=None):
         noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
         split = _split(config, dataset, noisy)
         with strategy.scope():
-            model = _compiled_model(config, dataset, loss, len(split["x_train"]))
+            model = compiled_model(config, dataset, loss, len(split["x_train"]))
         # Nothing was written so far: every check above leaves the folder as it was.
         if config.overwrite:
             folder.clear()
@@ -360,8 +360,10 @@ def _split(config, dataset, noisy):
                                             batch_size=config.batch_size)}
 
 
-def _compiled_model(config, dataset, loss, num_train):
-    """The run's model, compiled with its optimizer recipe (call in ``strategy.scope()``)."""
+def compiled_model(config, dataset, loss, num_train):
+    """The run's model (``config.model``, ``"auto"`` resolved from the input shape), compiled
+    with ``loss`` and the optimizer recipe of ``config`` for ``num_train`` training examples
+    (call it in ``strategy.scope()`` to distribute). Seeded by ``config.seed``."""
     name = _auto_model(dataset.input_shape) if config.model == "auto" else config.model
     decoupled = config.optimizer == "adamw"  # AdamW decays itself; else an L2 penalty
     model = models.build_model(name, dataset.input_shape, dataset.num_classes,
