@@ -132,8 +132,8 @@ def cell(dataset, noise_type):
 def main(_):
     cli.quiet_logs(FLAGS)
     _require("cleanlab")
-    header = (f"| data (train) | noise | wrong | method | precision | recall | F1 | ROC-AUC "
-              f"| s |\n|---|---|---|---|---|---|---|---|---|")
+    header = ("| data (train) | noise | wrong | method | precision | recall | F1 | ROC-AUC "
+              "| s |\n|---|---|---|---|---|---|---|---|---|")
     lines, verdicts = [header], []
     with tempfile.TemporaryDirectory() as folder:
         for name in FLAGS.datasets:

@@ -27,6 +27,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -89,8 +90,6 @@ class RunFolder:
 
     def clear(self):
         """Delete the entries a run writes, and nothing else."""
-        import shutil
-
         for name in self.written():
             target = self.file(name)
             if os.path.isdir(target) and not os.path.islink(target):

@@ -1,6 +1,6 @@
 r"""Find the wrong labels of a training set: out-of-sample K-fold probabilities + a flag rule.
 
-With no flags: digits with 40% symmetric noise (the same data and noise flags as train.py),
+With no flags: digits with 40 percent symmetric noise (the same data and noise flags as train.py),
 5 folds of DM (lambda=2, beta=12), 20 epochs each. Examples:
 
     python scripts/find_label_issues.py
