@@ -42,7 +42,7 @@ def _logits_of(model, data, batch_size):
             raise ValueError("FitMonitor received an empty dataset.")
         cat = np.concatenate
         return cat(logits), cat(given), (cat(clean) if clean else None)
-    _check_arrays(data)
+    # Array data was checked by FitMonitor.__init__.
     return (_predict_arrays(model, data[0], batch_size), label_ids(data[1]),
             label_ids(data[2]) if len(data) == 3 else None)
 

@@ -132,6 +132,20 @@ class RunFolder:
             files.atomic_write(self.file(LOG), lambda f: f.writelines(lines[:epochs + 1]))
 
     # -- the lock -----------------------------------------------------------------------------
+    def check_unlocked(self):
+        """Raise :class:`RunLocked` when a live run holds ``.lock``; return the holder of a
+        stale lock (its process is gone from this host), or ``None`` when there is no lock."""
+        path = self.file(LOCK)
+        if not os.path.exists(path):
+            return None
+        holder = _read_lock(path)
+        if not _stale(holder):
+            raise RunLocked(
+                f"Another run is training in {self.path!r} (lock {path!r}: pid "
+                f"{holder.get('pid')} on {holder.get('host')} since {holder.get('time')}). "
+                "Wait for it, or choose another model_dir.")
+        return holder
+
     @contextlib.contextmanager
     def lock(self):
         """Hold ``.lock`` while a run trains here; a second run is refused with
@@ -149,15 +163,11 @@ class RunFolder:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 break
             except FileExistsError:
-                holder = _read_lock(path)
-                if not _stale(holder):
-                    raise RunLocked(
-                        f"Another run is training in {self.path!r} (lock {path!r}: pid "
-                        f"{holder.get('pid')} on {holder.get('host')} since "
-                        f"{holder.get('time')}). Wait for it, or choose another model_dir."
-                    ) from None
-                warnings.warn(f"Taking over the stale lock {path!r} of pid {holder.get('pid')}"
-                              " (no longer running).", RuntimeWarning, stacklevel=3)
+                stale = self.check_unlocked()
+                if stale is not None:
+                    warnings.warn(f"Taking over the stale lock {path!r} of pid "
+                                  f"{stale.get('pid')} (no longer running).", RuntimeWarning,
+                                  stacklevel=3)
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
         else:

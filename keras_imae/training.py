@@ -207,13 +207,12 @@ def validate(config):
     if config.momentum is not None and not 0.0 <= config.momentum <= 1.0:
         raise ValueError("Invalid value for `momentum`. Expected a float in [0, 1]. "
                          f"Received: momentum={config.momentum!r}")
-    for name, low in (("learning_rate", 0.0), ("noise_rate", None)):
-        value = getattr(config, name)
-        bad = not (value > 0) if name == "learning_rate" else not (0.0 <= value <= 1.0)
-        if bad:
-            expected = "> 0" if low is not None else "a float in [0, 1]"
-            raise ValueError(f"Invalid value for `{name}`. Expected {expected}. "
-                             f"Received: {name}={value!r}")
+    if not config.learning_rate > 0:
+        raise ValueError("Invalid value for `learning_rate`. Expected > 0. "
+                         f"Received: learning_rate={config.learning_rate!r}")
+    if not 0.0 <= config.noise_rate <= 1.0:
+        raise ValueError("Invalid value for `noise_rate`. Expected a float in [0, 1]. "
+                         f"Received: noise_rate={config.noise_rate!r}")
     if not config.weight_decay >= 0:
         raise ValueError("Invalid value for `weight_decay`. Expected >= 0. Received: "
                          f"weight_decay={config.weight_decay!r}")
@@ -230,11 +229,7 @@ def validate(config):
     _check_paths(config)
     loss = loss_from_config(config)
     _folder_state(config)
-    lock = run_folder.RunFolder(config.model_dir).file(run_folder.LOCK)
-    if os.path.exists(lock) and not run_folder._stale(run_folder._read_lock(lock)):
-        raise run_folder.RunLocked(
-            f"Another run is training in {config.model_dir!r} (lock {lock!r}). Wait for it, "
-            "or choose another model_dir.")
+    run_folder.RunFolder(config.model_dir).check_unlocked()
     target = export_target(config)
     if target:
         try:
