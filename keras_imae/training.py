@@ -337,7 +337,7 @@ def run(config, *, dataset=None, strategy=None):
         target = export_target(config)
         if target and is_chief:
             results["saved_model"] = export.export_saved_model(
-                model, target, overwrite=True, source=config.model_dir)
+                model, target, overwrite=config.overwrite, source=config.model_dir)
         write_json(folder.file(run_folder.METRICS), results)  # last: the run is finished
     return results
 
