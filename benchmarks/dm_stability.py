@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_imae import callbacks, data, losses, models, noise
+from keras_imae import callbacks, data, losses, models, noise, training
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +41,15 @@ RECIPES = {
     "cnn_adam": ("cnn", "adam", 1e-3, None, 0.0, None),
     "cnn_adam_cosine": ("cnn", "adam", 1e-3, "cosine", 0.0, None),
     "bn_adam_cosine": ("mlp_bn", "adam", 1e-3, "cosine", 0.0, None),
+    # weight decay on top of the default recipe: coupled L2 (through Adam) or decoupled
+    **{f"adam_cosine_l2_{l2:g}": ("mlp", "adam", 1e-3, "cosine", l2, None)
+       for l2 in (1e-4, 1e-3)},
+    **{f"{prefix}adamw_cosine_{wd:g}": (arch, "adamw", 1e-3, "cosine", 0.0, wd)
+       for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))
+       for wd in (0.3, 0.5, 1.0, 1.5, 2.0, 3.0)},
+    # train.py's default: AdamW, cosine, the normalised decay of training.weight_decay
+    **{f"{prefix}adamw_norm": (arch, "adamw", 1e-3, "cosine", 0.0, "normalised")
+       for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))},
 }
 
 
@@ -48,8 +57,10 @@ class _Diagnostic(keras.losses.Loss):
     """DM with a modified emphasis, to test the mechanism (not offered by the library).
 
     ``"cut"``: ``w(p) - p`` -- the floor removed at p -> 1 only (fitted examples stop
-    pushing; rejected ones keep w(0) = 1). ``"zero_floor"``: ``expm1(beta p^lam (1 - p))``
-    divided by its peak, no batch normalisation -- no floor at either end.
+    pushing; rejected ones keep w(0) = 1). ``"no_low"``: ``w(p) - (1 - p)`` -- the floor
+    removed at p -> 0 only (rejected examples stop pushing; fitted ones keep w(1) = 1).
+    ``"zero_floor"``: ``expm1(beta p^lam (1 - p))`` divided by its peak, no batch
+    normalisation -- no floor at either end.
     """
 
     def __init__(self, kind, beta=8.0, lam=0.5):
@@ -62,9 +73,10 @@ class _Diagnostic(keras.losses.Loss):
         from keras_imae import weighting
 
         beta, lam = self.beta, self.lam
-        if self.kind == "cut":
+        if self.kind in ("cut", "no_low"):
             def weight(p, one_minus_p):
-                return weighting.dm(p, beta=beta, lam=lam, one_minus_p=one_minus_p) - p
+                floor = p if self.kind == "cut" else one_minus_p
+                return weighting.dm(p, beta=beta, lam=lam, one_minus_p=one_minus_p) - floor
             normalize = "batch"
         else:
             peak = float(np.expm1(weighting.log_dm_peak(beta=beta, lam=lam)))
@@ -78,8 +90,10 @@ class _Diagnostic(keras.losses.Loss):
             grad_fn=losses._emphasis_gradient(weight), normalize=normalize, from_logits=True)
 
 
+# name -> (kind, beta, lam) of a diagnostic loss
+DIAGNOSTICS = {"dm_cut": ("cut", 8.0, 0.5), "dm_zero_floor": ("zero_floor", 8.0, 0.5),
+               "dm_l1b16_no_low": ("no_low", 16.0, 1.0), "dm_l2b12_no_low": ("no_low", 12.0, 2.0)}
 # name -> (losses.get name, keyword arguments); or a diagnostic loss
-DIAGNOSTICS = {"dm_cut": "cut", "dm_zero_floor": "zero_floor"}
 LOSSES = {
     "dm": ("dm", dict(beta=8.0, lam=0.5)),
     "dm_margin16": ("dm", dict(beta=8.0, lam=0.5, max_margin=16.0)),
@@ -87,6 +101,10 @@ LOSSES = {
     "dm_l1b16_margin16": ("dm", dict(beta=16.0, lam=1.0, max_margin=16.0)),
     "dm_l1b8": ("dm", dict(beta=8.0, lam=1.0)),
     "dm_l2b12": ("dm", dict(beta=12.0, lam=2.0)),  # the papers' setting for 60-80% noise
+    "dm_l2b16": ("dm", dict(beta=16.0, lam=2.0)),
+    "dm_l2b8": ("dm", dict(beta=8.0, lam=2.0)),
+    "dm_l3b12": ("dm", dict(beta=12.0, lam=3.0)),
+    "dm_l3b16": ("dm", dict(beta=16.0, lam=3.0)),
     "imae": ("imae", dict(temperature=8.0)),
     "cce": ("cce", {}),
     "mae": ("mae", {}),
@@ -142,10 +160,13 @@ def run_cell(dataset, recipe, loss_name, seed):
     model = models.build_model(arch, x.shape[1:], k, mean=mean, std=std, weight_decay=l2,
                                seed=seed)
     steps = int(np.ceil(len(x) / FLAGS.batch_size))
+    if decoupled == "normalised":  # Loshchilov & Hutter (2019), as train.py
+        decoupled = training.NORMALIZED_WEIGHT_DECAY * np.sqrt(
+            FLAGS.batch_size / (len(x) * FLAGS.epochs))
     model.compile(
         models.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
                               steps_per_epoch=steps, weight_decay=decoupled),
-        _Diagnostic(DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
+        _Diagnostic(*DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
         else losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
     monitor = callbacks.FitMonitor((x, noisy, y), (xt, yt))
     guard = callbacks.CollapseGuard()

@@ -24,8 +24,10 @@ RUN_FLAGS = {
     "noisy_labels": ("string", None,
                      "Reuse the corruption saved in this noisy_labels.npz (or run folder)."),
     "loss": ("enum", tuple(losses.LOSSES), "Loss function."),
-    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta)."),
-    "lam": ("float", None, "DM emphasis mode parameter lambda."),
+    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: 16."),
+    "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). DM "
+                           "default: 1 for symmetric noise, 2 for class-dependent or real "
+                           "noise (training.RUN_LOSS_DEFAULTS)."),
     "temperature": ("float", None, "IMAE temperature T."),
     "q": ("float", None, "GCE q."),
     "alpha": ("float", None, "SCE / NCE+RCE alpha."),
@@ -38,14 +40,18 @@ RUN_FLAGS = {
               "Architecture ('auto': mlp for tiny/tabular inputs, resnet20 for RGB, cnn else)."),
     "epochs": ("integer", None, "Training epochs."),
     "batch_size": ("integer", None, "Global batch size."),
-    "optimizer": ("enum", ("sgd", "adam", "adamw"), "Optimizer."),
+    "optimizer": ("enum", training.OPTIMIZERS, "Optimizer."),
     "learning_rate": ("float", None, "Initial learning rate."),
     "momentum": ("float", None, "SGD momentum (default 0.9; not for Adam)."),
     "lr_schedule": ("enum", ("none", "step", "cosine"),
                     "Learning-rate schedule ('cosine': to 0 at the end; 'step': /10 at 50% "
                     "and 75% of training)."),
     "weight_decay": ("float", None, "Weight decay: an L2 penalty on kernels for sgd/adam, "
-                                    "AdamW's decoupled decay for adamw."),
+                                    "AdamW's decoupled decay for adamw. Default: none "
+                                    "for sgd/adam; for adamw "
+                                    f"{training.NORMALIZED_WEIGHT_DECAY:g} * sqrt(batch_size "
+                                    "/ (training examples * epochs)) (Loshchilov & Hutter "
+                                    "2019's normalised decay)."),
     "augment": ("enum", ("auto", "none", "cifar", "crop"),
                 "Training augmentation ('auto': pad+crop+flip for CIFAR, none else)."),
     "validation_fraction": ("float", None,

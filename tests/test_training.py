@@ -277,6 +277,31 @@ def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
     np.testing.assert_array_equal(noise.load_noisy_labels(config.model_dir)[0], noisy)
 
 
+def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
+    # Loshchilov & Hutter (2019): decay = 15 * sqrt(batch / (examples * epochs)), AdamW only.
+    config = training.RunConfig(batch_size=64, epochs=40)
+    assert config.optimizer == "adamw"
+    assert training.weight_decay(config, 1347) == pytest.approx(15 * (64 / (1347 * 40)) ** 0.5)
+    assert training.weight_decay(config, 1347) == pytest.approx(0.5170, abs=1e-4)
+    assert training.weight_decay(dataclasses.replace(config, epochs=160), 1347) == pytest.approx(
+        training.weight_decay(config, 1347) / 2)
+    assert training.weight_decay(dataclasses.replace(config, optimizer="sgd"), 1347) == 0.0
+    assert training.weight_decay(dataclasses.replace(config, optimizer="adam"), 1347) == 0.0
+    assert training.weight_decay(dataclasses.replace(config, weight_decay=5e-4), 1347) == 5e-4
+    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
+        training.validate(dataclasses.replace(config, optimizer="rmsprop"))
+
+
+def test_compiled_model_applies_the_resolved_decay(digits):
+    model = training.compiled_model(training.RunConfig(), digits, "sparse_categorical_crossentropy",
+                                    1000)
+    assert model.optimizer.weight_decay == pytest.approx(15 * (64 / (1000 * 40)) ** 0.5)
+    sgd = training.compiled_model(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits,
+                                  "sparse_categorical_crossentropy", 1000)
+    assert sgd.optimizer.weight_decay is None  # coupled L2: a kernel regularizer instead
+    assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
+
+
 def test_loss_from_config_uses_only_set_hyper_parameters():
     loss = training.loss_from_config(training.RunConfig(loss="gce", q=0.5))
     assert isinstance(loss, losses.GeneralizedCrossEntropy) and loss.q == 0.5
@@ -290,6 +315,12 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     dm = training.loss_from_config(training.RunConfig(loss="dm"))
     assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, None)
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
+    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3).
+    for noise_type in ("pairflip", "asymmetric", "none"):
+        dm = training.loss_from_config(training.RunConfig(loss="dm", noise_type=noise_type))
+        assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
+    dm = training.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
+    assert (dm.beta, dm.lam) == (16.0, 1.0)
     with pytest.raises(ValueError, match="Valid names"):
         training.loss_from_config(training.RunConfig(loss="focal"))
 
@@ -396,16 +427,29 @@ def test_dm_with_the_sgd_recipe_stops_instead_of_exporting_a_collapsed_model(tmp
 
 @pytest.mark.slow
 def test_default_dm_run_fits_clean_labels_to_the_last_epoch(tmp_path, digits):
-    # The main job's defaults (DM lam=1 beta=16, Adam with cosine decay): fits the clean
-    # labels, not the noisy ones, and does not decline after its best epoch. With the previous
-    # defaults (lam=0.5 beta=8, constant LR) this run lost 5.5 points (0.951 -> 0.896) and
-    # memorised 16% of the wrong labels; with a constant LR the logits grow without bound.
+    # The main job's defaults (DM lam=1 beta=16 for symmetric noise; AdamW with the normalised
+    # decoupled decay and a cosine schedule): fits the clean labels, not the noisy ones, and
+    # does not decline after its best epoch. With lam=0.5 beta=8 and a constant LR this run
+    # lost 5.5 points (0.951 -> 0.896) and memorised 16% of the wrong labels; with a constant
+    # LR and no decay the logits grow without bound.
     config = _config(tmp_path, epochs=40, export_dir="")
     results = training.run(config, dataset=digits)
     assert results["test_accuracy_final"] >= results["test_accuracy_best"] - 0.02
     assert results["clean_fit"] >= 0.95 and results["noisy_fit"] <= 0.10
     logit_scale = [float(r["train_logit_scale"]) for r in training.read_log(config.model_dir)]
-    assert max(logit_scale) < 100 and logit_scale[-1] <= max(logit_scale)
+    assert max(logit_scale) < 50 and logit_scale[-1] <= max(logit_scale)
+
+
+@pytest.mark.slow
+def test_default_dm_run_under_pairflip_noise_does_not_memorise(tmp_path, digits):
+    # Class-dependent noise gets lam=2 (emphasis mode 2/3, above the p ~ 0.4 the shared wrong
+    # labels reach). lam=1 beta=16 memorised 37% here (3 seeds). Seed 0 of the default:
+    # final 0.873 / best 0.902, clean fit 0.941, memorised 0.173 (3-seed means in the README:
+    # 87.9 / 89.6, 95.1, 16.8), so one seed is held to looser bounds than the 3-seed targets.
+    config = _config(tmp_path, epochs=40, export_dir="", noise_type="pairflip")
+    results = training.run(config, dataset=digits)
+    assert results["noisy_fit"] <= 0.25 and results["clean_fit"] >= 0.93
+    assert results["test_accuracy_final"] >= results["test_accuracy_best"] - 0.04
 
 
 # -- reliability (issue #13): never lose a user's files, never get stuck ------------------------
