@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import noise
+from keras_imae import image_files, noise
 
 DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
@@ -96,18 +96,34 @@ def _stratified_split(y, num_holdout, seed):
     return keep, holdout
 
 
-def _channel_stats(x):
-    """float32 mean and std over all axes but the last, accumulated in float64 by chunks."""
-    total = np.zeros(x.shape[-1])
-    squares = np.zeros(x.shape[-1])
-    for start in range(0, len(x), 4096):
-        chunk = x[start : start + 4096].reshape(-1, x.shape[-1]).astype(np.float64)
+def channel_stats(chunks, channels):
+    """float32 per-channel ``(mean, std)`` of arrays ``(..., channels)`` given in chunks.
+
+    Sums of values and squares accumulate in float64, chunk by chunk; ``std`` is
+    ``sqrt(max(E[x^2] - E[x]^2, 0))``. The in-memory and the streamed sources feed the same
+    chunks (4,096 examples each, in example order), so both get bit-identical statistics.
+    """
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk).reshape(-1, channels).astype(np.float64)
         total += chunk.sum(axis=0)
         squares += np.square(chunk).sum(axis=0)
-    count = max(x.size // x.shape[-1], 1)
+        count += len(chunk)
+    count = max(count, 1)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+STATS_CHUNK = 4096
+
+
+def _channel_stats(x):
+    """float32 mean and std over all axes but the last (see :func:`channel_stats`)."""
+    return channel_stats((x[i:i + STATS_CHUNK] for i in range(0, len(x), STATS_CHUNK)),
+                         x.shape[-1])
 
 
 def _features(x, name):
@@ -136,9 +152,7 @@ class DownloadFailed(RuntimeError):
     """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
 
 
-class DataError(ValueError):
-    """The data of a source cannot be trained on (a non-finite input, an empty class folder,
-    an unreadable image, an npz without the needed arrays); the message names what."""
+DataError = image_files.DataError  # defined there, raised by every source
 
 
 def _check_finite(x, name):
@@ -221,80 +235,47 @@ def _npz_dataset(name, path, arrays):
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras' reader lists
+IMAGE_EXTENSIONS = image_files.IMAGE_EXTENSIONS
 
 
-def _check_class_folders(directory):
-    """Every class sub-folder must hold at least one image (an empty one would become a
-    class without examples, into which symmetric noise flips labels)."""
-    classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
-    if not classes:
-        raise DataError(f"No class sub-folders in the image folder {directory!r}.")
-    for name in classes:
-        has_image = any(f.lower().endswith(IMAGE_EXTENSIONS)
-                        for _, _, names in os.walk(os.path.join(directory, name))
-                        for f in names)
-        if not has_image:
-            raise DataError(
-                f"Class folder {os.path.join(directory, name)!r} holds no image "
-                f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
+def folder_files(name, root):
+    """The files of an image folder, split: ``(train_paths, y_train, test_paths, y_test,
+    class_names)``, without reading any image (labels come from the folder names).
 
-
-def _first_unreadable(paths):
-    """The first of ``paths`` that TensorFlow cannot decode as an image, or ``None``."""
-    for path in paths:
-        try:
-            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            return path
-    return None
-
-
-def _read_folder(directory, image_size, class_names):
-    import keras
-
-    _check_class_folders(directory)
-    ds = keras.utils.image_dataset_from_directory(
-        directory, label_mode="int", class_names=class_names, image_size=image_size,
-        batch_size=256, shuffle=False, verbose=False,
-    )
-    try:
-        xs, ys = zip(*ds.as_numpy_iterator())
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        bad = _first_unreadable(ds.file_paths)
-        raise DataError(
-            f"Cannot read the image {bad!r}: not an image TensorFlow can decode (corrupt, or "
-            "another format under an image extension). Fix or remove it."
-            if bad else f"Cannot read the images in {directory!r}: {err}") from None
-    x = np.clip(np.round(np.concatenate(xs)), 0, 255).astype(np.uint8)
-    return x, np.concatenate(ys).astype(np.int64), ds.class_names
+    ``root/train`` + ``root/test`` are the splits when both exist; otherwise ``root`` holds the
+    class folders and :data:`FOLDER_TEST_FRACTION` of each class (seed :data:`SPLIT_SEED`,
+    stratified) is the test split. Training example ``i`` is ``train_paths[i]`` in the
+    in-memory and the streamed source alike.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"No image folder at {root!r} (from dataset name {name!r}).")
+    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+        train_paths, y_train, class_names = image_files.list_class_folders(train_dir)
+        test_paths, y_test, _ = image_files.list_class_folders(test_dir, class_names)
+        return train_paths, y_train, test_paths, y_test, class_names
+    paths, y, class_names = image_files.list_class_folders(root)
+    train, test = _stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
+    return paths[train], y[train], paths[test], y[test], class_names
 
 
 def _load_folder(name, root, image_size):
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"No image folder at {root!r} (from dataset name {name!r}).")
     image_size = tuple(image_size or FOLDER_IMAGE_SIZE)
-    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
-        x_train, y_train, class_names = _read_folder(train_dir, image_size, None)
-        x_test, y_test, _ = _read_folder(test_dir, image_size, class_names)
-    else:
-        x, y, class_names = _read_folder(root, image_size, None)
-        train, test = _stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
-        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+    train_paths, y_train, test_paths, y_test, class_names = folder_files(name, root)
+    x_train = image_files.read_images(train_paths, image_size, root)
+    x_test = image_files.read_images(test_paths, image_size, root)
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
-def _load_tfds(name, data_dir, image_size):
+def tfds_load(name, data_dir, **kwargs):
+    """``tfds.load(name, data_dir=data_dir, **kwargs)`` with its failures explained:
+    :class:`DownloadFailed` (not prepared, no network) or ``ValueError`` (unknown name)."""
     import tensorflow_datasets as tfds
 
     import requests
 
     try:
-        (train, test), info = tfds.load(
-            name, split=["train", "test"], data_dir=data_dir, as_supervised=False,
-            with_info=True,
-        )
+        return tfds.load(name, data_dir=data_dir, **kwargs)
     except (requests.exceptions.RequestException, ConnectionError) as err:
         raise DownloadFailed(
             f"The TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and its "
@@ -306,6 +287,13 @@ def _load_tfds(name, data_dir, image_size):
             f"Unknown dataset {name!r}. Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}; "
             "see `tfds.list_builders()`)."
         ) from None
+
+
+def tfds_image_label_keys(name, info):
+    """``(image_key, label_key)`` of a TFDS image-classification dataset (its supervised
+    keys), or ``ValueError``."""
+    import tensorflow_datasets as tfds
+
     keys = info.supervised_keys
     if not (
         isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
@@ -316,6 +304,21 @@ def _load_tfds(name, data_dir, image_size):
             f"TFDS dataset {name!r} is not an (image, class label) dataset: its supervised "
             f"keys are {keys!r}."
         )
+    return keys
+
+
+def superclass_map(fine, coarse, num_fine, num_coarse):
+    """``(num_fine,)`` int64: the majority coarse label of each fine class (unique in real
+    CIFAR-100), -1 for a fine class without examples."""
+    pairs = np.zeros((num_fine, num_coarse), int)
+    np.add.at(pairs, (fine, coarse), 1)
+    return np.where(pairs.sum(1) > 0, pairs.argmax(1), -1).astype(np.int64)
+
+
+def _load_tfds(name, data_dir, image_size):
+    (train, test), info = tfds_load(name, data_dir, split=["train", "test"],
+                                    as_supervised=False, with_info=True)
+    keys = tfds_image_label_keys(name, info)
     x_key, y_key = keys
     has_coarse = "coarse_label" in info.features
     image_spec = train.element_spec[x_key]
@@ -341,11 +344,10 @@ def _load_tfds(name, data_dir, image_size):
     x_test, y_test, coarse_test = to_numpy(test)
     label = info.features[y_key]
     superclasses = None
-    if has_coarse:  # majority coarse label of each fine class (unique in real data)
-        pairs = np.zeros((label.num_classes, info.features["coarse_label"].num_classes), int)
-        np.add.at(pairs, (np.concatenate([y_train, y_test]),
-                          np.concatenate([coarse_train, coarse_test])), 1)
-        superclasses = np.where(pairs.sum(1) > 0, pairs.argmax(1), -1).astype(np.int64)
+    if has_coarse:
+        superclasses = superclass_map(
+            np.concatenate([y_train, y_test]), np.concatenate([coarse_train, coarse_test]),
+            label.num_classes, info.features["coarse_label"].num_classes)
     return _make_dataset(
         name, _features(x_train, "x_train"), y_train.astype(np.int64),
         _features(x_test, "x_test"), y_test.astype(np.int64), label.names, superclasses,
@@ -367,8 +369,9 @@ def load_dataset(name, *, data_dir=None, image_size=None):
         - ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` and optionally
           ``class_names`` (else ``K = max label + 1``). ``(N, F)`` tabular features are kept
           as they are (for the MLP); ``(N, H, W)`` images get a channel axis.
-        - ``"folder:PATH"``: images read with ``keras.utils.image_dataset_from_directory``
-          (RGB, resized to ``image_size``, default 32x32, stored as uint8). If PATH holds
+        - ``"folder:PATH"``: images listed and decoded by :mod:`keras_imae.image_files`
+          (RGB, bilinear resize to ``image_size``, default 32x32, stored as uint8; the
+          order and pixels of ``keras.utils.image_dataset_from_directory``). If PATH holds
           ``train/`` and ``test/``, each with one sub-folder per class, those are the splits;
           otherwise PATH itself holds the class sub-folders and 20% of each class (fixed seed)
           becomes the test split. Class ids follow the sorted sub-folder names.
@@ -488,17 +491,18 @@ def default_augmentation(dataset_name):
     return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0])
 
 
-def _options():
+def pipeline_options(*, sharded=False):
+    """``tf.data.Options`` of every pipeline: ``AutoShardPolicy.DATA`` (in-memory tensors have
+    no files to shard, and streamed ids must stay global: every worker reads all examples and
+    keeps its own share under ``MultiWorkerMirroredStrategy``), or ``OFF`` when the pipeline
+    already reads only this worker's share (``sharded=True``)."""
     options = tf.data.Options()
-    # In-memory tensors have no files to shard: every worker reads all of them and keeps its
-    # own share of each batch (AutoShardPolicy.DATA) under MultiWorkerMirroredStrategy.
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
     return options
 
 
-def _check_batch_size(batch_size):
+def check_batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
         batch_size <= 0
     ):
@@ -508,6 +512,18 @@ def _check_batch_size(batch_size):
         )
 
 
+def check_label_table(labels, num_examples, name, *, allow_unverified=False):
+    """``labels`` as an ``(num_examples,)`` int32 table indexed by example id (streamed
+    pipelines look labels up in it); ``-1`` (unverified clean label) only where allowed."""
+    labels = _labels(labels, name, num_examples)
+    if (labels < (-1 if allow_unverified else 0)).any():
+        first = int(np.argmax(labels < 0))
+        raise ValueError(f"Invalid value for argument `{name}`. Expected class ids >= 0"
+                         f"{' (or -1: unverified)' if allow_unverified else ''}. Received: "
+                         f"{name}[{first}]={labels[first]}")
+    return labels.astype(np.int32)
+
+
 def _targets(x, labels, clean_labels):
     targets = {"label": _labels(labels, "labels", len(x)).astype(np.int32)}
     if clean_labels is not None:
@@ -515,7 +531,9 @@ def _targets(x, labels, clean_labels):
     return targets
 
 
-def _augment(kind, image_shape):
+def augmentation(kind, image_shape):
+    """``augment(image, seed)``: the stateless ``"cifar"`` or ``"crop"`` augmentation of one
+    ``image_shape`` image with a ``[2]`` seed (see :func:`train_dataset`)."""
     if kind not in AUGMENTATIONS:
         raise ValueError(
             f"Invalid value for argument `augment`. Expected None or one of {AUGMENTATIONS}. "
@@ -542,9 +560,9 @@ def _augment(kind, image_shape):
 
 
 def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     x = np.asarray(x)
-    augment_fn = _augment(augment, x.shape[1:]) if augment is not None else None
+    augment_fn = augmentation(augment, x.shape[1:]) if augment is not None else None
     example = {"x": x} if targets is None else {"x": x, "y": targets}
     ds = tf.data.Dataset.from_tensor_slices(example).cache()
     if shuffle:
@@ -563,7 +581,7 @@ def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):
         return (image, example["y"]) if "y" in example else image
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def train_dataset(x, labels, clean_labels=None, *, batch_size, augment=None, seed=0,
