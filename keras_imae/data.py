@@ -417,6 +417,10 @@ def load_dataset(name, *, data_dir=None, image_size=None):
             "Invalid value for argument `image_size`: it only applies to image folders and "
             f"TFDS datasets. Received: image_size={image_size!r} with name={name!r}"
         )
+    if name.split(":")[0].split("/")[0] in STREAMED_ONLY:
+        raise ValueError(
+            f"Invalid value for argument `name`: {name!r} defines its own noisy labels and is "
+            "only streamed; open it with keras_imae.streaming.load(name).")
     if source == "digits":
         return _load_digits()
     if source == "npz":
@@ -426,19 +430,22 @@ def load_dataset(name, *, data_dir=None, image_size=None):
     return _load_tfds(name, data_dir, image_size)
 
 
-SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}).")
+SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}), or the streamed "
+                "'labels:DIR', 'cifar10_n[/ANNOTATION]', 'cifar100_n'.")
+STREAMED_ONLY = ("labels", "cifar10_n", "cifar100_n")  # keras_imae.streaming.load only
 
 
 def is_known_source(name):
     """Whether ``name`` names a source :func:`load_dataset` knows, without loading it.
 
-    ``digits``, ``npz:PATH``, ``folder:PATH`` (paths are checked when loading) or a dataset
-    registered with TFDS (``tfds.list_builders()``; a ``name:version`` suffix is allowed).
+    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR`` (paths are checked when
+    loading) or a dataset registered with TFDS (``tfds.list_builders()``; a ``name:version``
+    suffix and a ``name/variant`` are allowed, e.g. ``cifar10_n/aggre``).
     For flag validation: a typo fails at start-up, not after minutes of work.
     """
     if not isinstance(name, str) or not name:
         return False
-    if name == "digits" or name.startswith(("npz:", "folder:")):
+    if name == "digits" or name.startswith(("npz:", "folder:", "labels:")):
         return True
     import tensorflow_datasets as tfds
 
