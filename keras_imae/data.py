@@ -1,19 +1,24 @@
-"""Dataset sources (digits, TFDS, npz, image folder) and the tf.data pipelines that feed them.
+"""In-memory dataset sources: digits, TFDS, npz and image folders, as numpy arrays.
 
-Sources, all loaded into memory as numpy arrays (fine up to CIFAR scale, ~200 MB of uint8;
-larger data needs a streaming pipeline this module does not provide):
+Sources, loaded into memory as numpy arrays (the fastest path when the decoded images fit:
+CIFAR scale, ~200 MB of uint8):
 
 - ``"digits"``: scikit-learn's bundled 8x8 digits (no download), the embedded default.
 - any TFDS image-classification dataset name (``"mnist"``, ``"cifar100"``, ...).
 - ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` (optional ``class_names``).
 - ``"folder:PATH"``: one sub-folder of images per class.
 
+Larger data streams from disk with the same ids, labels and batches
+(:mod:`keras_imae.streaming`; ``--streaming``, :mod:`keras_imae.run_data`), which also
+opens the sources that bring their own noisy labels (``labels:DIR``, ``cifar10_n``,
+``cifar100_n``). The tf.data pipelines live in :mod:`keras_imae.pipelines` and are
+re-exported here (``data.train_dataset``, ``data.eval_dataset``, ...).
+
 Images are NHWC in their original pixel scale (0-16 for digits, 0-255 for photos); pipelines
 emit them as float32 without rescaling, because models start with a ``Normalization`` layer
 built from :attr:`Dataset.mean` / :attr:`Dataset.std`, so an exported model takes raw pixels.
 """
 
-import collections
 import dataclasses
 import os
 import warnings
@@ -21,15 +26,22 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import image_files, noise
+from keras_imae import image_files, pipelines
+from keras_imae.pipelines import (  # noqa: F401  (re-exported: the public pipeline API)
+    AUGMENTATIONS, Split, augmentation, check_batch_size, check_label_table,
+    default_augmentation, eval_dataset, pipeline_options, plain_dataset, split_validation,
+    train_dataset)
+
+__all__ = ["AUGMENTATIONS", "DataError", "Dataset", "DownloadFailed", "Split", "augmentation",
+           "channel_stats", "check_batch_size", "check_label_table", "default_augmentation",
+           "eval_dataset", "folder_files", "is_known_source", "load_dataset",
+           "pipeline_options", "plain_dataset", "split_validation", "superclass_map",
+           "tfds_image_label_keys", "tfds_load", "train_dataset"]
 
 DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
 FOLDER_IMAGE_SIZE = (32, 32)
 SPLIT_SEED = 0  # fixed seed of the built-in train/test splits
-AUGMENT_PAD = 4
-AUGMENTATIONS = ("cifar", "crop")
-_DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "svhn_cropped": "crop"}
 _SOURCES = "'digits', 'npz:PATH', 'folder:PATH' or a TFDS image-classification dataset name"
 _TFDS_EXAMPLES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 
@@ -71,29 +83,6 @@ class Dataset:
             f"Dataset(name={self.name!r}, x_train={self.x_train.shape} {self.x_train.dtype}, "
             f"x_test={self.x_test.shape}, num_classes={self.num_classes})"
         )
-
-
-Split = collections.namedtuple(
-    "Split", ["x_train", "y_train", "x_val", "y_val", "train_index", "val_index"]
-)
-
-
-def _stratified_split(y, num_holdout, seed):
-    """Sorted ``(keep, holdout)`` indices; each class holds out its share of ``num_holdout``.
-
-    Per-class counts are ``n_c * num_holdout / N`` rounded by largest remainder (ties: lower
-    class id first), so they sum to ``num_holdout``; members are drawn by a seeded permutation.
-    """
-    rng = np.random.Generator(np.random.PCG64(seed))
-    classes, class_counts = np.unique(y, return_counts=True)
-    quota = class_counts * num_holdout / len(y)
-    counts = np.floor(quota).astype(np.int64)
-    order = np.argsort(-(quota - counts), kind="stable")
-    counts[order[: num_holdout - counts.sum()]] += 1
-    holdout = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, counts)]
-    holdout = np.sort(np.concatenate(holdout))
-    keep = np.setdiff1d(np.arange(len(y)), holdout)
-    return keep, holdout
 
 
 def channel_stats(chunks, channels):
@@ -138,16 +127,6 @@ def _features(x, name):
     return x
 
 
-def _labels(y, name, num_examples, num_classes=None):
-    y = noise.check_labels(y, num_classes, name)
-    if len(y) != num_examples:
-        raise ValueError(
-            f"Invalid value for `{name}`. Expected {num_examples} labels (one per example). "
-            f"Received: {len(y)} labels"
-        )
-    return y.astype(np.int64)
-
-
 class DownloadFailed(RuntimeError):
     """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
 
@@ -183,7 +162,7 @@ def _load_digits():
     digits = load_digits()
     x = digits.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
     y = digits.target.astype(np.int64)
-    train, test = _stratified_split(y, DIGITS_TEST_SIZE, SPLIT_SEED)
+    train, test = pipelines.stratified_split(y, DIGITS_TEST_SIZE, SPLIT_SEED)
     return _make_dataset("digits", x[train], y[train], x[test], y[test],
                          [str(c) for c in range(10)])
 
@@ -215,8 +194,8 @@ def _npz_dataset(name, path, arrays):
             f"{path!r}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
             f"have shape {x_test.shape[1:]}."
         )
-    y_train = _labels(arrays["y_train"], "y_train", len(x_train))
-    y_test = _labels(arrays["y_test"], "y_test", len(x_test))
+    y_train = pipelines.check_labels(arrays["y_train"], "y_train", len(x_train))
+    y_test = pipelines.check_labels(arrays["y_test"], "y_test", len(x_test))
     if "class_names" in arrays:
         class_names = [str(c) for c in arrays["class_names"]]
     else:
@@ -230,8 +209,8 @@ def _npz_dataset(name, path, arrays):
                 f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}); noise may flip "
                 "labels into them. Add `class_names` to the npz to fix the class list.",
                 UserWarning, stacklevel=3)
-    _labels(y_train, "y_train", len(x_train), len(class_names))
-    _labels(y_test, "y_test", len(x_test), len(class_names))
+    pipelines.check_labels(y_train, "y_train", len(x_train), len(class_names))
+    pipelines.check_labels(y_test, "y_test", len(x_test), len(class_names))
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
@@ -255,7 +234,7 @@ def folder_files(name, root):
         test_paths, y_test, _ = image_files.list_class_folders(test_dir, class_names)
         return train_paths, y_train, test_paths, y_test, class_names
     paths, y, class_names = image_files.list_class_folders(root)
-    train, test = _stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
+    train, test = pipelines.stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
     return paths[train], y[train], paths[test], y[test], class_names
 
 
@@ -452,193 +431,3 @@ def is_known_source(name):
     return name.split(":")[0].split("/")[0] in tfds.list_builders()
 
 
-def split_validation(x, y, fraction, seed):
-    """Carves a stratified validation split out of (noisy) training data.
-
-    Each class contributes ``fraction`` of its examples (largest-remainder rounding so the
-    total is ``round(fraction * N)``), drawn with ``numpy.random.Generator(PCG64(seed))``.
-    Stratify by the *noisy* labels you train on: hyper-parameters can then be chosen on noisy
-    validation accuracy, with no clean labels. Index clean labels or the noise mask with the
-    returned indices to split them consistently.
-
-    Args:
-        x: ``(N, ...)`` inputs.
-        y: ``(N,)`` integer labels to stratify by.
-        fraction: validation fraction in (0, 1).
-        seed: integer seed.
-
-    Returns:
-        ``Split(x_train, y_train, x_val, y_val, train_index, val_index)``, indices sorted.
-
-    Example:
-        >>> s = split_validation(np.zeros((10, 2)), np.repeat([0, 1], 5), 0.2, seed=0)
-        >>> s.y_val, len(s.train_index)
-        (array([0, 1]), 8)
-    """
-    x = np.asarray(x)
-    y = _labels(y, "y", len(x))
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not (
-        0 < fraction < 1 and 1 <= round(fraction * len(y)) < len(y)
-    ):
-        raise ValueError(
-            "Invalid value for argument `fraction`. Expected a float in (0, 1) leaving at "
-            f"least one example on each side of {len(y)}. Received: fraction={fraction!r}"
-        )
-    train, val = _stratified_split(y, round(fraction * len(y)), seed)
-    return Split(x[train], y[train], x[val], y[val], train, val)
-
-
-def default_augmentation(dataset_name):
-    """The training augmentation the papers use for a dataset.
-
-    ``"cifar"`` (pad 4, random crop, random horizontal flip) for CIFAR-10/100; ``"crop"`` (pad
-    4, random crop, no flip: mirrored digits change meaning) for SVHN; ``None`` otherwise
-    (digits, MNIST, Fashion-MNIST, npz, folders).
-    """
-    return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0])
-
-
-def pipeline_options(*, sharded=False):
-    """``tf.data.Options`` of every pipeline: ``AutoShardPolicy.DATA`` (in-memory tensors have
-    no files to shard, and streamed ids must stay global: every worker reads all examples and
-    keeps its own share under ``MultiWorkerMirroredStrategy``), or ``OFF`` when the pipeline
-    already reads only this worker's share (``sharded=True``)."""
-    options = tf.data.Options()
-    policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
-    return options
-
-
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size <= 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
-
-
-def check_label_table(labels, num_examples, name, *, allow_unverified=False):
-    """``labels`` as an ``(num_examples,)`` int32 table indexed by example id (streamed
-    pipelines look labels up in it); ``-1`` (unverified clean label) only where allowed."""
-    labels = _labels(labels, name, num_examples)
-    if (labels < (-1 if allow_unverified else 0)).any():
-        first = int(np.argmax(labels < 0))
-        raise ValueError(f"Invalid value for argument `{name}`. Expected class ids >= 0"
-                         f"{' (or -1: unverified)' if allow_unverified else ''}. Received: "
-                         f"{name}[{first}]={labels[first]}")
-    return labels.astype(np.int32)
-
-
-def _targets(x, labels, clean_labels):
-    targets = {"label": _labels(labels, "labels", len(x)).astype(np.int32)}
-    if clean_labels is not None:
-        targets["clean_label"] = _labels(clean_labels, "clean_labels", len(x)).astype(np.int32)
-    return targets
-
-
-def augmentation(kind, image_shape):
-    """``augment(image, seed)``: the stateless ``"cifar"`` or ``"crop"`` augmentation of one
-    ``image_shape`` image with a ``[2]`` seed (see :func:`train_dataset`)."""
-    if kind not in AUGMENTATIONS:
-        raise ValueError(
-            f"Invalid value for argument `augment`. Expected None or one of {AUGMENTATIONS}. "
-            f"Received: augment={kind!r}"
-        )
-    if len(image_shape) != 3:
-        raise ValueError(
-            f"Invalid value for argument `augment`: {kind!r} needs (H, W, C) images. "
-            f"Received: examples of shape {image_shape}"
-        )
-    height, width, _ = image_shape
-
-    def augment(image, seed):
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
-            image, AUGMENT_PAD, AUGMENT_PAD, height + 2 * AUGMENT_PAD, width + 2 * AUGMENT_PAD
-        )
-        image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
-        if kind == "cifar":
-            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-        return image
-
-    return augment
-
-
-def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):
-    check_batch_size(batch_size)
-    x = np.asarray(x)
-    augment_fn = augmentation(augment, x.shape[1:]) if augment is not None else None
-    example = {"x": x} if targets is None else {"x": x, "y": targets}
-    ds = tf.data.Dataset.from_tensor_slices(example).cache()
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    if augment_fn is not None:
-        # Stateless ops with one seed pair per example: reproducible for a given `seed`,
-        # different every epoch (rerandomize_each_iteration).
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
-
-    def prepare(example, pair_seed=None):
-        image = example["x"]
-        if augment_fn is not None:
-            image = augment_fn(image, pair_seed)
-        image = tf.cast(image, tf.float32)
-        return (image, example["y"]) if "y" in example else image
-
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
-
-
-def train_dataset(x, labels, clean_labels=None, *, batch_size, augment=None, seed=0,
-                  shuffle=True):
-    """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
-
-    ``from_tensor_slices -> cache -> shuffle(N, seed, reshuffle each epoch) -> map(augment,
-    cast to float32) -> batch -> prefetch``. Images keep their pixel scale. Augmentation uses
-    stateless ops seeded per example from ``seed``: two pipelines with the same arguments
-    yield identical epochs, and each epoch differs from the previous. Labels are an input
-    array, never re-drawn. Shardable under ``tf.distribute`` (``AutoShardPolicy.DATA``).
-
-    Args:
-        x: ``(N, ...)`` numpy inputs.
-        labels: ``(N,)`` integer (noisy) training labels.
-        clean_labels: optional ``(N,)`` clean labels; omitted from the dict when ``None``.
-        batch_size: global batch size (> 0).
-        augment: ``None``, ``"cifar"`` (zero-pad 4, random crop back to HxW, random
-            horizontal flip) or ``"crop"`` (the same without the flip); see
-            :func:`default_augmentation`.
-        seed: integer seed of shuffling and augmentation.
-        shuffle: shuffle the whole set each epoch.
-
-    Returns:
-        A batched ``tf.data.Dataset``; labels are int32.
-    """
-    return _pipeline(x, _targets(x, labels, clean_labels), batch_size=batch_size,
-                     augment=augment, seed=seed, shuffle=shuffle)
-
-
-def plain_dataset(x, labels, *, batch_size, augment=None, seed=0, shuffle=True):
-    """Like :func:`train_dataset` but yields ``(x, labels)`` for plain Keras models.
-
-    Pass ``shuffle=False`` to evaluate in order.
-    """
-    return _pipeline(x, _labels(labels, "labels", len(x)).astype(np.int32),
-                     batch_size=batch_size, augment=augment, seed=seed, shuffle=shuffle)
-
-
-def eval_dataset(x, labels=None, clean_labels=None, *, batch_size):
-    """Un-augmented, unshuffled pipeline in input order, for evaluation and prediction.
-
-    Yields ``x`` alone when ``labels`` is ``None`` (for ``predict``), else
-    ``(x, {"label": labels[, "clean_label": clean_labels]})`` like :func:`train_dataset`, so
-    the exact fit of the (noisy) training set can be measured at the end of each epoch.
-    """
-    if labels is None and clean_labels is not None:
-        raise ValueError(
-            "Invalid value for argument `clean_labels`: it needs `labels` as well. "
-            "Received: labels=None"
-        )
-    targets = None if labels is None else _targets(x, labels, clean_labels)
-    return _pipeline(x, targets, batch_size=batch_size, augment=None, seed=0, shuffle=False)
