@@ -16,7 +16,8 @@ __all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
 # field -> (kind, choices or None, help)
 RUN_FLAGS = {
     "dataset": ("string", None, "'digits' (embedded), a TFDS name (mnist, cifar10, cifar100, "
-                                "...), 'npz:PATH', 'folder:PATH', or real noisy labels: "
+                                "...), 'npz:PATH', 'folder:PATH', 'tfrecord:DIR', or real "
+                                "noisy labels: "
                                 "'labels:DIR' (train.csv/test.csv), 'cifar10_n[/aggre|random1|"
                                 "random2|random3|worse]', 'cifar100_n' (with --noise_type=none)."),
     "data_dir": ("string", None, "TFDS data directory."),

@@ -398,8 +398,8 @@ def load_dataset(name, *, data_dir=None, image_size=None):
         )
     if name.split(":")[0].split("/")[0] in STREAMED_ONLY:
         raise ValueError(
-            f"Invalid value for argument `name`: {name!r} defines its own noisy labels and is "
-            "only streamed; open it with keras_imae.streaming.load(name).")
+            f"Invalid value for argument `name`: {name!r} is only streamed; open it with "
+            "keras_imae.streaming.load(name).")
     if source == "digits":
         return _load_digits()
     if source == "npz":
@@ -410,21 +410,22 @@ def load_dataset(name, *, data_dir=None, image_size=None):
 
 
 SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}), or the streamed "
-                "'labels:DIR', 'cifar10_n[/ANNOTATION]', 'cifar100_n'.")
-STREAMED_ONLY = ("labels", "cifar10_n", "cifar100_n")  # keras_imae.streaming.load only
+                "'labels:DIR', 'tfrecord:DIR', 'cifar10_n[/ANNOTATION]', 'cifar100_n'.")
+STREAMED_ONLY = ("labels", "tfrecord", "cifar10_n", "cifar100_n")  # streaming.load only
+OWN_NOISE = ("labels", "cifar10_n", "cifar100_n")  # sources whose labels are already noisy
 
 
 def is_known_source(name):
     """Whether ``name`` names a source :func:`load_dataset` knows, without loading it.
 
-    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR`` (paths are checked when
+    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR``, ``tfrecord:DIR`` (paths are checked when
     loading) or a dataset registered with TFDS (``tfds.list_builders()``; a ``name:version``
     suffix and a ``name/variant`` are allowed, e.g. ``cifar10_n/aggre``).
     For flag validation: a typo fails at start-up, not after minutes of work.
     """
     if not isinstance(name, str) or not name:
         return False
-    if name == "digits" or name.startswith(("npz:", "folder:", "labels:")):
+    if name == "digits" or name.startswith(("npz:", "folder:", "labels:", "tfrecord:")):
         return True
     import tensorflow_datasets as tfds
 

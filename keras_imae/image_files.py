@@ -82,8 +82,12 @@ def decode_image(path, image_size):
 
     ``image_size`` is ``(height, width)``; see the module docstring for the exact steps.
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=CHANNELS,
-                               expand_animations=False)
+    return decode_bytes(tf.io.read_file(path), image_size)
+
+
+def decode_bytes(contents, image_size):
+    """Graph function: encoded image bytes (PNG, JPEG, GIF, BMP) as ``(H, W, 3)`` uint8."""
+    image = tf.io.decode_image(contents, channels=CHANNELS, expand_animations=False)
     image = tf.image.resize(image, image_size, method="bilinear")
     image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((*image_size, CHANNELS))

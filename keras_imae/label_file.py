@@ -83,7 +83,8 @@ def _is_id(text):
     return text.isdigit()
 
 
-def _read_classes(root):
+def read_classes(root):
+    """The class names of ``root/classes.txt`` (one per line), or ``None`` without it."""
     path = os.path.join(root, CLASSES_FILENAME)
     if not os.path.isfile(path):
         return None
@@ -97,7 +98,7 @@ def _read_classes(root):
 
 def _class_names(root, train_rows, test_rows):
     """The class list: ``classes.txt``, integer ids, or the sorted training names."""
-    names = _read_classes(root)
+    names = read_classes(root)
     if names is not None:
         return names, True
     fields = [r[2] for r in train_rows] + [r[3] for r in train_rows if r[3]]

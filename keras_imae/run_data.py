@@ -2,8 +2,8 @@
 
 **In memory or streamed** (``RunConfig.streaming``, flag ``--streaming``):
 
-- ``"auto"`` (default): stream the sources that need it -- ``labels:DIR``, ``cifar10_n``,
-  ``cifar100_n`` -- and an image folder whose decoded training and test images would take
+- ``"auto"`` (default): stream the sources that need it -- ``labels:DIR``,
+  ``tfrecord:DIR``, ``cifar10_n``, ``cifar100_n`` -- and an image folder whose decoded training and test images would take
   more than :data:`STREAM_ABOVE_BYTES` (``N * H * W * 3`` bytes at ``image_size``, counted
   from the file listing, nothing decoded); keep everything else in memory (digits, npz,
   TFDS, small folders), where decoding once and caching is the faster path.
@@ -156,7 +156,7 @@ def check_noise_source(config):
     ``"none"`` (and no ``noisy_labels`` file); raises ``ValueError`` otherwise."""
     source = config.dataset.split(":")[0].split("/")[0]
     wants_streaming(config.dataset, config.streaming)  # the mode applies to the source
-    if source not in data.STREAMED_ONLY:
+    if source not in data.OWN_NOISE:
         return
     if config.noise_type != "none" or config.noisy_labels:
         raise ValueError(

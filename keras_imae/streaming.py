@@ -14,20 +14,24 @@ Two kinds of reader:
   pipeline shuffles the *ids* with ``Dataset.shuffle(N, seed)`` exactly as the in-memory
   pipeline shuffles its examples, then reads: same seed, same epochs, bit-identical batches
   to :func:`keras_imae.data.train_dataset` on the same images (tested).
-- **sequential** (TFDS datasets read with ``tfds.load`` and undecoded images): records come
-  in the dataset's fixed order and are numbered as they come; shuffling is a seeded buffer of
-  ``shuffle_buffer`` examples (default 10,000), as with any record stream.
+- **sequential** (TFRecord files, ``tfrecord:DIR``; TFDS datasets read with ``tfds.load``
+  and undecoded images): records come in a fixed order and are numbered as they come;
+  shuffling is a seeded buffer of ``shuffle_buffer`` examples (default 10,000), as with any
+  record stream.
 
 Sharding (several workers): pass ``input_context`` (``tf.distribute.InputContext``, e.g.
 from ``strategy.distribute_datasets_from_function``): each worker keeps every
 ``num_input_pipelines``-th id (after the shuffle, which every worker draws alike) *before*
-reading, so it reads and decodes only its share, and ids stay global. Without it the
+reading, so it reads and decodes only its share, and ids stay global (TFRecord files with
+at least as many files as workers are split by file: a worker opens only its files; TFDS
+records are numbered in one stream and a worker decodes only its own). Without it the
 pipeline carries ``AutoShardPolicy.DATA`` (never ``FILE``: sharding TFDS files before the
 records are numbered would make the ids local), so ``tf.distribute`` gives each worker its
 share of the examples, which every worker reads.
 
 Sources (:func:`load`): ``folder:PATH`` (as :func:`keras_imae.data.load_dataset`),
-``labels:DIR`` (real noisy labels, :mod:`keras_imae.label_file`), any TFDS image
+``labels:DIR`` (real noisy labels, :mod:`keras_imae.label_file`), ``tfrecord:DIR``
+(:mod:`keras_imae.tfrecord_stream`), any TFDS image
 classification name, and the human-annotated ``cifar10_n[/aggre|random1|random2|random3|
 worse]`` and ``cifar100_n`` (:mod:`keras_imae.tfds_stream`).
 """
@@ -72,12 +76,18 @@ class FileReader:
 @dataclasses.dataclass
 class RecordReader:
     """Sequential: ``make()`` gives the split's encoded records in a fixed order (example
-    ``i`` is the ``i``-th); ``decode`` turns one into an image tensor of ``image_shape``."""
+    ``i`` is the ``i``-th); ``decode`` turns one into an image tensor of ``image_shape``.
+
+    ``shard_files(num_shards, index)``, when given, yields ``(id, record)`` of this worker's
+    share of the *files* (global ids from per-file offsets), so a worker reads only its files;
+    ``None`` when the reader cannot (then every worker reads all records and keeps its ids).
+    """
 
     make: callable
     decode_fn: callable
     num_examples: int
     image_shape: tuple
+    shard_files: callable = None
     random_access = False
 
     def __len__(self):
@@ -144,7 +154,10 @@ def _id_dataset(reader, ids, *, shuffle, seed, shuffle_buffer, shard):
         if shard is not None:
             ds = ds.shard(*shard)
         return reader.records(ds)
-    ds = reader.make().enumerate()  # ids: positions in the fixed record order
+    if shard is not None and reader.shard_files is not None:
+        ds, shard = reader.shard_files(*shard), None  # reads only this worker's files
+    else:
+        ds = reader.make().enumerate()  # ids: positions in the fixed record order
     if len(ids) != len(reader):  # a subset (validation split): keep its ids
         keep = np.zeros(len(reader), bool)
         keep[ids] = True
@@ -268,6 +281,8 @@ def load(name, *, data_dir=None, image_size=None):
     Sources:
         - ``"folder:PATH"``: the image folder of :func:`keras_imae.data.load_dataset` (same
           files, order, split and pixels: training example ``i`` is ``x_train[i]`` there).
+        - ``"tfrecord:DIR"``: ``tf.train.Example`` records with an encoded ``image`` and an
+          integer ``label`` (:mod:`keras_imae.tfrecord_stream`).
         - ``"labels:DIR"``: real noisy labels from ``DIR/train.csv`` and ``DIR/test.csv``
           (format: :mod:`keras_imae.label_file`); ``given_labels`` are the file's labels,
           ``y_train`` its clean labels (-1 where unverified). Images resized as for folders.
@@ -291,13 +306,17 @@ def load(name, *, data_dir=None, image_size=None):
         raise ValueError(f"Invalid value for argument `name`. Expected {STREAMING_SOURCES}. "
                          f"Received: name={name!r}")
     source, _, path = name.partition(":")
-    if source in ("folder", "labels", "digits", "npz") and data_dir is not None:
+    if source in ("folder", "labels", "tfrecord", "digits", "npz") and data_dir is not None:
         raise ValueError("Invalid value for argument `data_dir`: it only applies to TFDS "
                          f"datasets. Received: data_dir={data_dir!r} with name={name!r}")
     if source == "folder":
         return _load_folder(name, path, image_size)
     if source == "labels":
         return _load_label_files(name, path, image_size)
+    if source == "tfrecord":
+        from keras_imae import tfrecord_stream
+
+        return tfrecord_stream.load(name, path, image_size)
     if source in ("digits", "npz"):
         raise ValueError(f"Invalid value for argument `name`: {source!r} is an in-memory "
                          f"source and is not streamed. Expected {STREAMING_SOURCES}. "
@@ -307,7 +326,7 @@ def load(name, *, data_dir=None, image_size=None):
     return tfds_stream.load(name, data_dir=data_dir, image_size=image_size)
 
 
-STREAMING_SOURCES = ("'folder:PATH', 'labels:DIR', a TFDS image-classification name, "
+STREAMING_SOURCES = ("'folder:PATH', 'labels:DIR', 'tfrecord:DIR', a TFDS image-classification name, "
                      "'cifar10_n[/aggre|random1|random2|random3|worse]' or 'cifar100_n'")
 
 

@@ -248,10 +248,12 @@ def validate(config):
 def _check_paths(config):
     """The input files a run names exist, and ``data_dir`` applies: before any work."""
     source, _, path = config.dataset.partition(":")
-    if config.data_dir is not None and source in ("digits", "npz", "folder", "labels"):
+    if config.data_dir is not None and source in ("digits", "npz", "folder", "labels",
+                                                  "tfrecord"):
         raise ValueError("Invalid value for `data_dir`: it only applies to TFDS datasets. "
                          f"Received: data_dir={config.data_dir!r}, dataset={config.dataset!r}")
-    exists = {"npz": os.path.isfile, "folder": os.path.isdir, "labels": os.path.isdir}.get(source)
+    exists = {"npz": os.path.isfile, "folder": os.path.isdir, "labels": os.path.isdir,
+              "tfrecord": os.path.isdir}.get(source)
     if exists and not exists(path):
         raise ValueError(f"Invalid value for `dataset`: no {source} at {path!r}. "
                          f"Received: dataset={config.dataset!r}")
