@@ -1,7 +1,5 @@
 """Tests for keras_imae.tfrecord_stream: the tfrecord:DIR source."""
-import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
