@@ -48,7 +48,7 @@ def list_class_folders(directory, class_names=None):
             default: the sorted sub-folder names.
 
     Returns:
-        ``paths`` (numpy array of str), ``labels`` (int64 class ids), ``class_names`` (list).
+        ``paths`` (:func:`path_array`: UTF-8 bytes), ``labels`` (int64 class ids), ``class_names`` (list).
 
     Raises:
         DataError: no class sub-folder, a class sub-folder without images (it would be a
@@ -74,7 +74,14 @@ def list_class_folders(directory, class_names=None):
                 f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
         paths.extend(files)
         labels.extend([label] * len(files))
-    return np.asarray(paths, dtype=str), np.asarray(labels, np.int64), list(class_names)
+    return path_array(paths), np.asarray(labels, np.int64), list(class_names)
+
+
+def path_array(paths):
+    """File paths as a numpy array of UTF-8 bytes (``dtype S``): a quarter of the memory of
+    numpy's 4-bytes-per-character strings, and what ``tf.constant`` and ``tf.io.read_file``
+    take as they are. ``os.fsdecode`` turns one back into a ``str``."""
+    return np.array([os.fsencode(p) for p in paths] or [b""][:0], dtype=bytes)
 
 
 def decode_image(path, image_size):
@@ -103,7 +110,7 @@ def first_unreadable(paths):
         try:
             tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            return str(path)
+            return os.fsdecode(path)
     return None
 
 
@@ -119,7 +126,7 @@ def unreadable_error(paths, where, err):
 
 def read_images(paths, image_size, where):
     """All of ``paths`` decoded into one ``(N, H, W, 3)`` uint8 array (the in-memory path)."""
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
+    ds = tf.data.Dataset.from_tensor_slices(path_array(paths))
     ds = ds.map(lambda p: decode_image(p, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     try:
         chunks = list(ds.batch(256).as_numpy_iterator())

@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from keras_imae.image_files import DataError
+from keras_imae.image_files import DataError, path_array
 
 LabelRows = collections.namedtuple("LabelRows", ["paths", "labels", "clean_labels"])
 UNVERIFIED = -1  # clean label of an example no one checked
@@ -137,7 +137,7 @@ def _image_paths(rows, root, file_path):
             raise DataError(f"{file_path}:{row[0]}: image {row[1]!r} not found (looked for "
                             f"{path!r}).")
         paths.append(path)
-    return np.asarray(paths, dtype=str)
+    return path_array(paths)
 
 
 def read_label_files(root):
@@ -145,7 +145,7 @@ def read_label_files(root):
 
     Returns:
         ``(train, test, class_names)``: ``train`` and ``test`` are :data:`LabelRows` with
-        absolute image ``paths``, int64 ``labels`` (train: the given labels; test: the truth)
+        the image ``paths`` (UTF-8 bytes, :func:`keras_imae.image_files.path_array`), int64 ``labels`` (train: the given labels; test: the truth)
         and int64 ``clean_labels`` (train: :data:`UNVERIFIED` where no clean label is given;
         test: equal to ``labels``).
 

@@ -47,7 +47,7 @@ class TestFormat:
         np.testing.assert_array_equal(train.labels, [2, 0, 2, 0, 1, 0])
         np.testing.assert_array_equal(train.clean_labels, [2, -1, 0, -1, 1, -1])
         np.testing.assert_array_equal(test.labels, [0, 1])
-        assert train.paths[2] == os.path.join(str(clothes), "img", "2.png")
+        assert os.fsdecode(train.paths[2]) == os.path.join(str(clothes), "img", "2.png")
 
     def test_integer_ids_tsv_no_header(self, tmp_path):
         _images(tmp_path, ["a.png", "b.png", "c.png"])
@@ -70,7 +70,7 @@ class TestFormat:
         _images(tmp_path, ["a,b.png", "c.png"])
         _write(tmp_path, '"a,b.png",0\nc.png,1\n', "c.png,1\n")
         train, _, _ = label_file.read_label_files(str(tmp_path))
-        assert train.paths[0].endswith("a,b.png")
+        assert train.paths[0].endswith(b"a,b.png")
 
 
 class TestErrorsNameFileAndLine:
