@@ -60,6 +60,7 @@ class FileReader:
 
     def __post_init__(self):
         self.paths = image_files.path_array(self.paths)
+        self._path_tensor = None  # one string tensor shared by all of this split's pipelines
 
     def __len__(self):
         return len(self.paths)
@@ -70,7 +71,9 @@ class FileReader:
 
     def records(self, ids):
         """Map ``ids`` (a dataset of int64 ids) to ``(id, file path)``."""
-        paths = tf.constant(self.paths)
+        if self._path_tensor is None:
+            self._path_tensor = tf.constant(self.paths)
+        paths = self._path_tensor
         return ids.map(lambda i: (i, tf.gather(paths, i)))
 
     def decode(self, record):
