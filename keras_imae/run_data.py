@@ -151,16 +151,26 @@ def noise_report(dataset, noisy, nominal):
     return summary
 
 
-def check_noise_source(config):
-    """Sources that give their own noisy labels take no drawn noise: ``noise_type`` must be
-    ``"none"`` (and no ``noisy_labels`` file); raises ``ValueError`` otherwise."""
+def check_config(config):
+    """The run settings a streamed source cannot take, as ``ValueError`` (before any work).
+
+    - an unknown ``streaming`` mode, or a source the mode cannot open;
+    - sources that give their own noisy labels take no drawn noise: ``noise_type`` must be
+      ``"none"`` (and no ``noisy_labels`` file);
+    - a streamed run under ``strategy="multi_worker"``: FitMonitor's per-id pass predicts
+      batch by batch on each worker, which that strategy splits; not supported yet.
+    """
     source = config.dataset.split(":")[0].split("/")[0]
-    wants_streaming(config.dataset, config.streaming)  # the mode applies to the source
-    if source not in data.OWN_NOISE:
-        return
-    if config.noise_type != "none" or config.noisy_labels:
+    streamed = wants_streaming(config.dataset, config.streaming)
+    if source in data.OWN_NOISE and (config.noise_type != "none" or config.noisy_labels):
         raise ValueError(
             f"Invalid value for `noise_type`: dataset={config.dataset!r} gives its own noisy "
             "labels (human or label-file labels), so no noise is drawn on top. Pass "
             f"noise_type='none' (--noise_type=none) and no noisy_labels. Received: "
             f"noise_type={config.noise_type!r}, noisy_labels={config.noisy_labels!r}")
+    if streamed and config.strategy == "multi_worker":
+        raise ValueError(
+            "Invalid value for `strategy`: streamed runs do not support 'multi_worker' yet "
+            "(the fit monitor's per-example pass is not distributed). Use streaming='off' "
+            f"for an in-memory source. Received: strategy='multi_worker', dataset="
+            f"{config.dataset!r}, streaming={config.streaming!r}")

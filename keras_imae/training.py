@@ -231,7 +231,7 @@ def validate(config):
             f"Invalid value for `noise_type`: asymmetric noise is defined for "
             f"{', '.join(noise.ASYMMETRIC_DATASETS)}, not dataset={config.dataset!r}. Use "
             "symmetric or pairflip, or pass a saved corruption with `noisy_labels`.")
-    run_data.check_noise_source(config)
+    run_data.check_config(config)  # streaming mode, own-noise sources
     _check_paths(config)
     loss = loss_from_config(config)
     _folder_state(config)

@@ -133,3 +133,11 @@ class TestStreamingChoice:
     def test_refused(self, name, mode, match):
         with pytest.raises(ValueError, match=match):
             run_data.wants_streaming(name, mode)
+
+
+def test_streamed_runs_refuse_multi_worker(label_dir, tmp_path):
+    with pytest.raises(ValueError, match="streamed runs do not support 'multi_worker' yet"):
+        training.validate(_config(tmp_path, f"labels:{label_dir}", noise_type="none",
+                                  strategy="multi_worker"))
+    with pytest.raises(ValueError, match=r"Expected one of \('auto', 'on', 'off'\)"):
+        training.validate(_config(tmp_path, "digits", streaming="maybe"))
