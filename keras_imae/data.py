@@ -418,10 +418,11 @@ OWN_NOISE = ("labels", "cifar10_n", "cifar100_n")  # sources whose labels are al
 def is_known_source(name):
     """Whether ``name`` names a source :func:`load_dataset` knows, without loading it.
 
-    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR``, ``tfrecord:DIR`` (paths are checked when
-    loading) or a dataset registered with TFDS (``tfds.list_builders()``; a ``name:version``
-    suffix and a ``name/variant`` are allowed, e.g. ``cifar10_n/aggre``).
-    For flag validation: a typo fails at start-up, not after minutes of work.
+    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR``, ``tfrecord:DIR`` (paths are
+    checked when loading) or a dataset registered with TFDS (``tfds.list_builders()``; a
+    ``name:version`` suffix and a ``name/variant`` are allowed, e.g. ``cifar10_n/aggre``).
+    For flag validation: a typo fails at start-up, not after minutes of work. The
+    streamed-only ones (:data:`STREAMED_ONLY`) open with :func:`keras_imae.streaming.load`.
     """
     if not isinstance(name, str) or not name:
         return False

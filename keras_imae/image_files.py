@@ -48,7 +48,8 @@ def list_class_folders(directory, class_names=None):
             default: the sorted sub-folder names.
 
     Returns:
-        ``paths`` (:func:`path_array`: UTF-8 bytes), ``labels`` (int64 class ids), ``class_names`` (list).
+        ``paths`` (:func:`path_array`: UTF-8 bytes), ``labels`` (int64 class ids),
+        ``class_names`` (list).
 
     Raises:
         DataError: no class sub-folder, a class sub-folder without images (it would be a

@@ -145,7 +145,8 @@ def read_label_files(root):
 
     Returns:
         ``(train, test, class_names)``: ``train`` and ``test`` are :data:`LabelRows` with
-        the image ``paths`` (UTF-8 bytes, :func:`keras_imae.image_files.path_array`), int64 ``labels`` (train: the given labels; test: the truth)
+        the image ``paths`` (UTF-8 bytes, :func:`keras_imae.image_files.path_array`), int64
+        ``labels`` (train: the given labels; test: the truth)
         and int64 ``clean_labels`` (train: :data:`UNVERIFIED` where no clean label is given;
         test: equal to ``labels``).
 

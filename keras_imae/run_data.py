@@ -3,12 +3,13 @@
 **In memory or streamed** (``RunConfig.streaming``, flag ``--streaming``):
 
 - ``"auto"`` (default): stream the sources that need it -- ``labels:DIR``,
-  ``tfrecord:DIR``, ``cifar10_n``, ``cifar100_n`` -- and an image folder whose decoded training and test images would take
-  more than :data:`STREAM_ABOVE_BYTES` (``N * H * W * 3`` bytes at ``image_size``, counted
-  from the file listing, nothing decoded); keep everything else in memory (digits, npz,
-  TFDS, small folders), where decoding once and caching is the faster path.
-- ``"on"``: stream whatever can be streamed (folders, label files, TFDS); digits and npz
-  are refused.
+  ``tfrecord:DIR``, ``cifar10_n``, ``cifar100_n`` -- and an image folder whose decoded
+  training and test images would take more than :data:`STREAM_ABOVE_BYTES` (``N * 32 * 32
+  * 3`` bytes at the default image size, counted from the file listing, nothing decoded);
+  keep everything else in memory (digits, npz, TFDS, small folders), where decoding once
+  and caching is the faster path.
+- ``"on"``: stream whatever can be streamed (folders, label files, TFRecords, TFDS); digits
+  and npz are refused.
 - ``"off"``: in memory; the streamed-only sources are refused.
 
 Streamed and in-memory runs of the same folder use the same example order, statistics, noise

@@ -348,7 +348,8 @@ def load(name, *, data_dir=None, image_size=None):
     return tfds_stream.load(name, data_dir=data_dir, image_size=image_size)
 
 
-STREAMING_SOURCES = ("'folder:PATH', 'labels:DIR', 'tfrecord:DIR', a TFDS image-classification name, "
+STREAMING_SOURCES = ("'folder:PATH', 'labels:DIR', 'tfrecord:DIR', a TFDS "
+                     "image-classification name, "
                      "'cifar10_n[/aggre|random1|random2|random3|worse]' or 'cifar100_n'")
 
 
