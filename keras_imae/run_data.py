@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from keras_imae import data, models, noise, streaming
+from keras_imae import data, models, noise, streaming, tfds_stream
 
 STREAMING_MODES = ("auto", "on", "off")
 STREAM_ABOVE_BYTES = 256 * 2**20  # decoded uint8 pixels of an image folder, train + test
@@ -155,7 +155,8 @@ def noise_report(dataset, noisy, nominal):
 def check_config(config):
     """The run settings a streamed source cannot take, as ``ValueError`` (before any work).
 
-    - an unknown ``streaming`` mode, or a source the mode cannot open;
+    - an unknown ``streaming`` mode, or a source the mode cannot open, or an unknown
+      CIFAR-10N annotation;
     - sources that give their own noisy labels take no drawn noise: ``noise_type`` must be
       ``"none"`` (and no ``noisy_labels`` file);
     - a streamed run under ``strategy="multi_worker"``: FitMonitor's per-id pass predicts
@@ -163,6 +164,8 @@ def check_config(config):
     """
     source = config.dataset.split(":")[0].split("/")[0]
     streamed = wants_streaming(config.dataset, config.streaming)
+    if source in tfds_stream.HUMAN_LABELS:
+        tfds_stream.human_label_key(config.dataset)  # an unknown annotation, before any work
     if source in data.OWN_NOISE and (config.noise_type != "none" or config.noisy_labels):
         raise ValueError(
             f"Invalid value for `noise_type`: dataset={config.dataset!r} gives its own noisy "

@@ -141,3 +141,10 @@ def test_streamed_runs_refuse_multi_worker(label_dir, tmp_path):
                                   strategy="multi_worker"))
     with pytest.raises(ValueError, match=r"Expected one of \('auto', 'on', 'off'\)"):
         training.validate(_config(tmp_path, "digits", streaming="maybe"))
+
+
+def test_unknown_annotation_is_refused_before_any_work(tmp_path):
+    config = _config(tmp_path, "cifar10_n/best", noise_type="none")
+    with pytest.raises(ValueError, match=r"'cifar10_n' annotations are \['aggre'"):
+        training.validate(config)
+    assert not os.path.exists(config.model_dir)
