@@ -166,8 +166,9 @@ def _report(sizes, results):
           f"(target <= {TARGET_RSS_GROWTH_MB:.0f} MB): {verdict}")
     for size in sizes:
         r = results[("pipeline", size)]
+        streamed = results[("run:on", size)]["seconds"]
         print(f"{size:,d} images: open (list + mean/std pass) {r['open_s']:.1f} s, pipeline "
-              f"{r['images_per_s']:.0f} images/s; streamed run {results[('run:on', size)]['seconds']:.0f} s"
+              f"{r['images_per_s']:.0f} images/s; streamed run {streamed:.0f} s"
               + (f", in-memory run {results[('run:off', size)]['seconds']:.0f} s"
                  if ("run:off", size) in results else ""))
 
