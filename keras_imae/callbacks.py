@@ -7,6 +7,7 @@ References:
     and not the noisy ones).
 """
 
+import collections
 import math
 
 import keras
@@ -25,26 +26,63 @@ def label_ids(y):
     return y.reshape(-1).astype("int64")
 
 
-def _logits_of(model, data, batch_size):
-    """``(logits, given_ids, clean_ids_or_None)`` over ``data`` (arrays or a dataset)."""
-    if isinstance(data, tf.data.Dataset):
-        logits, given, clean = [], [], []
-        for batch in data:
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-            logits.append(np.asarray(model.predict_on_batch(x)))
-            if isinstance(y, dict):
-                given.append(label_ids(y["label"]))
-                if "clean_label" in y:
-                    clean.append(label_ids(y["clean_label"]))
-            else:
-                given.append(label_ids(y))
-        if not logits:
-            raise ValueError("FitMonitor received an empty dataset.")
-        cat = np.concatenate
-        return cat(logits), cat(given), (cat(clean) if clean else None)
-    # Array data was checked by FitMonitor.__init__.
-    return (_predict_arrays(model, data[0], batch_size), label_ids(data[1]),
-            label_ids(data[2]) if len(data) == 3 else None)
+PassResult = collections.namedtuple(
+    "PassResult", ["ids", "pred", "given", "clean", "max_abs", "log_p", "log_q"])
+PassResult.__doc__ = """Per-example results of one prediction pass, sorted by example id.
+
+``pred`` predicted class, ``given``/``clean`` labels (``clean`` is ``None`` without clean
+labels; -1 marks an unverified example), ``max_abs`` = ``max_k |z_k|``, ``log_p``/``log_q``
+= ``log p_c`` / ``log (1 - p_c)`` of the given class ``c`` (float64): five numbers per
+example, never the logits."""
+
+
+def _targets_of(y, count, position):
+    """``(given, clean_or_None, ids)`` of one batch's targets."""
+    if isinstance(y, dict):
+        clean = label_ids(y["clean_label"]) if "clean_label" in y else None
+        ids = np.asarray(y["id"]).reshape(-1) if "id" in y else None
+        given = label_ids(y["label"])
+    else:
+        given, clean, ids = label_ids(y), None, None
+    if ids is None:  # no ids: the position in the pass
+        ids = np.arange(position, position + count)
+    return given, clean, ids
+
+
+def predict_pass(model, dataset):
+    """One prediction pass over ``dataset`` (yielding ``(x, y)``, ``y`` labels or
+    ``{"label"[, "clean_label"][, "id"]}``), accumulated by example id.
+
+    Memory is a few numbers per example (:class:`PassResult`), not the logits, so a streamed
+    training set (:func:`keras_imae.streaming.eval_dataset`, which yields ids) is measured
+    without being materialised. Without ``"id"`` an example's id is its position in the pass.
+
+    Raises:
+        ValueError: an empty dataset, or an id seen twice.
+    """
+    parts, position = [], 0
+    for batch in dataset:
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        logits = np.asarray(model.predict_on_batch(x))
+        given, clean, ids = _targets_of(y, len(logits), position)
+        position += len(logits)
+        log_p, log_q = _log_p_given(logits, given)
+        parts.append((ids, logits.argmax(-1), given, clean, np.abs(logits).max(-1), log_p, log_q))
+    if not parts:
+        raise ValueError("FitMonitor received an empty dataset.")
+    columns = [None if col[0] is None else np.concatenate(col) for col in zip(*parts)]
+    order = np.argsort(columns[0], kind="stable")
+    if len(np.unique(columns[0])) != len(order):
+        raise ValueError("FitMonitor: the dataset yields some example id more than once; "
+                         "measure an unshuffled, unrepeated pass (e.g. streaming.eval_dataset).")
+    return PassResult(*(None if col is None else col[order] for col in columns))
+
+
+def _pass_from_logits(logits, given, clean):
+    logits = np.asarray(logits)
+    log_p, log_q = _log_p_given(logits, given)
+    return PassResult(np.arange(len(logits)), logits.argmax(-1), given, clean,
+                      np.abs(logits).max(-1), log_p, log_q)
 
 
 def _predict_arrays(model, x, batch_size):
@@ -102,14 +140,18 @@ def logit_statistics(logits, given, loss=None):
     """
     logits = np.asarray(logits)
     given = np.asarray(given)
-    pred = logits.argmax(-1)
+    return pass_logit_statistics(_pass_from_logits(logits, given, None), loss)
+
+
+def pass_logit_statistics(result, loss=None):
+    """:func:`logit_statistics` from a :class:`PassResult` (no logits needed)."""
     out = {
-        "logit_scale": float(np.median(np.abs(logits).max(-1))),
-        "top_class_fraction": float(np.bincount(pred).max() / len(pred)),
+        "logit_scale": float(np.median(result.max_abs)),
+        "top_class_fraction": float(np.bincount(result.pred).max() / len(result.pred)),
     }
     log_emphasis = getattr(loss, "log_emphasis", None)
-    if log_emphasis is not None and len(given):
-        log_p, log_q = _log_p_given(logits, given)
+    if log_emphasis is not None and len(result.given):
+        log_p, log_q = result.log_p, result.log_q
         log_w = np.asarray(keras.ops.convert_to_numpy(
             log_emphasis(np.exp(log_p).astype("float32"),
                          one_minus_p=np.exp(log_q).astype("float32"))), "float64")
@@ -132,6 +174,11 @@ def fit_statistics(pred, given, clean=None):
     ``given == clean``, ``noisy_fit`` = ``mean(pred == given)`` and ``noisy_correct`` =
     ``mean(pred == clean)`` on ``given != clean``. A ratio over an empty subset is omitted.
 
+    A clean label of -1 marks an unverified example (a label file whose clean labels cover
+    a subset, as in Clothing1M): ``clean_fit``, ``noisy_fit`` and ``noisy_correct`` then
+    cover the verified examples only, and ``verified_fraction`` (their share) is added so the
+    output says so; ``accuracy`` covers every example.
+
     Returns:
         dict of floats.
     """
@@ -139,9 +186,13 @@ def fit_statistics(pred, given, clean=None):
     out = {"accuracy": float(np.mean(pred == given))}
     if clean is not None:
         clean = np.asarray(clean)
-        noisy = given != clean
-        if (~noisy).any():
-            out["clean_fit"] = float(np.mean(pred[~noisy] == given[~noisy]))
+        verified = clean >= 0
+        if not verified.all():
+            out["verified_fraction"] = float(np.mean(verified))
+        noisy = (given != clean) & verified
+        kept = ~noisy & verified
+        if kept.any():
+            out["clean_fit"] = float(np.mean(pred[kept] == given[kept]))
         if noisy.any():
             out["noisy_fit"] = float(np.mean(pred[noisy] == given[noisy]))
             out["noisy_correct"] = float(np.mean(pred[noisy] == clean[noisy]))
@@ -154,8 +205,13 @@ class FitMonitor(keras.callbacks.Callback):
     At the end of every epoch it predicts (in batches, ``training=False``) on
 
     - ``train``: ``(x, noisy_labels, clean_labels)`` arrays, or a dataset yielding
-      ``(x, {"label": noisy, "clean_label": clean})`` (e.g. ``keras_imae.data.eval_dataset``);
-      the same without clean labels gives only ``train_accuracy``;
+      ``(x, {"label": noisy, "clean_label": clean[, "id": example_id]})`` (e.g.
+      ``keras_imae.data.eval_dataset``, or ``keras_imae.streaming.eval_dataset`` for a
+      streamed training set); the same without clean labels gives only ``train_accuracy``.
+      A dataset is measured in one pass accumulated by example id (:func:`predict_pass`:
+      a few numbers per example, never the logits or the images); a clean label of -1 marks
+      an unverified example and adds ``train_verified_fraction`` (see
+      :func:`fit_statistics`);
     - ``test``: ``(x, y)`` arrays or a dataset yielding ``(x, y)`` / ``(x, {"label": y})``,
 
     and writes into the epoch ``logs`` ``train_accuracy``, ``train_clean_fit``,
@@ -179,7 +235,10 @@ class FitMonitor(keras.callbacks.Callback):
 
     Attributes:
         best_test_accuracy, best_epoch (1-based), final_test_accuracy, last (dict of the
-        latest measured values).
+        latest measured values); ``last_train_ids`` and ``last_train_scores`` (the
+        mislabel score ``1 - p(given label)`` of each training example, in id order: what
+        :func:`keras_imae.models.mislabel_scores` ranks), and ``last_train_logits`` for
+        array data only.
     """
 
     def __init__(self, train=None, test=None, *, batch_size=1024, previous_test_accuracy=()):
@@ -192,6 +251,7 @@ class FitMonitor(keras.callbacks.Callback):
                 _check_arrays(data)
         self._joint = None
         self.last_train_logits = None
+        self.last_train_ids = self.last_train_scores = None
         self.previous_test_accuracy = [float(a) for a in previous_test_accuracy]
         self._reset()
 
@@ -224,27 +284,43 @@ class FitMonitor(keras.callbacks.Callback):
         """The monitor's values for the current weights (a dict of floats)."""
         values = {}
         joint = self._joint_arrays()
-        if joint is not False:
+        if joint is not False:  # train and test arrays: one prediction pass
             logits = _predict_arrays(self.model, joint, self.batch_size)
             n = len(self.train[0])
-            train = (logits[:n], label_ids(self.train[1]),
-                     label_ids(self.train[2]) if len(self.train) == 3 else None)
-            test = (logits[n:], label_ids(self.test[1]))
+            self.last_train_logits = logits[:n]
+            train = _pass_from_logits(logits[:n], label_ids(self.train[1]),
+                                      label_ids(self.train[2]) if len(self.train) == 3 else None)
+            test = (logits[n:].argmax(-1), label_ids(self.test[1]))
         else:
-            train = (_logits_of(self.model, self.train, self.batch_size)
-                     if self.train is not None else None)
-            test = (_logits_of(self.model, self.test, self.batch_size)[:2]
-                    if self.test is not None else None)
+            train = self._train_pass()
+            test = None
+            if isinstance(self.test, tf.data.Dataset):
+                result = predict_pass(self.model, self.test)
+                test = (result.pred, result.given)
+            elif self.test is not None:
+                test = (_predict_arrays(self.model, self.test[0], self.batch_size).argmax(-1),
+                        label_ids(self.test[1]))
         if train is not None:
-            logits, given, clean = train
-            stats = fit_statistics(logits.argmax(-1), given, clean)
-            stats.update(logit_statistics(logits, given, getattr(self.model, "loss", None)))
+            stats = fit_statistics(train.pred, train.given, train.clean)
+            stats.update(pass_logit_statistics(train, getattr(self.model, "loss", None)))
             values.update({f"train_{k}": v for k, v in stats.items()})
-            self.last_train_logits = logits
+            self.last_train_ids, self.last_train_scores = train.ids, -np.expm1(train.log_p)
         if test is not None:
-            logits, given = test
-            values["test_accuracy"] = float(np.mean(logits.argmax(-1) == given))
+            pred, given = test
+            values["test_accuracy"] = float(np.mean(pred == given))
         return values
+
+    def _train_pass(self):
+        """The training set's :class:`PassResult`; keeps the logits of array data only."""
+        if self.train is None:
+            return None
+        if isinstance(self.train, tf.data.Dataset):  # streamed: accumulated by id
+            self.last_train_logits = None
+            return predict_pass(self.model, self.train)
+        train = self.train
+        self.last_train_logits = _predict_arrays(self.model, train[0], self.batch_size)
+        return _pass_from_logits(self.last_train_logits, label_ids(train[1]),
+                                 label_ids(train[2]) if len(train) == 3 else None)
 
     def on_epoch_end(self, epoch, logs=None):
         values = self.measure()

@@ -9,14 +9,17 @@ import dataclasses
 
 from absl import flags, logging
 
-from keras_imae import data, distribute, losses, models, training
+from keras_imae import data, distribute, losses, models, run_data, training
 
 __all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
 
 # field -> (kind, choices or None, help)
 RUN_FLAGS = {
     "dataset": ("string", None, "'digits' (embedded), a TFDS name (mnist, cifar10, cifar100, "
-                                "...), 'npz:PATH' or 'folder:PATH'."),
+                                "...), 'npz:PATH', 'folder:PATH', 'tfrecord:DIR', or real "
+                                "noisy labels: "
+                                "'labels:DIR' (train.csv/test.csv), 'cifar10_n[/aggre|random1|"
+                                "random2|random3|worse]', 'cifar100_n' (with --noise_type=none)."),
     "data_dir": ("string", None, "TFDS data directory."),
     "noise_type": ("enum", training.NOISE_TYPES, "How training labels are corrupted."),
     "noise_rate": ("float", None, "Fraction of training labels corrupted."),
@@ -68,6 +71,9 @@ RUN_FLAGS = {
                   "Start afresh in a --model_dir that holds a finished run (its files are "
                   "deleted). An interrupted run in --model_dir is resumed without it."),
     "verbose": ("integer", None, "Keras verbosity: 0 silent, 1 bar, 2 line."),
+    "streaming": ("enum", run_data.STREAMING_MODES,
+                  "Stream images from disk instead of loading them into memory ('auto': for "
+                  "labels:DIR, cifar10_n, cifar100_n and image folders over 256 MB decoded)."),
     "max_logit_scale": ("float", None,
                         "Stop (non-zero exit, no export) when the median max |logit| on the "
                         "training set exceeds this: the logits are diverging. 0 disables."),

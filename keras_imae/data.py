@@ -1,19 +1,24 @@
-"""Dataset sources (digits, TFDS, npz, image folder) and the tf.data pipelines that feed them.
+"""In-memory dataset sources: digits, TFDS, npz and image folders, as numpy arrays.
 
-Sources, all loaded into memory as numpy arrays (fine up to CIFAR scale, ~200 MB of uint8;
-larger data needs a streaming pipeline this module does not provide):
+Sources, loaded into memory as numpy arrays (the fastest path when the decoded images fit:
+CIFAR scale, ~200 MB of uint8):
 
 - ``"digits"``: scikit-learn's bundled 8x8 digits (no download), the embedded default.
 - any TFDS image-classification dataset name (``"mnist"``, ``"cifar100"``, ...).
 - ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` (optional ``class_names``).
 - ``"folder:PATH"``: one sub-folder of images per class.
 
+Larger data streams from disk with the same ids, labels and batches
+(:mod:`keras_imae.streaming`; ``--streaming``, :mod:`keras_imae.run_data`), which also
+opens the sources that bring their own noisy labels (``labels:DIR``, ``cifar10_n``,
+``cifar100_n``). The tf.data pipelines live in :mod:`keras_imae.pipelines` and are
+re-exported here (``data.train_dataset``, ``data.eval_dataset``, ...).
+
 Images are NHWC in their original pixel scale (0-16 for digits, 0-255 for photos); pipelines
 emit them as float32 without rescaling, because models start with a ``Normalization`` layer
 built from :attr:`Dataset.mean` / :attr:`Dataset.std`, so an exported model takes raw pixels.
 """
 
-import collections
 import dataclasses
 import os
 import warnings
@@ -21,15 +26,22 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import noise
+from keras_imae import image_files, pipelines
+from keras_imae.pipelines import (  # noqa: F401  (re-exported: the public pipeline API)
+    AUGMENTATIONS, Split, augmentation, check_batch_size, check_label_table,
+    default_augmentation, eval_dataset, pipeline_options, plain_dataset, split_validation,
+    train_dataset)
+
+__all__ = ["AUGMENTATIONS", "DataError", "Dataset", "DownloadFailed", "Split", "augmentation",
+           "channel_stats", "check_batch_size", "check_label_table", "default_augmentation",
+           "eval_dataset", "folder_files", "is_known_source", "load_dataset",
+           "pipeline_options", "plain_dataset", "split_validation", "superclass_map",
+           "tfds_image_label_keys", "tfds_load", "train_dataset"]
 
 DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
 FOLDER_IMAGE_SIZE = (32, 32)
 SPLIT_SEED = 0  # fixed seed of the built-in train/test splits
-AUGMENT_PAD = 4
-AUGMENTATIONS = ("cifar", "crop")
-_DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "svhn_cropped": "crop"}
 _SOURCES = "'digits', 'npz:PATH', 'folder:PATH' or a TFDS image-classification dataset name"
 _TFDS_EXAMPLES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 
@@ -73,41 +85,34 @@ class Dataset:
         )
 
 
-Split = collections.namedtuple(
-    "Split", ["x_train", "y_train", "x_val", "y_val", "train_index", "val_index"]
-)
+def channel_stats(chunks, channels):
+    """float32 per-channel ``(mean, std)`` of arrays ``(..., channels)`` given in chunks.
 
-
-def _stratified_split(y, num_holdout, seed):
-    """Sorted ``(keep, holdout)`` indices; each class holds out its share of ``num_holdout``.
-
-    Per-class counts are ``n_c * num_holdout / N`` rounded by largest remainder (ties: lower
-    class id first), so they sum to ``num_holdout``; members are drawn by a seeded permutation.
+    Sums of values and squares accumulate in float64, chunk by chunk; ``std`` is
+    ``sqrt(max(E[x^2] - E[x]^2, 0))``. The in-memory and the streamed sources feed the same
+    chunks (4,096 examples each, in example order), so both get bit-identical statistics.
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
-    classes, class_counts = np.unique(y, return_counts=True)
-    quota = class_counts * num_holdout / len(y)
-    counts = np.floor(quota).astype(np.int64)
-    order = np.argsort(-(quota - counts), kind="stable")
-    counts[order[: num_holdout - counts.sum()]] += 1
-    holdout = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, counts)]
-    holdout = np.sort(np.concatenate(holdout))
-    keep = np.setdiff1d(np.arange(len(y)), holdout)
-    return keep, holdout
-
-
-def _channel_stats(x):
-    """float32 mean and std over all axes but the last, accumulated in float64 by chunks."""
-    total = np.zeros(x.shape[-1])
-    squares = np.zeros(x.shape[-1])
-    for start in range(0, len(x), 4096):
-        chunk = x[start : start + 4096].reshape(-1, x.shape[-1]).astype(np.float64)
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk).reshape(-1, channels).astype(np.float64)
         total += chunk.sum(axis=0)
         squares += np.square(chunk).sum(axis=0)
-    count = max(x.size // x.shape[-1], 1)
+        count += len(chunk)
+    count = max(count, 1)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+STATS_CHUNK = 4096
+
+
+def _channel_stats(x):
+    """float32 mean and std over all axes but the last (see :func:`channel_stats`)."""
+    return channel_stats((x[i:i + STATS_CHUNK] for i in range(0, len(x), STATS_CHUNK)),
+                         x.shape[-1])
 
 
 def _features(x, name):
@@ -122,23 +127,11 @@ def _features(x, name):
     return x
 
 
-def _labels(y, name, num_examples, num_classes=None):
-    y = noise.check_labels(y, num_classes, name)
-    if len(y) != num_examples:
-        raise ValueError(
-            f"Invalid value for `{name}`. Expected {num_examples} labels (one per example). "
-            f"Received: {len(y)} labels"
-        )
-    return y.astype(np.int64)
-
-
 class DownloadFailed(RuntimeError):
     """A TFDS dataset is not prepared in ``data_dir`` and could not be downloaded."""
 
 
-class DataError(ValueError):
-    """The data of a source cannot be trained on (a non-finite input, an empty class folder,
-    an unreadable image, an npz without the needed arrays); the message names what."""
+DataError = image_files.DataError  # defined there, raised by every source
 
 
 def _check_finite(x, name):
@@ -169,7 +162,7 @@ def _load_digits():
     digits = load_digits()
     x = digits.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
     y = digits.target.astype(np.int64)
-    train, test = _stratified_split(y, DIGITS_TEST_SIZE, SPLIT_SEED)
+    train, test = pipelines.stratified_split(y, DIGITS_TEST_SIZE, SPLIT_SEED)
     return _make_dataset("digits", x[train], y[train], x[test], y[test],
                          [str(c) for c in range(10)])
 
@@ -201,8 +194,8 @@ def _npz_dataset(name, path, arrays):
             f"{path!r}: x_train examples have shape {x_train.shape[1:]} but x_test examples "
             f"have shape {x_test.shape[1:]}."
         )
-    y_train = _labels(arrays["y_train"], "y_train", len(x_train))
-    y_test = _labels(arrays["y_test"], "y_test", len(x_test))
+    y_train = pipelines.check_labels(arrays["y_train"], "y_train", len(x_train))
+    y_test = pipelines.check_labels(arrays["y_test"], "y_test", len(x_test))
     if "class_names" in arrays:
         class_names = [str(c) for c in arrays["class_names"]]
     else:
@@ -216,85 +209,52 @@ def _npz_dataset(name, path, arrays):
                 f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}); noise may flip "
                 "labels into them. Add `class_names` to the npz to fix the class list.",
                 UserWarning, stacklevel=3)
-    _labels(y_train, "y_train", len(x_train), len(class_names))
-    _labels(y_test, "y_test", len(x_test), len(class_names))
+    pipelines.check_labels(y_train, "y_train", len(x_train), len(class_names))
+    pipelines.check_labels(y_test, "y_test", len(x_test), len(class_names))
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras' reader lists
+IMAGE_EXTENSIONS = image_files.IMAGE_EXTENSIONS
 
 
-def _check_class_folders(directory):
-    """Every class sub-folder must hold at least one image (an empty one would become a
-    class without examples, into which symmetric noise flips labels)."""
-    classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
-    if not classes:
-        raise DataError(f"No class sub-folders in the image folder {directory!r}.")
-    for name in classes:
-        has_image = any(f.lower().endswith(IMAGE_EXTENSIONS)
-                        for _, _, names in os.walk(os.path.join(directory, name))
-                        for f in names)
-        if not has_image:
-            raise DataError(
-                f"Class folder {os.path.join(directory, name)!r} holds no image "
-                f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
+def folder_files(name, root):
+    """The files of an image folder, split: ``(train_paths, y_train, test_paths, y_test,
+    class_names)``, without reading any image (labels come from the folder names).
 
-
-def _first_unreadable(paths):
-    """The first of ``paths`` that TensorFlow cannot decode as an image, or ``None``."""
-    for path in paths:
-        try:
-            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            return path
-    return None
-
-
-def _read_folder(directory, image_size, class_names):
-    import keras
-
-    _check_class_folders(directory)
-    ds = keras.utils.image_dataset_from_directory(
-        directory, label_mode="int", class_names=class_names, image_size=image_size,
-        batch_size=256, shuffle=False, verbose=False,
-    )
-    try:
-        xs, ys = zip(*ds.as_numpy_iterator())
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        bad = _first_unreadable(ds.file_paths)
-        raise DataError(
-            f"Cannot read the image {bad!r}: not an image TensorFlow can decode (corrupt, or "
-            "another format under an image extension). Fix or remove it."
-            if bad else f"Cannot read the images in {directory!r}: {err}") from None
-    x = np.clip(np.round(np.concatenate(xs)), 0, 255).astype(np.uint8)
-    return x, np.concatenate(ys).astype(np.int64), ds.class_names
+    ``root/train`` + ``root/test`` are the splits when both exist; otherwise ``root`` holds the
+    class folders and :data:`FOLDER_TEST_FRACTION` of each class (seed :data:`SPLIT_SEED`,
+    stratified) is the test split. Training example ``i`` is ``train_paths[i]`` in the
+    in-memory and the streamed source alike.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"No image folder at {root!r} (from dataset name {name!r}).")
+    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+        train_paths, y_train, class_names = image_files.list_class_folders(train_dir)
+        test_paths, y_test, _ = image_files.list_class_folders(test_dir, class_names)
+        return train_paths, y_train, test_paths, y_test, class_names
+    paths, y, class_names = image_files.list_class_folders(root)
+    train, test = pipelines.stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
+    return paths[train], y[train], paths[test], y[test], class_names
 
 
 def _load_folder(name, root, image_size):
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"No image folder at {root!r} (from dataset name {name!r}).")
     image_size = tuple(image_size or FOLDER_IMAGE_SIZE)
-    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
-        x_train, y_train, class_names = _read_folder(train_dir, image_size, None)
-        x_test, y_test, _ = _read_folder(test_dir, image_size, class_names)
-    else:
-        x, y, class_names = _read_folder(root, image_size, None)
-        train, test = _stratified_split(y, round(FOLDER_TEST_FRACTION * len(y)), SPLIT_SEED)
-        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+    train_paths, y_train, test_paths, y_test, class_names = folder_files(name, root)
+    x_train = image_files.read_images(train_paths, image_size, root)
+    x_test = image_files.read_images(test_paths, image_size, root)
     return _make_dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
-def _load_tfds(name, data_dir, image_size):
+def tfds_load(name, data_dir, **kwargs):
+    """``tfds.load(name, data_dir=data_dir, **kwargs)`` with its failures explained:
+    :class:`DownloadFailed` (not prepared, no network) or ``ValueError`` (unknown name)."""
     import tensorflow_datasets as tfds
 
     import requests
 
     try:
-        (train, test), info = tfds.load(
-            name, split=["train", "test"], data_dir=data_dir, as_supervised=False,
-            with_info=True,
-        )
+        return tfds.load(name, data_dir=data_dir, **kwargs)
     except (requests.exceptions.RequestException, ConnectionError) as err:
         raise DownloadFailed(
             f"The TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and its "
@@ -306,6 +266,13 @@ def _load_tfds(name, data_dir, image_size):
             f"Unknown dataset {name!r}. Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}; "
             "see `tfds.list_builders()`)."
         ) from None
+
+
+def tfds_image_label_keys(name, info):
+    """``(image_key, label_key)`` of a TFDS image-classification dataset (its supervised
+    keys), or ``ValueError``."""
+    import tensorflow_datasets as tfds
+
     keys = info.supervised_keys
     if not (
         isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
@@ -316,6 +283,21 @@ def _load_tfds(name, data_dir, image_size):
             f"TFDS dataset {name!r} is not an (image, class label) dataset: its supervised "
             f"keys are {keys!r}."
         )
+    return keys
+
+
+def superclass_map(fine, coarse, num_fine, num_coarse):
+    """``(num_fine,)`` int64: the majority coarse label of each fine class (unique in real
+    CIFAR-100), -1 for a fine class without examples."""
+    pairs = np.zeros((num_fine, num_coarse), int)
+    np.add.at(pairs, (fine, coarse), 1)
+    return np.where(pairs.sum(1) > 0, pairs.argmax(1), -1).astype(np.int64)
+
+
+def _load_tfds(name, data_dir, image_size):
+    (train, test), info = tfds_load(name, data_dir, split=["train", "test"],
+                                    as_supervised=False, with_info=True)
+    keys = tfds_image_label_keys(name, info)
     x_key, y_key = keys
     has_coarse = "coarse_label" in info.features
     image_spec = train.element_spec[x_key]
@@ -341,11 +323,10 @@ def _load_tfds(name, data_dir, image_size):
     x_test, y_test, coarse_test = to_numpy(test)
     label = info.features[y_key]
     superclasses = None
-    if has_coarse:  # majority coarse label of each fine class (unique in real data)
-        pairs = np.zeros((label.num_classes, info.features["coarse_label"].num_classes), int)
-        np.add.at(pairs, (np.concatenate([y_train, y_test]),
-                          np.concatenate([coarse_train, coarse_test])), 1)
-        superclasses = np.where(pairs.sum(1) > 0, pairs.argmax(1), -1).astype(np.int64)
+    if has_coarse:
+        superclasses = superclass_map(
+            np.concatenate([y_train, y_test]), np.concatenate([coarse_train, coarse_test]),
+            label.num_classes, info.features["coarse_label"].num_classes)
     return _make_dataset(
         name, _features(x_train, "x_train"), y_train.astype(np.int64),
         _features(x_test, "x_test"), y_test.astype(np.int64), label.names, superclasses,
@@ -367,8 +348,9 @@ def load_dataset(name, *, data_dir=None, image_size=None):
         - ``"npz:PATH"``: arrays ``x_train, y_train, x_test, y_test`` and optionally
           ``class_names`` (else ``K = max label + 1``). ``(N, F)`` tabular features are kept
           as they are (for the MLP); ``(N, H, W)`` images get a channel axis.
-        - ``"folder:PATH"``: images read with ``keras.utils.image_dataset_from_directory``
-          (RGB, resized to ``image_size``, default 32x32, stored as uint8). If PATH holds
+        - ``"folder:PATH"``: images listed and decoded by :mod:`keras_imae.image_files`
+          (RGB, bilinear resize to ``image_size``, default 32x32, stored as uint8; the
+          order and pixels of ``keras.utils.image_dataset_from_directory``). If PATH holds
           ``train/`` and ``test/``, each with one sub-folder per class, those are the splits;
           otherwise PATH itself holds the class sub-folders and 20% of each class (fixed seed)
           becomes the test split. Class ids follow the sorted sub-folder names.
@@ -414,6 +396,10 @@ def load_dataset(name, *, data_dir=None, image_size=None):
             "Invalid value for argument `image_size`: it only applies to image folders and "
             f"TFDS datasets. Received: image_size={image_size!r} with name={name!r}"
         )
+    if name.split(":")[0].split("/")[0] in STREAMED_ONLY:
+        raise ValueError(
+            f"Invalid value for argument `name`: {name!r} is only streamed; open it with "
+            "keras_imae.streaming.load(name).")
     if source == "digits":
         return _load_digits()
     if source == "npz":
@@ -423,197 +409,27 @@ def load_dataset(name, *, data_dir=None, image_size=None):
     return _load_tfds(name, data_dir, image_size)
 
 
-SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}).")
+SOURCES_HELP = (f"Expected {_SOURCES} (e.g. {', '.join(_TFDS_EXAMPLES)}), or the streamed "
+                "'labels:DIR', 'tfrecord:DIR', 'cifar10_n[/ANNOTATION]', 'cifar100_n'.")
+STREAMED_ONLY = ("labels", "tfrecord", "cifar10_n", "cifar100_n")  # streaming.load only
+OWN_NOISE = ("labels", "cifar10_n", "cifar100_n")  # sources whose labels are already noisy
 
 
 def is_known_source(name):
     """Whether ``name`` names a source :func:`load_dataset` knows, without loading it.
 
-    ``digits``, ``npz:PATH``, ``folder:PATH`` (paths are checked when loading) or a dataset
-    registered with TFDS (``tfds.list_builders()``; a ``name:version`` suffix is allowed).
-    For flag validation: a typo fails at start-up, not after minutes of work.
+    ``digits``, ``npz:PATH``, ``folder:PATH``, ``labels:DIR``, ``tfrecord:DIR`` (paths are
+    checked when loading) or a dataset registered with TFDS (``tfds.list_builders()``; a
+    ``name:version`` suffix and a ``name/variant`` are allowed, e.g. ``cifar10_n/aggre``).
+    For flag validation: a typo fails at start-up, not after minutes of work. The
+    streamed-only ones (:data:`STREAMED_ONLY`) open with :func:`keras_imae.streaming.load`.
     """
     if not isinstance(name, str) or not name:
         return False
-    if name == "digits" or name.startswith(("npz:", "folder:")):
+    if name == "digits" or name.startswith(("npz:", "folder:", "labels:", "tfrecord:")):
         return True
     import tensorflow_datasets as tfds
 
     return name.split(":")[0].split("/")[0] in tfds.list_builders()
 
 
-def split_validation(x, y, fraction, seed):
-    """Carves a stratified validation split out of (noisy) training data.
-
-    Each class contributes ``fraction`` of its examples (largest-remainder rounding so the
-    total is ``round(fraction * N)``), drawn with ``numpy.random.Generator(PCG64(seed))``.
-    Stratify by the *noisy* labels you train on: hyper-parameters can then be chosen on noisy
-    validation accuracy, with no clean labels. Index clean labels or the noise mask with the
-    returned indices to split them consistently.
-
-    Args:
-        x: ``(N, ...)`` inputs.
-        y: ``(N,)`` integer labels to stratify by.
-        fraction: validation fraction in (0, 1).
-        seed: integer seed.
-
-    Returns:
-        ``Split(x_train, y_train, x_val, y_val, train_index, val_index)``, indices sorted.
-
-    Example:
-        >>> s = split_validation(np.zeros((10, 2)), np.repeat([0, 1], 5), 0.2, seed=0)
-        >>> s.y_val, len(s.train_index)
-        (array([0, 1]), 8)
-    """
-    x = np.asarray(x)
-    y = _labels(y, "y", len(x))
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not (
-        0 < fraction < 1 and 1 <= round(fraction * len(y)) < len(y)
-    ):
-        raise ValueError(
-            "Invalid value for argument `fraction`. Expected a float in (0, 1) leaving at "
-            f"least one example on each side of {len(y)}. Received: fraction={fraction!r}"
-        )
-    train, val = _stratified_split(y, round(fraction * len(y)), seed)
-    return Split(x[train], y[train], x[val], y[val], train, val)
-
-
-def default_augmentation(dataset_name):
-    """The training augmentation the papers use for a dataset.
-
-    ``"cifar"`` (pad 4, random crop, random horizontal flip) for CIFAR-10/100; ``"crop"`` (pad
-    4, random crop, no flip: mirrored digits change meaning) for SVHN; ``None`` otherwise
-    (digits, MNIST, Fashion-MNIST, npz, folders).
-    """
-    return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0])
-
-
-def _options():
-    options = tf.data.Options()
-    # In-memory tensors have no files to shard: every worker reads all of them and keeps its
-    # own share of each batch (AutoShardPolicy.DATA) under MultiWorkerMirroredStrategy.
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
-    return options
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size <= 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
-
-
-def _targets(x, labels, clean_labels):
-    targets = {"label": _labels(labels, "labels", len(x)).astype(np.int32)}
-    if clean_labels is not None:
-        targets["clean_label"] = _labels(clean_labels, "clean_labels", len(x)).astype(np.int32)
-    return targets
-
-
-def _augment(kind, image_shape):
-    if kind not in AUGMENTATIONS:
-        raise ValueError(
-            f"Invalid value for argument `augment`. Expected None or one of {AUGMENTATIONS}. "
-            f"Received: augment={kind!r}"
-        )
-    if len(image_shape) != 3:
-        raise ValueError(
-            f"Invalid value for argument `augment`: {kind!r} needs (H, W, C) images. "
-            f"Received: examples of shape {image_shape}"
-        )
-    height, width, _ = image_shape
-
-    def augment(image, seed):
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
-            image, AUGMENT_PAD, AUGMENT_PAD, height + 2 * AUGMENT_PAD, width + 2 * AUGMENT_PAD
-        )
-        image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
-        if kind == "cifar":
-            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-        return image
-
-    return augment
-
-
-def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):
-    _check_batch_size(batch_size)
-    x = np.asarray(x)
-    augment_fn = _augment(augment, x.shape[1:]) if augment is not None else None
-    example = {"x": x} if targets is None else {"x": x, "y": targets}
-    ds = tf.data.Dataset.from_tensor_slices(example).cache()
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    if augment_fn is not None:
-        # Stateless ops with one seed pair per example: reproducible for a given `seed`,
-        # different every epoch (rerandomize_each_iteration).
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
-
-    def prepare(example, pair_seed=None):
-        image = example["x"]
-        if augment_fn is not None:
-            image = augment_fn(image, pair_seed)
-        image = tf.cast(image, tf.float32)
-        return (image, example["y"]) if "y" in example else image
-
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
-
-
-def train_dataset(x, labels, clean_labels=None, *, batch_size, augment=None, seed=0,
-                  shuffle=True):
-    """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
-
-    ``from_tensor_slices -> cache -> shuffle(N, seed, reshuffle each epoch) -> map(augment,
-    cast to float32) -> batch -> prefetch``. Images keep their pixel scale. Augmentation uses
-    stateless ops seeded per example from ``seed``: two pipelines with the same arguments
-    yield identical epochs, and each epoch differs from the previous. Labels are an input
-    array, never re-drawn. Shardable under ``tf.distribute`` (``AutoShardPolicy.DATA``).
-
-    Args:
-        x: ``(N, ...)`` numpy inputs.
-        labels: ``(N,)`` integer (noisy) training labels.
-        clean_labels: optional ``(N,)`` clean labels; omitted from the dict when ``None``.
-        batch_size: global batch size (> 0).
-        augment: ``None``, ``"cifar"`` (zero-pad 4, random crop back to HxW, random
-            horizontal flip) or ``"crop"`` (the same without the flip); see
-            :func:`default_augmentation`.
-        seed: integer seed of shuffling and augmentation.
-        shuffle: shuffle the whole set each epoch.
-
-    Returns:
-        A batched ``tf.data.Dataset``; labels are int32.
-    """
-    return _pipeline(x, _targets(x, labels, clean_labels), batch_size=batch_size,
-                     augment=augment, seed=seed, shuffle=shuffle)
-
-
-def plain_dataset(x, labels, *, batch_size, augment=None, seed=0, shuffle=True):
-    """Like :func:`train_dataset` but yields ``(x, labels)`` for plain Keras models.
-
-    Pass ``shuffle=False`` to evaluate in order.
-    """
-    return _pipeline(x, _labels(labels, "labels", len(x)).astype(np.int32),
-                     batch_size=batch_size, augment=augment, seed=seed, shuffle=shuffle)
-
-
-def eval_dataset(x, labels=None, clean_labels=None, *, batch_size):
-    """Un-augmented, unshuffled pipeline in input order, for evaluation and prediction.
-
-    Yields ``x`` alone when ``labels`` is ``None`` (for ``predict``), else
-    ``(x, {"label": labels[, "clean_label": clean_labels]})`` like :func:`train_dataset`, so
-    the exact fit of the (noisy) training set can be measured at the end of each epoch.
-    """
-    if labels is None and clean_labels is not None:
-        raise ValueError(
-            "Invalid value for argument `clean_labels`: it needs `labels` as well. "
-            "Received: labels=None"
-        )
-    targets = None if labels is None else _targets(x, labels, clean_labels)
-    return _pipeline(x, targets, batch_size=batch_size, augment=None, seed=0, shuffle=False)

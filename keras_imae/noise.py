@@ -10,17 +10,17 @@ conventions where a symmetric flip may land back on the true class, so 50% nomin
 Labels are drawn **once**, deterministically from ``seed`` with
 ``numpy.random.Generator(PCG64(seed))``: the same inputs give bit-identical outputs on every
 machine. Re-drawing noise per epoch is the caller's business (call again with another seed).
-:func:`save_noisy_labels` / :func:`load_noisy_labels` share one corruption between runs.
+:func:`save_noisy_labels` / :func:`load_noisy_labels` (:mod:`keras_imae.noise_files`) share one
+corruption between runs.
 """
 
 import dataclasses
-import json
-import os
 import warnings
 
 import numpy as np
 
-from keras_imae import files
+from keras_imae.noise_files import (  # noqa: F401  (re-exported)
+    NOISY_LABELS_FILENAME, load_noisy_labels, noisy_labels_path, save_noisy_labels)
 
 # --- Constants: asymmetric class maps (clean class -> noisy class) ---------------------------
 # Zhang & Sabuncu 2018 / Wang et al. 2019 (SCE) / Ma et al. 2020 (APL) use exactly these maps.
@@ -37,11 +37,15 @@ ASYMMETRIC_CLASS_MAPS = {
 # fine -> coarse map, `superclasses=`, which `keras_imae.data.load_dataset("cifar100")` gives).
 ASYMMETRIC_DATASETS = ("cifar10", "cifar100", "mnist", "digits")
 NOISE_TYPES = ("symmetric", "pairflip", "asymmetric")
-NOISY_LABELS_FILENAME = "noisy_labels.npz"
+__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "NOISE_TYPES",
+           "NOISY_LABELS_FILENAME", "NoiseSummary", "check_labels", "check_num_classes",
+           "corrupt_labels", "load_noisy_labels", "noise_summary", "noisy_labels_path",
+           "save_noisy_labels", "transition_matrix"]
 _ROW_SUM_ATOL = 1e-6
 
 
-def _check_num_classes(num_classes):
+def check_num_classes(num_classes):
+    """``num_classes`` as an int >= 2, or ``ValueError``."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
         num_classes < 2
     ):
@@ -204,7 +208,7 @@ def transition_matrix(num_classes, noise_type, rate, *, dataset=None, superclass
         Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural Networks with
         Noisy Labels. NeurIPS 2018.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if not isinstance(noise_type, str):
         matrix = _check_matrix(noise_type, num_classes)
         if rate is not None:
@@ -306,7 +310,7 @@ def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
         Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural Networks with
         Noisy Labels. NeurIPS 2018 (asymmetric class maps).
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     labels = check_labels(labels, num_classes)
     matrix = transition_matrix(
         num_classes, noise_type, rate, dataset=dataset, superclasses=superclasses
@@ -397,7 +401,7 @@ def noise_summary(clean, noisy, num_classes, *, nominal=None):
         >>> s.realised_rate, s.transition.tolist()
         (0.25, [[0.5, 0.5], [0.0, 1.0]])
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     clean = check_labels(clean, num_classes, "clean")
     noisy = check_labels(noisy, num_classes, "noisy")
     if len(clean) != len(noisy):
@@ -417,92 +421,3 @@ def noise_summary(clean, noisy, num_classes, *, nominal=None):
     elif nominal is not None:
         nominal = _check_rate(nominal)
     return NoiseSummary(nominal, realised, transition, counts, nominal_transition)
-
-
-def noisy_labels_path(path):
-    """The ``noisy_labels.npz`` file meant by ``path``: ``path`` itself if it ends in ``.npz``,
-    else ``path/noisy_labels.npz``."""
-    path = os.fspath(path)
-    return path if path.endswith(".npz") else os.path.join(path, NOISY_LABELS_FILENAME)
-
-
-def _jsonable(value):
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(f"Metadata value {value!r} is not JSON-serialisable.")
-
-
-def save_noisy_labels(path, noisy, is_noisy, clean=None, **meta):
-    """Writes ``noisy_labels.npz`` atomically so another run can reuse the exact corruption.
-
-    Args:
-        path: a directory (the file is ``path/noisy_labels.npz``; created if missing) or a
-            file name ending in ``.npz``.
-        noisy: 1-D integer noisy labels.
-        is_noisy: 1-D bool mask, same length.
-        clean: optional clean labels, same length (lets :func:`load_noisy_labels` check that a
-            later run uses the same training set in the same order).
-        **meta: JSON-serialisable facts to keep with the labels (noise_type, rate, seed,
-            dataset, ...); numpy arrays and scalars are converted to lists/numbers.
-
-    Returns:
-        The path of the written file. It is written to a temporary file in the same directory
-        and moved into place with ``os.replace``, so readers never see a partial file.
-    """
-    noisy, is_noisy = np.asarray(noisy), np.asarray(is_noisy, dtype=bool)
-    arrays = {"noisy_labels": noisy, "is_noisy": is_noisy}
-    if clean is not None:
-        arrays["clean_labels"] = np.asarray(clean)
-    for key, value in arrays.items():
-        if value.shape != noisy.shape or value.ndim != 1:
-            raise ValueError(
-                f"Invalid value for argument `{key}`. Expected a 1-D array of the same length "
-                f"as `noisy` {noisy.shape}. Received: shape {value.shape}"
-            )
-    arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=_jsonable))
-    file_path = noisy_labels_path(path)
-    files.atomic_write(file_path, lambda f: np.savez(f, **arrays), binary=True)
-    return file_path
-
-
-def load_noisy_labels(path, *, clean_labels=None, num_classes=None):
-    """Reads a file written by :func:`save_noisy_labels`.
-
-    Args:
-        path: a directory holding ``noisy_labels.npz``, or the ``.npz`` file itself.
-        clean_labels: optional training labels of the current run: their length must match,
-            and, when the file stored clean labels, they must be identical (same data, same
-            order), otherwise a ``ValueError`` is raised.
-        num_classes: optional; the noisy labels must lie in ``[0, num_classes)``.
-
-    Returns:
-        ``(noisy_labels, is_noisy, clean_labels_or_None, meta_dict)``.
-    """
-    file_path = noisy_labels_path(path)
-    if not os.path.exists(file_path):
-        raise FileNotFoundError(f"No noisy-label file at {file_path!r}.")
-    with np.load(file_path, allow_pickle=False) as f:
-        missing = {"noisy_labels", "is_noisy"} - set(f.files)
-        if missing:
-            raise ValueError(
-                f"{file_path!r} is not a noisy-label file: missing {sorted(missing)}. "
-                f"Found: {sorted(f.files)}"
-            )
-        noisy, is_noisy = f["noisy_labels"], f["is_noisy"]
-        stored_clean = f["clean_labels"] if "clean_labels" in f.files else None
-        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-    if num_classes is not None:
-        noisy = check_labels(noisy, _check_num_classes(num_classes), "noisy_labels")
-    if clean_labels is not None:
-        clean_labels = np.asarray(clean_labels).reshape(-1)
-        if len(clean_labels) != len(noisy):
-            raise ValueError(
-                f"{file_path!r} holds {len(noisy)} labels but the training set has "
-                f"{len(clean_labels)} examples."
-            )
-        if stored_clean is not None and not np.array_equal(stored_clean, clean_labels):
-            raise ValueError(
-                f"{file_path!r} was made for other training labels (or another order): "
-                f"{int(np.sum(stored_clean != clean_labels))} clean labels differ."
-            )
-    return noisy, is_noisy, stored_clean, meta

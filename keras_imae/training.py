@@ -21,7 +21,8 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import callbacks, data, distribute, export, losses, models, noise, run_folder
+from keras_imae import (callbacks, data, distribute, export, losses, models, noise, run_data,
+                        run_folder)
 
 __all__ = ["RunConfig", "run", "validate", "loss_from_config", "compiled_model",
            "format_results", "read_log", "write_json", "export_target"]
@@ -97,6 +98,7 @@ class RunConfig:
     overwrite: bool = False  # start afresh in a model_dir that holds a finished run
     verbose: int = 1
     max_logit_scale: float = 1000.0  # CollapseGuard bound on the median max |logit|; 0: off
+    streaming: str = "auto"  # auto | on | off: see keras_imae.run_data
 
 
 def loss_from_config(config):
@@ -162,6 +164,9 @@ def _noisy_labels(config, dataset, resuming):
         noisy, is_noisy, _, meta = noise.load_noisy_labels(source, clean_labels=y, num_classes=k)
         return noisy, is_noisy, {**meta, "source": source}, source
     meta = _noise_meta(config, dataset)
+    given = run_data.given_noise(dataset)  # label files, CIFAR-N: the source's own labels
+    if given is not None:
+        return (*given, {**meta, "labels": "given by the source"}, None)
     if meta["noise_rate"] == 0:
         return y.copy(), np.zeros(len(y), bool), meta, None
     noisy, is_noisy = noise.corrupt_labels(
@@ -248,6 +253,7 @@ def validate(config):
             f"Invalid value for `noise_type`: asymmetric noise is defined for "
             f"{', '.join(noise.ASYMMETRIC_DATASETS)}, not dataset={config.dataset!r}. Use "
             "symmetric or pairflip, or pass a saved corruption with `noisy_labels`.")
+    run_data.check_config(config)  # streaming mode, own-noise sources
     _check_paths(config)
     loss = loss_from_config(config)
     _folder_state(config)
@@ -264,10 +270,12 @@ def validate(config):
 def _check_paths(config):
     """The input files a run names exist, and ``data_dir`` applies: before any work."""
     source, _, path = config.dataset.partition(":")
-    if config.data_dir is not None and source in ("digits", "npz", "folder"):
+    if config.data_dir is not None and source in ("digits", "npz", "folder", "labels",
+                                                  "tfrecord"):
         raise ValueError("Invalid value for `data_dir`: it only applies to TFDS datasets. "
                          f"Received: data_dir={config.data_dir!r}, dataset={config.dataset!r}")
-    exists = {"npz": os.path.isfile, "folder": os.path.isdir}.get(source)
+    exists = {"npz": os.path.isfile, "folder": os.path.isdir, "labels": os.path.isdir,
+              "tfrecord": os.path.isdir}.get(source)
     if exists and not exists(path):
         raise ValueError(f"Invalid value for `dataset`: no {source} at {path!r}. "
                          f"Received: dataset={config.dataset!r}")
@@ -341,11 +349,11 @@ def run(config, *, dataset=None, strategy=None):
     with folder.lock():
         resuming = _folder_state(config)  # again, now that the folder is ours
         if dataset is None:
-            dataset = data.load_dataset(config.dataset, data_dir=config.data_dir)
+            dataset = run_data.open_dataset(config)
         noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
         split = _split(config, dataset, noisy)
         with strategy.scope():
-            model = compiled_model(config, dataset, loss, len(split["x_train"]))
+            model = compiled_model(config, dataset, loss, len(split["noisy"]))
         # Nothing was written so far: every check above leaves the folder as it was.
         if config.overwrite:
             folder.clear()
@@ -366,6 +374,8 @@ def run(config, *, dataset=None, strategy=None):
 
 def _split(config, dataset, noisy):
     """Training arrays (and a noisy validation pipeline) of a run."""
+    if run_data.is_streamed(dataset):
+        return run_data.split(config, dataset, noisy)
     clean = dataset.y_train
     if config.validation_fraction == 0:
         return {"x_train": dataset.x_train, "noisy": noisy, "clean": clean, "validation": None}
@@ -416,8 +426,8 @@ def _report_noise(config, dataset, noisy, meta, reused):
         nominal = noise.transition_matrix(dataset.num_classes, config.noise_type,
                                           config.noise_rate, dataset=dataset.name,
                                           superclasses=dataset.superclasses)
-    summary = noise.noise_summary(dataset.y_train, noisy, dataset.num_classes, nominal=nominal)
-    print(("Reusing the corruption in " + reused + "\n" if reused else "") + str(summary))
+    summary = run_data.noise_report(dataset, noisy, nominal)
+    print(("Reusing the corruption in " + reused + "\n" if reused else "") + summary)
 
 
 def _fit(config, model, folder, split, dataset, resuming):
@@ -429,11 +439,16 @@ def _fit(config, model, folder, split, dataset, resuming):
         done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
     augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
                else None if config.augment == "none" else config.augment)
-    train = data.train_dataset(split["x_train"], split["noisy"], split["clean"],
-                               batch_size=config.batch_size, augment=augment, seed=config.seed)
+    if run_data.is_streamed(dataset):
+        train, monitor_train, monitor_test = run_data.pipelines(config, dataset, split, augment)
+    else:
+        train = data.train_dataset(split["x_train"], split["noisy"], split["clean"],
+                                   batch_size=config.batch_size, augment=augment,
+                                   seed=config.seed)
+        monitor_train = (split["x_train"], split["noisy"], split["clean"])
+        monitor_test = (dataset.x_test, dataset.y_test)
     monitor = callbacks.FitMonitor(
-        train=(split["x_train"], split["noisy"], split["clean"]),
-        test=(dataset.x_test, dataset.y_test), batch_size=max(config.batch_size, 1024),
+        train=monitor_train, test=monitor_test, batch_size=max(config.batch_size, 1024),
         previous_test_accuracy=[r["test_accuracy"] for r in done])
     model.fit(
         train, epochs=config.epochs, validation_data=split["validation"],
@@ -454,12 +469,10 @@ def _fit(config, model, folder, split, dataset, resuming):
 def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, start):
     """The run's results dict (written to ``metrics.json``)."""
     train_noisy, train_clean = split["noisy"], split["clean"]
-    if monitor.last_train_logits is not None:  # the final weights' logits: no second pass
-        ranking = models.mislabel_scores(monitor.last_train_logits, train_noisy)
-    else:  # no epoch left to train (a finished fit resumed)
-        ranking = models.rank_mislabelled(model, split["x_train"], train_noisy)
-    train_is_noisy = train_noisy != train_clean
-    quality = (models.ranking_quality(ranking[1], train_is_noisy)
+    ranking = run_data.ranking(monitor, model, split)
+    verified = train_clean >= 0  # label files: clean labels for a subset only
+    train_is_noisy = (train_noisy != train_clean)[verified]
+    quality = (models.ranking_quality(ranking[1][verified], train_is_noisy)
                if 0 < train_is_noisy.sum() < len(train_is_noisy) else {})
     results = {
         "dataset": dataset.name,
@@ -467,7 +480,7 @@ def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, 
         "loss": loss.get_config(),
         "noise_type": config.noise_type,
         "noise_rate_nominal": meta.get("noise_rate"),
-        "noise_rate_realised": float(np.mean(noisy != dataset.y_train)),
+        "noise_rate_realised": run_data.realised_rate(noisy, dataset.y_train),
         "epochs": config.epochs,
         **_epoch_results(folder.path, monitor.last),
         "mislabel_ranking": quality,
@@ -520,7 +533,9 @@ def format_results(results):
                       ("noisy correction (train, noisy subset)", "noisy_correct")):
         if results.get(key) is not None:
             rows.append((name, f"{results[key]:.4f}"))
-    rows.append(("realised noise rate", f"{results['noise_rate_realised']:.4f}"))
+    rate = results["noise_rate_realised"]
+    rows.append(("realised noise rate", "n/a (no clean labels)" if rate is None
+                 else f"{rate:.4f}"))
     quality = results.get("mislabel_ranking") or {}
     if quality:
         rows.append(("mislabel ranking precision@k / ROC-AUC",

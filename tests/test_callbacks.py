@@ -166,3 +166,54 @@ def test_collapse_guard_reasons_and_error():
     for kwargs in (dict(max_logit_scale=0), dict(max_top_class_fraction="high")):
         with pytest.raises(ValueError, match="Expected a positive number or None"):
             callbacks.CollapseGuard(**kwargs)
+
+
+def _with_ids(order):
+    """LOGITS/GIVEN/CLEAN as a dataset yielding ids, examples in the given order."""
+    order = np.asarray(order)
+    return tf.data.Dataset.from_tensor_slices(
+        (LOGITS[order], {"label": GIVEN[order], "clean_label": CLEAN[order],
+                         "id": order.astype("int64")})).batch(3)
+
+
+def test_streamed_pass_by_id_equals_the_array_monitor():
+    model = identity_model()
+    arrays = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN))
+    shuffled = callbacks.FitMonitor(_with_ids(np.random.default_rng(0).permutation(len(LOGITS))))
+    for monitor in (arrays, shuffled):
+        monitor.set_model(model)
+    expected = arrays.measure()
+    assert shuffled.measure() == pytest.approx(expected)
+    np.testing.assert_array_equal(shuffled.last_train_ids, np.arange(len(LOGITS)))
+    _, scores = models.mislabel_scores(LOGITS, GIVEN)
+    np.testing.assert_allclose(shuffled.last_train_scores, scores, rtol=1e-12)
+    np.testing.assert_allclose(arrays.last_train_scores, scores, rtol=1e-12)
+    assert shuffled.last_train_logits is None  # nothing per-class kept for a dataset
+
+
+def test_streamed_pass_keeps_a_few_numbers_per_example_not_logits():
+    result = callbacks.predict_pass(identity_model(), _with_ids(np.arange(len(LOGITS))[::-1]))
+    assert result._fields == ("ids", "pred", "given", "clean", "max_abs", "log_p", "log_q")
+    assert all(getattr(result, f).shape == (len(LOGITS),) for f in result._fields)
+    np.testing.assert_array_equal(result.ids, np.arange(len(LOGITS)))
+    np.testing.assert_array_equal(result.pred, LOGITS.argmax(-1))
+
+
+def test_repeated_ids_are_refused():
+    twice = _with_ids(np.r_[0, 1, 1])
+    with pytest.raises(ValueError, match="yields some example id more than once"):
+        callbacks.predict_pass(identity_model(), twice)
+
+
+def test_unverified_clean_labels_restrict_the_fit_ratios_and_say_so():
+    pred = np.array([0, 1, 1, 2, 0, 0])
+    given = np.array([0, 1, 2, 2, 1, 0])
+    clean = np.array([0, -1, 1, -1, 0, 0])  # examples 1 and 3 unverified
+    stats = callbacks.fit_statistics(pred, given, clean)
+    assert stats == pytest.approx({
+        "accuracy": 4 / 6,  # every example
+        "verified_fraction": 4 / 6,
+        "clean_fit": 2 / 2,  # examples 0, 5
+        "noisy_fit": 0 / 2,  # examples 2, 4
+        "noisy_correct": 2 / 2})
+    assert "verified_fraction" not in callbacks.fit_statistics(pred, given, np.abs(clean))

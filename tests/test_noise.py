@@ -325,3 +325,18 @@ class TestErrors:
     def test_matrix_with_rate(self):
         with pytest.raises(ValueError, match="`rate` must be None. Received: rate=0.2"):
             noise.corrupt_labels(CLEAN, K, np.eye(K), 0.2, 0)
+
+
+def test_noisy_labels_file_keeps_unverified_clean_labels(tmp_path):
+    """Label files with a verified subset store -1 clean labels; a resumed run re-reads them."""
+    noisy, clean = np.array([0, 2, 1, 1]), np.array([0, -1, 0, -1])
+    is_noisy = (noisy != clean) & (clean >= 0)
+    path = noise.save_noisy_labels(tmp_path, noisy, is_noisy, clean, labels="given by the source")
+    assert os.path.basename(path) == noise.NOISY_LABELS_FILENAME
+    got, got_mask, got_clean, meta = noise.load_noisy_labels(tmp_path, clean_labels=clean,
+                                                             num_classes=3)
+    np.testing.assert_array_equal(got_clean, clean)
+    np.testing.assert_array_equal(got_mask, [False, False, True, False])
+    assert meta == {"labels": "given by the source"}
+    with pytest.raises(ValueError, match="1 clean labels differ"):
+        noise.load_noisy_labels(tmp_path, clean_labels=np.array([0, -1, 0, 2]))
