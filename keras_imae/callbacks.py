@@ -63,7 +63,7 @@ def predict_pass(model, dataset):
     parts, position = [], 0
     for batch in dataset:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        logits = np.asarray(model.predict_on_batch(x))
+        logits = _predict_arrays(model, x, len(x))
         given, clean, ids = _targets_of(y, len(logits), position)
         position += len(logits)
         log_p, log_q = _log_p_given(logits, given)

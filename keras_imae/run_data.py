@@ -159,11 +159,9 @@ def check_config(config):
       CIFAR-10N annotation;
     - sources that give their own noisy labels take no drawn noise: ``noise_type`` must be
       ``"none"`` (and no ``noisy_labels`` file);
-    - a streamed run under ``strategy="multi_worker"``: FitMonitor's per-id pass predicts
-      batch by batch on each worker, which that strategy splits; not supported yet.
     """
     source = config.dataset.split(":")[0].split("/")[0]
-    streamed = wants_streaming(config.dataset, config.streaming)
+    wants_streaming(config.dataset, config.streaming)  # raises: unknown mode or source
     if source in tfds_stream.HUMAN_LABELS:
         tfds_stream.human_label_key(config.dataset)  # an unknown annotation, before any work
     if source in data.OWN_NOISE and (config.noise_type != "none" or config.noisy_labels):
@@ -172,9 +170,3 @@ def check_config(config):
             "labels (human or label-file labels), so no noise is drawn on top. Pass "
             f"noise_type='none' (--noise_type=none) and no noisy_labels. Received: "
             f"noise_type={config.noise_type!r}, noisy_labels={config.noisy_labels!r}")
-    if streamed and config.strategy == "multi_worker":
-        raise ValueError(
-            "Invalid value for `strategy`: streamed runs do not support 'multi_worker' yet "
-            "(the fit monitor's per-example pass is not distributed). Use streaming='off' "
-            f"for an in-memory source. Received: strategy='multi_worker', dataset="
-            f"{config.dataset!r}, streaming={config.streaming!r}")

@@ -135,10 +135,7 @@ class TestStreamingChoice:
             run_data.wants_streaming(name, mode)
 
 
-def test_streamed_runs_refuse_multi_worker(label_dir, tmp_path):
-    with pytest.raises(ValueError, match="streamed runs do not support 'multi_worker' yet"):
-        training.validate(_config(tmp_path, f"labels:{label_dir}", noise_type="none",
-                                  strategy="multi_worker"))
+def test_unknown_streaming_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"Expected one of \('auto', 'on', 'off'\)"):
         training.validate(_config(tmp_path, "digits", streaming="maybe"))
 

@@ -113,10 +113,19 @@ def test_clear_messages_for_missing_or_corrupt_inputs(tmp_path):
     assert "No model at" in output and "Traceback" not in output
 
 
-def test_train_on_two_local_workers_only_the_chief_writes(tmp_path):
-    """scripts/train.py --strategy=multi_worker on two localhost workers sharing model_dir."""
+@pytest.mark.parametrize("streamed", [False, True], ids=["in_memory", "streamed_folder"])
+def test_train_on_two_local_workers_only_the_chief_writes(tmp_path, streamed):
+    """scripts/train.py --strategy=multi_worker on two localhost workers sharing model_dir;
+    streamed: an image folder read by tf.data, each worker its share, ids global."""
     from test_distribute import free_ports
 
+    extra = []
+    if streamed:
+        from test_run_data import _folder
+
+        _folder(tmp_path / "imgs")
+        extra = [f"--dataset=folder:{tmp_path / 'imgs'}", "--streaming=on", "--model=mlp",
+                 "--batch_size=8"]
     workers = [f"localhost:{port}" for port in free_ports(2)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     procs = []
@@ -125,7 +134,7 @@ def test_train_on_two_local_workers_only_the_chief_writes(tmp_path):
         procs.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--epochs=2",
              "--strategy=multi_worker", "--verbose=0", f"--model_dir={tmp_path / 'run'}",
-             f"--export_dir={tmp_path / 'export'}"],
+             f"--export_dir={tmp_path / 'export'}", *extra],
             env=dict(env, TF_CONFIG=json.dumps(tf_config)), cwd=tmp_path,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
@@ -143,6 +152,7 @@ def test_train_on_two_local_workers_only_the_chief_writes(tmp_path):
     with open(run / "metrics.json") as f, open(run / "worker-1" / "metrics.json") as g:
         chief, other = json.load(f), json.load(g)
     assert chief["test_accuracy_final"] == other["test_accuracy_final"]  # same weights
+    assert chief["clean_fit"] == other["clean_fit"] and chief["noisy_fit"] == other["noisy_fit"]
 
 
 def test_train_help_is_readable():
