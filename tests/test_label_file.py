@@ -94,17 +94,16 @@ class TestErrorsNameFileAndLine:
                                                  r"column label"):
             label_file.read_label_files(str(clothes))
 
-    def test_unknown_class_against_classes_file(self, clothes):
+    def test_unknown_class_against_classes_file(self, clothes, tmp_path):
         (clothes / "classes.txt").write_text("coat\nshirt\n")
-        with pytest.raises(data.DataError, match=r"train\.csv:7: unknown class 'dress'"):
-            label_file.read_label_files(str(clothes))
-
-    def test_id_out_of_range_against_classes_file(self, tmp_path):
-        _images(tmp_path, ["a.png"])
-        _write(tmp_path, "a.png,0,2\n", "a.png,0\n", classes="x\ny\n")
-        with pytest.raises(data.DataError, match=r"train\.csv:1: unknown class '2' in column "
-                                                 r"clean_label"):
-            label_file.read_label_files(str(tmp_path))
+        ids = tmp_path / "ids"  # clothes lives in tmp_path itself
+        ids.mkdir()
+        _images(ids, ["a.png"])
+        _write(ids, "a.png,0,2\n", "a.png,0\n", classes="x\ny\n")  # an id out of range
+        for root, match in ((clothes, r"train\.csv:7: unknown class 'dress'"),
+                            (ids, r"train\.csv:1: unknown class '2' in column clean_label")):
+            with pytest.raises(data.DataError, match=match):
+                label_file.read_label_files(str(root))
 
     def test_split_files(self, tmp_path):
         (tmp_path / "train.csv").write_text("a.png,0\n")
