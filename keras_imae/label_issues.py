@@ -571,7 +571,8 @@ def run(config, *, output_dir, folds=DEFAULT_FOLDS, retrain="none", retrain_loss
         "flagged": int(issues.is_issue.sum()), "quality": quality, "retrain": None,
     }
     if retrain != "none":
-        log(f"Retraining on the given and on the {retrain}d labels...")
+        done = {"remove": "flagged-removed", "relabel": "relabelled"}[retrain]
+        log(f"Retraining on the given and on the {done} labels...")
         results["retrain"] = _retrain(_retrain_config(config, retrain_loss), dataset, given,
                                       clean, issues, retrain, output_dir)
     if quality is not None or results["retrain"] is not None:
