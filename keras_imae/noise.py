@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from keras_imae import checks
 from keras_imae.noise_files import (  # noqa: F401  (re-exported)
     NOISY_LABELS_FILENAME, load_noisy_labels, noisy_labels_path, save_noisy_labels)
 
@@ -46,53 +47,15 @@ _ROW_SUM_ATOL = 1e-6
 
 def check_num_classes(num_classes):
     """``num_classes`` as an int >= 2, or ``ValueError``."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            "Invalid value for argument `num_classes`. Expected an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    return int(num_classes)
+    return checks.integer("num_classes", num_classes, low=2)
 
 
-def check_labels(labels, num_classes=None, name="labels"):
-    """``labels`` as a 1-D integer array; ``[N, 1]`` is squeezed.
-
-    Raises:
-        ValueError: not 1-D integer ids, or (when ``num_classes`` is given) an id outside
-            ``[0, num_classes)``; the message names ``name`` and the first offending value.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or not (
-        np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a 1-D array of integer class ids. "
-            f"Received: {name} with shape {labels.shape} and dtype {labels.dtype}"
-        )
-    if num_classes is None:
-        return labels
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected class ids in [0, {num_classes}). "
-            f"Received: {name}[{int(np.argmax(bad))}]={labels[bad][0]}"
-        )
-    return labels
+# ``labels`` as a 1-D integer array ([N, 1] squeezed), ids in [0, num_classes) when given.
+check_labels = checks.label_ids
 
 
-def _check_rate(rate):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not (
-        0.0 <= rate <= 1.0
-    ):
-        raise ValueError(
-            "Invalid value for argument `rate`. Expected a float in [0, 1]. "
-            f"Received: rate={rate!r}"
-        )
-    return float(rate)
+def _check_rate(rate, name="rate"):
+    return checks.number(name, rate, high=1.0)
 
 
 def _check_matrix(matrix, num_classes, name="noise_type"):
@@ -247,14 +210,17 @@ def transition_matrix(num_classes, noise_type, rate, *, dataset=None, superclass
     return matrix
 
 
-def _exact_counts(quota, rng):
-    """Integer counts summing to round(sum(quota)), each floor or ceil of its quota.
+def largest_remainder(quota, rng=None):
+    """Integer counts summing to ``round(sum(quota))``, each the floor or ceil of its quota.
 
-    Largest-remainder rounding; ties are broken by a seeded random order.
+    Largest-remainder rounding; ties are broken by a random order drawn from ``rng``, or by
+    index (lower first) when ``rng`` is ``None``. Used by the corruption here and by the
+    stratified validation split (:func:`keras_imae.pipelines.stratified_split`).
     """
+    quota = np.asarray(quota, np.float64)
     total = int(np.floor(quota.sum() + 0.5))
     counts = np.floor(quota).astype(np.int64)
-    order = rng.permutation(len(quota))
+    order = np.arange(len(quota)) if rng is None else rng.permutation(len(quota))
     order = order[np.argsort(-(quota - counts)[order], kind="stable")]
     counts[order[: total - counts.sum()]] += 1
     return counts
@@ -321,7 +287,7 @@ def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
         members = rng.permutation(np.flatnonzero(labels == c))
         off_diagonal = matrix[c].copy()
         off_diagonal[c] = 0.0
-        counts = _exact_counts(off_diagonal * len(members), rng)
+        counts = largest_remainder(off_diagonal * len(members), rng)
         noisy[members[: counts.sum()]] = np.repeat(np.arange(num_classes), counts)
     return noisy, noisy != labels
 
@@ -419,5 +385,5 @@ def noise_summary(clean, noisy, num_classes, *, nominal=None):
         nominal_transition = _check_matrix(nominal, num_classes, "nominal")
         nominal = float(rows @ (1 - np.diag(nominal_transition)) / max(rows.sum(), 1))
     elif nominal is not None:
-        nominal = _check_rate(nominal)
+        nominal = _check_rate(nominal, "nominal")
     return NoiseSummary(nominal, realised, transition, counts, nominal_transition)

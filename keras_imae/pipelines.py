@@ -10,7 +10,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import noise
+from keras_imae import checks, noise
 
 AUGMENT_PAD = 4
 AUGMENTATIONS = ("cifar", "crop")
@@ -30,10 +30,7 @@ def stratified_split(y, num_holdout, seed):
     """
     rng = np.random.Generator(np.random.PCG64(seed))
     classes, class_counts = np.unique(y, return_counts=True)
-    quota = class_counts * num_holdout / len(y)
-    counts = np.floor(quota).astype(np.int64)
-    order = np.argsort(-(quota - counts), kind="stable")
-    counts[order[: num_holdout - counts.sum()]] += 1
+    counts = noise.largest_remainder(class_counts * num_holdout / len(y))
     holdout = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, counts)]
     holdout = np.sort(np.concatenate(holdout))
     keep = np.setdiff1d(np.arange(len(y)), holdout)
@@ -109,13 +106,7 @@ def pipeline_options(*, sharded=False):
 
 
 def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size <= 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
+    return checks.integer("batch_size", batch_size, low=1)
 
 
 def check_label_table(labels, num_examples, name, *, allow_unverified=False):
