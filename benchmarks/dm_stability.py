@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_imae import callbacks, data, losses, models, noise, training
+from keras_imae import callbacks, data, losses, models, noise, optimizers, training
 
 FLAGS = flags.FLAGS
 
@@ -164,8 +164,8 @@ def run_cell(dataset, recipe, loss_name, seed):
         decoupled = training.NORMALIZED_WEIGHT_DECAY * np.sqrt(
             FLAGS.batch_size / (len(x) * FLAGS.epochs))
     model.compile(
-        models.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
-                              steps_per_epoch=steps, weight_decay=decoupled),
+        optimizers.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
+                                  steps_per_epoch=steps, weight_decay=decoupled),
         _Diagnostic(*DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
         else losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
     monitor = callbacks.FitMonitor((x, noisy, y), (xt, yt))

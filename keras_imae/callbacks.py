@@ -14,16 +14,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_imae import checks
+
 __all__ = ["CollapseGuard", "FitMonitor", "TrainingCollapsed", "fit_statistics",
            "logit_statistics"]
 
 
 def label_ids(y):
-    """Integer class ids (numpy int64 ``[N]``) from ids ``[N]``/``[N, 1]`` or one-hot ``[N, K]``."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[-1] > 1:
-        return y.argmax(-1).astype("int64")
-    return y.reshape(-1).astype("int64")
+    """Integer class ids ``[N]`` from ids ``[N]``/``[N, 1]`` or one-hot ``[N, K]``."""
+    return checks.label_ids(y, one_hot=True)
 
 
 PassResult = collections.namedtuple(
@@ -237,7 +236,7 @@ class FitMonitor(keras.callbacks.Callback):
         best_test_accuracy, best_epoch (1-based), final_test_accuracy, last (dict of the
         latest measured values); ``last_train_ids`` and ``last_train_scores`` (the
         mislabel score ``1 - p(given label)`` of each training example, in id order: what
-        :func:`keras_imae.models.mislabel_scores` ranks), and ``last_train_logits`` for
+        :func:`keras_imae.ranking.mislabel_scores` ranks), and ``last_train_logits`` for
         array data only.
     """
 

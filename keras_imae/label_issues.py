@@ -52,7 +52,7 @@ import os
 import keras
 import numpy as np
 
-from keras_imae import data, files, models, noise, training
+from keras_imae import checks, data, files, noise, ranking, training
 
 __all__ = [
     "COLUMNS",
@@ -103,18 +103,6 @@ Attributes:
 # --------------------------------------------------------------------------------------------
 # Out-of-sample probabilities
 # --------------------------------------------------------------------------------------------
-def _check_folds(folds, num_examples=None):
-    most = np.inf if num_examples is None else num_examples
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not (
-        2 <= folds <= most
-    ):
-        limit = "" if num_examples is None else f" and at most {num_examples} (the examples)"
-        raise ValueError(
-            f"Invalid value for argument `folds`. Expected an integer >= 2{limit}. "
-            f"Received: folds={folds!r}")
-    return int(folds)
-
-
 def assign_folds(labels, folds, seed):
     """A fold id per example, stratified by label and drawn from ``seed``.
 
@@ -134,8 +122,8 @@ def assign_folds(labels, folds, seed):
         >>> assign_folds([0, 0, 1, 1], 2, seed=0).tolist()
         [0, 1, 0, 1]
     """
-    labels = noise.check_labels(labels)
-    folds = _check_folds(folds, len(labels))
+    labels = checks.label_ids(labels)
+    folds = checks.integer("folds", folds, low=2, high=len(labels))
     rng = np.random.Generator(np.random.PCG64(seed))
     fold_of = np.empty(len(labels), np.int64)
     dealt = 0
@@ -173,7 +161,7 @@ def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS,
     Returns:
         ``(probs, fold_of)``: ``(N, K)`` float64 probabilities and ``(N,)`` fold ids.
     """
-    labels = noise.check_labels(labels, num_classes)
+    labels = checks.label_ids(labels, num_classes)
     x = np.asarray(x)
     if len(x) != len(labels):
         raise ValueError(
@@ -264,7 +252,7 @@ def class_thresholds(probs, labels):
         [0.7, 0.8]
     """
     probs = np.asarray(probs, "float64")
-    labels = noise.check_labels(labels, probs.shape[-1])
+    labels = checks.label_ids(labels, probs.shape[-1])
     counts = np.bincount(labels, minlength=probs.shape[1])
     sums = np.zeros(probs.shape[1])
     np.add.at(sums, labels, probs[np.arange(len(labels)), labels])
@@ -280,7 +268,7 @@ def _check_probs(probs, labels):
         raise ValueError(
             "Invalid value for argument `probs`. Expected finite non-negative probabilities "
             f"of shape (N, K), K >= 2. Received: probs with shape {probs.shape}")
-    labels = noise.check_labels(labels, probs.shape[1])
+    labels = checks.label_ids(labels, probs.shape[1])
     if len(labels) != len(probs):
         raise ValueError(
             "Invalid value for argument `labels`. Expected one label per row of `probs` "
@@ -326,7 +314,7 @@ def issue_quality(is_issue, scores, is_noisy):
     """Flags and scores against the true noise mask.
 
     ``precision = TP / #flagged``, ``recall = TP / #noisy``, ``f1 = 2PR / (P + R)`` (0 when
-    nothing is right), ``roc_auc`` of ``scores`` (``models.ranking_quality``: the probability
+    nothing is right), ``roc_auc`` of ``scores`` (``ranking.ranking_quality``: the probability
     that a random mislabelled example scores above a random correct one).
 
     Returns:
@@ -342,7 +330,7 @@ def issue_quality(is_issue, scores, is_noisy):
     precision = hits / max(int(is_issue.sum()), 1)
     recall = hits / max(int(is_noisy.sum()), 1)
     f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
-    auc = models.ranking_quality(np.asarray(scores, "float64"), is_noisy)["roc_auc"]
+    auc = ranking.ranking_quality(np.asarray(scores, "float64"), is_noisy)["roc_auc"]
     return {"precision": precision, "recall": recall, "f1": f1, "roc_auc": auc,
             "flagged": int(is_issue.sum()), "noisy": int(is_noisy.sum())}
 
@@ -355,7 +343,7 @@ def write_csv(path, labels, issues):
 
     ``score`` has 6 decimals, ``is_issue`` is 0/1. Written atomically.
     """
-    labels = noise.check_labels(labels)
+    labels = checks.label_ids(labels)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -393,7 +381,7 @@ def plot_suspects(path, x, labels, issues, *, class_names=None, num=DEFAULT_NUM_
     """
     from matplotlib.figure import Figure
 
-    x, labels = np.asarray(x), noise.check_labels(labels)
+    x, labels = np.asarray(x), checks.label_ids(labels)
     order = np.argsort(-issues.scores, kind="stable")[: max(int(num), 1)]
     names = class_names or [str(c) for c in range(
         int(max(labels.max(), issues.suggested_labels.max())) + 1)]
@@ -434,7 +422,7 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
         raise ValueError(
             f"Invalid value for `noise_type`. Expected one of {list(training.NOISE_TYPES)}. "
             f"Received: noise_type={config.noise_type!r}")
-    _check_folds(folds)
+    checks.integer("folds", folds, low=2)
     if retrain not in RETRAIN_MODES:
         raise ValueError(
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "

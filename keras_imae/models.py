@@ -1,5 +1,4 @@
-"""``RobustModel``, its training-fit metrics, architectures, the papers' optimizer recipe and
-mislabel ranking.
+"""``RobustModel`` and its training-fit metrics, and the architectures (MLP, CNN, CIFAR ResNet).
 
 ``RobustModel`` is a ``keras.Model`` (TensorFlow or JAX backend) whose training/test steps
 read ``(x, {"label": noisy, "clean_label": clean})`` -- or plain ``(x, y)`` -- train on the
@@ -16,8 +15,9 @@ arg-max prediction, ``y`` the given label and ``c`` the clean label of each exam
 
 Each is an exact ratio over the epoch (a count-weighted ``keras.metrics.Mean``: Σhits/Σcount,
 never a mean of batch means), also across replicas under ``tf.distribute`` and, on JAX, under
-``keras.distribution.DataParallel`` (whose arrays are global). The three clean-label metrics
-are absent from the logs when the data carries no clean labels. They are counts:
+``keras.distribution.DataParallel`` (whose arrays are global). A ratio over an empty subset is
+absent from the epoch logs: all three clean-label metrics when the data carries no clean
+labels, ``noisy_fit`` and ``noisy_correct`` in an epoch without noisy examples. They are counts:
 ``sample_weight`` weights the loss, not these metrics. During ``fit`` they describe the
 (augmented) batches as trained; :class:`keras_imae.callbacks.FitMonitor` measures them on the
 un-augmented training set at each epoch end.
@@ -29,13 +29,12 @@ References:
     Matters." arXiv:1903.12141, 2019.
 """
 
-import warnings
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_imae import callbacks, losses
+from keras_imae import checks
+from keras_imae.keras_compat import KerasHooks, multi_worker_logs
 
 __all__ = [
     "ARCHITECTURES",
@@ -44,72 +43,12 @@ __all__ = [
     "build_model",
     "cifar_resnet",
     "cnn",
-    "make_optimizer",
-    "mislabel_scores",
     "mlp",
-    "rank_mislabelled",
-    "ranking_quality",
 ]
 
 FIT_METRICS = ("clean_fit", "noisy_fit", "noisy_correct")
 ARCHITECTURES = ("mlp", "mlp_bn", "cnn", "resnet20", "resnet32", "resnet44", "resnet56")
 _LABEL_KEYS = ("label", "clean_label")
-
-
-# --------------------------------------------------------------------------------------------
-# Keras private-hook compatibility: MultiWorkerMirroredStrategy + Keras 3 ``fit``
-# (keras-team/keras#20585). Everything here depends on Keras internals; nothing else in
-# keras_imae does. ``tests/test_distribute.py`` checks that the hook still exists with this
-# signature and runs two real workers.
-#
-# Failure 1: ``TensorFlowTrainer._maybe_symbolic_build`` builds the model from the first batch
-#   of a ``DistributedDataset``, reduced with ``strategy.reduce("MEAN", batch, axis=None)``;
-#   under the collective (multi-worker) strategy that reduce fails on a ``PerReplica`` batch.
-#   Only shapes and dtypes matter for the symbolic build, so we build from the first local
-#   replica's batch instead (see ``RobustModel._maybe_symbolic_build``).
-# Failure 2: ``reduce_per_replica`` reduces every step log with
-#   ``strategy.reduce("MEAN", v, axis=0)`` in multi-worker mode, which fails for scalars. We
-#   return rank-1 (shape ``[1]``) logs in exactly that mode (``_multi_worker_logs``); the
-#   reduction then yields scalars again. Epoch-end logs come from ``get_metrics_result`` and
-#   are exact cross-worker values either way.
-# --------------------------------------------------------------------------------------------
-TESTED_KERAS_VERSIONS = ("3.15",)  # major.minor prefixes the hook above is tested on.
-
-
-def _check_keras_version():
-    major_minor = ".".join(keras.__version__.split(".")[:2])
-    if major_minor not in TESTED_KERAS_VERSIONS:
-        warnings.warn(
-            f"keras_imae.models.RobustModel overrides the private Keras hook "
-            f"`_maybe_symbolic_build` (work-around for keras-team/keras#20585), tested on "
-            f"Keras {', '.join(v + '.x' for v in TESTED_KERAS_VERSIONS)}. Received: "
-            f"keras.__version__={keras.__version__}. Multi-worker training may break; run "
-            f"tests/test_distribute.py.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-def _first_local_replica(batch, strategy):
-    """``batch`` with every ``DistributedValues`` replaced by its first local component."""
-
-    def first(v):
-        if isinstance(v, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(v)[0]
-        return v
-
-    return keras.tree.map_structure(first, batch)
-
-
-def _multi_worker_logs(logs):
-    """Rank-1 logs when Keras will reduce them with ``axis=0`` (multi-worker mode)."""
-    strategy = tf.distribute.get_strategy()
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
-    )
-    if not multi_worker:
-        return logs
-    return {k: tf.reshape(v, [1]) for k, v in logs.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,16 +74,8 @@ def _split_targets(y, sample_weight):
     return y, None, sample_weight
 
 
-def _class_ids(y):
-    """Integer class ids ``[B]`` from ids ``[B]``/``[B, 1]`` or one-hot/probabilities ``[B, K]``."""
-    y = keras.ops.convert_to_tensor(y)
-    if len(y.shape) == 2 and y.shape[-1] != 1:
-        return keras.ops.cast(keras.ops.argmax(y, axis=-1), "int32")
-    return keras.ops.cast(keras.ops.reshape(y, [-1]), "int32")
-
-
 @keras.saving.register_keras_serializable(package="keras_imae")
-class RobustModel(keras.Model):
+class RobustModel(KerasHooks, keras.Model):
     """A classifier ``keras.Model`` that trains on noisy labels and reports how it fits them.
 
     Build it like any functional model, ``RobustModel(inputs, outputs)`` (or with
@@ -163,7 +94,7 @@ class RobustModel(keras.Model):
     in: do not also pass ``metrics=["accuracy"]`` to ``compile``.
 
     Create (and compile) it inside ``strategy.scope()`` to train under a strategy; it also
-    works under ``MultiWorkerMirroredStrategy`` (see the work-around above). On the JAX
+    works under ``MultiWorkerMirroredStrategy`` (see :mod:`keras_imae.keras_compat`). On the JAX
     backend, Keras' own stateless steps run (same metrics and logs) through the
     ``compute_loss``/``compute_metrics`` overrides.
 
@@ -186,7 +117,13 @@ class RobustModel(keras.Model):
         self.noisy_correct_tracker = keras.metrics.Mean(name="noisy_correct")
 
     # -- steps -------------------------------------------------------------------------------
-    def train_step(self, data):
+    # TensorFlow: the steps below. JAX: Keras' own stateless ``train_step(state, data)`` /
+    # ``test_step(state, data)``, which reach this class through the ``compute_loss`` /
+    # ``compute_metrics`` hooks further down.
+    def train_step(self, *args):
+        if keras.backend.backend() != "tensorflow":
+            return super().train_step(*args)
+        (data,) = args
         x, given, clean, sample_weight = _unpack(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
@@ -199,18 +136,16 @@ class RobustModel(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        if keras.backend.backend() != "tensorflow":
+            return super().test_step(*args)
+        (data,) = args
         x, given, clean, sample_weight = _unpack(data)
         y_pred = self(x, training=False)
         loss = self.compute_loss(
             x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
         return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
-
-    if keras.backend.backend() != "tensorflow":
-        # JAX: Keras' stateless ``train_step(state, data)``/``test_step`` are used as they are,
-        # through the ``compute_loss``/``compute_metrics`` hooks below.
-        del train_step, test_step
 
     def _update_metrics(self, x, given, clean, y_pred, sample_weight, loss):
         # Loss: Keras' tracker (the metric named "loss"); `compute_loss` divided the loss by
@@ -221,17 +156,17 @@ class RobustModel(keras.Model):
             if metric.name == "loss":
                 metric.update_state(loss * tf.cast(replicas, loss.dtype), sample_weight=batch_size)
                 break
-        return _multi_worker_logs(self._metric_logs(x, given, clean, y_pred, sample_weight))
+        return multi_worker_logs(self._metric_logs(x, given, clean, y_pred, sample_weight))
 
     def _metric_logs(self, x, given, clean, y_pred, sample_weight):
         """Updates ``accuracy``, the fit metrics and the compiled metrics; returns the logs."""
         ops = keras.ops
         pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
-        given_ids = _class_ids(given)
+        given_ids = checks.tensor_label_ids(given, y_pred)
         hit = ops.cast(ops.equal(pred, given_ids), "float32")
         self.accuracy_tracker.update_state(hit)
         if clean is not None:
-            clean_ids = _class_ids(clean)
+            clean_ids = checks.tensor_label_ids(clean, y_pred)
             is_noisy = ops.cast(ops.not_equal(given_ids, clean_ids), "float32")
             self.clean_fit_tracker.update_state(hit, sample_weight=1.0 - is_noisy)
             self.noisy_fit_tracker.update_state(hit, sample_weight=is_noisy)
@@ -265,39 +200,33 @@ class RobustModel(keras.Model):
         return self._metric_logs(x, given, clean, y_pred, sample_weight)
 
     def get_metrics_result(self):
-        """Metric values; the clean-label metrics only if clean labels were seen.
+        """Metric values, without a fit ratio whose subset was empty all epoch.
 
-        Called eagerly (cross-replica) at the end of each epoch / evaluation, so values are
-        exact global ratios under any strategy.
+        ``clean_fit`` is omitted when no clean example was seen, ``noisy_fit`` and
+        ``noisy_correct`` when no noisy one was (an undefined 0/0, not 0%; as
+        :func:`keras_imae.callbacks.fit_statistics`), so all three are absent without clean
+        labels. Called eagerly (cross-replica) at the end of each epoch / evaluation, so values
+        are exact global ratios under any strategy.
         """
         logs = super().get_metrics_result()
-        if tf.executing_eagerly():  # Always true on JAX: there, skip tracers (in-step calls).
-            seen = self.clean_fit_tracker.count + self.noisy_fit_tracker.count
-            if not losses.is_jax_tracer(seen) and float(keras.ops.convert_to_numpy(seen)) == 0.0:
-                for name in FIT_METRICS:
-                    logs.pop(name, None)
+        if not tf.executing_eagerly():
+            return logs
+        empty = {
+            "clean_fit": self.clean_fit_tracker.count,
+            "noisy_fit": self.noisy_fit_tracker.count,
+            "noisy_correct": self.noisy_correct_tracker.count,
+        }
+        for name, count in empty.items():
+            # Always eager on JAX: there, skip tracers (calls inside a step).
+            if not checks.is_jax_tracer(count) and float(keras.ops.convert_to_numpy(count)) == 0:
+                logs.pop(name, None)
         return logs
 
-    # -- private Keras hook (see the compatibility section above) ----------------------------
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Overrides ``TensorFlowTrainer._maybe_symbolic_build`` (Keras 3.15, private).
-
-        Same as upstream, except that (1) a distributed first batch is reduced to its first
-        local replica instead of ``strategy.reduce("MEAN", ...)`` (fails under
-        ``MultiWorkerMirroredStrategy``), and (2) our ``{"label", "clean_label"}`` targets are
-        reduced to the given label, which is what the compiled loss and metrics see.
-        """
-        _check_keras_version()
-        if iterator is not None and self._distribute_strategy is not None:
-            for _, _, it in iterator:  # As upstream: take the first batch.
-                data_batch = next(it)
-                break
-            iterator = None
-        if data_batch is not None:
-            data_batch = _first_local_replica(data_batch, self.distribute_strategy)
-            x, given, _, sample_weight = _unpack(data_batch)
-            data_batch = (x, given, sample_weight)
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    def _symbolic_build_batch(self, batch):
+        """``(x, given_label, sample_weight)``: what the compiled loss and metrics see (used by
+        :class:`keras_imae.keras_compat.KerasHooks` to build them)."""
+        x, given, _, sample_weight = _unpack(batch)
+        return x, given, sample_weight
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,18 +282,8 @@ def _regularizer(weight_decay):
 
 
 def _check_common(num_classes, weight_decay):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            "Invalid value for argument `num_classes`. Expected an integer >= 2. "
-            f"Received: num_classes={num_classes}"
-        )
-    if not weight_decay >= 0:
-        raise ValueError(
-            "Invalid value for argument `weight_decay`. Expected a non-negative float. "
-            f"Received: weight_decay={weight_decay}"
-        )
+    checks.integer("num_classes", num_classes, low=2)
+    checks.number("weight_decay", weight_decay)
 
 
 def _logits(x, num_classes, reg, seeds):
@@ -575,207 +494,3 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
         f"Invalid value for argument `name`. Expected one of {list(ARCHITECTURES)}. "
         f"Received: name={name!r}"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Optimizer recipe
-# --------------------------------------------------------------------------------------------
-def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, epochs=None,
-                   steps_per_epoch=None, decay_epochs=None, decay_rate=0.1, weight_decay=None):
-    """The papers' optimizer: SGD with momentum 0.9 and a step schedule (or Adam, AdamW).
-
-    ``schedule=None``: constant ``learning_rate``. ``"step"``: multiply by ``decay_rate`` at
-    each of ``decay_epochs`` (default: 50% and 75% of ``epochs``, as He et al. 2016's
-    32k/48k of 64k iterations). ``"cosine"``: ``CosineDecay`` from ``learning_rate`` to 0 over
-    ``epochs * steps_per_epoch`` steps. For SGD and Adam, weight decay is the coupled L2 penalty
-    that lives in the model (``build_model(weight_decay=...)``, the papers' SGD convention);
-    ``"adamw"`` decays the weights itself (decoupled, Loshchilov & Hutter 2019): each step
-    multiplies every weight by ``1 - learning_rate * weight_decay``.
-
-    Args:
-        name: ``"sgd"``, ``"adam"`` or ``"adamw"``.
-        learning_rate: Initial learning rate.
-        momentum: SGD momentum (default 0.9); not accepted for Adam.
-        schedule: ``None``, ``"step"`` or ``"cosine"``.
-        epochs, steps_per_epoch: Training length; required by a schedule.
-        decay_epochs: Epochs at which ``"step"`` decays.
-        decay_rate: ``"step"`` factor (0.1 divides by 10).
-        weight_decay: AdamW's decoupled decay (default 0.004, Keras'); ``"adamw"`` only.
-
-    Returns:
-        A ``keras.optimizers.Optimizer``.
-    """
-    if not learning_rate > 0:
-        raise ValueError(
-            "Invalid value for argument `learning_rate`. Expected > 0. "
-            f"Received: learning_rate={learning_rate}"
-        )
-    if schedule not in (None, "step", "cosine"):
-        raise ValueError(
-            "Invalid value for argument `schedule`. Expected None, 'step' or 'cosine'. "
-            f"Received: schedule={schedule!r}"
-        )
-    if decay_epochs is not None and schedule != "step":
-        raise ValueError(
-            "Argument `decay_epochs` is only used with schedule='step'. "
-            f"Received: decay_epochs={decay_epochs}, schedule={schedule!r}"
-        )
-    lr = learning_rate
-    if schedule is not None:
-        if not (epochs and steps_per_epoch and epochs > 0 and steps_per_epoch > 0):
-            raise ValueError(
-                f"schedule={schedule!r} needs positive `epochs` and `steps_per_epoch`. "
-                f"Received: epochs={epochs}, steps_per_epoch={steps_per_epoch}"
-            )
-        total = int(epochs * steps_per_epoch)
-        if schedule == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total)
-        else:
-            if decay_epochs is None:
-                decay_epochs = (0.5 * epochs, 0.75 * epochs)
-            boundaries = [int(round(e * steps_per_epoch)) for e in decay_epochs]
-            if any(b <= a for a, b in zip([0] + boundaries, boundaries)):
-                raise ValueError(
-                    "Invalid value for argument `decay_epochs`. Expected increasing positive "
-                    f"epochs. Received: decay_epochs={decay_epochs}"
-                )
-            values = [learning_rate * decay_rate**i for i in range(len(boundaries) + 1)]
-            lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    if name not in ("sgd", "adam", "adamw"):
-        raise ValueError(
-            "Invalid value for argument `name`. Expected 'sgd', 'adam' or 'adamw'. "
-            f"Received: name={name!r}")
-    if momentum is not None and name != "sgd":
-        raise ValueError(
-            f"Argument `momentum` is only used by SGD. Received: momentum={momentum}, "
-            f"name={name!r}")
-    if weight_decay is not None and name != "adamw":
-        raise ValueError(
-            "Argument `weight_decay` of make_optimizer is AdamW's decoupled decay; for "
-            f"{name!r} put the L2 penalty in the model (build_model(weight_decay=...)). "
-            f"Received: weight_decay={weight_decay}, name={name!r}")
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9 if momentum is None else momentum)
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    if weight_decay is not None and not weight_decay >= 0:
-        raise ValueError("Invalid value for argument `weight_decay`. Expected a non-negative "
-                         f"float. Received: weight_decay={weight_decay}")
-    return keras.optimizers.AdamW(
-        learning_rate=lr, weight_decay=0.004 if weight_decay is None else weight_decay)
-
-
-# --------------------------------------------------------------------------------------------
-# Which examples are mislabelled?
-# --------------------------------------------------------------------------------------------
-def rank_mislabelled(model, x, labels, *, batch_size=256, score="prob"):
-    """Ranks training examples by how unlikely ``model`` finds their given label.
-
-    ``score="prob"``: ``s_i = 1 - p_i(y_i)``; ``score="loss"``: ``s_i = -log p_i(y_i)``, the
-    rank-by-CE-loss baseline. Both are decreasing in ``p(y_i)`` and give the *same* ranking;
-    what matters is the model: a DM/IMAE-trained model, which does not fit noisy labels,
-    ranks them far better than a CCE-trained one that memorised them. (A DM emphasis weight
-    is not offered as a score: ``exp(β p^λ (1 - p))`` is small both for ``p → 0`` and
-    ``p → 1``, so it cannot tell mislabelled from well-fitted examples.)
-
-    Args:
-        model: A Keras model returning logits ``[N, K]``.
-        x: Inputs (anything ``model.predict`` takes that yields ``x`` only, in order).
-        labels: Given labels, integer ids ``[N]``/``[N, 1]`` or one-hot ``[N, K]``.
-        batch_size: Prediction batch size (for array input).
-        score: ``"prob"`` or ``"loss"``.
-
-    Returns:
-        ``(indices, scores)``: ``indices`` the example indices, most suspicious first (stable
-        for ties); ``scores[i]`` example ``i``'s score (original order; higher = more
-        suspicious), float64.
-    """
-    if score not in ("prob", "loss"):
-        raise ValueError(
-            f"Invalid value for argument `score`. Expected 'prob' or 'loss'. Received: "
-            f"score={score!r}"
-        )
-    logits = model.predict(x, batch_size=batch_size, verbose=0)
-    return mislabel_scores(logits, labels, score=score)
-
-
-def mislabel_scores(logits, labels, *, score="prob"):
-    """:func:`rank_mislabelled` from already computed logits ``[N, K]``.
-
-    Returns:
-        ``(indices, scores)`` as :func:`rank_mislabelled`.
-    """
-    if score not in ("prob", "loss"):
-        raise ValueError(
-            f"Invalid value for argument `score`. Expected 'prob' or 'loss'. Received: "
-            f"score={score!r}"
-        )
-    logits = np.asarray(logits, "float64")
-    labels = np.asarray(labels)
-    ids = callbacks.label_ids(labels)
-    if logits.ndim != 2 or len(ids) != len(logits):
-        raise ValueError(
-            "`labels` must give one label per example of `x`. Received: "
-            f"labels.shape={labels.shape}, predictions.shape={logits.shape}"
-        )
-    z = logits - logits.max(axis=-1, keepdims=True)
-    log_p = z[np.arange(len(ids)), ids] - np.log(np.exp(z).sum(axis=-1))
-    scores = -log_p if score == "loss" else -np.expm1(log_p)
-    return np.argsort(-scores, kind="stable"), scores
-
-
-def _average_ranks(values):
-    """1-based ranks of ``values`` with ties given their average rank (as in Mann-Whitney)."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return ((ends - counts + 1 + ends) / 2.0)[inverse]
-
-
-def ranking_quality(scores_or_ranking, is_noisy):
-    """How well a mislabel ranking finds the truly noisy examples.
-
-    With ``k`` the number of truly noisy examples, ``precision_at_k`` is the fraction of
-    the top-``k`` that are noisy and ``recall_at_k`` the fraction of noisy examples in the
-    top-``k`` (equal, since ``k`` is the number of noisy examples; both kept for clarity).
-    ``roc_auc`` is the probability that a random noisy example scores above a random clean one
-    (ties count 1/2), computed exactly by the Mann-Whitney rank formula
-    ``(R_noisy - n_noisy (n_noisy + 1) / 2) / (n_noisy n_clean)`` with average ranks for ties.
-
-    Args:
-        scores_or_ranking: Float scores per example (higher = more suspicious, as returned
-            by :func:`rank_mislabelled`), or an integer array: a permutation of example
-            indices, most suspicious first.
-        is_noisy: Boolean mask, ``True`` for mislabelled examples.
-
-    Returns:
-        ``dict(precision_at_k, recall_at_k, roc_auc, k)``.
-    """
-    is_noisy = np.asarray(is_noisy).astype(bool).reshape(-1)
-    values = np.asarray(scores_or_ranking).reshape(-1)
-    n = len(is_noisy)
-    if len(values) != n:
-        raise ValueError(
-            "`scores_or_ranking` and `is_noisy` must have the same length. Received: "
-            f"{len(values)} and {n}"
-        )
-    if np.issubdtype(values.dtype, np.integer):
-        if not np.array_equal(np.sort(values), np.arange(n)):
-            raise ValueError(
-                "An integer `scores_or_ranking` must be a permutation of the example indices "
-                "(most suspicious first). Pass float scores otherwise."
-            )
-        scores = np.empty(n, "float64")
-        scores[values] = np.arange(n, 0, -1)
-    else:
-        scores = values.astype("float64")
-    k = int(is_noisy.sum())
-    if k == 0 or k == n:
-        raise ValueError(
-            "`is_noisy` must contain both noisy and clean examples. "
-            f"Received: {k} noisy of {n}"
-        )
-    top = np.argsort(-scores, kind="stable")[:k]
-    hits = int(is_noisy[top].sum())
-    ranks = _average_ranks(scores)
-    auc = (ranks[is_noisy].sum() - k * (k + 1) / 2.0) / (k * (n - k))
-    return {"precision_at_k": hits / k, "recall_at_k": hits / k, "roc_auc": float(auc), "k": k}

@@ -25,7 +25,8 @@ import os
 
 import numpy as np
 
-from keras_imae import data, models, noise, streaming, tfds_stream
+from keras_imae import data, noise, streaming, tfds_stream
+from keras_imae import ranking as mislabel_ranking
 
 STREAMING_MODES = ("auto", "on", "off")
 STREAM_ABOVE_BYTES = 256 * 2**20  # decoded uint8 pixels of an image folder, train + test
@@ -122,10 +123,10 @@ def ranking(monitor, model, split_):
     """``(indices, scores)`` of the mislabel ranking over the run's training examples (in
     the order of ``split_["noisy"]``), from the monitor's last pass when it has one."""
     if monitor.last_train_logits is not None:  # in memory: the final weights' logits
-        return models.mislabel_scores(monitor.last_train_logits, split_["noisy"])
+        return mislabel_ranking.mislabel_scores(monitor.last_train_logits, split_["noisy"])
     if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
         if split_["x_train"] is not None:
-            return models.rank_mislabelled(model, split_["x_train"], split_["noisy"])
+            return mislabel_ranking.rank_mislabelled(model, split_["x_train"], split_["noisy"])
         monitor.measure()
     scores = monitor.last_train_scores  # streamed: by id, the training ids in order
     return np.argsort(-scores, kind="stable"), scores

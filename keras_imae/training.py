@@ -21,8 +21,8 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import (callbacks, data, distribute, export, losses, models, noise, run_data,
-                        run_folder)
+from keras_imae import (callbacks, data, distribute, export, losses, models, noise, optimizers,
+                        ranking, run_data, run_folder)
 
 __all__ = ["RunConfig", "run", "validate", "loss_from_config", "compiled_model",
            "format_results", "read_log", "write_json", "export_target"]
@@ -409,7 +409,7 @@ def compiled_model(config, dataset, loss, num_train):
                                mean=dataset.mean, std=dataset.std,
                                weight_decay=0.0 if decoupled else decay,
                                seed=config.seed)
-    optimizer = models.make_optimizer(
+    optimizer = optimizers.make_optimizer(
         config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
         schedule=None if config.lr_schedule == "none" else config.lr_schedule,
         epochs=config.epochs, steps_per_epoch=int(np.ceil(num_train / config.batch_size)),
@@ -469,10 +469,10 @@ def _fit(config, model, folder, split, dataset, resuming):
 def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, start):
     """The run's results dict (written to ``metrics.json``)."""
     train_noisy, train_clean = split["noisy"], split["clean"]
-    ranking = run_data.ranking(monitor, model, split)
+    scores = run_data.ranking(monitor, model, split)[1]
     verified = train_clean >= 0  # label files: clean labels for a subset only
     train_is_noisy = (train_noisy != train_clean)[verified]
-    quality = (models.ranking_quality(ranking[1][verified], train_is_noisy)
+    quality = (ranking.ranking_quality(scores[verified], train_is_noisy)
                if 0 < train_is_noisy.sum() < len(train_is_noisy) else {})
     results = {
         "dataset": dataset.name,

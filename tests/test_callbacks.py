@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, losses, models
+from keras_imae import callbacks, losses, models, ranking
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
 
 
@@ -185,7 +185,7 @@ def test_streamed_pass_by_id_equals_the_array_monitor():
     expected = arrays.measure()
     assert shuffled.measure() == pytest.approx(expected)
     np.testing.assert_array_equal(shuffled.last_train_ids, np.arange(len(LOGITS)))
-    _, scores = models.mislabel_scores(LOGITS, GIVEN)
+    _, scores = ranking.mislabel_scores(LOGITS, GIVEN)
     np.testing.assert_allclose(shuffled.last_train_scores, scores, rtol=1e-12)
     np.testing.assert_allclose(arrays.last_train_scores, scores, rtol=1e-12)
     assert shuffled.last_train_logits is None  # nothing per-class kept for a dataset

@@ -4,22 +4,21 @@ conftest.py splits the CPU into two logical devices, so MirroredStrategy(["/cpu:
 stands in for two GPUs. Multi-worker training runs two real worker processes on localhost.
 """
 
-import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import distribute, losses, models
+from keras_imae import distribute, losses, models, optimizers
+
+from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS  # hand-made batches
 
 CPUS = ["/cpu:0", "/cpu:1"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,8 +151,6 @@ def test_mirrored_step_equals_single_device(loss_name):
 
 
 def test_mirrored_fit_metrics_are_exact():
-    from test_models import CLEAN, EXPECTED, GIVEN, LOGITS  # hand-made batches
-
     with distribute.get_strategy("mirrored", devices=CPUS).scope():
         inputs = keras.Input((3,))
         out = keras.layers.Dense(3, use_bias=False, kernel_initializer="identity")(inputs)
@@ -168,56 +165,6 @@ def test_mirrored_fit_metrics_are_exact():
     assert sorted(logs) == ["accuracy", "loss"] and logs["accuracy"] == pytest.approx(0.7)
 
 
-# -- the private Keras hook (keras-team/keras#20585) -------------------------------------------
-def test_private_keras_hook_still_exists():
-    """Fails loudly when Keras changes what RobustModel's MWMS work-around relies on."""
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    cls = tf_trainer.TensorFlowTrainer
-    hook = cls._maybe_symbolic_build
-    assert list(inspect.signature(hook).parameters) == ["self", "iterator", "data_batch"]
-    hook_src = inspect.getsource(hook)
-    assert "self._distribute_strategy is None" in hook_src
-    assert "for _, _, it in iterator" in hook_src
-    assert "self._maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(cls.fit)
-    assert "self._maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(
-        cls.evaluate)
-    assert "self._maybe_symbolic_build(data_batch=" in inspect.getsource(cls.train_on_batch)
-    # Failure 2, which `_multi_worker_logs` answers: scalar logs reduced along axis 0.
-    assert 'strategy.reduce("MEAN", v, axis=0)' in inspect.getsource(
-        tf_trainer.reduce_per_replica)
-    with tf.distribute.get_strategy().scope():
-        assert "_distribute_strategy" in vars(models.build_model("mlp", (2,), 2))
-    assert models.RobustModel._maybe_symbolic_build is not hook
-
-
-def test_hook_is_used_under_a_strategy(monkeypatch):
-    calls = []
-    original = models.RobustModel._maybe_symbolic_build
-
-    def spy(self, iterator=None, data_batch=None):
-        calls.append(iterator is not None)
-        return original(self, iterator=iterator, data_batch=data_batch)
-
-    monkeypatch.setattr(models.RobustModel, "_maybe_symbolic_build", spy)
-    with distribute.get_strategy("mirrored", devices=CPUS).scope():
-        model = models.build_model("mlp", (3,), 2, seed=0)
-        model.compile("sgd", SCCE)
-    x, y = np.ones((4, 3), "float32"), np.array([0, 1, 0, 1])
-    model.fit(x, {"label": y, "clean_label": y}, batch_size=4, verbose=0)
-    model.train_on_batch(x, {"label": y})
-    assert calls == [True, False]
-
-
-def test_keras_version_outside_tested_range_warns(monkeypatch):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        models._check_keras_version()  # the installed, tested version: silent
-    monkeypatch.setattr(keras, "__version__", "3.99.0")
-    with pytest.warns(RuntimeWarning, match="keras.__version__=3.99.0"):
-        models._check_keras_version()
-
-
 # -- resume ------------------------------------------------------------------------------------
 def resume_data():
     rng = np.random.default_rng(1)
@@ -227,7 +174,7 @@ def resume_data():
 
 def resume_model(seed):
     model = models.build_model("mlp", (5,), 2, seed=seed)
-    opt = models.make_optimizer(learning_rate=0.05, schedule="step", epochs=6, steps_per_epoch=4)
+    opt = optimizers.make_optimizer(learning_rate=0.05, schedule="step", epochs=6, steps_per_epoch=4)
     model.compile(opt, SCCE)
     return model
 
@@ -313,18 +260,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
-def test_multi_worker_fit_two_local_workers(tmp_path):
+def test_multi_worker_fit_two_local_workers(tmp_path, free_ports):
     (tmp_path / "mw_common.py").write_text(COMMON)
     (tmp_path / "worker.py").write_text(WORKER)
     workers = [f"localhost:{p}" for p in free_ports(2)]

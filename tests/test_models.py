@@ -1,20 +1,14 @@
-"""Tests for keras_imae.models: RobustModel metrics/steps, architectures, optimizer, ranking."""
+"""Tests for keras_imae.models: RobustModel metrics and steps, architectures."""
 
-import itertools
 import os
 
 import keras
 import numpy as np
 import pytest
 
-from keras_imae import data, losses, models, noise
+from keras_imae import callbacks, data, losses, models, noise, ranking
 
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, PRED, SCCE, identity_model
-
-
-def test_expected_values_are_not_batch_mean_of_means():
-    # Batch 1 has clean_fit 4/5, batch 2 has 0/1: a mean of means would give 0.4, not 4/6.
-    assert EXPECTED["clean_fit"] != pytest.approx((4 / 5 + 0 / 1) / 2)
 
 
 @pytest.mark.parametrize("method", ["fit", "evaluate"])
@@ -49,13 +43,24 @@ def test_without_clean_labels_fit_metrics_absent():
     assert sorted(logs) == ["accuracy", "loss"]
 
 
-def test_no_noisy_examples_is_nan_free():
+@pytest.mark.parametrize("subset", ["no_noisy", "no_clean", "both"])
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+def test_fit_ratios_equal_fit_statistics_and_omit_empty_subsets(subset, method):
+    # One meaning for 0/0 in RobustModel and FitMonitor: a ratio over an empty subset is
+    # omitted ("no noisy examples" is not "0% memorised").
+    noisy = GIVEN != CLEAN
+    keep = {"no_noisy": ~noisy, "no_clean": noisy, "both": np.ones_like(noisy)}[subset]
+    x, given, clean = LOGITS[keep], GIVEN[keep], CLEAN[keep]
     model = identity_model()
-    logs = model.evaluate(LOGITS, {"label": CLEAN, "clean_label": CLEAN}, verbose=0,
-                          return_dict=True)
-    assert logs["clean_fit"] == pytest.approx(np.mean(PRED == CLEAN))
-    assert logs["noisy_fit"] == 0.0 and logs["noisy_correct"] == 0.0
-    assert all(np.isfinite(v) for v in logs.values())
+    y = {"label": given, "clean_label": clean}
+    if method == "fit":
+        logs = {k: v[-1] for k, v in model.fit(x, y, batch_size=3, verbose=0).history.items()}
+    else:
+        logs = model.evaluate(x, y, batch_size=3, verbose=0, return_dict=True)
+    want = callbacks.fit_statistics(PRED[keep], given, clean)
+    assert sorted(logs) == sorted([*want, "loss"])
+    assert {k: logs[k] for k in want} == pytest.approx(want, abs=1e-7)
+    assert len(want) == {"no_noisy": 2, "no_clean": 3, "both": 4}[subset]
 
 
 def test_bad_target_dict_raises():
@@ -244,40 +249,6 @@ def test_architecture_errors(call, match):
 
 
 # -- optimizer ---------------------------------------------------------------------------------
-def lr_at(optimizer, step):
-    lr = optimizer.learning_rate
-    return float(lr(step)) if callable(lr) else float(lr)
-
-
-def test_make_optimizer_step_cosine_constant_adam():
-    opt = models.make_optimizer(learning_rate=0.1, schedule="step", epochs=8, steps_per_epoch=10)
-    assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.9
-    sched = opt._learning_rate  # the schedule object
-    assert [float(sched(s)) for s in (0, 39, 41, 59, 61, 79)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
-    )
-    opt = models.make_optimizer(learning_rate=0.1, schedule="step", epochs=8, steps_per_epoch=10,
-                                decay_epochs=(2,), decay_rate=0.5)
-    assert [float(opt._learning_rate(s)) for s in (19, 21, 79)] == pytest.approx([0.1, 0.05, 0.05])
-    opt = models.make_optimizer(learning_rate=0.2, schedule="cosine", epochs=2, steps_per_epoch=5)
-    assert float(opt._learning_rate(0)) == pytest.approx(0.2)
-    assert float(opt._learning_rate(5)) == pytest.approx(0.1)
-    assert float(opt._learning_rate(10)) == pytest.approx(0.0, abs=1e-7)
-    opt = models.make_optimizer(learning_rate=0.05, momentum=0.5)
-    assert opt.momentum == 0.5 and float(opt.learning_rate) == pytest.approx(0.05)
-    assert isinstance(models.make_optimizer("adam", learning_rate=1e-3), keras.optimizers.Adam)
-    adamw = models.make_optimizer("adamw", learning_rate=1e-3, weight_decay=0.05)
-    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.05
-
-
-def test_adamw_decay_is_decoupled_from_the_gradient():
-    # Zero gradient: Adam(W) moves nothing but the decay, w <- w * (1 - lr * wd).
-    var = keras.Variable(np.float32([2.0, -4.0]))
-    opt = models.make_optimizer("adamw", learning_rate=0.1, weight_decay=0.5)
-    opt.apply_gradients([(np.float32([0.0, 0.0]), var)])
-    np.testing.assert_allclose(var.numpy(), [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
-
-
 def test_mlp_bn_puts_batch_norm_before_each_relu():
     model = models.build_model("mlp_bn", (4,), 3, seed=0)
     kinds = [type(layer).__name__ for layer in model.layers]
@@ -286,88 +257,6 @@ def test_mlp_bn_puts_batch_norm_before_each_relu():
     assert model.name == "mlp_bn" and not model.layers[1].use_bias
     plain = models.build_model("mlp", (4,), 3, seed=0)
     assert "BatchNormalization" not in [type(layer).__name__ for layer in plain.layers]
-
-
-@pytest.mark.parametrize(
-    "kwargs,match",
-    [
-        (dict(learning_rate=0.0), "learning_rate"),
-        (dict(learning_rate=0.1, schedule="linear"), "schedule"),
-        (dict(learning_rate=0.1, decay_epochs=(3,)), "decay_epochs"),
-        (dict(learning_rate=0.1, schedule="step", epochs=10), "steps_per_epoch"),
-        (dict(learning_rate=0.1, schedule="step", epochs=10, steps_per_epoch=3,
-              decay_epochs=(6, 4)), "increasing"),
-        (dict(name="adam", learning_rate=0.1, momentum=0.9), "momentum"),
-        (dict(name="rmsprop", learning_rate=0.1), "'sgd', 'adam' or 'adamw'"),
-        (dict(name="adamw", learning_rate=0.1, momentum=0.9), "only used by SGD"),
-        (dict(name="sgd", learning_rate=0.1, weight_decay=0.1), "decoupled decay"),
-        (dict(name="adamw", learning_rate=0.1, weight_decay=-1.0), "weight_decay=-1.0"),
-    ],
-)
-def test_make_optimizer_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        models.make_optimizer(**kwargs)
-
-
-# -- mislabel ranking --------------------------------------------------------------------------
-def brute_force_auc(scores, is_noisy):
-    pos, neg = scores[is_noisy], scores[~is_noisy]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
-
-
-def test_ranking_quality_hand_made():
-    scores = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.3])
-    is_noisy = np.array([1, 0, 0, 1, 0, 1], bool)
-    q = models.ranking_quality(scores, is_noisy)
-    # top-3 = examples 0, 1, 3 -> 2 noisy of 3.
-    assert q["k"] == 3 and q["precision_at_k"] == pytest.approx(2 / 3)
-    assert q["recall_at_k"] == pytest.approx(2 / 3)
-    # Pairs (noisy, clean): 0.9 beats all 3; 0.7 beats 0.1, 0.2; 0.3 beats 0.1, 0.2 -> 7/9.
-    assert q["roc_auc"] == pytest.approx(7 / 9)
-    # The same ranking given as indices.
-    q2 = models.ranking_quality(np.array([0, 1, 3, 5, 4, 2]), is_noisy)
-    assert q2 == q
-
-
-def test_ranking_quality_auc_with_ties_matches_brute_force():
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        scores = rng.integers(0, 6, 40).astype("float64")  # many ties
-        is_noisy = rng.uniform(size=40) < 0.3
-        q = models.ranking_quality(scores, is_noisy)
-        assert q["roc_auc"] == pytest.approx(brute_force_auc(scores, is_noisy), abs=1e-12)
-    assert models.ranking_quality(np.zeros(4), np.array([1, 0, 1, 0]))["roc_auc"] == 0.5
-
-
-@pytest.mark.parametrize(
-    "scores,is_noisy,match",
-    [
-        (np.zeros(3), np.array([1, 0]), "same length"),
-        (np.array([0, 0, 1]), np.array([1, 0, 0]), "permutation"),
-        (np.ones(3), np.zeros(3), "both noisy and clean"),
-    ],
-)
-def test_ranking_quality_errors(scores, is_noisy, match):
-    with pytest.raises(ValueError, match=match):
-        models.ranking_quality(scores, is_noisy)
-
-
-def test_rank_mislabelled_prob_and_loss():
-    model = identity_model()
-    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.25, 0.25],
-                              [0.1, 0.1, 0.8]], "float32"))
-    labels = np.array([0, 1, 1, 0])  # p(given) = 0.7, 0.8, 0.25, 0.1
-    idx, scores = models.rank_mislabelled(model, logits, labels)
-    np.testing.assert_array_equal(idx, [3, 2, 0, 1])
-    np.testing.assert_allclose(scores, 1 - np.array([0.7, 0.8, 0.25, 0.1]), rtol=1e-6)
-    idx_l, loss = models.rank_mislabelled(model, logits, np.eye(3)[labels], score="loss")
-    np.testing.assert_array_equal(idx_l, idx)
-    np.testing.assert_allclose(loss, -np.log([0.7, 0.8, 0.25, 0.1]), rtol=1e-6)
-    with pytest.raises(ValueError, match="score"):
-        models.rank_mislabelled(model, logits, labels, score="dm")
-    with pytest.raises(ValueError, match="one label per example"):
-        models.rank_mislabelled(model, logits, labels[:3])
 
 
 # -- behaviour: claim 4 on digits --------------------------------------------------------------
@@ -383,8 +272,6 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
     The bounds below sit at about half of the smallest measured gap (noisy_fit gap >= 0.64,
     test gap >= 0.13, AUC gap >= 0.15), so thread-order float noise cannot flip them.
     """
-    from keras_imae import callbacks
-
     seed = 0
     ds = data.load_dataset("digits")
     noisy, is_noisy = noise.corrupt_labels(ds.y_train, ds.num_classes, "symmetric", 0.4, seed)
@@ -398,8 +285,8 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
         monitor = callbacks.FitMonitor((ds.x_train, noisy, ds.y_train), (ds.x_test, ds.y_test))
         train = data.train_dataset(ds.x_train, noisy, ds.y_train, batch_size=64, seed=seed)
         history = model.fit(train, epochs=40, verbose=0, callbacks=[monitor]).history
-        _, scores = models.rank_mislabelled(model, ds.x_train, noisy)
-        results[name] = dict(monitor.summary(), auc=models.ranking_quality(scores, is_noisy)[
+        _, scores = ranking.rank_mislabelled(model, ds.x_train, noisy)
+        results[name] = dict(monitor.summary(), auc=ranking.ranking_quality(scores, is_noisy)[
             "roc_auc"], fit_noisy_fit=history["noisy_fit"][-1])
     cce, dm = results["cce"], results["dm"]
     assert cce["train_noisy_fit"] > 0.6 and dm["train_noisy_fit"] < 0.35, results
@@ -410,14 +297,3 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
     assert dm["auc"] - cce["auc"] > 0.07, results
     # RobustModel's own in-fit metric tells the same story on the (shuffled) batches.
     assert cce["fit_noisy_fit"] - dm["fit_noisy_fit"] > 0.3, results
-
-
-def test_mislabel_scores_from_logits_equal_rank_mislabelled():
-    model = identity_model()
-    for score in ("prob", "loss"):
-        by_model = models.rank_mislabelled(model, LOGITS, GIVEN, score=score)
-        by_logits = models.mislabel_scores(LOGITS, GIVEN, score=score)
-        np.testing.assert_array_equal(by_model[0], by_logits[0])
-        np.testing.assert_allclose(by_model[1], by_logits[1], rtol=1e-12)
-    with pytest.raises(ValueError, match="score='rank'"):
-        models.mislabel_scores(LOGITS, GIVEN, score="rank")
