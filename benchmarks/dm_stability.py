@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_imae import callbacks, data, losses, models, noise, optimizers, training
+from keras_imae import _loss_core, callbacks, data, losses, models, noise, optimizers, training
 
 FLAGS = flags.FLAGS
 
@@ -85,9 +85,9 @@ class _Diagnostic(keras.losses.Loss):
                 return ops.expm1(weighting.log_dm(p, beta=beta, lam=lam,
                                                   one_minus_p=one_minus_p)) / peak
             normalize = None
-        return losses._gradient_core(  # the library's core, with this weight
+        return _loss_core.gradient_core(  # the library's core, with this weight
             y_true, y_pred, value_fn=lambda s: -s.log_p_c,
-            grad_fn=losses._emphasis_gradient(weight), normalize=normalize, from_logits=True)
+            grad_fn=_loss_core.emphasis_gradient(weight), normalize=normalize, from_logits=True)
 
 
 # name -> (kind, beta, lam) of a diagnostic loss

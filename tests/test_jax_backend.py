@@ -16,6 +16,24 @@ pytest.importorskip(
                   "JAX-backend checks")
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+# Backend-neutral tests of the other files, re-run as they are on JAX.
+NEUTRAL = [
+    "test_losses.py::test_value_matches_closed_form",
+    "test_losses.py::test_get_config_round_trip",
+    "test_losses.py::test_incompatible_shapes_are_errors",
+    "test_losses.py::test_keras_file_round_trip_without_custom_objects",
+    "test_weighting.py::test_weighting_closed_forms",
+    "test_weighting.py::test_beta_density_recovers_cce_mae_gce",
+    "test_models.py::test_bad_target_dict_raises",
+    "test_models.py::test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises",
+    "test_models.py::test_fit_metrics_exact_over_two_batches",
+    "test_models.py::test_fit_ratios_equal_fit_statistics_and_omit_empty_subsets",
+    "test_models.py::test_keras_imae_loss_and_compiled_metrics",
+    "test_models.py::test_mixed_float16_scales_the_loss",
+    "test_models.py::test_one_hot_and_column_labels_give_same_metrics",
+    "test_models.py::test_train_step_matches_plain_keras_and_honours_sample_weight",
+    "test_models.py::test_without_clean_labels_fit_metrics_absent",
+]
 
 
 @pytest.mark.slow
@@ -28,7 +46,7 @@ def test_library_on_the_jax_backend():
                    + " --xla_force_host_platform_device_count=2").strip(),
     )
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
-               os.path.join(TESTS, "jax_checks.py")]
+               os.path.join(TESTS, "jax_checks.py"), *(os.path.join(TESTS, t) for t in NEUTRAL)]
     proc = subprocess.run(command, env=env, cwd=os.path.dirname(TESTS), capture_output=True,
                           text=True, timeout=1200)
     report = proc.stdout[-8000:] + proc.stderr[-4000:]
