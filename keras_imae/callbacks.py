@@ -84,14 +84,21 @@ def _pass_from_logits(logits, given, clean):
                       np.abs(logits).max(-1), log_p, log_q)
 
 
+def _replicated(model):
+    """Whether ``model`` runs under a strategy with several replicas: then
+    ``predict_on_batch`` returns only this worker's share of a batch
+    (``MultiWorkerMirroredStrategy``) or every local replica's prediction of the whole batch
+    (``MirroredStrategy``), and ``predict``, which splits and gathers, is used instead."""
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow only
+    return strategy is not None and strategy.num_replicas_in_sync > 1
+
+
 def _predict_arrays(model, x, batch_size):
     """Logits of ``x`` by ``predict_on_batch`` over slices: Keras' compiled predict step
     without ``predict``'s per-call set-up (data adapter, iterator, callbacks), which cost
     2-5x the prediction itself for a few thousand examples."""
     x = np.asarray(x)
-    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow only
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # predict_on_batch returns only this worker's share of a batch; predict gathers.
+    if _replicated(model):
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     return np.concatenate([np.asarray(model.predict_on_batch(x[i:i + batch_size]))
                            for i in range(0, len(x), batch_size)])
