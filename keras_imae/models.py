@@ -211,12 +211,10 @@ class RobustModel(KerasHooks, keras.Model):
         logs = super().get_metrics_result()
         if not tf.executing_eagerly():
             return logs
-        empty = {
-            "clean_fit": self.clean_fit_tracker.count,
-            "noisy_fit": self.noisy_fit_tracker.count,
-            "noisy_correct": self.noisy_correct_tracker.count,
-        }
-        for name, count in empty.items():
+        trackers = {"clean_fit": self.clean_fit_tracker, "noisy_fit": self.noisy_fit_tracker,
+                    "noisy_correct": self.noisy_correct_tracker}
+        for name, tracker in trackers.items():
+            count = keras.ops.convert_to_tensor(tracker.count)
             # Always eager on JAX: there, skip tracers (calls inside a step).
             if not checks.is_jax_tracer(count) and float(keras.ops.convert_to_numpy(count)) == 0:
                 logs.pop(name, None)
