@@ -80,22 +80,24 @@ RUN_FLAGS = {
 }
 
 
-def define_run_flags(*, exclude=(), defaults=None):
+def define_run_flags(*, exclude=(), defaults=None, flag_values=flags.FLAGS):
     """Define one absl flag per ``RunConfig`` field, except those in ``exclude``.
 
     ``defaults`` overrides the dataclass defaults (e.g. a script's own validation share).
     A ``--dataset`` that no source knows fails at flag parsing with the list of sources.
+    ``flag_values``: where to define them (tests parse into a fresh ``flags.FlagValues()``).
     """
     base = {**dataclasses.asdict(training.RunConfig()), **(defaults or {})}
     for name, (kind, choices, text) in RUN_FLAGS.items():
         if name in exclude:
             continue
         if kind == "enum":
-            flags.DEFINE_enum(name, base[name], list(choices), text)
+            flags.DEFINE_enum(name, base[name], list(choices), text, flag_values=flag_values)
         else:
-            getattr(flags, f"DEFINE_{kind}")(name, base[name], text)
+            getattr(flags, f"DEFINE_{kind}")(name, base[name], text, flag_values=flag_values)
     if "dataset" not in exclude:
-        flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP)
+        flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP,
+                                 flag_values=flag_values)
 
 
 def run_config(flag_values, **overrides):
@@ -106,5 +108,5 @@ def run_config(flag_values, **overrides):
 
 def quiet_logs(flag_values):
     """absl/TF INFO logs off unless ``--verbosity`` was given."""
-    if not flag_values["verbosity"].present:
+    if "verbosity" not in flag_values or not flag_values["verbosity"].present:
         logging.set_verbosity(logging.WARNING)

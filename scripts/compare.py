@@ -20,16 +20,16 @@ _SET_BY_PROTOCOL = ("loss", "beta", "lam", "temperature", "q", "alpha", "noise_s
                     "noisy_labels", "model_dir", "export_dir", "overwrite", "verbose")
 
 
-def define_flags():
-    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2})
-    flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.")
-    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.")
-    flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.")
-    flags.DEFINE_string("output", None, "Markdown file for the table.")
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
+    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2}, **fv)
+    flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **fv)
+    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", **fv)
+    flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **fv)
+    flags.DEFINE_string("output", None, "Markdown file for the table.", **fv)
     flags.register_validator(
         "losses", lambda names: all(n in losses.LOSSES for n in names),
-        message=f"--losses takes names among: {', '.join(losses.LOSSES)}")
-
+        message=f"--losses takes names among: {', '.join(losses.LOSSES)}", **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

@@ -17,13 +17,14 @@ from keras_imae import cli, data, evaluation, run_folder
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    flags.DEFINE_string("model", None, "SavedModel folder or .keras file.", required=True)
-    flags.DEFINE_string("dataset", "digits", "Dataset whose test split is used (see train.py).")
-    flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-    flags.DEFINE_string("output", None, "Optional JSON file for the results.")
-    flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP)
-
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("model", None, "SavedModel folder or .keras file.", required=True, **fv)
+    flags.DEFINE_string("dataset", "digits", "Dataset whose test split is used (see train.py).",
+                        **fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data directory.", **fv)
+    flags.DEFINE_string("output", None, "Optional JSON file for the results.", **fv)
+    flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

@@ -18,11 +18,11 @@ from keras_imae import cli, evaluation, export
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    flags.DEFINE_string("model", None, ".keras file to export.", required=True)
-    flags.DEFINE_string("export_dir", None, "Target SavedModel folder.", required=True)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing target.")
-
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("model", None, ".keras file to export.", required=True, **fv)
+    flags.DEFINE_string("export_dir", None, "Target SavedModel folder.", required=True, **fv)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing target.", **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

@@ -28,21 +28,22 @@ _NOT_USED = ("validation_fraction", "strategy", "tpu", "precision", "jit_compile
              "export_dir", "overwrite", "verbose")
 
 
-def define_flags():
-    cli.define_run_flags(exclude=_NOT_USED,
-                         defaults={"epochs": label_issues.DEFAULT_EPOCHS})
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
+    cli.define_run_flags(exclude=_NOT_USED, defaults={"epochs": label_issues.DEFAULT_EPOCHS},
+                         **fv)
     flags.DEFINE_integer("folds", label_issues.DEFAULT_FOLDS,
-                         "K: each example is scored by a model trained on the other K-1 folds.")
-    flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for the outputs.")
+                         "K: each example is scored by a model trained on the other K-1 folds.",
+                         **fv)
+    flags.DEFINE_string("output_dir", "runs/label_issues", "Folder for the outputs.", **fv)
     flags.DEFINE_enum("retrain", "none", list(label_issues.RETRAIN_MODES),
                       "Afterwards, train on the given labels and on the cleaned ones (flagged "
-                      "examples removed or relabelled) and report the test-accuracy gain.")
+                      "examples removed or relabelled) and report the test-accuracy gain.", **fv)
     flags.DEFINE_enum("retrain_loss", None, list(losses.LOSSES),
                       "Loss of the --retrain runs, with its own defaults (default: --loss with "
-                      "train.py's defaults).")
+                      "train.py's defaults).", **fv)
     flags.DEFINE_integer("num_suspects", label_issues.DEFAULT_NUM_SUSPECTS,
-                         "Examples on the contact sheet.")
-
+                         "Examples on the contact sheet.", **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

@@ -15,11 +15,12 @@ from keras_imae import cli, plotting
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    flags.DEFINE_string("emphasis", None, "PNG path for the emphasis-curve figure.")
-    flags.DEFINE_string("model_dir", None, "Run folder whose log.csv is plotted.")
-    flags.DEFINE_string("output", None, "PNG path for the run figure (default: in model_dir).")
-
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("emphasis", None, "PNG path for the emphasis-curve figure.", **fv)
+    flags.DEFINE_string("model_dir", None, "Run folder whose log.csv is plotted.", **fv)
+    flags.DEFINE_string("output", None, "PNG path for the run figure (default: in model_dir).",
+                        **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

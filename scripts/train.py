@@ -34,8 +34,8 @@ _STOPPED = (run_folder.RunLocked, callbacks.TrainingCollapsed, data.DataError,
             data.DownloadFailed)
 
 
-def define_flags():
-    cli.define_run_flags()
+def define_flags(flag_values=flags.FLAGS):
+    cli.define_run_flags(flag_values=flag_values)
 
 
 def main(_):

@@ -352,14 +352,3 @@ def test_script_end_to_end_with_removal(tmp_path):
     assert summary["flagged"] == flagged
     assert summary["retrain"]["cleaned"]["train_examples"] == 1347 - flagged
     assert summary["loss"]["lam"] == 2.0 and summary["noise"]["noise_type"] == "pairflip"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flag,message", [
-    ("--folds=1", "Invalid value for argument `folds`"),
-    ("--loss=imae --beta=3", "does not take `beta`"),
-    ("--retrain=fix", "none|remove|relabel"),
-])
-def test_script_bad_flags_are_usage_errors(flag, message):
-    output = _script(*flag.split(), expect=1)
-    assert message in output and "Traceback" not in output

@@ -2,22 +2,13 @@
 CIFAR-N) and the in-memory/streamed choice."""
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from keras_imae import noise, run_data, training
 
-
-def _folder(root, per_class=12, size=(10, 10), seed=0):
-    rng = np.random.default_rng(seed)
-    for c in range(3):
-        os.makedirs(root / f"c{c}", exist_ok=True)
-        for i in range(per_class):
-            img = np.full((*size, 3), 60 * c, np.uint8) + rng.integers(0, 40, (*size, 3),
-                                                                          dtype=np.uint8)
-            keras.utils.save_img(root / f"c{c}" / f"{i:02d}.png", img, scale=False)
+from image_cases import image_folder as _folder
 
 
 def _config(tmp_path, name, **overrides):

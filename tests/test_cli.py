@@ -1,0 +1,179 @@
+"""Tests for keras_imae.cli and the scripts' flags, in process.
+
+Each script's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
+and its ``main`` called with it; ``tests/test_scripts.py`` keeps one subprocess run proving
+that a bad flag makes the script exit non-zero with the same message.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import sys
+
+import pytest
+from absl import app, flags
+
+from keras_imae import cli, label_issues, run_folder, training
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(SCRIPTS,
+                                                                                 f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse(name, *args, monkeypatch=None):
+    """``(script module, FlagValues)`` with ``args`` parsed as the script parses them."""
+    script = load_script(name)
+    flag_values = flags.FlagValues()
+    script.define_flags(flag_values)
+    flag_values([f"{name}.py", *args])
+    if monkeypatch is not None:
+        monkeypatch.setattr(script, "FLAGS", flag_values)
+    return script, flag_values
+
+
+def test_run_flags_cover_every_run_config_field():
+    assert set(cli.RUN_FLAGS) == {f.name for f in dataclasses.fields(training.RunConfig)}
+
+
+def test_run_flags_parse_into_a_run_config():
+    _, flag_values = parse("train", "--loss=gce", "--q=0.5", "--epochs=3", "--model=cnn")
+    config = cli.run_config(flag_values)
+    assert (config.loss, config.q, config.epochs, config.model) == ("gce", 0.5, 3, "cnn")
+    assert dataclasses.replace(config, loss="dm", q=None, epochs=40,
+                               model="auto") == training.RunConfig()
+
+
+@pytest.mark.parametrize("script,flag,choices", [
+    ("train", "--loss=focal", "dm|imae|cce|mae|mse|gce|sce|nce_rce"),
+    ("train", "--dataset=cifar11", "'digits', 'npz:PATH', 'folder:PATH'"),
+    ("train", "--noise_type=uniform", "none|symmetric|pairflip|asymmetric"),
+    ("train", "--strategy=gpu", "default|one_device|mirrored|multi_worker|tpu|auto"),
+    ("compare", "--optimizer=rmsprop", "sgd|adam"),
+    ("compare", "--losses=dm,focal", "--losses takes names among: dm, imae"),
+    ("find_label_issues", "--retrain=fix", "none|remove|relabel"),
+    ("evaluate", "--dataset=cifar11", "'digits', 'npz:PATH', 'folder:PATH'"),
+])
+def test_bad_flags_list_the_choices(script, flag, choices):
+    with pytest.raises(flags.Error) as error:
+        parse(script, *([flag, "--model=m"] if script == "evaluate" else [flag]))
+    assert choices in str(error.value)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning_rate=-1"], "learning_rate=-1.0"),
+    (["--noise_rate=1.5"], "noise_rate=1.5"),
+    (["--loss=imae", "--beta=16"], r"'imae' does not take `beta`.*temperature"),
+    (["--optimizer=adam", "--momentum=0.5"], "`momentum` applies to optimizer='sgd' only"),
+])
+def test_bad_run_settings_are_refused_before_any_work(tmp_path, args, message):
+    _, flag_values = parse("train", *args, f"--model_dir={tmp_path / 'run'}")
+    with pytest.raises(ValueError, match=message):
+        training.validate(cli.run_config(flag_values))
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--folds=1", "Invalid value for argument `folds`"),
+    ("--beta=3", "does not take `beta`"),
+])
+def test_label_issue_settings_are_checked_before_any_work(flag, message):
+    args = ["--loss=imae", flag] if "beta" in flag else [flag]
+    _, flag_values = parse("find_label_issues", *args)
+    config = cli.run_config(flag_values)
+    with pytest.raises(ValueError, match=message):
+        label_issues.validate(config, folds=flag_values.folds, retrain=flag_values.retrain)
+
+
+def test_a_finished_run_needs_overwrite(finished_run, monkeypatch):
+    config, _ = finished_run
+    script, _ = parse("train", f"--model_dir={config.model_dir}", "--noise_rate=0.2",
+                      monkeypatch=monkeypatch)
+    with pytest.raises(app.UsageError, match="already holds a finished run.*--overwrite"):
+        script.main([])
+
+
+def test_a_folder_in_use_is_refused_with_a_reason(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "time": "now"}  # alive
+    (tmp_path / "run" / ".lock").write_text(json.dumps(lock))
+    script, _ = parse("train", f"--model_dir={tmp_path / 'run'}", monkeypatch=monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        script.main([])
+    assert str(stop.value.code).startswith(
+        f"RunLocked: Another run is training in '{tmp_path / 'run'}'")
+    assert os.listdir(tmp_path / "run") == [".lock"]
+
+
+def test_training_that_must_stop_exits_with_a_reason_and_exports_nothing(tmp_path,
+                                                                          monkeypatch):
+    import numpy as np
+
+    x = np.ones((20, 3), np.float32)
+    x[7, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4],
+             y_test=[0, 1, 0, 1])
+    runs = {"nan_pixel": ([f"--dataset=npz:{tmp_path / 'bad.npz'}"],
+                          "DataError: Invalid value in `x_train`: inputs must be finite. "
+                          "Received: x_train[7, 1]=nan"),
+            "nan_loss": (["--beta=500", "--epochs=2"],  # issue #13's NaN-from-epoch-1 case
+                         "TrainingCollapsed: Training collapsed at epoch 1")}
+    for name, (args, reason) in runs.items():
+        script, _ = parse("train", *args, "--verbose=0", f"--model_dir={tmp_path / name}",
+                          f"--export_dir={tmp_path / 'export'}", monkeypatch=monkeypatch)
+        with pytest.raises(SystemExit) as stop:
+            script.main([])
+        assert str(stop.value.code).startswith(reason), stop.value.code
+        assert not os.path.exists(tmp_path / "export")
+        assert not os.path.exists(tmp_path / name / run_folder.METRICS)
+    assert not os.path.exists(tmp_path / "nan_pixel")  # stopped before writing anything
+
+
+def test_export_refuses_an_existing_target_without_overwrite(finished_run, monkeypatch):
+    _, results = finished_run
+    script, _ = parse("export", f"--model={results['model_keras']}",
+                      f"--export_dir={results['saved_model']}", monkeypatch=monkeypatch)
+    before = sorted(os.listdir(results["saved_model"]))
+    with pytest.raises(app.UsageError, match="holds the export of"):
+        script.main([])
+    assert sorted(os.listdir(results["saved_model"])) == before
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("plot", ["--model_dir={tmp}/nope"], "No training log"),
+    ("plot", [], "Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR"),
+    ("evaluate", ["--model={tmp}/corrupt.keras"], "Could not load the Keras model file"),
+    ("evaluate", ["--model={tmp}/missing"], "No model at"),
+    ("export", ["--model={tmp}/missing.keras", "--export_dir={tmp}/x"], "No model at"),
+])
+def test_missing_or_corrupt_inputs_are_usage_errors(tmp_path, monkeypatch, script, args,
+                                                    message):
+    (tmp_path / "corrupt.keras").write_bytes(b"garbage")
+    script, _ = parse(script, *(a.format(tmp=tmp_path) for a in args), monkeypatch=monkeypatch)
+    with pytest.raises(app.UsageError, match=message):
+        script.main([])
+
+
+def test_train_help_is_readable(monkeypatch, capsys):
+    # absl %-formats the module docstring for --help: a bare "40% s..." used to print the
+    # program name in the middle of the sentence.
+    script = load_script("train")
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    app.usage(shorthelp=True)
+    output = capsys.readouterr().err
+    assert "with 40 percent symmetric noise" in output and "train.pyymmetric" not in output
+
+
+def test_no_script_docstring_has_a_bare_percent_sign():
+    # absl %-formats the docstring for --help; a bare % garbles it (see the test above).
+    for name in sorted(n for n in os.listdir(SCRIPTS) if n.endswith(".py")):
+        doc = load_script(name[:-3]).__doc__ or ""
+        assert doc.count("%") == 2 * doc.count("%%"), f"scripts/{name}: write % as %%"
