@@ -1,0 +1,37 @@
+"""Tests for keras_imae.comparison: the loss-comparison protocol."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_imae import comparison, losses, training
+
+
+@pytest.mark.slow
+def test_comparison_protocol_selects_on_noisy_validation(tmp_path, digits):
+    base = training.RunConfig(epochs=1, batch_size=128)
+    lines = []
+    rows = comparison.compare(base, ["cce", "gce"], num_seeds=2, validation_fraction=0.2,
+                              work_dir=str(tmp_path), dataset=digits, log=lines.append)
+    assert [r["loss"] for r in rows] == ["cce", "gce"]
+    assert sum("noisy validation accuracy" in line for line in lines) == 2 * comparison.GRID_SIZE
+    assert rows[1]["chosen"] in comparison.GRIDS["gce"]
+    assert "learning_rate" in rows[0]["chosen"]
+    for row in rows:  # mean and std over the seeds' own metrics.json
+        finals = []
+        for seed in range(2):
+            with open(os.path.join(tmp_path, f"{row['loss']}_seed{seed}", "metrics.json")) as f:
+                finals.append(json.load(f)["test_accuracy_final"])
+        assert row["test_accuracy_final"] == pytest.approx((np.mean(finals), np.std(finals)))
+    table = comparison.markdown_table(rows, title="t")
+    assert table.count("\n| ") == 3 and "± " in table
+    with pytest.raises(ValueError, match="num_seeds"):
+        comparison.compare(base, ["cce"], num_seeds=0, work_dir=str(tmp_path), dataset=digits)
+
+
+def test_grids_have_equal_size():
+    base = training.RunConfig()
+    assert {len(comparison.grid_for(name, base)) for name in losses.LOSSES} == {
+        comparison.GRID_SIZE}

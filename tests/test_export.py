@@ -1,0 +1,63 @@
+"""Tests for keras_imae.export: the serving SavedModel and its atomic replacement."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_imae import export
+
+
+def test_export_matches_in_memory_model(finished_run, digits):
+    config, results = finished_run
+    model = keras.models.load_model(results["model_keras"])
+    x = digits.x_test[:64].astype(np.float32)
+    want = tf.nn.softmax(model(x, training=False)).numpy()
+    loaded = tf.saved_model.load(results["saved_model"])
+    np.testing.assert_allclose(loaded.serve(x)["probabilities"].numpy(), want, atol=1e-6)
+    signature = loaded.signatures["serving_default"]
+    np.testing.assert_allclose(signature(images=tf.constant(x))["probabilities"].numpy(), want,
+                               atol=1e-6)
+    layer = keras.layers.TFSMLayer(results["saved_model"], call_endpoint="serve")
+    out = layer(x)
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-6)
+    np.testing.assert_array_equal(out["classes"].numpy(), want.argmax(-1))
+
+
+def test_export_refuses_existing_target_and_replaces_atomically(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    target = tmp_path / "sm"
+    export.export_saved_model(model, target)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export.export_saved_model(model, target)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    export.export_saved_model(other, target, overwrite=True)
+    x = np.ones((1, 3), np.float32)
+    loaded = tf.saved_model.load(str(target))
+    got = loaded.serve(x)["probabilities"].numpy()
+    np.testing.assert_allclose(got, tf.nn.softmax(other(x)).numpy(), atol=1e-6)
+    assert sorted(os.listdir(tmp_path)) == ["sm"]  # no temporary folders left behind
+    with pytest.raises(ValueError, match="no defined input"):
+        export.export_saved_model(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "x")
+
+
+def test_failed_export_replacement_keeps_the_previous_export(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    target = tmp_path / "sm"
+    export.export_saved_model(model, target)
+    before = sorted(os.listdir(target))
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if os.path.basename(str(dst)) == "sm" and ".tmp-" in str(src):
+            raise OSError("disk full")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(model, target, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(os.listdir(target)) == before
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
