@@ -1,0 +1,51 @@
+"""Smoke runs of every benchmark script at tiny sizes (flags), in a subprocess as a user runs
+them: they start, measure and print their table. The numbers are not checked here."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# script -> (tiny flags, a line of the output, slow)
+RUNS = {
+    "loss_overhead.py": (["--batches=8", "--classes=10", "--modes=eager", "--rounds=1",
+                          "--iters=1", "--step_batch=8", "--step_iters=1"], "eager", False),
+    "pipeline_throughput.py": (["--num_images=64", "--batch_size=16", "--epochs=1",
+                                "--warmup_batches=1", "--model=mlp", "--steps=1"], "", False),
+    "train_step.py": (["--depth=8", "--batch_size=4", "--image_size=8", "--steps=1",
+                       "--warmup=1", "--repeats=1", "--strategies=default", "--jit=false"],
+                      "", False),
+    "monitor_overhead.py": (["--train=64", "--test=32", "--rounds=1", "--batch_size=32"],
+                            "with FitMonitor:", False),
+    "dm_stability.py": (["--datasets=digits", "--recipes=adam_cosine", "--losses=dm",
+                         "--seeds=1", "--epochs=1"], "digits", False),
+    "jax_train_step.py": (["--depth=20", "--batch_size=4", "--image_size=8", "--steps=1",
+                           "--warmup=1", "--repeats=1", "--tf_jit=false"], "", True),
+    "label_issues_vs_cleanlab.py": (["--datasets=digits", "--noise_types=symmetric",
+                                     "--folds=2", "--epochs=1"], "cleanlab", True),
+}
+NEEDS = {"jax_train_step.py": "jax", "label_issues_vs_cleanlab.py": "cleanlab"}
+
+
+def test_every_benchmark_has_a_smoke_run():
+    assert set(RUNS) == {n for n in os.listdir(os.path.join(ROOT, "benchmarks"))
+                         if n.endswith(".py")}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.slow] if slow else [])
+    for name, (_, _, slow) in RUNS.items()])
+def test_benchmark_runs_at_tiny_size(name, tmp_path):
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
+        pytest.skip(f"needs {NEEDS[name]}")
+    args, expected, _ = RUNS[name]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert expected in proc.stdout and "Traceback" not in output, output[-3000:]
