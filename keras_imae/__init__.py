@@ -8,6 +8,8 @@ serializable losses):
 - ``keras_imae.noise``: label corruption.
 - ``keras_imae.data``: datasets and tf.data pipelines.
 - ``keras_imae.models``: ``RobustModel`` and architectures.
+- ``keras_imae.ranking``: which training examples are mislabelled.
+- ``keras_imae.optimizers``: the papers' optimizer recipe.
 - ``keras_imae.distribute``: strategies from a string.
 - ``keras_imae.callbacks``: end-of-epoch fit monitor.
 """
@@ -22,7 +24,7 @@ import importlib
 from keras_imae import losses, models, weighting  # noqa: E402,F401
 
 _SUBMODULES = ("noise", "data", "distribute", "callbacks", "export", "evaluation", "training",
-               "comparison", "plotting")
+               "comparison", "plotting", "ranking", "optimizers", "label_issues")
 
 
 def __getattr__(name):

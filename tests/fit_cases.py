@@ -1,4 +1,5 @@
-"""Hand-made fit cases shared by tests/test_models.py and tests/test_callbacks.py.
+"""Hand-made RobustModel fit cases shared by several test files (models, callbacks, ranking,
+distribute, keras_compat, jax_checks).
 
 A helper module, not a test file: the tests import it instead of importing each other.
 """

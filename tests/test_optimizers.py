@@ -63,3 +63,9 @@ def test_make_optimizer_errors(kwargs, match):
 
 
 # -- mislabel ranking --------------------------------------------------------------------------
+
+
+def test_lazy_package_attribute():
+    import keras_imae
+
+    assert keras_imae.optimizers is optimizers

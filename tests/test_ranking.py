@@ -79,3 +79,9 @@ def test_mislabel_scores_from_logits_equal_rank_mislabelled():
         np.testing.assert_allclose(by_model[1], by_logits[1], rtol=1e-12)
     with pytest.raises(ValueError, match="score='rank'"):
         ranking.mislabel_scores(LOGITS, GIVEN, score="rank")
+
+
+def test_lazy_package_attribute():
+    import keras_imae
+
+    assert keras_imae.ranking is ranking
