@@ -174,7 +174,8 @@ def resume_data():
 
 def resume_model(seed):
     model = models.build_model("mlp", (5,), 2, seed=seed)
-    opt = optimizers.make_optimizer(learning_rate=0.05, schedule="step", epochs=6, steps_per_epoch=4)
+    opt = optimizers.make_optimizer(learning_rate=0.05, schedule="step", epochs=6,
+                                    steps_per_epoch=4)
     model.compile(opt, SCCE)
     return model
 

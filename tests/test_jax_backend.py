@@ -27,7 +27,9 @@ NEUTRAL = [
     "test_models.py::test_bad_target_dict_raises",
     "test_models.py::test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises",
     "test_models.py::test_fit_metrics_exact_over_two_batches",
-    "test_models.py::test_fit_ratios_equal_fit_statistics_and_omit_empty_subsets",
+    "test_models.py::test_fit_ratios_equal_fit_statistics_and_omit_empty_subsets[fit-no_noisy]",
+    "test_models.py::test_fit_ratios_equal_fit_statistics_and_omit_empty_subsets"
+    "[evaluate-no_clean]",
     "test_models.py::test_keras_imae_loss_and_compiled_metrics",
     "test_models.py::test_mixed_float16_scales_the_loss",
     "test_models.py::test_one_hot_and_column_labels_give_same_metrics",
