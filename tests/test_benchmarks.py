@@ -1,5 +1,6 @@
 """Smoke runs of every benchmark script at tiny sizes (flags), in a subprocess as a user runs
-them: they start, measure and print their table. The numbers are not checked here."""
+them: they start, measure and print a row of their table (a benchmark that catches an
+error and prints "failed" fails here). The numbers are not checked."""
 
 import importlib.util
 import os
@@ -13,20 +14,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # script -> (tiny flags, a line of the output, slow)
 RUNS = {
     "loss_overhead.py": (["--batches=8", "--classes=10", "--modes=eager", "--rounds=1",
-                          "--iters=1", "--step_batch=8", "--step_iters=1"], "eager", False),
+                          "--iters=1", "--step_batch=8", "--step_iters=1"], "| eager | 8 | 10 |",
+                         False),
     "pipeline_throughput.py": (["--num_images=64", "--batch_size=16", "--epochs=1",
-                                "--warmup_batches=1", "--model=mlp", "--steps=1"], "", False),
-    "train_step.py": (["--depth=8", "--batch_size=4", "--image_size=8", "--steps=1",
+                                "--warmup_batches=1", "--model=mlp", "--steps=1"],
+                               "ratio pipeline / model:", False),
+    "train_step.py": (["--depth=20", "--batch_size=4", "--image_size=8", "--steps=1",
                        "--warmup=1", "--repeats=1", "--strategies=default", "--jit=false"],
-                      "", False),
+                      "default    False", True),
     "monitor_overhead.py": (["--train=64", "--test=32", "--rounds=1", "--batch_size=32"],
                             "with FitMonitor:", False),
     "dm_stability.py": (["--datasets=digits", "--recipes=adam_cosine", "--losses=dm",
-                         "--seeds=1", "--epochs=1"], "digits", False),
+                         "--seeds=1", "--epochs=1"], "digits   adam_cosine     dm", False),
     "jax_train_step.py": (["--depth=20", "--batch_size=4", "--image_size=8", "--steps=1",
-                           "--warmup=1", "--repeats=1", "--tf_jit=false"], "", True),
+                           "--warmup=1", "--repeats=1", "--tf_jit=false"],
+                          "JAX speed relative to", True),
     "label_issues_vs_cleanlab.py": (["--datasets=digits", "--noise_types=symmetric",
-                                     "--folds=2", "--epochs=1"], "cleanlab", True),
+                                     "--folds=2", "--epochs=1"], "symmetric: done", True),
 }
 NEEDS = {"jax_train_step.py": "jax", "label_issues_vs_cleanlab.py": "cleanlab"}
 
@@ -48,4 +52,5 @@ def test_benchmark_runs_at_tiny_size(name, tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
-    assert expected in proc.stdout and "Traceback" not in output, output[-3000:]
+    assert expected in proc.stdout, output[-3000:]  # a line of its table
+    assert "failed" not in proc.stdout, output[-3000:]
