@@ -31,6 +31,8 @@ RUNS = {
                           "JAX speed relative to", True),
     "label_issues_vs_cleanlab.py": (["--datasets=digits", "--noise_types=symmetric",
                                      "--folds=2", "--epochs=1"], "symmetric: done", True),
+    "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
+                      "--in_memory=false"], "ratio streamed pipeline / model:", True),
 }
 NEEDS = {"jax_train_step.py": "jax", "label_issues_vs_cleanlab.py": "cleanlab"}
 
