@@ -26,7 +26,8 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_imae import _loss_core, callbacks, data, losses, models, noise, optimizers, training
+from keras_imae import _loss_core, callbacks, data, losses, models, noise, optimizers
+from keras_imae.recipe import NORMALIZED_WEIGHT_DECAY
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +48,7 @@ RECIPES = {
     **{f"{prefix}adamw_cosine_{wd:g}": (arch, "adamw", 1e-3, "cosine", 0.0, wd)
        for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))
        for wd in (0.3, 0.5, 1.0, 1.5, 2.0, 3.0)},
-    # train.py's default: AdamW, cosine, the normalised decay of training.weight_decay
+    # train.py's default: AdamW, cosine, the normalised decay of recipe.weight_decay
     **{f"{prefix}adamw_norm": (arch, "adamw", 1e-3, "cosine", 0.0, "normalised")
        for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))},
 }
@@ -161,7 +162,7 @@ def run_cell(dataset, recipe, loss_name, seed):
                                seed=seed)
     steps = int(np.ceil(len(x) / FLAGS.batch_size))
     if decoupled == "normalised":  # Loshchilov & Hutter (2019), as train.py
-        decoupled = training.NORMALIZED_WEIGHT_DECAY * np.sqrt(
+        decoupled = NORMALIZED_WEIGHT_DECAY * np.sqrt(
             FLAGS.batch_size / (len(x) * FLAGS.epochs))
     model.compile(
         optimizers.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,

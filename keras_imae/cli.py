@@ -9,7 +9,7 @@ import dataclasses
 
 from absl import flags, logging
 
-from keras_imae import data, distribute, losses, models, run_data, training
+from keras_imae import data, distribute, losses, models, recipe, run_data, training
 
 __all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
 
@@ -30,7 +30,7 @@ RUN_FLAGS = {
     "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: 16."),
     "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). DM "
                            "default: 1 for symmetric noise, 2 for class-dependent or real "
-                           "noise (training.RUN_LOSS_DEFAULTS)."),
+                           "noise (recipe.RUN_LOSS_DEFAULTS)."),
     "temperature": ("float", None, "IMAE temperature T."),
     "q": ("float", None, "GCE q."),
     "alpha": ("float", None, "SCE / NCE+RCE alpha."),
@@ -43,7 +43,7 @@ RUN_FLAGS = {
               "Architecture ('auto': mlp for tiny/tabular inputs, resnet20 for RGB, cnn else)."),
     "epochs": ("integer", None, "Training epochs."),
     "batch_size": ("integer", None, "Global batch size."),
-    "optimizer": ("enum", training.OPTIMIZERS, "Optimizer."),
+    "optimizer": ("enum", recipe.OPTIMIZERS, "Optimizer."),
     "learning_rate": ("float", None, "Initial learning rate."),
     "momentum": ("float", None, "SGD momentum (default 0.9; not for Adam)."),
     "lr_schedule": ("enum", ("none", "step", "cosine"),
@@ -52,7 +52,7 @@ RUN_FLAGS = {
     "weight_decay": ("float", None, "Weight decay: an L2 penalty on kernels for sgd/adam, "
                                     "AdamW's decoupled decay for adamw. Default: none "
                                     "for sgd/adam; for adamw "
-                                    f"{training.NORMALIZED_WEIGHT_DECAY:g} * sqrt(batch_size "
+                                    f"{recipe.NORMALIZED_WEIGHT_DECAY:g} * sqrt(batch_size "
                                     "/ (training examples * epochs)) (Loshchilov & Hutter "
                                     "2019's normalised decay)."),
     "augment": ("enum", ("auto", "none", "cifar", "crop"),

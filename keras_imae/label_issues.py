@@ -52,7 +52,7 @@ import os
 import keras
 import numpy as np
 
-from keras_imae import checks, data, files, noise, ranking, training
+from keras_imae import checks, data, files, noise, ranking, recipe, training
 
 __all__ = [
     "COLUMNS",
@@ -207,7 +207,7 @@ def make_fit(config, dataset):
         ``fit(x, labels, fold) -> predict``, ``predict(x)`` giving logits.
     """
     config = _with_loss_defaults(config)
-    training.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
+    recipe.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
     augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
                else None if config.augment == "none" else config.augment)
 
@@ -216,8 +216,8 @@ def make_fit(config, dataset):
         keras.utils.set_random_seed(seed)
         # The training recipe of train.py (architecture, optimizer, schedule, weight decay),
         # a fresh loss object per fold model.
-        model = training.compiled_model(dataclasses.replace(config, seed=seed), dataset,
-                                        training.loss_from_config(config), len(x))
+        model = recipe.compiled_model(dataclasses.replace(config, seed=seed), dataset,
+                                        recipe.loss_from_config(config), len(x))
         train = data.train_dataset(x, labels, batch_size=config.batch_size, augment=augment,
                                    seed=seed)
         model.fit(train, epochs=config.epochs, verbose=0, shuffle=False)
@@ -410,13 +410,13 @@ def _retrain_config(config, retrain_loss):
     if retrain_loss is None or retrain_loss == config.loss:
         return config
     return dataclasses.replace(config, loss=retrain_loss,
-                               **{name: None for name in training.HPARAM_FIELDS})
+                               **{name: None for name in recipe.HPARAM_FIELDS})
 
 
 def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
     """Checks that need no data: the loss and its hyper-parameters, ``folds``, ``retrain``.
 
-    Returns the loss object (``training.loss_from_config`` with :data:`LOSS_DEFAULTS`).
+    Returns the loss object (``recipe.loss_from_config`` with :data:`LOSS_DEFAULTS`).
     """
     if config.noise_type not in training.NOISE_TYPES:
         raise ValueError(
@@ -427,8 +427,8 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
         raise ValueError(
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "
             f"Received: retrain={retrain!r}")
-    training.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
-    return training.loss_from_config(_with_loss_defaults(config))
+    recipe.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
+    return recipe.loss_from_config(_with_loss_defaults(config))
 
 
 def given_labels(config, dataset):
@@ -467,7 +467,7 @@ def _retrain(config, dataset, given, clean, issues, mode, output_dir):
     else:
         keep = np.arange(len(given))
         cleaned = issues.suggested_labels
-    results = {"mode": mode, "loss": training.loss_from_config(config).get_config()}
+    results = {"mode": mode, "loss": recipe.loss_from_config(config).get_config()}
     for name, index, labels in (("given", np.arange(len(given)), given),
                                 ("cleaned", keep, cleaned)):
         folder = os.path.join(output_dir, f"retrain_{name}")
@@ -554,7 +554,7 @@ def run(config, *, output_dir, folds=DEFAULT_FOLDS, retrain="none", retrain_loss
             quality = issue_quality(issues.is_issue, issues.scores, is_noisy)
     results = {
         "dataset": dataset.name, "noise": meta, "folds": int(folds),
-        "loss": training.loss_from_config(_with_loss_defaults(config)).get_config(),
+        "loss": recipe.loss_from_config(_with_loss_defaults(config)).get_config(),
         "epochs_per_fold": config.epochs, "seed": config.seed, "examples": len(given),
         "flagged": int(issues.is_issue.sum()), "quality": quality, "retrain": None,
     }

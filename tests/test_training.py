@@ -174,54 +174,6 @@ def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
     np.testing.assert_array_equal(noise.load_noisy_labels(config.model_dir)[0], noisy)
 
 
-def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
-    # Loshchilov & Hutter (2019): decay = 15 * sqrt(batch / (examples * epochs)), AdamW only.
-    config = training.RunConfig(batch_size=64, epochs=40)
-    assert config.optimizer == "adamw"
-    assert training.weight_decay(config, 1347) == pytest.approx(15 * (64 / (1347 * 40)) ** 0.5)
-    assert training.weight_decay(config, 1347) == pytest.approx(0.5170, abs=1e-4)
-    assert training.weight_decay(dataclasses.replace(config, epochs=160), 1347) == pytest.approx(
-        training.weight_decay(config, 1347) / 2)
-    assert training.weight_decay(dataclasses.replace(config, optimizer="sgd"), 1347) == 0.0
-    assert training.weight_decay(dataclasses.replace(config, optimizer="adam"), 1347) == 0.0
-    assert training.weight_decay(dataclasses.replace(config, weight_decay=5e-4), 1347) == 5e-4
-    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
-        training.validate(dataclasses.replace(config, optimizer="rmsprop"))
-
-
-def test_compiled_model_applies_the_resolved_decay(digits):
-    model = training.compiled_model(training.RunConfig(), digits, "sparse_categorical_crossentropy",
-                                    1000)
-    assert model.optimizer.weight_decay == pytest.approx(15 * (64 / (1000 * 40)) ** 0.5)
-    sgd = training.compiled_model(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits,
-                                  "sparse_categorical_crossentropy", 1000)
-    assert sgd.optimizer.weight_decay is None  # coupled L2: a kernel regularizer instead
-    assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
-
-
-def test_loss_from_config_uses_only_set_hyper_parameters():
-    loss = training.loss_from_config(training.RunConfig(loss="gce", q=0.5))
-    assert isinstance(loss, losses.GeneralizedCrossEntropy) and loss.q == 0.5
-    with pytest.raises(ValueError, match=r"'imae' does not take `beta`.*temperature"):
-        training.loss_from_config(training.RunConfig(loss="imae", beta=16.0))
-    with pytest.raises(ValueError, match=r"'cce' does not take `lam`, `q`.*none"):
-        training.loss_from_config(training.RunConfig(loss="cce", lam=1.0, q=0.3))
-    dm = training.loss_from_config(training.RunConfig(loss="dm", beta=3.0, normalize="none"))
-    # A run's DM defaults (lam=1, beta=16) fill in what was not set; the flags win.
-    assert dm.beta == 3.0 and dm.lam == 1.0 and dm.normalize is None
-    dm = training.loss_from_config(training.RunConfig(loss="dm"))
-    assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, None)
-    assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
-    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3).
-    for noise_type in ("pairflip", "asymmetric", "none"):
-        dm = training.loss_from_config(training.RunConfig(loss="dm", noise_type=noise_type))
-        assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
-    dm = training.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
-    assert (dm.beta, dm.lam) == (16.0, 1.0)
-    with pytest.raises(ValueError, match="Valid names"):
-        training.loss_from_config(training.RunConfig(loss="focal"))
-
-
 @pytest.mark.parametrize("overrides,match", [
     (dict(noise_type="uniform"), "noise_type"),
     (dict(epochs=0), "epochs"),
