@@ -36,8 +36,8 @@ class RunConfig:
     """Every knob of a run. Defaults: DM on the embedded digits with 40% symmetric noise.
 
     The optimisation defaults (AdamW 1e-3 with the normalised decoupled weight decay of
-    :func:`keras_imae.recipe.weight_decay` and a cosine decay to 0, 40 epochs, batch 64, the MLP) come
-    from ``benchmarks/dm_stability.py``: DM's gradient does not vanish on fitted examples, so
+    :func:`keras_imae.recipe.weight_decay` and a cosine decay to 0, 40 epochs, batch 64, the
+    MLP) come from ``benchmarks/dm_stability.py``: DM's gradient does not vanish on fitted examples, so
     outside its emphasis window it is a linear loss with no minimum and its logits grow with
     the integrated learning rate. Decoupled weight decay gives it a minimum (as for the
     "unhinged" loss), and the cosine schedule freezes the model at the end (README, "Keeping
