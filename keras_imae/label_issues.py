@@ -1,6 +1,7 @@
 """Which training labels are wrong? Out-of-sample probabilities, a score and a flag per example.
 
-The workflow (what ``scripts/find_label_issues.py`` runs):
+The workflow (what ``scripts/find_label_issues.py`` runs; step 1 lives in
+:mod:`keras_imae.kfold`):
 
 1. **Out-of-sample probabilities** (:func:`cross_val_probabilities`). The training set is
    split into ``K`` folds, stratified by the given label (:func:`assign_folds`). For each fold
@@ -49,10 +50,13 @@ import dataclasses
 import io
 import os
 
-import keras
 import numpy as np
 
 from keras_imae import checks, data, files, noise, ranking, recipe, training
+# Step 1, re-exported: label_issues.cross_val_probabilities etc. are this module's API.
+from keras_imae.kfold import (DEFAULT_EPOCHS, DEFAULT_FOLDS, LOSS_DEFAULTS,  # noqa: F401
+                              _with_loss_defaults, assign_folds, cross_val_probabilities,
+                              make_fit)
 
 __all__ = [
     "COLUMNS",
@@ -79,11 +83,7 @@ COLUMNS = ("index", "given_label", "suggested_label", "score", "is_issue")
 CSV_FILENAME = "label_issues.csv"
 PNG_FILENAME = "label_issues.png"
 SUMMARY_FILENAME = "summary.json"
-DEFAULT_FOLDS = 5
-DEFAULT_EPOCHS = 20  # per fold; a K-fold run trains K models
 DEFAULT_NUM_SUSPECTS = 36
-# Hyper-parameters used when the loss is chosen but they are not given (None in RunConfig).
-LOSS_DEFAULTS = {"dm": {"lam": 2.0, "beta": 12.0}}
 RETRAIN_MODES = ("none", "remove", "relabel")
 
 LabelIssues = collections.namedtuple(
@@ -98,140 +98,6 @@ Attributes:
     thresholds: ``(K,)`` float64 per-class thresholds ``t_j`` (``inf`` for a class no example
         is labelled with).
 """
-
-
-# --------------------------------------------------------------------------------------------
-# Out-of-sample probabilities
-# --------------------------------------------------------------------------------------------
-def assign_folds(labels, folds, seed):
-    """A fold id per example, stratified by label and drawn from ``seed``.
-
-    Each class's examples are permuted with ``numpy.random.Generator(PCG64(seed))`` and dealt
-    round-robin to the folds, continuing where the previous class stopped, so fold sizes differ
-    by at most one and every class is spread evenly. Same inputs, same folds on any machine.
-
-    Args:
-        labels: ``(N,)`` integer labels to stratify by (the given, noisy ones).
-        folds: number of folds ``K``, ``2 <= K <= N``.
-        seed: integer seed.
-
-    Returns:
-        ``(N,)`` int64 fold ids in ``[0, K)``.
-
-    Example:
-        >>> assign_folds([0, 0, 1, 1], 2, seed=0).tolist()
-        [0, 1, 0, 1]
-    """
-    labels = checks.label_ids(labels)
-    folds = checks.integer("folds", folds, low=2, high=len(labels))
-    rng = np.random.Generator(np.random.PCG64(seed))
-    fold_of = np.empty(len(labels), np.int64)
-    dealt = 0
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        fold_of[members] = (dealt + np.arange(len(members))) % folds
-        dealt += len(members)
-    return fold_of
-
-
-def _softmax(logits):
-    z = np.asarray(logits, "float64")
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS, seed=0):
-    """Out-of-sample class probabilities by K-fold training.
-
-    For each fold ``f``: ``predict = fit(x[train_f], labels[train_f], f)`` with ``train_f``
-    the examples *not* in fold ``f``; then ``p[i] = softmax(predict(x[i]))`` for the examples
-    ``i`` in fold ``f``. No example is scored by a model whose training data contained it.
-
-    Args:
-        x: ``(N, ...)`` inputs (numpy).
-        labels: ``(N,)`` given (noisy) integer labels in ``[0, num_classes)``.
-        num_classes: ``K``.
-        fit: ``fit(x_train, labels_train, fold) -> predict``, where ``predict(x)`` returns
-            logits ``(n, K)``. :func:`make_fit` builds one from a ``RunConfig``; any model
-            works (scikit-learn: return ``lambda x: np.log(clf.predict_proba(x))``).
-        folds: ``K``-fold count, ``>= 2``.
-        seed: seed of the fold assignment (:func:`assign_folds`).
-
-    Returns:
-        ``(probs, fold_of)``: ``(N, K)`` float64 probabilities and ``(N,)`` fold ids.
-    """
-    labels = checks.label_ids(labels, num_classes)
-    x = np.asarray(x)
-    if len(x) != len(labels):
-        raise ValueError(
-            "Invalid value for argument `labels`. Expected one label per example of `x` "
-            f"({len(x)}). Received: {len(labels)} labels")
-    fold_of = assign_folds(labels, folds, seed)
-    probs = np.zeros((len(labels), num_classes))
-    for fold in range(int(folds)):
-        held_out = np.flatnonzero(fold_of == fold)
-        train = np.flatnonzero(fold_of != fold)
-        predict = fit(x[train], labels[train], fold)
-        logits = np.asarray(predict(x[held_out]))
-        if logits.shape != (len(held_out), num_classes):
-            raise ValueError(
-                f"`fit` returned a predictor giving shape {logits.shape} for {len(held_out)} "
-                f"examples. Expected logits of shape ({len(held_out)}, {num_classes}).")
-        probs[held_out] = _softmax(logits)
-    return probs, fold_of
-
-
-def _with_loss_defaults(config):
-    """``config`` with :data:`LOSS_DEFAULTS` filled in for hyper-parameters left unset."""
-    unset = {k: v for k, v in LOSS_DEFAULTS.get(config.loss, {}).items()
-             if getattr(config, k) is None}
-    return dataclasses.replace(config, **unset)
-
-
-def make_fit(config, dataset):
-    """The default ``fit`` of :func:`cross_val_probabilities`: a robust model per fold.
-
-    Each fold builds ``config.model`` (``models.build_model``, normalised with the training
-    set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 12``
-    unless set, :data:`LOSS_DEFAULTS`) and ``config``'s optimizer, and trains it for
-    ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as in
-    ``RunConfig.augment``). Fold ``f`` seeds everything with ``config.seed * 1000 + f``.
-
-    Args:
-        config: a :class:`keras_imae.training.RunConfig` (loss, model, optimizer, epochs,
-            batch size, augmentation, seed; data and noise fields are not used here).
-        dataset: the :class:`keras_imae.data.Dataset` (input shape, classes, statistics).
-
-    Returns:
-        ``fit(x, labels, fold) -> predict``, ``predict(x)`` giving logits.
-    """
-    config = _with_loss_defaults(config)
-    recipe.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
-    augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
-               else None if config.augment == "none" else config.augment)
-
-    def fit(x, labels, fold):
-        seed = config.seed * 1000 + fold
-        keras.utils.set_random_seed(seed)
-        # The training recipe of train.py (architecture, optimizer, schedule, weight decay),
-        # a fresh loss object per fold model.
-        model = recipe.compiled_model(dataclasses.replace(config, seed=seed), dataset,
-                                        recipe.loss_from_config(config), len(x))
-        train = data.train_dataset(x, labels, batch_size=config.batch_size, augment=augment,
-                                   seed=seed)
-        model.fit(train, epochs=config.epochs, verbose=0, shuffle=False)
-
-        def predict(x_held_out):
-            # Plain batched calls: `model.predict` would trace a new function per fold model,
-            # and TensorFlow warns about retracing from the fifth on.
-            batches = data.eval_dataset(x_held_out, batch_size=max(config.batch_size, 256))
-            return np.concatenate([keras.ops.convert_to_numpy(model(b, training=False))
-                                   for b in batches])
-
-        return predict
-
-    return fit
 
 
 # --------------------------------------------------------------------------------------------
