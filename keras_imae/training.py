@@ -20,7 +20,7 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import (callbacks, data, distribute, export, noise, ranking, run_data,
+from keras_imae import (callbacks, checks, data, distribute, export, noise, ranking, run_data,
                         run_folder)
 # The recipe's two entry points stay reachable here (training.loss_from_config, ...).
 from keras_imae.recipe import OPTIMIZERS, compiled_model, loss_from_config
@@ -169,33 +169,21 @@ def validate(config):
             f"Invalid value for `noise_type`. Expected one of {list(NOISE_TYPES)}. "
             f"Received: noise_type={config.noise_type!r}")
     for name in ("epochs", "batch_size"):
-        if int(getattr(config, name)) <= 0:
-            raise ValueError(f"Invalid value for `{name}`. Expected a positive integer. "
-                             f"Received: {name}={getattr(config, name)!r}")
-    if not 0.0 <= config.validation_fraction < 1.0:
-        raise ValueError("Invalid value for `validation_fraction`. Expected a float in "
-                         f"[0, 1). Received: validation_fraction={config.validation_fraction}")
+        checks.integer(name, getattr(config, name), low=1)
+    checks.number("validation_fraction", config.validation_fraction, high=1.0, high_open=True)
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"Invalid value for `optimizer`. Expected one of {list(OPTIMIZERS)}. "
                          f"Received: optimizer={config.optimizer!r}")
     if config.momentum is not None and config.optimizer != "sgd":
         raise ValueError(f"`momentum` applies to optimizer='sgd' only. Received: "
                          f"momentum={config.momentum}, optimizer={config.optimizer!r}")
-    if config.momentum is not None and not 0.0 <= config.momentum <= 1.0:
-        raise ValueError("Invalid value for `momentum`. Expected a float in [0, 1]. "
-                         f"Received: momentum={config.momentum!r}")
-    if not config.learning_rate > 0:
-        raise ValueError("Invalid value for `learning_rate`. Expected > 0. "
-                         f"Received: learning_rate={config.learning_rate!r}")
-    if not 0.0 <= config.noise_rate <= 1.0:
-        raise ValueError("Invalid value for `noise_rate`. Expected a float in [0, 1]. "
-                         f"Received: noise_rate={config.noise_rate!r}")
-    if config.weight_decay is not None and not config.weight_decay >= 0:
-        raise ValueError("Invalid value for `weight_decay`. Expected >= 0. Received: "
-                         f"weight_decay={config.weight_decay!r}")
-    if not config.max_logit_scale >= 0:
-        raise ValueError("Invalid value for `max_logit_scale`. Expected >= 0 (0: off). "
-                         f"Received: max_logit_scale={config.max_logit_scale!r}")
+    if config.momentum is not None:
+        checks.number("momentum", config.momentum, high=1.0)
+    checks.number("learning_rate", config.learning_rate, low_open=True)
+    checks.number("noise_rate", config.noise_rate, high=1.0)
+    if config.weight_decay is not None:
+        checks.number("weight_decay", config.weight_decay)
+    checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
     dataset_name = config.dataset.split(":")[0]
     if (config.noise_type == "asymmetric" and not config.noisy_labels
             and dataset_name not in noise.ASYMMETRIC_DATASETS):
