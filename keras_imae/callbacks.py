@@ -386,9 +386,8 @@ class CollapseGuard(keras.callbacks.Callback):
         super().__init__()
         for name, value in (("max_logit_scale", max_logit_scale),
                             ("max_top_class_fraction", max_top_class_fraction)):
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"Invalid value for argument `{name}`. Expected a positive "
-                                 f"number or None. Received: {name}={value!r}")
+            if value is not None:  # None: that check is off
+                checks.number(name, value, low_open=True)
         self.max_logit_scale = max_logit_scale
         self.max_top_class_fraction = max_top_class_fraction
 

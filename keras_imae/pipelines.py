@@ -73,9 +73,8 @@ def split_validation(x, y, fraction, seed):
     """
     x = np.asarray(x)
     y = check_labels(y, "y", len(x))
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not (
-        0 < fraction < 1 and 1 <= round(fraction * len(y)) < len(y)
-    ):
+    fraction = checks.number("fraction", fraction, low_open=True, high=1.0, high_open=True)
+    if not 1 <= round(fraction * len(y)) < len(y):  # both sides keep an example
         raise ValueError(
             "Invalid value for argument `fraction`. Expected a float in (0, 1) leaving at "
             f"least one example on each side of {len(y)}. Received: fraction={fraction!r}"
