@@ -52,6 +52,9 @@ RECIPES = {
     **{f"{prefix}adamw_norm": (arch, "adamw", 1e-3, "cosine", 0.0, "normalised")
        for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))},
 }
+# recipes whose training images are augmented (pad + random crop, no flip: "crop")
+CROP_RECIPES = {f"{name}_crop": recipe for name, recipe in RECIPES.items()}
+RECIPES.update(CROP_RECIPES)
 
 
 class _Diagnostic(keras.losses.Loss):
@@ -182,7 +185,9 @@ def run_cell(dataset, recipe, loss_name, seed):
                 collapsed = {"epoch": epoch + 1, "reasons": reasons}
                 self.model.stop_training = True
 
-    model.fit(data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed),
+    augment = "crop" if recipe in CROP_RECIPES else None
+    model.fit(data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed,
+                                 augment=augment),
               epochs=FLAGS.epochs, verbose=0, callbacks=[monitor, Record()])
     return {"history": history, "collapsed": collapsed}
 

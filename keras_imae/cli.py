@@ -56,7 +56,8 @@ RUN_FLAGS = {
                                     "/ (training examples * epochs)) (Loshchilov & Hutter "
                                     "2019's normalised decay)."),
     "augment": ("enum", ("auto", "none", "cifar", "crop"),
-                "Training augmentation ('auto': pad+crop+flip for CIFAR, none else)."),
+                "Training augmentation ('auto': pad+crop+flip for CIFAR, pad+crop for other "
+                "images under a convolutional model, none for the MLP)."),
     "validation_fraction": ("float", None,
                             "Fraction of the (noisy) training set held out for validation."),
     "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),

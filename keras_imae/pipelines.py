@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from keras_imae import checks, noise
 
-AUGMENT_PAD = 4
+AUGMENT_PAD_FRACTION = 8  # zero padding = min(H, W) / 8 (CIFAR's 4 pixels at 32x32), >= 1
 AUGMENTATIONS = ("cifar", "crop")
-_DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "svhn_cropped": "crop"}
+_DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "cifar10_n": "cifar",
+                         "cifar100_n": "cifar", "svhn_cropped": "crop"}
 
 
 Split = collections.namedtuple(
@@ -86,11 +87,12 @@ def split_validation(x, y, fraction, seed):
 def default_augmentation(dataset_name):
     """The training augmentation the papers use for a dataset.
 
-    ``"cifar"`` (pad 4, random crop, random horizontal flip) for CIFAR-10/100; ``"crop"`` (pad
-    4, random crop, no flip: mirrored digits change meaning) for SVHN; ``None`` otherwise
-    (digits, MNIST, Fashion-MNIST, npz, folders).
+    ``"cifar"`` (pad, random crop, random horizontal flip) for CIFAR-10/100 and their human
+    relabellings CIFAR-10N/100N, ``"crop"`` (pad, random crop, no flip: mirrored digits
+    change meaning) for SVHN; ``None`` for any other name. A run's ``augment="auto"`` also
+    crops other images when its model is convolutional (:func:`keras_imae.recipe.augmentation`).
     """
-    return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0])
+    return _DEFAULT_AUGMENTATION.get(dataset_name.split(":")[0].split("/")[0])
 
 
 def pipeline_options(*, sharded=False):
@@ -141,11 +143,12 @@ def augmentation(kind, image_shape):
             f"Received: examples of shape {image_shape}"
         )
     height, width, _ = image_shape
+    pad = augment_pad(image_shape)
 
     def augment(image, seed):
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
-            image, AUGMENT_PAD, AUGMENT_PAD, height + 2 * AUGMENT_PAD, width + 2 * AUGMENT_PAD
+            image, pad, pad, height + 2 * pad, width + 2 * pad
         )
         image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
         if kind == "cifar":
@@ -153,6 +156,12 @@ def augmentation(kind, image_shape):
         return image
 
     return augment
+
+
+def augment_pad(image_shape):
+    """Pixels of zero padding before the random crop: ``max(1, round(min(H, W) / 8))``, the
+    papers' 4 pixels at CIFAR's 32x32 (also 4 at 28x28, 1 at digits' 8x8)."""
+    return max(1, round(min(image_shape[:2]) / AUGMENT_PAD_FRACTION))  # round(3.5) = 4
 
 
 def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):

@@ -20,8 +20,8 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import (callbacks, checks, data, distribute, export, noise, ranking, run_data,
-                        run_folder)
+from keras_imae import (callbacks, checks, data, distribute, export, noise, ranking, recipe,
+                        run_data, run_folder)
 # The recipe's two entry points stay reachable here (training.loss_from_config, ...).
 from keras_imae.recipe import OPTIMIZERS, compiled_model, loss_from_config
 
@@ -344,8 +344,7 @@ def _fit(config, model, folder, split, dataset, resuming):
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
         folder.truncate_log(folder.backed_up_epochs())
         done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
-    augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
-               else None if config.augment == "none" else config.augment)
+    augment = recipe.augmentation(config, dataset)
     if run_data.is_streamed(dataset):
         train, monitor_train, monitor_test = run_data.pipelines(config, dataset, split, augment)
     else:

@@ -333,36 +333,46 @@ class TestTrainDataset:
         np.testing.assert_array_equal(ordered, x)
 
     @staticmethod
-    def _candidates(image, flip):
+    def _offsets(augmented, image, pad):
+        """The (row, column, flipped) crops of the zero-padded image equal to ``augmented``."""
         h, w, _ = image.shape
-        padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
-        crops = [padded[i:i + h, j:j + w] for i in range(9) for j in range(9)]
-        return crops + [c[:, ::-1] for c in crops] if flip else crops
+        padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+        return [(i, j, flip) for i in range(2 * pad + 1) for j in range(2 * pad + 1)
+                for flip in (False, True)
+                if np.array_equal(augmented, padded[i:i + h, j:j + w][:, ::-1] if flip
+                                  else padded[i:i + h, j:j + w])]
 
     @pytest.mark.parametrize("kind", ["cifar", "crop"])
     def test_augmentation(self, kind):
         rng = np.random.default_rng(0)
-        x = rng.integers(1, 256, (16, 10, 10, 3), dtype=np.uint8)
+        x = rng.integers(1, 256, (16, 16, 16, 3), dtype=np.uint8)  # pad 16 / 8 = 2
         labels = np.arange(16) % 2
         ds = data.train_dataset(x, labels, batch_size=16, augment=kind, shuffle=False, seed=2)
         first, second = _epoch(ds)[0], _epoch(ds)[0]
         assert first.shape == x.shape and first.dtype == np.float32
         assert not np.array_equal(first, x) and not np.array_equal(first, second)
-        for augmented, original in zip(first, x):  # a (flipped) crop of the zero-padded image
-            assert any(np.array_equal(augmented, c) for c in self._candidates(original,
-                                                                              kind == "cifar"))
-        flips = sum(not any(np.array_equal(a, c) for c in self._candidates(o, False))
-                    for a, o in zip(np.concatenate([first, second]), np.concatenate([x, x])))
+        offsets = [self._offsets(a, o, pad=2)
+                   for a, o in zip(np.concatenate([first, second]), np.concatenate([x, x]))]
+        assert all(offsets)  # every image is a (flipped) crop of the zero-padded image
+        shifts = {max(abs(i - 2), abs(j - 2)) for found in offsets for i, j, _ in found}
+        assert 2 in shifts  # the padding is 2 pixels, not less
+        flips = sum(all(flip for _, _, flip in found) for found in offsets)
         assert (flips > 0) == (kind == "cifar")
         same_seed = data.train_dataset(x, labels, batch_size=16, augment=kind, shuffle=False,
                                        seed=2)
         np.testing.assert_array_equal(_epoch(same_seed)[0], first)
+
+    def test_augment_pad_is_an_eighth_of_the_side(self):
+        assert [data.augment_pad(s) for s in ((32, 32, 3), (28, 28, 1), (8, 8, 1), (64, 48, 3),
+                                              (4, 4, 1))] == [4, 4, 1, 6, 1]
 
     def test_default_augmentation(self):
         assert data.default_augmentation("cifar10") == "cifar"
         assert data.default_augmentation("cifar100") == "cifar"
         assert data.default_augmentation("svhn_cropped") == "crop"
         assert data.default_augmentation("cifar10:3.0.2") == "cifar"
+        assert data.default_augmentation("cifar10_n/worse") == "cifar"
+        assert data.default_augmentation("cifar100_n") == "cifar"
         for name in ("digits", "mnist", "fashion_mnist", "npz:/x.npz"):
             assert data.default_augmentation(name) is None
 

@@ -52,3 +52,24 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     assert (dm.beta, dm.lam) == (16.0, 1.0)
     with pytest.raises(ValueError, match="Valid names"):
         recipe.loss_from_config(training.RunConfig(loss="focal"))
+
+
+@pytest.mark.parametrize("name, shape, model, expected", [
+    ("digits", (8, 8, 1), "auto", None),          # 8x8 -> the MLP: no translation invariance
+    ("digits", (8, 8, 1), "cnn", "crop"),         # the CNN on the same images: pad 1 + crop
+    ("npz:/d.npz", (28, 28, 1), "auto", "crop"),  # -> the CNN
+    ("npz:/d.npz", (28, 28, 1), "mlp", None),
+    ("npz:/d.npz", (28, 28, 1), "mlp_bn", None),
+    ("folder:/d", (32, 32, 3), "auto", "crop"),   # -> ResNet-20; never flipped (not CIFAR)
+    ("npz:/d.npz", (40,), "auto", None),          # feature vectors
+    ("cifar10", (32, 32, 3), "auto", "cifar"),    # the papers' pad + crop + flip
+    ("cifar10_n/aggre", (32, 32, 3), "mlp", "cifar"),
+    ("svhn_cropped", (32, 32, 3), "auto", "crop"),
+])
+def test_auto_augmentation_crops_images_for_convolutional_models(name, shape, model, expected):
+    dataset = type("Dataset", (), {"name": name, "input_shape": shape})()
+    config = training.RunConfig(model=model)
+    assert recipe.augmentation(config, dataset) == expected
+    for explicit, result in (("none", None), ("crop", "crop"), ("cifar", "cifar")):
+        assert recipe.augmentation(dataclasses.replace(config, augment=explicit),
+                                   dataset) == result
