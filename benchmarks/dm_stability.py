@@ -13,6 +13,10 @@ max |logit| (``logit_scale``) at the last epoch, and how many runs collapsed
 constant predictions) -- a collapsed run is stopped there and reported with its values at that
 point. ``--output`` writes the table (markdown) and ``--json`` every run's per-epoch values.
 
+Recipes ending in ``_crop`` train on randomly translated images (``augment="crop"``: zero-pad
+min(H, W)/8 pixels, random crop back), what ``train.py --augment=auto`` does for convolutional
+models. Digits only: MNIST-1D signals are not images.
+
 Datasets: ``digits`` (embedded) and ``mnist1d`` (Greydanus 2020, generated offline by the
 ``mnist1d`` package: ``pip install -e ".[study]"``; 1-D signals, so only the MLPs run there).
 """
@@ -52,7 +56,7 @@ RECIPES = {
     **{f"{prefix}adamw_norm": (arch, "adamw", 1e-3, "cosine", 0.0, "normalised")
        for prefix, arch in (("", "mlp"), ("bn_", "mlp_bn"), ("cnn_", "cnn"))},
 }
-# recipes whose training images are augmented (pad + random crop, no flip: "crop")
+# every recipe again on translated images (pad + random crop, no flip: augment="crop")
 CROP_RECIPES = {f"{name}_crop": recipe for name, recipe in RECIPES.items()}
 RECIPES.update(CROP_RECIPES)
 
@@ -228,8 +232,8 @@ def main(_):
         dataset = load(name, FLAGS.mnist1d_size)
         rows = {}
         for recipe in FLAGS.recipes:
-            if RECIPES[recipe][0] == "cnn" and dataset[0].ndim != 4:
-                continue  # 1-D signals: the CNN is for images
+            if (RECIPES[recipe][0] == "cnn" or recipe in CROP_RECIPES) and dataset[0].ndim != 4:
+                continue  # 1-D signals: the CNN and the translations are for images
             for loss_name in FLAGS.losses:
                 runs = [run_cell(dataset, recipe, loss_name, seed) for seed in range(FLAGS.seeds)]
                 rows[(recipe, loss_name)] = s = summarise(runs)

@@ -37,12 +37,14 @@ class RunConfig:
 
     The optimisation defaults (AdamW 1e-3 with the normalised decoupled weight decay of
     :func:`keras_imae.recipe.weight_decay` and a cosine decay to 0, 40 epochs, batch 64, the
-    MLP) come from ``benchmarks/dm_stability.py``: DM's gradient does not vanish on fitted examples, so
-    outside its emphasis window it is a linear loss with no minimum and its logits grow with
-    the integrated learning rate. Decoupled weight decay gives it a minimum (as for the
-    "unhinged" loss), and the cosine schedule freezes the model at the end (README, "Keeping
-    DM stable"). DM's run defaults are ``recipe.RUN_LOSS_DEFAULTS``. For CIFAR use the papers'
-    recipe: ``optimizer="sgd", learning_rate=0.1, lr_schedule="step", weight_decay=5e-4``
+    MLP) come from ``benchmarks/dm_stability.py``: DM's gradient does not vanish on fitted
+    examples, so outside its emphasis window it is a linear loss with no minimum and its
+    logits grow with the integrated learning rate. Decoupled weight decay gives it a minimum
+    (as for the "unhinged" loss), and the cosine schedule freezes the model at the end
+    (README, "Keeping DM stable"). DM's run defaults are ``recipe.RUN_LOSS_DEFAULTS``;
+    ``augment="auto"`` translates the images of convolutional models
+    (``recipe.augmentation``). For CIFAR use the papers' recipe: ``optimizer="sgd",
+    learning_rate=0.1, lr_schedule="step", weight_decay=5e-4``
     and a ResNet.
     """
 
