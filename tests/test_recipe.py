@@ -44,12 +44,12 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     dm = recipe.loss_from_config(training.RunConfig(loss="dm"))
     assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, None)
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
-    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3), beta=12.
+    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3), beta=8.
     for noise_type in ("pairflip", "asymmetric", "none"):
         dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type=noise_type))
-        assert (dm.beta, dm.lam) == (12.0, 2.0), noise_type
+        assert (dm.beta, dm.lam) == (8.0, 2.0), noise_type
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
-    assert (dm.beta, dm.lam) == (12.0, 1.0)
+    assert (dm.beta, dm.lam) == (8.0, 1.0)
     with pytest.raises(ValueError, match="Valid names"):
         recipe.loss_from_config(training.RunConfig(loss="focal"))
 
