@@ -116,8 +116,8 @@ def make_fit(config, dataset):
     Each fold builds ``config.model`` (``models.build_model``, normalised with the training
     set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 12``
     unless set, :data:`LOSS_DEFAULTS`) and ``config``'s optimizer, and trains it for
-    ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as in
-    ``RunConfig.augment``). Fold ``f`` seeds everything with ``config.seed * 1000 + f``.
+    ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as a
+    run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with ``config.seed * 1000 + f``.
 
     Args:
         config: a :class:`keras_imae.training.RunConfig` (loss, model, optimizer, epochs,
@@ -129,8 +129,7 @@ def make_fit(config, dataset):
     """
     config = _with_loss_defaults(config)
     recipe.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
-    augment = (data.default_augmentation(dataset.name) if config.augment == "auto"
-               else None if config.augment == "none" else config.augment)
+    augment = recipe.augmentation(config, dataset)
 
     def fit(x, labels, fold):
         seed = config.seed * 1000 + fold

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_imae import checks, noise
 
-AUGMENT_PAD_FRACTION = 8  # zero padding = min(H, W) / 8 (CIFAR's 4 pixels at 32x32), >= 1
+AUGMENT_PAD_FRACTION = 8  # zero padding = side / 8 along each axis (CIFAR: 4 pixels at 32x32)
 AUGMENTATIONS = ("cifar", "crop")
 _DEFAULT_AUGMENTATION = {"cifar10": "cifar", "cifar100": "cifar", "cifar10_n": "cifar",
                          "cifar100_n": "cifar", "svhn_cropped": "crop"}
@@ -143,12 +143,12 @@ def augmentation(kind, image_shape):
             f"Received: examples of shape {image_shape}"
         )
     height, width, _ = image_shape
-    pad = augment_pad(image_shape)
+    pad_h, pad_w = augment_pad(image_shape)
 
     def augment(image, seed):
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
-            image, pad, pad, height + 2 * pad, width + 2 * pad
+            image, pad_h, pad_w, height + 2 * pad_h, width + 2 * pad_w
         )
         image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
         if kind == "cifar":
@@ -159,9 +159,10 @@ def augmentation(kind, image_shape):
 
 
 def augment_pad(image_shape):
-    """Pixels of zero padding before the random crop: ``max(1, round(min(H, W) / 8))``, the
-    papers' 4 pixels at CIFAR's 32x32 (also 4 at 28x28, 1 at digits' 8x8)."""
-    return max(1, round(min(image_shape[:2]) / AUGMENT_PAD_FRACTION))  # round(3.5) = 4
+    """``(rows, columns)`` of zero padding before the random crop: an eighth of each side,
+    rounded (the papers' 4 pixels at CIFAR's 32x32; 4 at 28x28, 1 at digits' 8x8, 0 along a
+    side of 1, such as a 1-D signal stored as an ``(L, 1, 1)`` image)."""
+    return tuple(round(side / AUGMENT_PAD_FRACTION) for side in image_shape[:2])
 
 
 def _pipeline(x, targets, *, batch_size, augment, seed, shuffle):

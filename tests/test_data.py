@@ -362,9 +362,21 @@ class TestTrainDataset:
                                        seed=2)
         np.testing.assert_array_equal(_epoch(same_seed)[0], first)
 
-    def test_augment_pad_is_an_eighth_of_the_side(self):
+    def test_augment_pad_is_an_eighth_of_each_side(self):
         assert [data.augment_pad(s) for s in ((32, 32, 3), (28, 28, 1), (8, 8, 1), (64, 48, 3),
-                                              (4, 4, 1))] == [4, 4, 1, 6, 1]
+                                              (40, 1, 1), (3, 3, 1))] == [
+            (4, 4), (4, 4), (1, 1), (8, 6), (5, 0), (0, 0)]
+
+    def test_a_side_of_one_is_not_shifted(self):
+        # A 1-D signal stored as an (L, 1, 1) image moves along L only; it never becomes zeros.
+        x = np.arange(1, 16 * 40 + 1, dtype=np.float32).reshape(16, 40, 1, 1)
+        ds = data.train_dataset(x, np.zeros(16, int), batch_size=16, augment="crop",
+                                shuffle=False, seed=0)
+        out = _epoch(ds)[0][..., 0, 0]
+        for augmented, original in zip(out, x[..., 0, 0]):
+            shifts = [k for k in range(-5, 6)
+                      if np.array_equal(augmented, np.roll(np.pad(original, 5), k)[5:-5])]
+            assert shifts and (augmented != 0).sum() >= 35
 
     def test_default_augmentation(self):
         assert data.default_augmentation("cifar10") == "cifar"
