@@ -13,8 +13,8 @@ max |logit| (``logit_scale``) at the last epoch, and how many runs collapsed
 constant predictions) -- a collapsed run is stopped there and reported with its values at that
 point. ``--output`` writes the table (markdown) and ``--json`` every run's per-epoch values.
 
-Recipes ending in ``_crop`` train on randomly translated images (``augment="crop"``: zero-pad
-min(H, W)/8 pixels, random crop back), what ``train.py --augment=auto`` does for convolutional
+Recipes ending in ``_crop`` train on randomly translated images (``augment="crop"``: zero-pad an
+eighth of each side, random crop back), what ``train.py --augment=auto`` does for convolutional
 models. Digits only: MNIST-1D signals are not images.
 
 Datasets: ``digits`` (embedded) and ``mnist1d`` (Greydanus 2020, generated offline by the
