@@ -4,7 +4,7 @@ The training set is split into ``K`` folds, stratified by the given label
 (:func:`assign_folds`). For each fold a fresh model is trained with a noise-robust loss on the
 other ``K - 1`` folds and predicts the held-out fold, so every example's ``p(·|x_i)`` comes from
 a model that never saw it (or its label). The fold models use ``train.py``'s recipe
-(:mod:`keras_imae.recipe`) with DM at ``λ = 2, β = 12`` unless set (:data:`LOSS_DEFAULTS`; the
+(:mod:`keras_imae.recipe`) with DM at ``λ = 2, β = 8`` unless set (:data:`LOSS_DEFAULTS`; the
 label-issue module's docstring says why).
 """
 
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_EPOCHS", "DEFAULT_FOLDS", "LOSS_DEFAULTS", "assign_folds",
 DEFAULT_FOLDS = 5
 DEFAULT_EPOCHS = 20  # per fold; a K-fold run trains K models
 # Hyper-parameters used when the loss is chosen but they are not given (None in RunConfig).
-LOSS_DEFAULTS = {"dm": {"lam": 2.0, "beta": 12.0}}
+LOSS_DEFAULTS = {"dm": {"lam": 2.0, "beta": 8.0}}
 
 
 def assign_folds(labels, folds, seed):
@@ -114,7 +114,7 @@ def make_fit(config, dataset):
     """The default ``fit`` of :func:`cross_val_probabilities`: a robust model per fold.
 
     Each fold builds ``config.model`` (``models.build_model``, normalised with the training
-    set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 12``
+    set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 8``
     unless set, :data:`LOSS_DEFAULTS`) and ``config``'s optimizer, and trains it for
     ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as a
     run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with ``config.seed * 1000 + f``.

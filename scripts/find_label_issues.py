@@ -1,7 +1,7 @@
 r"""Find the wrong labels of a training set: out-of-sample K-fold probabilities + a flag rule.
 
 With no flags: digits with 40 percent symmetric noise (the same data and noise flags as train.py),
-5 folds of DM (lambda=2, beta=12), 20 epochs each. Examples:
+5 folds of DM (lambda=2, beta=8), 20 epochs each. Examples:
 
     python scripts/find_label_issues.py
     python scripts/find_label_issues.py --noise_type=pairflip --retrain=remove

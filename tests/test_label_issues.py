@@ -238,9 +238,9 @@ def test_validate_rejects_bad_settings(kwargs, match):
 
 def test_dm_defaults_for_label_issues_apply_only_when_unset():
     loss = label_issues.validate(training.RunConfig())
-    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (2.0, 12.0)
+    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (2.0, 8.0)
     loss = label_issues.validate(training.RunConfig(lam=1.0))
-    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (1.0, 12.0)
+    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (1.0, 8.0)
     assert label_issues.validate(training.RunConfig(loss="gce")).get_config()["q"] == 0.7
 
 
