@@ -16,7 +16,6 @@ baselines):
 
 import dataclasses
 import os
-import shutil
 
 import numpy as np
 
@@ -49,10 +48,10 @@ def grid_for(loss, base):
 
 
 def _run(base, work_dir, name, dataset, **overrides):
-    model_dir = os.path.join(work_dir, name)
-    shutil.rmtree(model_dir, ignore_errors=True)  # a sweep point is never resumed
-    config = dataclasses.replace(base, model_dir=model_dir, export_dir="", verbose=0,
-                                 **overrides)
+    # A sweep point starts afresh (overwrite: an earlier run of it is replaced, never
+    # resumed); a folder holding files no run wrote is refused, never deleted.
+    config = dataclasses.replace(base, model_dir=os.path.join(work_dir, name), export_dir="",
+                                 verbose=0, overwrite=True, **overrides)
     return training.run(config, dataset=dataset)
 
 

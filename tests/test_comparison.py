@@ -35,3 +35,13 @@ def test_grids_have_equal_size():
     base = training.RunConfig()
     assert {len(comparison.grid_for(name, base)) for name in losses.LOSSES} == {
         comparison.GRID_SIZE}
+
+
+def test_a_sweep_folder_with_user_files_is_refused_not_deleted(tmp_path, digits):
+    mine = tmp_path / "cce_grid0"
+    mine.mkdir()
+    (mine / "log.csv").write_text("my own log")
+    with pytest.raises(ValueError, match="no keras_imae run wrote"):
+        comparison.compare(training.RunConfig(epochs=1), ["cce"], num_seeds=1,
+                           work_dir=str(tmp_path), dataset=digits)
+    assert (mine / "log.csv").read_text() == "my own log"
