@@ -374,15 +374,21 @@ class CollapseGuard(keras.callbacks.Callback):
       tell examples apart any more; DM's gradient does not vanish on fitted examples, and
       with it the logits grow without bound, see the README);
     - ``train_top_class_fraction`` (share of the most predicted class on the training set)
-      at or above ``max_top_class_fraction``: constant predictions.
+      at or above ``max_top_class_fraction`` for ``patience`` epochs in a row, or at the
+      last epoch: constant predictions. One epoch is not enough: a healthy BatchNorm
+      network on a small data set predicts one class in inference mode for its first
+      epochs, while its moving statistics (momentum 0.99) still lag its weights (digits
+      upsampled to 28x28, the CNN: epochs 1-2). The last epoch counts alone, so a
+      collapsed model is still never saved.
 
     Args:
         max_logit_scale: bound on the median max |logit|; ``None`` disables the check.
         max_top_class_fraction: bound on the most predicted class's share; ``None``
             disables it. Raise it for data in which one class holds nearly every label.
+        patience: epochs in a row of constant predictions before they count (>= 1).
     """
 
-    def __init__(self, *, max_logit_scale=1000.0, max_top_class_fraction=0.98):
+    def __init__(self, *, max_logit_scale=1000.0, max_top_class_fraction=0.98, patience=5):
         super().__init__()
         for name, value in (("max_logit_scale", max_logit_scale),
                             ("max_top_class_fraction", max_top_class_fraction)):
@@ -390,9 +396,21 @@ class CollapseGuard(keras.callbacks.Callback):
                 checks.number(name, value, low_open=True)
         self.max_logit_scale = max_logit_scale
         self.max_top_class_fraction = max_top_class_fraction
+        self.patience = checks.integer("patience", patience, low=1)
+        self._constant_epochs = 0
+
+    def update(self, logs, *, last_epoch=False):
+        """:meth:`check` for one more epoch, counting constant predictions across calls:
+        they are a reason once they last ``patience`` epochs in a row or ``last_epoch``."""
+        reasons = self.check(logs)
+        constant = [r for r in reasons if r.endswith("(constant predictions)")]
+        self._constant_epochs = self._constant_epochs + 1 if constant else 0
+        if constant and not last_epoch and self._constant_epochs < self.patience:
+            reasons = [r for r in reasons if r not in constant]
+        return reasons
 
     def check(self, logs):
-        """The reasons ``logs`` show a collapse (empty list: healthy)."""
+        """The reasons ``logs`` show a collapse (empty list: healthy), for one epoch alone."""
         reasons = []
         bad = sorted(k for k, v in (logs or {}).items() if _is_number(v)
                      and not math.isfinite(float(v)))  # Keras logs: floats or 0-d arrays
@@ -409,8 +427,12 @@ class CollapseGuard(keras.callbacks.Callback):
                            f"{self.max_top_class_fraction:g} (constant predictions)")
         return reasons
 
+    def on_train_begin(self, logs=None):
+        self._constant_epochs = 0
+
     def on_epoch_end(self, epoch, logs=None):
-        reasons = self.check(logs)
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
+        reasons = self.update(logs, last_epoch=last)
         if reasons:
             self.model.stop_training = True
             raise TrainingCollapsed(

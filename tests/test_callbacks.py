@@ -163,10 +163,32 @@ def test_collapse_guard_reasons_and_error():
     guard.set_model(identity_model())
     with pytest.raises(callbacks.TrainingCollapsed, match="epoch 3: .*logits are diverging"):
         guard.on_epoch_end(2, {"train_logit_scale": 1e4})
-    for kwargs in (dict(max_logit_scale=0), dict(max_top_class_fraction="high")):
+    for kwargs in (dict(max_logit_scale=0), dict(max_top_class_fraction="high"),
+                   dict(patience=0)):
         with pytest.raises(ValueError,
-                           match=r"Invalid value for argument `max_.*Expected a finite float > 0"):
+                           match=r"Invalid value for argument `(max_|patience).*Expected"):
             callbacks.CollapseGuard(**kwargs)
+
+
+def test_collapse_guard_waits_for_constant_predictions_to_last():
+    # A BatchNorm network on little data predicts one class for its first epochs (its moving
+    # statistics lag); constant predictions count after `patience` epochs in a row, or at
+    # the last epoch. Non-finite values and diverging logits count at once.
+    constant, healthy = {"train_top_class_fraction": 1.0}, {"train_top_class_fraction": 0.3}
+    guard = callbacks.CollapseGuard(patience=3)
+    guard.set_model(identity_model())
+    guard.set_params({"epochs": 10})
+    for epoch, logs in enumerate([constant, constant, healthy, constant, constant]):
+        guard.on_epoch_end(epoch, logs)  # never 3 in a row: no error
+    with pytest.raises(callbacks.TrainingCollapsed, match="epoch 6: .*constant predictions"):
+        guard.on_epoch_end(5, constant)
+    guard.on_train_begin()  # a new fit starts counting afresh
+    with pytest.raises(callbacks.TrainingCollapsed, match="epoch 10: .*constant predictions"):
+        guard.on_epoch_end(9, constant)  # the last epoch: never saved, whatever the count
+    guard.on_train_begin()
+    with pytest.raises(callbacks.TrainingCollapsed, match="epoch 1: .*non-finite"):
+        guard.on_epoch_end(0, {"loss": float("nan"), **constant})
+    assert guard.update(constant) == [] and guard.update(constant, last_epoch=True) != []
 
 
 def _with_ids(order):
