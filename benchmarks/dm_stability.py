@@ -129,6 +129,7 @@ def define_flags():
     flags.DEFINE_list("recipes", list(RECIPES), f"Recipes among {', '.join(RECIPES)}.")
     flags.DEFINE_list("losses", list(LOSSES), f"Losses among {', '.join(LOSSES)}.")
     flags.DEFINE_integer("seeds", 3, "Seeds per cell (noise, initialisation, data order).")
+    flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed, first_seed + 1, ...")
     flags.DEFINE_integer("epochs", 40, "Epochs per run.")
     flags.DEFINE_integer("batch_size", 64, "Batch size.")
     flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
@@ -248,7 +249,8 @@ def main(_):
             if (RECIPES[recipe][0] == "cnn" or recipe in CROP_RECIPES) and dataset[0].ndim != 4:
                 continue  # 1-D signals: the CNN and the translations are for images
             for loss_name in FLAGS.losses:
-                runs = [run_cell(dataset, recipe, loss_name, seed) for seed in range(FLAGS.seeds)]
+                runs = [run_cell(dataset, recipe, loss_name, seed)
+                        for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)]
                 rows[(recipe, loss_name)] = s = summarise(runs)
                 everything[f"{name}/{recipe}/{loss_name}"] = runs
                 print(f"{name:8s} {recipe:15s} {loss_name:12s} final {s['test_final'][0]:.3f} "

@@ -277,7 +277,7 @@ def run(config, *, dataset=None, strategy=None):
         (and its epoch) and final, exact clean fit / noisy memorisation / noisy correction on
         the un-augmented training set, realised noise rate, mislabel-ranking quality, paths.
     """
-    loss = validate(config)
+    validate(config)
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     distribute.set_precision(config.precision)
@@ -292,6 +292,8 @@ def run(config, *, dataset=None, strategy=None):
             dataset = run_data.open_dataset(config)
         noisy, is_noisy, meta, reused = _noisy_labels(config, dataset, resuming)
         split = _split(config, dataset, noisy)
+        # The defaults of some hyper-parameters depend on the architecture (recipe).
+        loss = loss_from_config(config, recipe.model_name(config, dataset.input_shape))
         with strategy.scope():
             model = compiled_model(config, dataset, loss, len(split["noisy"]))
         # Nothing was written so far: every check above leaves the folder as it was.

@@ -50,6 +50,16 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
         assert (dm.beta, dm.lam) == (8.0, 2.0), noise_type
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
     assert (dm.beta, dm.lam) == (8.0, 1.0)
+    # Symmetric noise: beta=16 for the MLPs (and before the model is known), 8 for
+    # convolutional models; class-dependent noise does not depend on the model.
+    for model, beta in (("mlp", 16.0), ("mlp_bn", 16.0), (None, 16.0), ("cnn", 8.0),
+                        ("resnet20", 8.0)):
+        dm = recipe.loss_from_config(training.RunConfig(loss="dm"), model)
+        assert (dm.lam, dm.beta) == (1.0, beta), model
+        dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip"), model)
+        assert (dm.lam, dm.beta) == (2.0, 8.0), model
+    dm = recipe.loss_from_config(training.RunConfig(loss="dm", beta=16.0), "cnn")
+    assert dm.beta == 16.0  # a set value wins
     with pytest.raises(ValueError, match="Valid names"):
         recipe.loss_from_config(training.RunConfig(loss="focal"))
 

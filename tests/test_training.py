@@ -244,10 +244,11 @@ def test_default_dm_run_fits_clean_labels_to_the_last_epoch(tmp_path, digits):
 #   labels reach). lam=1 beta=16 memorised 37% here, lam=0.5 beta=8 82% (3 seeds). Seed 0:
 #   final 0.860 / best 0.907, clean fit 0.921, memorised 0.140 (3 seeds: 87.6 / 90.8, 93.9,
 #   12.4); a class pair left on the wrong side would cost ~10 points of clean fit.
-# - The CNN: augment="auto" translates its inputs (pad 1 at 8x8). Without it the BatchNorm CNN
-#   carves out the wrong labels one by one: 17% memorised and 2.4 points lost after the best
-#   epoch (3 seeds); with it 1.3% and 0.6. Seed 0: final 0.973 / best 0.980, clean fit 0.998,
-#   memorised 0.011; with augment="none": 0.940 / 0.973, 0.999, 0.158.
+# - The CNN (DM lam=1, beta=8 for a convolutional model): augment="auto" translates its
+#   inputs (pad 1 at 8x8). Without it the BatchNorm CNN carves out the wrong labels one by
+#   one (beta=16: 17% memorised, 2.4 points lost after the best epoch, 3 seeds); with it
+#   2.4% and 0.7 (beta=8, 3 seeds). Seed 0: final 0.964 / best 0.971, clean fit 0.995,
+#   memorised 0.022; with augment="none": 0.902 / 0.976, 1.000, 0.331.
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, max_noisy_fit, min_clean_fit, max_loss_after_best", [
     pytest.param(dict(noise_type="pairflip"), 0.25, 0.90, 0.06, id="pairflip"),
@@ -260,6 +261,14 @@ def test_default_run_does_not_memorise(tmp_path, digits, overrides, max_noisy_fi
     assert results["noisy_fit"] <= max_noisy_fit and results["clean_fit"] >= min_clean_fit
     assert results["test_accuracy_final"] >= (results["test_accuracy_best"]
                                               - max_loss_after_best)
+
+
+def test_a_run_resolves_dm_defaults_for_its_architecture(tmp_path, digits):
+    # Symmetric noise: beta=16 for the MLP that model="auto" picks for digits, 8 for the CNN.
+    for model, beta in (("auto", 16.0), ("cnn", 8.0)):
+        results = training.run(_config(tmp_path / model, epochs=1, export_dir="", model=model),
+                               dataset=digits)
+        assert (results["loss"]["lam"], results["loss"]["beta"]) == (1.0, beta)
 
 
 # -- reliability (issue #13): never lose a user's files, never get stuck ------------------------
