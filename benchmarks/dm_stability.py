@@ -15,10 +15,12 @@ point. ``--output`` writes the table (markdown) and ``--json`` every run's per-e
 
 Recipes ending in ``_crop`` train on randomly translated images (``augment="crop"``: zero-pad an
 eighth of each side, random crop back), what ``train.py --augment=auto`` does for convolutional
-models. Digits only: MNIST-1D signals are not images.
+models. Images only: MNIST-1D signals are not images.
 
-Datasets: ``digits`` (embedded) and ``mnist1d`` (Greydanus 2020, generated offline by the
-``mnist1d`` package: ``pip install -e ".[study]"``; 1-D signals, so only the MLPs run there).
+Datasets: ``digits`` (embedded), ``digits28`` (the same images upsampled to 28x28,
+bilinear: a CNN learns them more slowly) and ``mnist1d`` (Greydanus 2020, generated offline
+by the ``mnist1d`` package: ``pip install -e ".[study]"``; 1-D signals, so only the MLPs run
+there).
 """
 
 import json

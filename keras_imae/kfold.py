@@ -117,7 +117,8 @@ def make_fit(config, dataset):
     set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 8``
     unless set, :data:`LOSS_DEFAULTS`) and ``config``'s optimizer, and trains it for
     ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as a
-    run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with ``config.seed * 1000 + f``.
+    run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with
+    ``config.seed * 1000 + f``.
 
     Args:
         config: a :class:`keras_imae.training.RunConfig` (loss, model, optimizer, epochs,
