@@ -335,7 +335,7 @@ def _retrain(config, dataset, given, clean, issues, mode, output_dir):
     else:
         keep = np.arange(len(given))
         cleaned = issues.suggested_labels
-    results = {"mode": mode, "loss": recipe.loss_from_config(config).get_config()}
+    results = {"mode": mode}
     for name, index, labels in (("given", np.arange(len(given)), given),
                                 ("cleaned", keep, cleaned)):
         folder = os.path.join(output_dir, f"retrain_{name}")
@@ -350,6 +350,7 @@ def _retrain(config, dataset, given, clean, issues, mode, output_dir):
                 overwrite=True, verbose=0), dataset=subset)
         finally:
             os.remove(labels_file)
+        results["loss"] = run["loss"]  # as the run resolved it for its architecture
         results[name] = {key: run[key] for key in (
             "test_accuracy_final", "test_accuracy_best", "test_accuracy_best_epoch")}
         results[name]["train_examples"] = int(len(index))

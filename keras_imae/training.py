@@ -163,8 +163,10 @@ def validate(config):
     """Every check that needs no data or training: raises ``ValueError`` naming the problem.
 
     Flags, the loss and its hyper-parameters, the optimizer, and the state of ``model_dir``.
-    Returns the loss object. :func:`run` calls it first; scripts call it to turn mistakes into
-    usage errors before anything is loaded.
+    Returns the loss object with the defaults of an architecture not yet known (:func:`run`
+    builds its own once the data fixes the model: ``recipe.loss_from_config(config, model)``).
+    :func:`run` calls it first; scripts call it to turn mistakes into usage errors before
+    anything is loaded.
     """
     if config.noise_type not in NOISE_TYPES:
         raise ValueError(

@@ -272,6 +272,17 @@ def test_retrain_relabel_reports_the_gain(small_digits, tmp_path):
     assert {"retrain_given", "retrain_cleaned"} <= set(os.listdir(tmp_path))
 
 
+def test_retraining_reports_the_loss_its_runs_trained_with(small_digits, tmp_path):
+    # Symmetric noise on a convolutional model: the retraining runs use DM's run default
+    # lam=1, beta=8 (the MLPs: beta=16); the report is what training.run resolved, not a
+    # loss built without the model (which said beta=16).
+    config = training.RunConfig(epochs=1, model="cnn")
+    result = label_issues.run(config, output_dir=tmp_path, folds=2, retrain="remove",
+                              retrain_loss="dm", dataset=small_digits, fit=centroid_fit,
+                              log=None)
+    assert (result["retrain"]["loss"]["lam"], result["retrain"]["loss"]["beta"]) == (1.0, 8.0)
+
+
 # -- the script -------------------------------------------------------------------------------
 def _script(*args, expect=0, cwd=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
