@@ -402,15 +402,18 @@ class CollapseGuard(keras.callbacks.Callback):
     def update(self, logs, *, last_epoch=False):
         """:meth:`check` for one more epoch, counting constant predictions across calls:
         they are a reason once they last ``patience`` epochs in a row or ``last_epoch``."""
-        reasons = self.check(logs)
-        constant = [r for r in reasons if r.endswith("(constant predictions)")]
+        constant = self._constant_predictions(logs)
         self._constant_epochs = self._constant_epochs + 1 if constant else 0
-        if constant and not last_epoch and self._constant_epochs < self.patience:
-            reasons = [r for r in reasons if r not in constant]
-        return reasons
+        counted = constant and (last_epoch or self._constant_epochs >= self.patience)
+        return self._immediate_reasons(logs) + ([constant] if counted else [])
 
     def check(self, logs):
         """The reasons ``logs`` show a collapse (empty list: healthy), for one epoch alone."""
+        constant = self._constant_predictions(logs)
+        return self._immediate_reasons(logs) + ([constant] if constant else [])
+
+    def _immediate_reasons(self, logs):
+        """Non-finite values and diverging logits: a collapse from the epoch they appear."""
         reasons = []
         bad = sorted(k for k, v in (logs or {}).items() if _is_number(v)
                      and not math.isfinite(float(v)))  # Keras logs: floats or 0-d arrays
@@ -420,12 +423,16 @@ class CollapseGuard(keras.callbacks.Callback):
         if self.max_logit_scale is not None and scale is not None and scale > self.max_logit_scale:
             reasons.append(f"train_logit_scale={scale:.4g} > max_logit_scale="
                            f"{self.max_logit_scale:g} (the logits are diverging)")
-        top = (logs or {}).get("train_top_class_fraction")
-        if (self.max_top_class_fraction is not None and top is not None
-                and top >= self.max_top_class_fraction):
-            reasons.append(f"train_top_class_fraction={top:.4f} >= max_top_class_fraction="
-                           f"{self.max_top_class_fraction:g} (constant predictions)")
         return reasons
+
+    def _constant_predictions(self, logs):
+        """The constant-predictions reason of this epoch's ``logs``, or ``None``."""
+        top = (logs or {}).get("train_top_class_fraction")
+        if (self.max_top_class_fraction is None or top is None
+                or top < self.max_top_class_fraction):
+            return None
+        return (f"train_top_class_fraction={top:.4f} >= max_top_class_fraction="
+                f"{self.max_top_class_fraction:g} (constant predictions)")
 
     def on_train_begin(self, logs=None):
         self._constant_epochs = 0

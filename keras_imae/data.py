@@ -32,11 +32,11 @@ from keras_imae.pipelines import (  # noqa: F401  (re-exported: the public pipel
     default_augmentation, eval_dataset, pipeline_options, plain_dataset, split_validation,
     train_dataset)
 
-__all__ = ["AUGMENTATIONS", "DataError", "Dataset", "DownloadFailed", "Split", "augmentation",
-           "channel_stats", "check_batch_size", "check_label_table", "default_augmentation",
+__all__ = ["AUGMENTATIONS", "DataError", "Dataset", "DownloadFailed", "Split", "augment_pad",
+           "augmentation", "channel_stats", "check_batch_size", "check_label_table", "default_augmentation",
            "eval_dataset", "folder_files", "is_known_source", "load_dataset",
            "pipeline_options", "plain_dataset", "split_validation", "superclass_map",
-           "tfds_image_label_keys", "tfds_load", "train_dataset", "augment_pad"]
+           "tfds_image_label_keys", "tfds_load", "train_dataset"]
 
 DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
