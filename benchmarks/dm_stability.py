@@ -17,6 +17,10 @@ Recipes ending in ``_crop`` train on randomly translated images (``augment="crop
 eighth of each side, random crop back), what ``train.py --augment=auto`` does for convolutional
 models. Images only: MNIST-1D signals are not images.
 
+``--input_dropout`` (what ``train.py`` gives the MLPs: 0.2, ``recipe.INPUT_DROPOUT``) and
+``--dropout`` (after each hidden ReLU) apply to the MLP recipes; their rows are labelled
+``<recipe>_in<rate>`` and ``<recipe>_h<rate>``.
+
 Datasets: ``digits`` (embedded), ``digits28`` (the same images upsampled to 28x28,
 bilinear: a CNN learns them more slowly) and ``mnist1d`` (Greydanus 2020, generated offline
 by the ``mnist1d`` package: ``pip install -e ".[study]"``; 1-D signals, so only the MLPs run
@@ -136,6 +140,8 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Batch size.")
     flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
     flags.DEFINE_enum("noise_type", "symmetric", ["symmetric", "pairflip"], "Noise type.")
+    flags.DEFINE_float("input_dropout", 0.0, "Input dropout rate of the MLP recipes.")
+    flags.DEFINE_float("dropout", 0.0, "Dropout rate after each hidden layer of the MLP recipes.")
     flags.DEFINE_integer("mnist1d_size", 8000, "MNIST-1D examples (80% train, 20% test).")
     flags.DEFINE_string("output", None, "Markdown file for the tables.")
     flags.DEFINE_string("json", None, "JSON file with every run's per-epoch values.")
@@ -181,8 +187,13 @@ def run_cell(dataset, recipe, loss_name, seed):
     arch, opt, lr, schedule, l2, decoupled = RECIPES[recipe]
     keras.utils.set_random_seed(seed)
     noisy, _ = noise.corrupt_labels(y, k, FLAGS.noise_type, FLAGS.noise_rate, seed)
-    model = models.build_model(arch, x.shape[1:], k, mean=mean, std=std, weight_decay=l2,
-                               seed=seed)
+    if arch.startswith("mlp"):
+        model = models.mlp(x.shape[1:], k, batch_norm=arch == "mlp_bn",
+                           input_dropout=FLAGS.input_dropout, dropout=FLAGS.dropout, mean=mean,
+                           std=std, weight_decay=l2, seed=seed)
+    else:
+        model = models.build_model(arch, x.shape[1:], k, mean=mean, std=std, weight_decay=l2,
+                                   seed=seed)
     steps = int(np.ceil(len(x) / FLAGS.batch_size))
     if decoupled == "normalised":  # Loshchilov & Hutter (2019), as train.py
         decoupled = NORMALIZED_WEIGHT_DECAY * np.sqrt(
@@ -210,6 +221,14 @@ def run_cell(dataset, recipe, loss_name, seed):
                                  augment=augment),
               epochs=FLAGS.epochs, verbose=0, callbacks=[monitor, Record()])
     return {"history": history, "collapsed": collapsed}
+
+
+def label(recipe):
+    """The row name: the recipe, with the MLP's dropout rates when set."""
+    if not RECIPES[recipe][0].startswith("mlp"):
+        return recipe
+    rates = (("in", FLAGS.input_dropout), ("h", FLAGS.dropout))
+    return recipe + "".join(f"_{tag}{rate:g}" for tag, rate in rates if rate)
 
 
 def summarise(runs):
@@ -253,9 +272,9 @@ def main(_):
             for loss_name in FLAGS.losses:
                 runs = [run_cell(dataset, recipe, loss_name, seed)
                         for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)]
-                rows[(recipe, loss_name)] = s = summarise(runs)
-                everything[f"{name}/{recipe}/{loss_name}"] = runs
-                print(f"{name:8s} {recipe:15s} {loss_name:12s} final {s['test_final'][0]:.3f} "
+                rows[(label(recipe), loss_name)] = s = summarise(runs)
+                everything[f"{name}/{label(recipe)}/{loss_name}"] = runs
+                print(f"{name:8s} {label(recipe):15s} {loss_name:12s} final {s['test_final'][0]:.3f} "
                       f"best {s['test_best'][0]:.3f} clean {s['clean_fit'][0]:.3f} "
                       f"mem {s['memorised'][0]:.3f} logits {s['logit_scale'][0]:.3g} "
                       f"collapsed {s['collapsed']}/{s['runs']}", flush=True)

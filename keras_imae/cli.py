@@ -27,7 +27,8 @@ RUN_FLAGS = {
     "noisy_labels": ("string", None,
                      "Reuse the corruption saved in this noisy_labels.npz (or run folder)."),
     "loss": ("enum", tuple(losses.LOSSES), "Loss function."),
-    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: 16."),
+    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: 16 for "
+                            "the MLPs, 8 for convolutional models (recipe.RUN_LOSS_DEFAULTS)."),
     "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). DM "
                            "default: 1 for symmetric noise, 2 for class-dependent or real "
                            "noise (recipe.RUN_LOSS_DEFAULTS)."),
@@ -58,6 +59,11 @@ RUN_FLAGS = {
     "augment": ("enum", ("auto", "none", "cifar", "crop"),
                 "Training augmentation ('auto': pad+crop+flip for CIFAR, pad+crop for other "
                 "images under a convolutional model, none for the MLP)."),
+    "input_dropout": ("float", None,
+                      "Dropout rate on the input of the MLPs (default "
+                      f"{recipe.INPUT_DROPOUT:g} for mlp/mlp_bn on images, 0 on feature "
+                      "vectors; convolutional models take none: they are translated "
+                      "instead, see --augment)."),
     "validation_fraction": ("float", None,
                             "Fraction of the (noisy) training set held out for validation."),
     "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),

@@ -295,9 +295,10 @@ def _logits(x, num_classes, reg, seeds):
     )(x)
 
 
-def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False, mean=None,
-        std=None, weight_decay=0.0, seed=None):
-    """Multi-layer perceptron: ``[Normalization] → Flatten → (Dense [+ BN] + ReLU)* → Dense(K)``.
+def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False,
+        input_dropout=0.0, dropout=0.0, mean=None, std=None, weight_decay=0.0, seed=None):
+    """Multi-layer perceptron: ``[Normalization] → Flatten → [Dropout] → (Dense [+ BN] + ReLU
+    [+ Dropout])* → Dense(K)``.
 
     Works for tabular input (``input_shape=(features,)``, per-feature ``mean``/``std``) and
     for images (flattened after per-channel normalisation).
@@ -308,6 +309,12 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False, 
         hidden_units: Widths of the hidden ReLU layers.
         batch_norm: ``BatchNormalization`` between each hidden ``Dense`` (then bias-free) and
             its ReLU (architecture ``"mlp_bn"``).
+        input_dropout: Rate of ``Dropout`` on the normalised input features (Srivastava et
+            al. 2014's input dropout; training only). An MLP's counterpart of the random
+            translation a convolutional model gets: a wrong label can only be carved out if
+            the exception holds for every mask (``scripts/train.py`` uses 0.2 for the MLPs:
+            :func:`keras_imae.recipe.input_dropout`).
+        dropout: Rate of ``Dropout`` after each hidden ReLU (0: none).
         mean, std: Per-channel (last axis) statistics of the raw input, or ``None``.
         weight_decay: SGD weight-decay coefficient on kernels (``L2(weight_decay / 2)``).
         seed: Integer seed for the initializers, or ``None``.
@@ -319,8 +326,12 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False, 
     _check_common(num_classes, weight_decay)
     seeds, reg = _Seeds(seed), _regularizer(weight_decay)
     inputs, x = _inputs(input_shape, mean, std)
+    checks.number("input_dropout", input_dropout, high=1.0, high_open=True)
+    checks.number("dropout", dropout, high=1.0, high_open=True)
     if len(input_shape) > 1:
         x = keras.layers.Flatten()(x)
+    if input_dropout:
+        x = keras.layers.Dropout(input_dropout, seed=seeds(), name="input_dropout")(x)
     for units in hidden_units:
         x = keras.layers.Dense(
             units,
@@ -331,6 +342,8 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False, 
         if batch_norm:
             x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
         x = keras.layers.ReLU()(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=seeds())(x)
     name = "mlp_bn" if batch_norm else "mlp"
     return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name=name)
 
@@ -461,7 +474,7 @@ def cifar_resnet(depth, input_shape, num_classes, *, shortcut="A", mean=None, st
 
 
 def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_decay=0.0,
-                seed=None):
+                input_dropout=0.0, seed=None):
     """Builds one of :data:`ARCHITECTURES` as an uncompiled :class:`RobustModel`.
 
     ``"mlp"`` (:func:`mlp`, 2 x 256 hidden units; also for tabular ``(features,)`` input),
@@ -476,6 +489,9 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
         num_classes: Number of classes (logits).
         mean, std: Per-channel statistics of the raw input, or ``None``.
         weight_decay: SGD weight decay on kernels (penalty ``weight_decay / 2 * ||W||^2``).
+        input_dropout: The MLPs' input dropout rate (:func:`mlp`); a convolutional model
+            takes none (it is translated instead: ``augment``), so a non-zero rate is an
+            error there.
         seed: Integer initializer seed (same seed, same initial weights), or ``None``.
 
     Returns:
@@ -483,7 +499,13 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
     """
     kwargs = dict(mean=mean, std=std, weight_decay=weight_decay, seed=seed)
     if name in ("mlp", "mlp_bn"):
-        return mlp(input_shape, num_classes, batch_norm=name == "mlp_bn", **kwargs)
+        return mlp(input_shape, num_classes, batch_norm=name == "mlp_bn",
+                   input_dropout=input_dropout, **kwargs)
+    if input_dropout and name in ARCHITECTURES:
+        raise ValueError(
+            f"Argument `input_dropout` is for the MLPs (mlp, mlp_bn); a convolutional model is "
+            f"translated instead (augment). Received: name={name!r}, "
+            f"input_dropout={input_dropout}")
     if name == "cnn":
         return cnn(input_shape, num_classes, **kwargs)
     if name in ARCHITECTURES:

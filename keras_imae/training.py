@@ -43,7 +43,8 @@ class RunConfig:
     (as for the "unhinged" loss), and the cosine schedule freezes the model at the end
     (README, "Keeping DM stable"). DM's run defaults are ``recipe.RUN_LOSS_DEFAULTS``;
     ``augment="auto"`` translates the images of convolutional models
-    (``recipe.augmentation``). For CIFAR use the papers' recipe: ``optimizer="sgd",
+    (``recipe.augmentation``) and the MLPs drop 20% of an image's pixels
+    (``recipe.input_dropout``). For CIFAR use the papers' recipe: ``optimizer="sgd",
     learning_rate=0.1, lr_schedule="step", weight_decay=5e-4``
     and a ResNet.
     """
@@ -71,6 +72,7 @@ class RunConfig:
     lr_schedule: str = "cosine"  # none | step | cosine
     weight_decay: float | None = None  # None: weight_decay() (AdamW: normalised; else 0)
     augment: str = "auto"  # auto | none | cifar | crop
+    input_dropout: float | None = None  # MLPs only; None: recipe.input_dropout (0.2 on images)
     validation_fraction: float = 0.0
     strategy: str = "default"
     tpu: str | None = None
@@ -187,6 +189,13 @@ def validate(config):
     checks.number("noise_rate", config.noise_rate, high=1.0)
     if config.weight_decay is not None:
         checks.number("weight_decay", config.weight_decay)
+    if config.input_dropout is not None:
+        checks.number("input_dropout", config.input_dropout, high=1.0, high_open=True)
+        if config.input_dropout and config.model in recipe.CONVOLUTIONAL:
+            raise ValueError(
+                f"`input_dropout` is for the MLPs (mlp, mlp_bn); a convolutional model is "
+                f"translated instead (`augment`). Received: input_dropout="
+                f"{config.input_dropout}, model={config.model!r}")
     checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
     dataset_name = config.dataset.split(":")[0]
     if (config.noise_type == "asymmetric" and not config.noisy_labels

@@ -125,7 +125,7 @@ def test_training_that_must_stop_exits_with_a_reason_and_exports_nothing(tmp_pat
                           "Received: x_train[7, 1]=nan"),
             # issue #13's NaN-from-epoch-1 case: now constant predictions from epoch 1,
             # which count at the last epoch (or after CollapseGuard's patience)
-            "nan_loss": (["--beta=500", "--epochs=2"],
+            "nan_loss": (["--beta=500", "--epochs=2", "--input_dropout=0"],
                          "TrainingCollapsed: Training collapsed at epoch 2")}
     for name, (args, reason) in runs.items():
         script, _ = parse("train", *args, "--verbose=0", f"--model_dir={tmp_path / name}",

@@ -239,6 +239,11 @@ def test_seed_gives_identical_weights_and_distinct_layers():
         (lambda: models.build_model("mlp", (4,), 3, weight_decay=-1.0), "weight_decay"),
         (lambda: models.build_model("mlp", (4,), 3, mean=0.0), "`mean` and `std`"),
         (lambda: models.build_model("mlp", (4,), 3, mean=0.0, std=0.0), "`std`"),
+        (lambda: models.build_model("mlp", (4,), 3, input_dropout=1.0), "input_dropout"),
+        (lambda: models.build_model("mlp", (4,), 3, input_dropout=-0.1), "input_dropout"),
+        (lambda: models.mlp((4,), 3, dropout=1.5), "dropout"),
+        (lambda: models.build_model("cnn", (8, 8, 1), 3, input_dropout=0.2),
+         r"input_dropout.*for the MLPs.*name='cnn'"),
         (lambda: models.cifar_resnet(21, (8, 8, 3), 3), "depth"),
         (lambda: models.cifar_resnet(20, (8, 8, 3), 3, shortcut="C"), "shortcut"),
     ],
@@ -257,6 +262,25 @@ def test_mlp_bn_puts_batch_norm_before_each_relu():
     assert model.name == "mlp_bn" and not model.layers[1].use_bias
     plain = models.build_model("mlp", (4,), 3, seed=0)
     assert "BatchNormalization" not in [type(layer).__name__ for layer in plain.layers]
+
+
+def test_input_dropout_masks_input_features_in_training_only():
+    plain = models.build_model("mlp", (6,), 3, seed=0)
+    masked = models.build_model("mlp", (6,), 3, input_dropout=0.5, seed=0)
+    kinds = [type(layer).__name__ for layer in masked.layers]
+    assert kinds == ["InputLayer", "Dropout", "Dense", "ReLU", "Dense", "ReLU", "Dense"]
+    assert masked.get_layer("input_dropout").rate == 0.5
+    masked.set_weights(plain.get_weights())  # Dropout has none: the same network
+    x = np.random.default_rng(0).normal(size=(256, 6)).astype("float32")
+    np.testing.assert_allclose(masked(x, training=False), plain(x, training=False), rtol=1e-6)
+    # In training every feature is zeroed with probability 0.5 and the rest scaled by 2:
+    # the first Dense then sees exactly (mask * x / 0.5) @ W + b for some 0/1 mask.
+    first = keras.Model(masked.input, masked.get_layer("input_dropout").output)
+    kept = keras.ops.convert_to_numpy(first(x, training=True))
+    zeroed = kept == 0
+    assert 0.4 < zeroed.mean() < 0.6
+    np.testing.assert_allclose(kept[~zeroed], 2 * x[~zeroed], rtol=1e-6)
+    assert not np.allclose(masked(x, training=True), plain(x, training=True))
 
 
 # -- behaviour: claim 4 on digits --------------------------------------------------------------

@@ -31,6 +31,29 @@ def test_compiled_model_applies_the_resolved_decay(digits):
     assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
 
 
+def test_input_dropout_defaults_to_mlps_on_images_and_explicit_values_win(digits):
+    config = training.RunConfig()
+    for name, rate in (("mlp", 0.2), ("mlp_bn", 0.2), ("cnn", 0.0), ("resnet20", 0.0)):
+        assert recipe.input_dropout(config, name, (8, 8, 1)) == rate, name
+    assert recipe.input_dropout(config, "mlp", (40,)) == 0.0  # a feature vector: no mask
+    explicit = dataclasses.replace(config, input_dropout=0.0)
+    assert recipe.input_dropout(explicit, "mlp", (8, 8, 1)) == 0.0
+    explicit = dataclasses.replace(config, input_dropout=0.3)
+    assert recipe.input_dropout(explicit, "mlp", (40,)) == 0.3
+    model = recipe.compiled_model(config, digits, "sparse_categorical_crossentropy", 1000)
+    assert model.name == "mlp" and model.get_layer("input_dropout").rate == 0.2
+    model = recipe.compiled_model(dataclasses.replace(config, input_dropout=0.0), digits,
+                                  "sparse_categorical_crossentropy", 1000)
+    assert "Dropout" not in [type(layer).__name__ for layer in model.layers]
+    model = recipe.compiled_model(dataclasses.replace(config, model="cnn"), digits,
+                                  "sparse_categorical_crossentropy", 1000)
+    assert "Dropout" not in [type(layer).__name__ for layer in model.layers]
+    with pytest.raises(ValueError, match=r"`input_dropout` is for the MLPs.*model='cnn'"):
+        training.validate(dataclasses.replace(config, model="cnn", input_dropout=0.2))
+    with pytest.raises(ValueError, match="input_dropout"):
+        training.validate(dataclasses.replace(config, input_dropout=1.0))
+
+
 def test_loss_from_config_uses_only_set_hyper_parameters():
     loss = recipe.loss_from_config(training.RunConfig(loss="gce", q=0.5))
     assert isinstance(loss, losses.GeneralizedCrossEntropy) and loss.q == 0.5
@@ -44,20 +67,20 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     dm = recipe.loss_from_config(training.RunConfig(loss="dm"))
     assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, None)
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
-    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3), beta=8.
+    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3).
     for noise_type in ("pairflip", "asymmetric", "none"):
         dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type=noise_type))
-        assert (dm.beta, dm.lam) == (8.0, 2.0), noise_type
+        assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
-    assert (dm.beta, dm.lam) == (8.0, 1.0)
-    # Symmetric noise: beta=16 for the MLPs (and before the model is known), 8 for
-    # convolutional models; class-dependent noise does not depend on the model.
+    assert (dm.beta, dm.lam) == (16.0, 1.0)
+    # Under every noise type beta=16 for the MLPs (and before the model is known), 8 for
+    # convolutional models.
     for model, beta in (("mlp", 16.0), ("mlp_bn", 16.0), (None, 16.0), ("cnn", 8.0),
                         ("resnet20", 8.0)):
         dm = recipe.loss_from_config(training.RunConfig(loss="dm"), model)
         assert (dm.lam, dm.beta) == (1.0, beta), model
         dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip"), model)
-        assert (dm.lam, dm.beta) == (2.0, 8.0), model
+        assert (dm.lam, dm.beta) == (2.0, beta), model
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", beta=16.0), "cnn")
     assert dm.beta == 16.0  # a set value wins
     with pytest.raises(ValueError, match="Valid names"):
