@@ -240,10 +240,12 @@ def test_default_dm_run_fits_clean_labels_to_the_last_epoch(tmp_path, digits):
 
 # The default recipe where it used to memorise; one seed each, so held to looser bounds than
 # the 3-seed targets (README, "Keeping DM stable").
-# - Pair-flip noise gets lam=2, beta=8 (emphasis mode 2/3, above the p ~ 0.4 the shared wrong
-#   labels reach). lam=1 beta=16 memorised 37% here, lam=0.5 beta=8 82% (3 seeds). Seed 0:
-#   final 0.860 / best 0.907, clean fit 0.921, memorised 0.140 (3 seeds: 87.6 / 90.8, 93.9,
-#   12.4); a class pair left on the wrong side would cost ~10 points of clean fit.
+# - Pair-flip noise on the MLP gets lam=2, beta=16 (emphasis mode 2/3, above the p ~ 0.4 the
+#   shared wrong labels reach) and input dropout 0.2. lam=1 beta=16 memorised 37% here,
+#   lam=0.5 beta=8 82% (3 seeds, no input dropout). Seed 0: final 0.913 / best 0.929, clean
+#   fit 0.948, memorised 0.101 (3 seeds: 90.7 / 91.8, 94.8, 10.7). The previous default
+#   (lam=2, beta=8, no input dropout) fails it: clean fit 0.921, 0.047 lost after the best
+#   epoch; a class pair left on the wrong side would cost ~10 points of clean fit.
 # - The CNN (DM lam=1, beta=8 for a convolutional model): augment="auto" translates its
 #   inputs (pad 1 at 8x8). Without it the BatchNorm CNN carves out the wrong labels one by
 #   one (beta=16: 17% memorised, 2.4 points lost after the best epoch, 3 seeds); with it
@@ -251,7 +253,7 @@ def test_default_dm_run_fits_clean_labels_to_the_last_epoch(tmp_path, digits):
 #   memorised 0.022; with augment="none": 0.902 / 0.976, 1.000, 0.331.
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, max_noisy_fit, min_clean_fit, max_loss_after_best", [
-    pytest.param(dict(noise_type="pairflip"), 0.25, 0.90, 0.06, id="pairflip"),
+    pytest.param(dict(noise_type="pairflip"), 0.25, 0.93, 0.04, id="pairflip"),
     pytest.param(dict(model="cnn"), 0.05, 0.97, 0.02, id="cnn"),
 ])
 def test_default_run_does_not_memorise(tmp_path, digits, overrides, max_noisy_fit,
