@@ -105,8 +105,8 @@ def fold_loss(config, model=None):
     """The fold models' loss: ``config.loss`` with the run defaults for noise of unknown
     structure (``recipe.loss_from_config`` with ``noise_type="none"``) for architecture
     ``model``, whatever noise ``config`` draws: the workflow must not assume it is symmetric.
-    For DM that is ``λ = 2`` (emphasis mode 2/3), ``β = 16`` for the MLPs and 8 for
-    convolutional models; hyper-parameters set in ``config`` win.
+    For DM that is ``λ = 2`` (emphasis mode 2/3), ``β = 16`` for the plain MLP and 8 for the
+    BatchNorm architectures; hyper-parameters set in ``config`` win.
     """
     return recipe.loss_from_config(dataclasses.replace(config, noise_type="none"), model)
 

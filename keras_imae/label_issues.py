@@ -31,8 +31,8 @@ Measured choices (digits and MNIST-1D, 40% symmetric and pair-flip noise; the RE
 0.81 / 0.93 for IMAE, 0.65 / 0.78 for GCE), and ``β = 8`` rather than 12 keeps CNN fold models
 on translated inputs from holding class pairs on the wrong side (MNIST-1D as images, pair-flip:
 F1 0.83 vs 0.67). The fold models therefore use the run defaults for noise of unknown
-structure (:func:`fold_loss`: ``λ = 2``; β = 16 for the MLPs, 8 for convolutional models,
-as in ``scripts/train.py``). On these robust
+structure (:func:`fold_loss`: ``λ = 2``; β = 16 for the plain MLP, 8 for the BatchNorm
+architectures, as in ``scripts/train.py``). On these robust
 probabilities (default DM) the rule hardly matters: confident learning, cleanlab's
 ``prune_by_noise_rate`` and "argmax differs from the label" were within 0.01 F1 of each
 other; on logistic-regression probabilities they differed by up to 0.07 in both directions.

@@ -123,8 +123,9 @@ def test_training_that_must_stop_exits_with_a_reason_and_exports_nothing(tmp_pat
     runs = {"nan_pixel": ([f"--dataset=npz:{tmp_path / 'bad.npz'}"],
                           "DataError: Invalid value in `x_train`: inputs must be finite. "
                           "Received: x_train[7, 1]=nan"),
-            # issue #13's NaN-from-epoch-1 case: now constant predictions from epoch 1,
-            # which count at the last epoch (or after CollapseGuard's patience)
+            # issue #13's NaN-from-epoch-1 case (on the MLP without input dropout): now
+            # constant predictions from epoch 1, which count at the last epoch (or after
+            # CollapseGuard's patience)
             "nan_loss": (["--beta=500", "--epochs=2", "--input_dropout=0"],
                          "TrainingCollapsed: Training collapsed at epoch 2")}
     for name, (args, reason) in runs.items():

@@ -73,9 +73,9 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
         assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
     assert (dm.beta, dm.lam) == (16.0, 1.0)
-    # Under every noise type beta=16 for the MLPs (and before the model is known), 8 for
-    # convolutional models.
-    for model, beta in (("mlp", 16.0), ("mlp_bn", 16.0), (None, 16.0), ("cnn", 8.0),
+    # Under every noise type beta=16 for the plain MLP (and before the model is known), 8 for
+    # the BatchNorm architectures.
+    for model, beta in (("mlp", 16.0), (None, 16.0), ("mlp_bn", 8.0), ("cnn", 8.0),
                         ("resnet20", 8.0)):
         dm = recipe.loss_from_config(training.RunConfig(loss="dm"), model)
         assert (dm.lam, dm.beta) == (1.0, beta), model
