@@ -30,9 +30,7 @@ Measured choices (digits and MNIST-1D, 40% symmetric and pair-flip noise; the RE
 β = 12: F1 / ROC-AUC 0.85 / 0.94 vs 0.61 / 0.72 for DM's class default ``λ = 0.5, β = 8``,
 0.81 / 0.93 for IMAE, 0.65 / 0.78 for GCE), and ``β = 8`` rather than 12 keeps CNN fold models
 on translated inputs from holding class pairs on the wrong side (MNIST-1D as images, pair-flip:
-F1 0.83 vs 0.67). The fold models therefore use the run defaults for noise of unknown
-structure (:func:`fold_loss`: ``λ = 2``; β = 16 for the plain MLP, 8 for the BatchNorm
-architectures, as in ``scripts/train.py``). On these robust
+F1 0.83 vs 0.67), hence :data:`LOSS_DEFAULTS`. On these robust
 probabilities (default DM) the rule hardly matters: confident learning, cleanlab's
 ``prune_by_noise_rate`` and "argmax differs from the label" were within 0.01 F1 of each
 other; on logistic-regression probabilities they differed by up to 0.07 in both directions.
@@ -58,20 +56,21 @@ import numpy as np
 
 from keras_imae import checks, data, files, noise, ranking, recipe, training
 # Step 1, re-exported: label_issues.cross_val_probabilities etc. are this module's API.
-from keras_imae.kfold import (DEFAULT_EPOCHS, DEFAULT_FOLDS, assign_folds,  # noqa: F401
-                              cross_val_probabilities, fold_loss, make_fit)
+from keras_imae.kfold import (DEFAULT_EPOCHS, DEFAULT_FOLDS, LOSS_DEFAULTS,  # noqa: F401
+                              _with_loss_defaults, assign_folds, cross_val_probabilities,
+                              make_fit)
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_EPOCHS",
     "DEFAULT_FOLDS",
+    "LOSS_DEFAULTS",
     "LabelIssues",
     "RETRAIN_MODES",
     "assign_folds",
     "class_thresholds",
     "cross_val_probabilities",
     "find_label_issues",
-    "fold_loss",
     "format_summary",
     "given_labels",
     "issue_quality",
@@ -285,7 +284,7 @@ def _retrain_config(config, retrain_loss):
 def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
     """Checks that need no data: the loss and its hyper-parameters, ``folds``, ``retrain``.
 
-    Returns the fold models' loss object (:func:`fold_loss`, architecture not yet known).
+    Returns the loss object (``recipe.loss_from_config`` with :data:`LOSS_DEFAULTS`).
     """
     if config.noise_type not in training.NOISE_TYPES:
         raise ValueError(
@@ -297,7 +296,7 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "
             f"Received: retrain={retrain!r}")
     recipe.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
-    return fold_loss(config)
+    return recipe.loss_from_config(_with_loss_defaults(config))
 
 
 def given_labels(config, dataset):
@@ -384,8 +383,8 @@ def run(config, *, output_dir, folds=DEFAULT_FOLDS, retrain="none", retrain_loss
             cleaned labels with ``training.run(config)`` (same settings and seed) and report
             both test accuracies and the gain.
         retrain_loss: loss name of the two retraining runs, with its own defaults; default
-            ``config.loss`` as ``scripts/train.py`` would use it (its run defaults for
-            ``config.noise_type``; :func:`fold_loss` applies to the K-fold models only).
+            ``config.loss`` as ``scripts/train.py`` would use it (for DM: ``λ = 0.5, β = 8``
+            unless set -- :data:`LOSS_DEFAULTS` apply to the K-fold models only).
         num_suspects: tiles on the contact sheet.
         dataset: an already loaded dataset (tests); default ``data.load_dataset(config.dataset)``.
         fit: the per-fold trainer (see :func:`cross_val_probabilities`); default
@@ -424,7 +423,7 @@ def run(config, *, output_dir, folds=DEFAULT_FOLDS, retrain="none", retrain_loss
             quality = issue_quality(issues.is_issue, issues.scores, is_noisy)
     results = {
         "dataset": dataset.name, "noise": meta, "folds": int(folds),
-        "loss": fold_loss(config, recipe.model_name(config, dataset.input_shape)).get_config(),
+        "loss": recipe.loss_from_config(_with_loss_defaults(config)).get_config(),
         "epochs_per_fold": config.epochs, "seed": config.seed, "examples": len(given),
         "flagged": int(issues.is_issue.sum()), "quality": quality, "retrain": None,
     }

@@ -237,17 +237,10 @@ def test_validate_rejects_bad_settings(kwargs, match):
 
 
 def test_dm_defaults_for_label_issues_apply_only_when_unset():
-    # The fold models assume nothing about the noise: the run defaults of noise_type="none"
-    # (lam=2) for their architecture, even when the labels were corrupted symmetrically.
-    def lam_beta(loss):
-        return loss.get_config()["lam"], loss.get_config()["beta"]
-
-    symmetric = training.RunConfig(noise_type="symmetric")
-    assert lam_beta(label_issues.validate(symmetric)) == (2.0, 16.0)  # model not yet known
-    assert lam_beta(label_issues.fold_loss(symmetric, "mlp")) == (2.0, 16.0)
-    assert lam_beta(label_issues.fold_loss(symmetric, "cnn")) == (2.0, 8.0)
-    assert lam_beta(label_issues.validate(training.RunConfig(lam=1.0))) == (1.0, 16.0)
-    assert lam_beta(label_issues.fold_loss(training.RunConfig(beta=4.0), "cnn")) == (2.0, 4.0)
+    loss = label_issues.validate(training.RunConfig())
+    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (2.0, 8.0)
+    loss = label_issues.validate(training.RunConfig(lam=1.0))
+    assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (1.0, 8.0)
     assert label_issues.validate(training.RunConfig(loss="gce")).get_config()["q"] == 0.7
 
 
