@@ -4,9 +4,9 @@ What ``scripts/train.py`` trains with, given a :class:`keras_imae.training.RunCo
 defaults come from ``benchmarks/dm_stability.py`` (README, "Keeping DM stable"): DM's gradient
 does not vanish on fitted examples, so outside its emphasis window it is a linear loss with no
 minimum; AdamW's decoupled weight decay gives it one, the cosine schedule freezes the model at
-the end, DM's emphasis mode is put above the probability the wrong labels reach, and a
-convolutional network sees randomly translated images, so it cannot carve out the wrong labels
-one by one.
+the end, DM's emphasis mode is put above the probability the wrong labels reach, a
+convolutional network sees randomly translated images and an MLP on images a random fifth of
+their pixels masked, so neither can carve out the wrong labels one by one.
 """
 
 import math
