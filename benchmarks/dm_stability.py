@@ -119,6 +119,7 @@ LOSSES = {
     "dm_l2b8": ("dm", dict(beta=8.0, lam=2.0)),
     "dm_l2b6": ("dm", dict(beta=6.0, lam=2.0)),
     "dm_l2b4": ("dm", dict(beta=4.0, lam=2.0)),
+    "dm_l2b2": ("dm", dict(beta=2.0, lam=2.0)),
     "dm_l3b12": ("dm", dict(beta=12.0, lam=3.0)),
     "dm_l3b16": ("dm", dict(beta=16.0, lam=3.0)),
     "imae": ("imae", dict(temperature=8.0)),

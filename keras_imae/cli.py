@@ -28,8 +28,9 @@ RUN_FLAGS = {
                      "Reuse the corruption saved in this noisy_labels.npz (or run folder)."),
     "loss": ("enum", tuple(losses.LOSSES), "Loss function."),
     "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: 16 for "
-                            "the plain MLP, 8 for the BatchNorm architectures (mlp_bn, cnn, "
-                            "resnets; recipe.RUN_LOSS_DEFAULTS)."),
+                            "the plain MLP; for the BatchNorm architectures (mlp_bn, cnn, "
+                            "resnets) 8 under symmetric noise, 4 otherwise "
+                            "(recipe.RUN_LOSS_DEFAULTS)."),
     "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). DM "
                            "default: 1 for symmetric noise, 2 for class-dependent or real "
                            "noise (recipe.RUN_LOSS_DEFAULTS)."),

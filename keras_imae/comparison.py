@@ -26,8 +26,8 @@ __all__ = ["GRIDS", "GRID_SIZE", "compare", "markdown_table"]
 GRID_SIZE = 4
 LEARNING_RATE_FACTORS = (0.25, 0.5, 1.0, 2.0)  # grid of the losses without hyper-parameters
 GRIDS = {
-    # The class default and the run defaults (recipe.RUN_LOSS_DEFAULTS) but lam=1, beta=8,
-    # which is IMAE T=8 (IMAE's own grid has it).
+    # The class default, the plain MLP's run defaults (lam=1 / 2, beta=16; the digits
+    # comparisons run the MLP) and lam=2, beta=8; lam=1, beta=T is IMAE's own grid.
     "dm": [dict(lam=0.5, beta=8.0), dict(lam=1.0, beta=16.0), dict(lam=2.0, beta=8.0),
            dict(lam=2.0, beta=16.0)],
     "imae": [dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)],

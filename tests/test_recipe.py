@@ -1,5 +1,6 @@
 """Tests for keras_imae.recipe: the run's loss defaults, weight decay and compiled model."""
 import dataclasses
+import math
 
 import pytest
 
@@ -73,14 +74,17 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
         assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
     assert (dm.beta, dm.lam) == (16.0, 1.0)
-    # Under every noise type beta=16 for the plain MLP (and before the model is known), 8 for
-    # the BatchNorm architectures.
-    for model, beta in (("mlp", 16.0), (None, 16.0), ("mlp_bn", 8.0), ("cnn", 8.0),
-                        ("resnet20", 8.0)):
+    # beta=16 for the plain MLP (and before the model is known) under every noise type; the
+    # BatchNorm architectures 8 under symmetric noise and 4 under class-dependent noise, where
+    # (r / (1 - r)) * exp(2 beta / 27) < 1 at r = 0.4.
+    for model, symmetric, class_dependent in (("mlp", 16.0, 16.0), (None, 16.0, 16.0),
+                                              ("mlp_bn", 8.0, 4.0), ("cnn", 8.0, 4.0),
+                                              ("resnet20", 8.0, 4.0)):
         dm = recipe.loss_from_config(training.RunConfig(loss="dm"), model)
-        assert (dm.lam, dm.beta) == (1.0, beta), model
+        assert (dm.lam, dm.beta) == (1.0, symmetric), model
         dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip"), model)
-        assert (dm.lam, dm.beta) == (2.0, beta), model
+        assert (dm.lam, dm.beta) == (2.0, class_dependent), model
+        assert 0.4 / 0.6 * math.exp(2 * class_dependent / 27) < 1 or model in ("mlp", None)
     dm = recipe.loss_from_config(training.RunConfig(loss="dm", beta=16.0), "cnn")
     assert dm.beta == 16.0  # a set value wins
     with pytest.raises(ValueError, match="Valid names"):
