@@ -242,7 +242,8 @@ def summarise(runs):
         "test_final": stat([f["test_accuracy"] for f in finals]),
         "test_best": stat([max(h["test_accuracy"] for h in r["history"]) for r in runs]),
         "clean_fit": stat([f["train_clean_fit"] for f in finals]),
-        "memorised": stat([f["train_noisy_fit"] for f in finals]),
+        # absent without wrong labels (--noise_rate=0, a clean-label reference): nan
+        "memorised": stat([f.get("train_noisy_fit", np.nan) for f in finals]),
         "logit_scale": stat([f["train_logit_scale"] for f in finals]),
         "collapsed": sum(r["collapsed"] is not None for r in runs),
         "runs": len(runs),
