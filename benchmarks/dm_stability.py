@@ -276,7 +276,8 @@ def main(_):
                         for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)]
                 rows[(label(recipe), loss_name)] = s = summarise(runs)
                 everything[f"{name}/{label(recipe)}/{loss_name}"] = runs
-                print(f"{name:8s} {label(recipe):15s} {loss_name:12s} final {s['test_final'][0]:.3f} "
+                print(f"{name:8s} {label(recipe):15s} {loss_name:12s} "
+                      f"final {s['test_final'][0]:.3f} "
                       f"best {s['test_best'][0]:.3f} clean {s['clean_fit'][0]:.3f} "
                       f"mem {s['memorised'][0]:.3f} logits {s['logit_scale'][0]:.3g} "
                       f"collapsed {s['collapsed']}/{s['runs']}", flush=True)
