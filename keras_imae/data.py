@@ -33,8 +33,8 @@ from keras_imae.pipelines import (  # noqa: F401  (re-exported: the public pipel
     train_dataset)
 
 __all__ = ["AUGMENTATIONS", "DataError", "Dataset", "DownloadFailed", "Split", "augment_pad",
-           "augmentation", "channel_stats", "check_batch_size", "check_label_table", "default_augmentation",
-           "eval_dataset", "folder_files", "is_known_source", "load_dataset",
+           "augmentation", "channel_stats", "check_batch_size", "check_label_table",
+           "default_augmentation", "eval_dataset", "folder_files", "is_known_source", "load_dataset",
            "pipeline_options", "plain_dataset", "split_validation", "superclass_map",
            "tfds_image_label_keys", "tfds_load", "train_dataset"]
 

@@ -41,6 +41,7 @@ __all__ = [
     "FIT_METRICS",
     "RobustModel",
     "build_model",
+    "check_input_dropout",
     "cifar_resnet",
     "cnn",
     "mlp",
@@ -326,7 +327,7 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False,
     _check_common(num_classes, weight_decay)
     seeds, reg = _Seeds(seed), _regularizer(weight_decay)
     inputs, x = _inputs(input_shape, mean, std)
-    checks.number("input_dropout", input_dropout, high=1.0, high_open=True)
+    check_input_dropout(input_dropout, "mlp_bn" if batch_norm else "mlp")
     checks.number("dropout", dropout, high=1.0, high_open=True)
     if len(input_shape) > 1:
         x = keras.layers.Flatten()(x)
@@ -473,6 +474,18 @@ def cifar_resnet(depth, input_shape, num_classes, *, shortcut="A", mean=None, st
     return RobustModel(inputs, _logits(x, num_classes, reg, seeds), name=f"resnet{depth}")
 
 
+def check_input_dropout(rate, name=None):
+    """``rate`` if it is an input dropout rate in ``[0, 1)`` that architecture ``name`` takes
+    (``None``: not known yet), else ``ValueError``: only the MLPs take one, a convolutional
+    model is translated instead (``augment``)."""
+    rate = checks.number("input_dropout", rate, high=1.0, high_open=True)
+    if rate and name is not None and name not in ("mlp", "mlp_bn"):
+        raise ValueError(
+            f"`input_dropout` is for the MLPs (mlp, mlp_bn); a convolutional model is "
+            f"translated instead (`augment`). Received: input_dropout={rate}, model={name!r}")
+    return rate
+
+
 def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_decay=0.0,
                 input_dropout=0.0, seed=None):
     """Builds one of :data:`ARCHITECTURES` as an uncompiled :class:`RobustModel`.
@@ -501,11 +514,8 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
     if name in ("mlp", "mlp_bn"):
         return mlp(input_shape, num_classes, batch_norm=name == "mlp_bn",
                    input_dropout=input_dropout, **kwargs)
-    if input_dropout and name in ARCHITECTURES:
-        raise ValueError(
-            f"Argument `input_dropout` is for the MLPs (mlp, mlp_bn); a convolutional model is "
-            f"translated instead (augment). Received: name={name!r}, "
-            f"input_dropout={input_dropout}")
+    if name in ARCHITECTURES:
+        check_input_dropout(input_dropout, name)
     if name == "cnn":
         return cnn(input_shape, num_classes, **kwargs)
     if name in ARCHITECTURES:

@@ -20,8 +20,8 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import (callbacks, checks, data, distribute, export, noise, ranking, recipe,
-                        run_data, run_folder)
+from keras_imae import (callbacks, checks, data, distribute, export, models, noise, ranking,
+                        recipe, run_data, run_folder)
 # The recipe's two entry points stay reachable here (training.loss_from_config, ...).
 from keras_imae.recipe import OPTIMIZERS, compiled_model, loss_from_config
 
@@ -190,12 +190,8 @@ def validate(config):
     if config.weight_decay is not None:
         checks.number("weight_decay", config.weight_decay)
     if config.input_dropout is not None:
-        checks.number("input_dropout", config.input_dropout, high=1.0, high_open=True)
-        if config.input_dropout and config.model in recipe.CONVOLUTIONAL:
-            raise ValueError(
-                f"`input_dropout` is for the MLPs (mlp, mlp_bn); a convolutional model is "
-                f"translated instead (`augment`). Received: input_dropout="
-                f"{config.input_dropout}, model={config.model!r}")
+        models.check_input_dropout(config.input_dropout,
+                                   None if config.model == "auto" else config.model)
     checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
     dataset_name = config.dataset.split(":")[0]
     if (config.noise_type == "asymmetric" and not config.noisy_labels

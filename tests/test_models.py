@@ -243,7 +243,7 @@ def test_seed_gives_identical_weights_and_distinct_layers():
         (lambda: models.build_model("mlp", (4,), 3, input_dropout=-0.1), "input_dropout"),
         (lambda: models.mlp((4,), 3, dropout=1.5), "dropout"),
         (lambda: models.build_model("cnn", (8, 8, 1), 3, input_dropout=0.2),
-         r"input_dropout.*for the MLPs.*name='cnn'"),
+         r"`input_dropout` is for the MLPs.*model='cnn'"),
         (lambda: models.cifar_resnet(21, (8, 8, 3), 3), "depth"),
         (lambda: models.cifar_resnet(20, (8, 8, 3), 3, shortcut="C"), "shortcut"),
     ],
