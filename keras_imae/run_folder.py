@@ -25,6 +25,7 @@ Rules (the README's "Reliability guarantees"):
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -132,19 +133,24 @@ class RunFolder:
             files.atomic_write(self.file(LOG), lambda f: f.writelines(lines[:epochs + 1]))
 
     # -- the lock -----------------------------------------------------------------------------
+    # Exclusion comes from an exclusive ``flock`` on ``.lock``, which the kernel drops when
+    # its holder dies: a crashed run's lock is free without guessing from its pid, and of
+    # two runs taking over one stale lock only one can win. The file's content (pid, host,
+    # time) only names the holder in messages. A lock written on another host is never taken
+    # over: ``flock`` need not work across hosts on a shared file system.
     def check_unlocked(self):
-        """Raise :class:`RunLocked` when a live run holds ``.lock``; return the holder of a
-        stale lock (its process is gone from this host), or ``None`` when there is no lock."""
+        """Raise :class:`RunLocked` when a live run holds ``.lock`` (or one written on another
+        host); return the holder of a stale lock, or ``None`` when there is no lock.
+        Read-only: the folder is left as it was."""
         path = self.file(LOCK)
-        if not os.path.exists(path):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
             return None
-        holder = _read_lock(path)
-        if not _stale(holder):
-            raise RunLocked(
-                f"Another run is training in {self.path!r} (lock {path!r}: pid "
-                f"{holder.get('pid')} on {holder.get('host')} since {holder.get('time')}). "
-                "Wait for it, or choose another model_dir.")
-        return holder
+        try:
+            return _check_free(path, fd)
+        finally:
+            os.close(fd)  # releases the probe's flock, if it got one
 
     @contextlib.contextmanager
     def lock(self):
@@ -158,31 +164,64 @@ class RunFolder:
             parent = os.path.dirname(parent)
         os.makedirs(self.path, exist_ok=True)
         path = self.file(LOCK)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                break
-            except FileExistsError:
-                stale = self.check_unlocked()
-                if stale is not None:
-                    warnings.warn(f"Taking over the stale lock {path!r} of pid "
-                                  f"{stale.get('pid')} (no longer running).", RuntimeWarning,
-                                  stacklevel=3)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-        else:
-            raise RunLocked(f"Could not take the lock {path!r}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                       "time": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        fd = _acquire(path)
         try:
             yield self
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+                os.remove(path)  # before the flock goes: a waiting run then makes a new file
+            os.close(fd)
             for folder in created:  # innermost first; a folder with files stays
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
+
+
+def _check_free(path, fd):
+    """Take ``flock`` on ``fd`` (open on ``path``) or raise :class:`RunLocked`; return the
+    previous holder written in the file (``{}`` if unreadable), refusing another host's."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_lock(path)
+        raise RunLocked(
+            f"Another run is training in {os.path.dirname(path)!r} (lock {path!r}: pid "
+            f"{holder.get('pid')} on {holder.get('host')} since {holder.get('time')}). "
+            "Wait for it, or choose another model_dir.") from None
+    holder = _read_lock(path)
+    host = holder.get("host")
+    if host is not None and host != socket.gethostname():
+        raise RunLocked(
+            f"A run on host {host!r} holds {path!r} (pid {holder.get('pid')} since "
+            f"{holder.get('time')}); a lock from another host is never taken over. If that "
+            "run is gone, delete the file, or choose another model_dir.")
+    return holder
+
+
+def _acquire(path):
+    """An open descriptor holding the exclusive ``flock`` of the file at ``path`` (created if
+    missing), with this process written into it."""
+    for _ in range(8):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            holder = _check_free(path, fd)
+            try:  # the previous holder may have removed the file between our open and flock
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is None or not os.path.samestat(os.fstat(fd), current):
+                os.close(fd)
+                continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if holder:
+            warnings.warn(f"Taking over the stale lock {path!r} of pid {holder.get('pid')} "
+                          "(no longer running).", RuntimeWarning, stacklevel=4)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        return fd
+    raise RunLocked(f"Could not take the lock {path!r}: it keeps being replaced.")
 
 
 def _read_lock(path):
@@ -191,19 +230,6 @@ def _read_lock(path):
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def _stale(holder):
-    """A lock is stale when its process is gone from this host; unknown holders are not."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 # -- exports --------------------------------------------------------------------------------

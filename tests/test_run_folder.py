@@ -73,3 +73,39 @@ def test_export_targets(tmp_path):
     with pytest.raises(FileExistsError, match="holds the export of .*runs/a"):
         run_folder.check_export_target(target, tmp_path / "runs" / "b", overwrite=False)
     run_folder.check_export_target(target, tmp_path / "runs" / "b", overwrite=True)
+
+
+def _hold_lock_in_child(folder):
+    """A child process that takes ``folder``'s lock and sleeps; returns it once it holds it."""
+    code = ("import sys, time; from keras_imae import run_folder\n"
+            "with run_folder.RunFolder(sys.argv[1]).lock():\n"
+            "    print('held', flush=True); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(folder.path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_held_lock_is_refused_whatever_its_file_says(tmp_path):
+    # Exclusion is the holder's flock, not the pid in the file: a run that read a stale pid
+    # cannot take over a lock that another run has just taken (the take-over race).
+    folder = run_folder.RunFolder(tmp_path / "run")
+    child = _hold_lock_in_child(folder)
+    try:
+        with open(folder.file(run_folder.LOCK), "w") as f:  # the content of a dead holder
+            json.dump({"pid": 2 ** 22 + 1, "host": socket.gethostname(), "time": "then"}, f)
+        with pytest.raises(run_folder.RunLocked, match="Another run is training"):
+            folder.check_unlocked()
+        with pytest.raises(run_folder.RunLocked, match="Another run is training"):
+            with folder.lock():
+                pass
+    finally:
+        child.kill()
+        child.wait()
+    # Killed without cleaning up: its file stays, the kernel dropped its flock.
+    assert os.path.exists(folder.file(run_folder.LOCK))
+    assert folder.check_unlocked()["time"] == "then"
+    with pytest.warns(RuntimeWarning, match="stale lock"):
+        with folder.lock():
+            assert run_folder._read_lock(folder.file(run_folder.LOCK))["pid"] == os.getpid()
+    assert not os.path.exists(folder.file(run_folder.LOCK))
