@@ -16,6 +16,7 @@ exists, resumable otherwise, one run at a time, exports never shared by accident
 import dataclasses
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -407,7 +408,29 @@ def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, 
     rows = folder.read_log()
     if split["validation"] is not None and rows and "val_accuracy" in rows[-1]:
         results["val_accuracy_final"] = float(rows[-1]["val_accuracy"])  # on *noisy* labels
+        corrected = _corrected_val_accuracy(dataset, model, split, meta)
+        if corrected is not None:
+            results["val_accuracy_corrected_final"] = corrected
     return results
+
+
+def _corrected_val_accuracy(dataset, model, split, meta):
+    """Final accuracy on the noisy validation split corrected by the nominal ``T`` of the
+    noise this library injected (:func:`keras_imae.noise.corrected_accuracy`): an unbiased
+    estimate of clean accuracy under any class-dependent noise. ``None`` when the labels
+    came from elsewhere (``T`` unknown) or ``T`` is too close to singular."""
+    if meta.get("noise_type") not in noise.NOISE_TYPES or not meta.get("noise_rate") or (
+            "labels" in meta):
+        return None
+    with warnings.catch_warnings():  # rate past the identifiability limit: warned at the start
+        warnings.simplefilter("ignore")
+        transition = noise.transition_matrix(dataset.num_classes, meta["noise_type"],
+                                             meta["noise_rate"], dataset=dataset.name,
+                                             superclasses=dataset.superclasses)
+    if np.linalg.cond(transition) > noise.MAX_CONDITION:
+        return None
+    passed = callbacks.predict_pass(model, split["validation"])
+    return noise.corrected_accuracy(passed.given, passed.pred, transition)
 
 
 def read_log(model_dir):
@@ -450,6 +473,12 @@ def format_results(results):
                       ("noisy correction (train, noisy subset)", "noisy_correct")):
         if results.get(key) is not None:
             rows.append((name, f"{results[key]:.4f}"))
+    if results.get("val_accuracy_final") is not None:
+        rows.append(("validation accuracy on noisy labels, final",
+                     f"{results['val_accuracy_final']:.4f}"))
+    if results.get("val_accuracy_corrected_final") is not None:
+        rows.append(("  corrected by the noise's T (clean estimate)",
+                     f"{results['val_accuracy_corrected_final']:.4f}"))
     rate = results["noise_rate_realised"]
     rows.append(("realised noise rate", "n/a (no clean labels)" if rate is None
                  else f"{rate:.4f}"))

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, comparison, data, losses
+from keras_imae import cli, comparison, data, files, losses
 
 FLAGS = flags.FLAGS
 # Set per run by the protocol (loss and its grid, seeds, folders), so not flags here.
@@ -27,6 +27,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", **fv)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **fv)
     flags.DEFINE_string("output", None, "Markdown file for the table.", **fv)
+    flags.DEFINE_enum("selection", "corrected", list(comparison.SELECTIONS),
+                      "Score that picks each loss's setting on the noisy validation split: "
+                      "accuracy corrected by the injected noise's transition matrix (an "
+                      "unbiased clean-accuracy estimate; plain accuracy when the labels were "
+                      "not corrupted here) or plain noisy accuracy.", **fv)
     flags.register_validator(
         "losses", lambda names: all(n in losses.LOSSES for n in names),
         message=f"--losses takes names among: {', '.join(losses.LOSSES)}", **fv)
@@ -37,15 +42,14 @@ def main(_):
     dataset = data.load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir)
     rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
                               validation_fraction=FLAGS.validation_fraction,
-                              work_dir=FLAGS.work_dir, dataset=dataset)
+                              work_dir=FLAGS.work_dir, dataset=dataset,
+                              selection=FLAGS.selection)
     title = (f"{dataset.name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
              f"{FLAGS.epochs} epochs, {FLAGS.num_seeds} seeds")
     table = comparison.markdown_table(rows, title=title)
     print(table)
-    if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output, "w") as f:
-            f.write(table + "\n")
+    if FLAGS.output:  # atomically: an interrupted write never leaves half a table
+        files.atomic_write(FLAGS.output, lambda f: f.write(table + "\n"))
 
 
 if __name__ == "__main__":

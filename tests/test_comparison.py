@@ -45,3 +45,37 @@ def test_a_sweep_folder_with_user_files_is_refused_not_deleted(tmp_path, digits)
         comparison.compare(training.RunConfig(epochs=1), ["cce"], num_seeds=1,
                            work_dir=str(tmp_path), dataset=digits)
     assert (mine / "log.csv").read_text() == "my own log"
+
+
+def _fake_runs(monkeypatch, corrected):
+    """``comparison._run`` replaced by one returning fixed scores: grid point i scores
+    noisy 0.5 + 0.1 i (the last wins), T-corrected 0.9 - 0.1 i (the first wins)."""
+    def run(base, work_dir, name, dataset, **overrides):
+        i = int(name[-1]) if "_grid" in name else 0
+        result = {key: 0.5 for key in comparison._REPORTED}
+        result["val_accuracy_final"] = 0.5 + 0.1 * i
+        if corrected:
+            result["val_accuracy_corrected_final"] = 0.9 - 0.1 * i
+        return result
+    monkeypatch.setattr(comparison, "_run", run)
+
+
+@pytest.mark.parametrize("selection, corrected, chosen", [
+    ("corrected", True, 0), ("noisy", True, 3),
+    ("corrected", False, 3),  # no known T (label files): plain noisy accuracy
+])
+def test_selection_score(monkeypatch, selection, corrected, chosen):
+    _fake_runs(monkeypatch, corrected)
+    lines = []
+    (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
+                                dataset=None, selection=selection, log=lines.append)
+    assert row["chosen"] == comparison.GRIDS["gce"][chosen]
+    by_t = selection == "corrected" and corrected
+    assert all(("T-corrected" in line) == by_t and "noisy validation accuracy" in line
+               for line in lines[:comparison.GRID_SIZE])
+
+
+def test_unknown_selection_refused():
+    with pytest.raises(ValueError, match="selection='clean'"):
+        comparison.compare(training.RunConfig(), ["gce"], work_dir="unused", dataset=None,
+                           selection="clean")

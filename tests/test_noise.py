@@ -340,3 +340,80 @@ def test_noisy_labels_file_keeps_unverified_clean_labels(tmp_path):
     assert meta == {"labels": "given by the source"}
     with pytest.raises(ValueError, match="1 clean labels differ"):
         noise.load_noisy_labels(tmp_path, clean_labels=np.array([0, -1, 0, 2]))
+
+
+class TestCorrectedAccuracy:
+    """``corrected_accuracy``: clean accuracy estimated from noisy labels and ``T``."""
+
+    @pytest.mark.parametrize("noise_type", ["pairflip", "symmetric"])
+    def test_unbiased_over_redrawn_noise(self, noise_type):
+        # Monte Carlo: redraw the noisy labels from T row by row (plain numpy, not the
+        # library's exact-count corruption); the mean estimate is the clean accuracy.
+        rng = np.random.default_rng(0)
+        k, n, draws = 4, 200, 4000
+        t = noise.transition_matrix(k, noise_type, 0.3)
+        clean = rng.integers(0, k, n)
+        predicted = np.where(rng.random(n) < 0.7, clean, (clean + 1) % k)  # errors on the flip
+        cumulative = t.cumsum(axis=1)[clean]
+        estimates = []
+        for _ in range(draws):
+            noisy = (rng.random((n, 1)) > cumulative).sum(axis=1)
+            estimates.append(noise.corrected_accuracy(noisy, predicted, t))
+        clean_accuracy = np.mean(predicted == clean)
+        standard_error = np.std(estimates) / np.sqrt(draws)
+        assert abs(np.mean(estimates) - clean_accuracy) < 4 * standard_error
+
+    def test_plain_noisy_accuracy_rewards_the_flip_corrected_does_not(self):
+        # 40% pair-flip over 10 classes; two predictors with the same clean accuracy (0.6),
+        # one erring towards the class the wrong labels name (c + 1), one elsewhere (c + 5).
+        rng = np.random.default_rng(2)
+        k, n, draws = 10, 500, 1000
+        t = noise.transition_matrix(k, "pairflip", 0.4)
+        clean = rng.integers(0, k, n)
+        right = rng.random(n) < 0.6
+        to_flip = np.where(right, clean, (clean + 1) % k)
+        elsewhere = np.where(right, clean, (clean + 5) % k)
+        noisy_draws = (clean + (rng.random((draws, n)) < 0.4)) % k
+        plain = {name: np.mean([np.mean(p == y) for y in noisy_draws])
+                 for name, p in (("to_flip", to_flip), ("elsewhere", elsewhere))}
+        corrected = {name: np.mean([noise.corrected_accuracy(y, p, t) for y in noisy_draws])
+                     for name, p in (("to_flip", to_flip), ("elsewhere", elsewhere))}
+        # plain: 0.6 * 0.6 + 0.4 * 0.4 = 0.52 against 0.6 * 0.6 = 0.36
+        assert plain["to_flip"] - plain["elsewhere"] > 0.14
+        for name in corrected:
+            assert corrected[name] == pytest.approx(np.mean(right), abs=0.01)
+
+    def test_symmetric_is_affine_in_noisy_accuracy(self):
+        rng = np.random.default_rng(1)
+        k, r = 10, 0.4
+        t = noise.transition_matrix(k, "symmetric", r)
+        s = r / (k - 1)
+        noisy = rng.integers(0, k, 300)
+        for agreement in (0.2, 0.5, 0.9):
+            predicted = np.where(rng.random(300) < agreement, noisy, rng.integers(0, k, 300))
+            noisy_accuracy = np.mean(predicted == noisy)
+            assert noise.corrected_accuracy(noisy, predicted, t) == pytest.approx(
+                (noisy_accuracy - s) / (1 - r - s))
+
+    def test_identity_is_plain_accuracy(self):
+        assert noise.corrected_accuracy([0, 1, 2, 2], [0, 1, 1, 2], np.eye(3)) == 0.75
+
+    @pytest.mark.parametrize("noisy, predicted, match", [
+        ([0, 1], [0], "predictions"),
+        (np.zeros(0, int), np.zeros(0, int), "predictions"),
+        ([0, 3], [0, 1], "noisy_labels"),
+        ([0, 1], [0, -1], "predictions"),
+        ([0.0, 1.0], [0, 1], "noisy_labels"),
+    ])
+    def test_bad_labels(self, noisy, predicted, match):
+        with pytest.raises(ValueError, match=match):
+            noise.corrected_accuracy(noisy, predicted, noise.transition_matrix(3, "pairflip", 0.2))
+
+    def test_singular_matrix_refused(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = noise.transition_matrix(4, "pairflip", 0.5)  # eigenvalue 1 - 2r = 0
+        with pytest.raises(ValueError, match="condition number"):
+            noise.corrected_accuracy([0, 1], [0, 1], t)
+        with pytest.raises(ValueError, match="row to sum to 1"):
+            noise.corrected_accuracy([0, 1], [0, 1], [[0.5, 0.4], [0.0, 1.0]])

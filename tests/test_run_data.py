@@ -38,7 +38,7 @@ def test_streamed_run_equals_the_in_memory_run(folder, tmp_path):
     off, on = results["off"], results["on"]
     np.testing.assert_array_equal(off["noisy"], on["noisy"])
     for key in ("test_accuracy_final", "clean_fit", "noisy_fit", "noisy_correct",
-                "noise_rate_realised", "val_accuracy_final"):
+                "noise_rate_realised", "val_accuracy_final", "val_accuracy_corrected_final"):
         assert on[key] == pytest.approx(off[key], abs=1e-6), key
     assert on["history"]["loss"] == pytest.approx(off["history"]["loss"], rel=1e-5)
     assert on["mislabel_ranking"] == pytest.approx(off["mislabel_ranking"])
