@@ -278,6 +278,7 @@ class CoreLoss(keras.losses.Loss):
             **self._hparams,
             "normalize": self.normalize,
             "from_logits": self.from_logits,
+            "dtype": self.dtype,  # Keras' Loss.get_config leaves it out (a round trip lost it)
         }
 
     _weight = None  # w(p, *, one_minus_p, **hyper-parameters) of an emphasis density

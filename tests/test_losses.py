@@ -297,12 +297,13 @@ def test_keras_file_round_trip_without_custom_objects(tmp_path):
 @pytest.mark.parametrize("name", sorted(losses.LOSSES))
 def test_get_config_round_trip(name):
     loss = losses.get(name, normalize="batch", from_logits=False, reduction="sum",
-                      name="custom")
+                      name="custom", dtype="bfloat16")
     config = loss.get_config()
     clone = type(loss).from_config(config)
     assert clone.get_config() == config
     assert keras.losses.deserialize(keras.losses.serialize(loss)).get_config() == config
     assert config["normalize"] == "batch" and config["from_logits"] is False
+    assert clone.dtype == "bfloat16"
 
 
 def test_package_exports():
