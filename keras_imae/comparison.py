@@ -29,7 +29,7 @@ import numpy as np
 
 from keras_imae import training
 
-__all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "compare", "markdown_table"]
+__all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "compare", "markdown_table", "selection_table"]
 
 GRID_SIZE = 4
 LEARNING_RATE_FACTORS = (0.25, 0.5, 1.0, 2.0)  # grid of the losses without hyper-parameters
@@ -97,18 +97,21 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
                          f"Received: selection={selection!r}")
     rows = []
     for loss in losses:
-        scored = []
+        scored, grid = [], []
         for i, point in enumerate(grid_for(loss, base)):
             result = _run(base, work_dir, f"{loss}_grid{i}", dataset, loss=loss,
                           validation_fraction=validation_fraction, **point)
             score, name = _score(result, selection)
             log(f"{loss} {point}: {name} {score:.4f}")
             scored.append((score, i, point))
+            grid.append({"point": point, "noisy": result["val_accuracy_final"],
+                         "corrected": result.get("val_accuracy_corrected_final"),
+                         "test_final": result["test_accuracy_final"]})
         best_score, _, chosen = max(scored, key=lambda s: (s[0], -s[1]))
         finals = [_run(base, work_dir, f"{loss}_seed{seed}", dataset, loss=loss,
                        seed=seed, noise_seed=seed, **chosen)
                   for seed in range(num_seeds)]
-        row = {"loss": loss, "chosen": chosen, "selection_score": best_score}
+        row = {"loss": loss, "chosen": chosen, "selection_score": best_score, "grid": grid}
         for key in _REPORTED:
             values = np.array([r[key] for r in finals], float)
             row[key] = (float(values.mean()), float(values.std()))
@@ -131,4 +134,20 @@ def markdown_table(rows, *, title=None):
         chosen = ", ".join(f"{k}={v:g}" for k, v in row["chosen"].items())
         lines.append(f"| {row['loss']} | {chosen} | " + " | ".join(
             pct(row[key]) for key in _REPORTED) + " |")
+    return "\n".join(lines)
+
+
+def selection_table(rows):
+    """Every selection run: its scores on the noisy validation split (plain and T-corrected)
+    next to its final test accuracy (trained on the other 80%), in %, the chosen one starred.
+    Shows how well each score tracks clean accuracy."""
+    lines = ["| loss | setting | noisy val | T-corrected val | test final |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        for run in row["grid"]:
+            setting = ", ".join(f"{k}={v:g}" for k, v in run["point"].items())
+            star = " *" if run["point"] == row["chosen"] else ""
+            corrected = "-" if run["corrected"] is None else f"{100 * run['corrected']:.1f}"
+            lines.append(f"| {row['loss']} | {setting}{star} | {100 * run['noisy']:.1f} | "
+                         f"{corrected} | {100 * run['test_final']:.1f} |")
     return "\n".join(lines)

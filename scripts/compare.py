@@ -46,7 +46,9 @@ def main(_):
                               selection=FLAGS.selection)
     title = (f"{dataset.name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
              f"{FLAGS.epochs} epochs, {FLAGS.num_seeds} seeds")
-    table = comparison.markdown_table(rows, title=title)
+    table = (comparison.markdown_table(rows, title=title) + "\n\nSelection runs (* chosen; "
+             "test accuracy of the model trained on the other 80%):\n\n"
+             + comparison.selection_table(rows))
     print(table)
     if FLAGS.output:  # atomically: an interrupted write never leaves half a table
         files.atomic_write(FLAGS.output, lambda f: f.write(table + "\n"))

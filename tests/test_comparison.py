@@ -70,6 +70,10 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
                                 dataset=None, selection=selection, log=lines.append)
     assert row["chosen"] == comparison.GRIDS["gce"][chosen]
+    table = comparison.selection_table([row]).splitlines()
+    assert len(table) == 2 + comparison.GRID_SIZE and table[2 + chosen].count("*") == 1
+    # grid point 1: noisy 60%, T-corrected 80% (or unknown), test 50%
+    assert ("| 60.0 | 80.0 | 50.0 |" if corrected else "| 60.0 | - | 50.0 |") in table[3]
     by_t = selection == "corrected" and corrected
     assert all(("T-corrected" in line) == by_t and "noisy validation accuracy" in line
                for line in lines[:comparison.GRID_SIZE])
