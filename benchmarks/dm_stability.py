@@ -5,8 +5,8 @@ r"""Study: does DM stay robust *and* accurate to the last epoch, and in which re
         --losses=dm,cce                                      # smoke run (seconds)
 
 Every cell trains one loss with one recipe (architecture, optimizer, schedule, weight decay) on
-data with 40% label noise (`--noise_type`, `--noise_rate`), measures after every epoch on the un-augmented training
-set and the test set (``keras_imae.callbacks.FitMonitor``), and reports over seeds (mean ±
+data with label noise (``--noise_type``, ``--noise_rate``; 40% symmetric by default), measures
+after every epoch on the un-augmented training set and the test set (``keras_imae.callbacks.FitMonitor``), and reports over seeds (mean ±
 std): final and best test accuracy, clean fit and memorisation at the last epoch, the median
 max |logit| (``logit_scale``) at the last epoch, and how many runs collapsed
 (``keras_imae.callbacks.CollapseGuard``'s criteria: non-finite values, logit scale > 1000,
