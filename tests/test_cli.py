@@ -7,7 +7,6 @@ that a bad flag makes the script exit non-zero with the same message.
 
 import dataclasses
 import importlib.util
-import json
 import os
 import socket
 import sys
@@ -102,15 +101,14 @@ def test_a_finished_run_needs_overwrite(finished_run, monkeypatch):
 
 
 def test_a_folder_in_use_is_refused_with_a_reason(tmp_path, monkeypatch):
-    (tmp_path / "run").mkdir()
-    lock = {"pid": os.getpid(), "host": socket.gethostname(), "time": "now"}  # alive
-    (tmp_path / "run" / ".lock").write_text(json.dumps(lock))
     script, _ = parse("train", f"--model_dir={tmp_path / 'run'}", monkeypatch=monkeypatch)
-    with pytest.raises(SystemExit) as stop:
-        script.main([])
+    with run_folder.RunFolder(tmp_path / "run").lock():  # a run holding the folder
+        with pytest.raises(SystemExit) as stop:
+            script.main([])
+        assert os.listdir(tmp_path / "run") == [".lock"]
     assert str(stop.value.code).startswith(
-        f"RunLocked: Another run is training in '{tmp_path / 'run'}'")
-    assert os.listdir(tmp_path / "run") == [".lock"]
+        f"RunLocked: Another run is training in '{tmp_path / 'run'}' (lock ")
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in str(stop.value.code)
 
 
 def test_training_that_must_stop_exits_with_a_reason_and_exports_nothing(tmp_path,
