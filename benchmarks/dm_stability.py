@@ -19,7 +19,9 @@ models. Images only: MNIST-1D signals are not images.
 
 ``--input_dropout`` (what ``train.py`` gives the MLPs: 0.2, ``recipe.INPUT_DROPOUT``) and
 ``--dropout`` (after each hidden ReLU) apply to the MLP recipes; their rows are labelled
-``<recipe>_in<rate>`` and ``<recipe>_h<rate>``.
+``<recipe>_in<rate>`` and ``<recipe>_h<rate>``. ``--warmup_epochs=E`` trains DM losses with a
+flat emphasis (beta=0) for the first E epochs (rows ``<recipe>_warm<E>``): a hypothesis that
+the README records as rejected (it collapses more runs under asymmetric noise).
 
 Datasets: ``digits`` (embedded), ``digits28`` (the same images upsampled to 28x28,
 bilinear: a CNN learns them more slowly) and ``mnist1d`` (Greydanus 2020, generated offline
@@ -113,6 +115,9 @@ LOSSES = {
     "dm_margin16": ("dm", dict(beta=8.0, lam=0.5, max_margin=16.0)),
     "dm_l1b16": ("dm", dict(beta=16.0, lam=1.0)),  # the papers' CIFAR-10 40% setting
     "dm_l1b16_margin16": ("dm", dict(beta=16.0, lam=1.0, max_margin=16.0)),
+    "dm_l2b16_margin16": ("dm", dict(beta=16.0, lam=2.0, max_margin=16.0)),
+    "dm_l1b8_margin16": ("dm", dict(beta=8.0, lam=1.0, max_margin=16.0)),
+    "dm_l2b4_margin16": ("dm", dict(beta=4.0, lam=2.0, max_margin=16.0)),
     "dm_l1b8": ("dm", dict(beta=8.0, lam=1.0)),
     "dm_l2b12": ("dm", dict(beta=12.0, lam=2.0)),  # the papers' setting for 60-80% noise
     "dm_l2b16": ("dm", dict(beta=16.0, lam=2.0)),
@@ -120,6 +125,7 @@ LOSSES = {
     "dm_l2b6": ("dm", dict(beta=6.0, lam=2.0)),
     "dm_l2b4": ("dm", dict(beta=4.0, lam=2.0)),
     "dm_l2b2": ("dm", dict(beta=2.0, lam=2.0)),
+    "dm_b0": ("dm", dict(beta=0.0, lam=2.0)),  # flat emphasis: every example weighs 1
     "dm_l3b12": ("dm", dict(beta=12.0, lam=3.0)),
     "dm_l3b16": ("dm", dict(beta=16.0, lam=3.0)),
     "imae": ("imae", dict(temperature=8.0)),
@@ -145,6 +151,8 @@ def define_flags():
                       "not for MNIST-1D).")
     flags.DEFINE_float("input_dropout", 0.0, "Input dropout rate of the MLP recipes.")
     flags.DEFINE_float("dropout", 0.0, "Dropout rate after each hidden layer of the MLP recipes.")
+    flags.DEFINE_integer("warmup_epochs", 0, "DM only: train the first epochs with beta=0 "
+                         "(a flat emphasis), then with the loss's beta.")
     flags.DEFINE_integer("mnist1d_size", 8000, "MNIST-1D examples (80% train, 20% test).")
     flags.DEFINE_string("output", None, "Markdown file for the tables.")
     flags.DEFINE_string("json", None, "JSON file with every run's per-epoch values.")
@@ -202,11 +210,11 @@ def run_cell(dataset, recipe, loss_name, seed):
     if decoupled == "normalised":  # Loshchilov & Hutter (2019), as train.py
         decoupled = NORMALIZED_WEIGHT_DECAY * np.sqrt(
             FLAGS.batch_size / (len(x) * FLAGS.epochs))
-    model.compile(
-        optimizers.make_optimizer(opt, learning_rate=lr, schedule=schedule, epochs=FLAGS.epochs,
-                                  steps_per_epoch=steps, weight_decay=decoupled),
-        _Diagnostic(*DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
-        else losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
+    optimizer = optimizers.make_optimizer(opt, learning_rate=lr, schedule=schedule,
+                                          epochs=FLAGS.epochs, steps_per_epoch=steps,
+                                          weight_decay=decoupled)
+    loss = (_Diagnostic(*DIAGNOSTICS[loss_name]) if loss_name in DIAGNOSTICS
+            else losses.get(LOSSES[loss_name][0], **LOSSES[loss_name][1]))
     monitor = callbacks.FitMonitor((x, noisy, y), (xt, yt))
     guard = callbacks.CollapseGuard()
     history, collapsed = [], None
@@ -221,18 +229,27 @@ def run_cell(dataset, recipe, loss_name, seed):
                 self.model.stop_training = True
 
     augment = "crop" if recipe in CROP_RECIPES else None
-    model.fit(data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed,
-                                 augment=augment),
-              epochs=FLAGS.epochs, verbose=0, callbacks=[monitor, Record()])
+    train = data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed, augment=augment)
+    phases = [(loss, 0, FLAGS.epochs)]
+    if FLAGS.warmup_epochs and isinstance(loss, losses.DerivativeManipulation):
+        flat = losses.DerivativeManipulation(beta=0.0, lam=loss.get_config()["lam"])
+        phases = [(flat, 0, FLAGS.warmup_epochs), (loss, FLAGS.warmup_epochs, FLAGS.epochs)]
+    for phase_loss, first, last in phases:  # the optimizer (and its schedule) carries over
+        model.compile(optimizer, phase_loss)
+        model.fit(train, initial_epoch=first, epochs=last, verbose=0,
+                  callbacks=[monitor, Record()])
+        if collapsed:
+            break
     return {"history": history, "collapsed": collapsed}
 
 
 def label(recipe):
     """The row name: the recipe, with the MLP's dropout rates when set."""
+    warmup = f"_warm{FLAGS.warmup_epochs}" if FLAGS.warmup_epochs else ""
     if not RECIPES[recipe][0].startswith("mlp"):
-        return recipe
+        return recipe + warmup
     rates = (("in", FLAGS.input_dropout), ("h", FLAGS.dropout))
-    return recipe + "".join(f"_{tag}{rate:g}" for tag, rate in rates if rate)
+    return recipe + "".join(f"_{tag}{rate:g}" for tag, rate in rates if rate) + warmup
 
 
 def summarise(runs):

@@ -39,7 +39,9 @@ RUN_FLAGS = {
     "alpha": ("float", None, "SCE / NCE+RCE alpha."),
     "max_margin": ("float", None,
                    "DM/IMAE option of this project (not the papers'): no gradient for examples "
-                   "whose margin |log(p / (1 - p))| exceeds it. Default: none (faithful)."),
+                   "whose margin |log(p / (1 - p))| exceeds it, so the logits of fitted "
+                   f"examples stop growing. Default {recipe.MAX_MARGIN:g}; 0 = none (the "
+                   "papers' faithful gradient)."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
     "model": ("enum", ("auto", *models.ARCHITECTURES),

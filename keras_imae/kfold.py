@@ -5,7 +5,8 @@ The training set is split into ``K`` folds, stratified by the given label
 other ``K - 1`` folds and predicts the held-out fold, so every example's ``p(·|x_i)`` comes from
 a model that never saw it (or its label). The fold models use ``train.py``'s recipe
 (:mod:`keras_imae.recipe`) with DM at ``λ = 2, β = 8`` unless set (:data:`LOSS_DEFAULTS`; the
-label-issue module's docstring says why).
+label-issue module's docstring says why) and the run recipe's margin cap
+(``recipe.MAX_MARGIN``; ``max_margin=0`` for the faithful gradient).
 """
 
 import dataclasses
@@ -121,7 +122,8 @@ def make_fit(config, dataset):
 
     Each fold builds ``config.model`` (``models.build_model``, normalised with the training
     set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 8``
-    unless set, :data:`LOSS_DEFAULTS`) and ``config``'s optimizer, and trains it for
+    unless set, :data:`LOSS_DEFAULTS`, and the run recipe's ``max_margin``) and ``config``'s
+    optimizer, and trains it for
     ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as a
     run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with
     ``config.seed * 1000 + f``.

@@ -62,7 +62,8 @@ class RunConfig:
     temperature: float | None = None
     q: float | None = None
     alpha: float | None = None
-    max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M
+    max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M;
+    #                                  None: recipe.MAX_MARGIN, 0: none (faithful)
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
     epochs: int = 40

@@ -66,7 +66,18 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     # A run's DM defaults (lam=1, beta=16) fill in what was not set; the flags win.
     assert dm.beta == 3.0 and dm.lam == 1.0 and dm.normalize is None
     dm = recipe.loss_from_config(training.RunConfig(loss="dm"))
-    assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, None)
+    assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, recipe.MAX_MARGIN)
+    # The margin cap is on in every run default (DM and IMAE); 0 gives the faithful gradient.
+    for loss in ("dm", "imae"):
+        for noise_type in ("symmetric", "pairflip"):
+            for model in ("mlp", "cnn"):
+                config = training.RunConfig(loss=loss, noise_type=noise_type)
+                assert recipe.loss_from_config(config, model).max_margin == 16.0
+                config = dataclasses.replace(config, max_margin=0.0)
+                assert recipe.loss_from_config(config, model).max_margin is None
+    with pytest.raises(ValueError, match="max_margin=-1"):
+        recipe.loss_from_config(training.RunConfig(loss="dm", max_margin=-1.0))
+    assert losses.DerivativeManipulation().max_margin is None  # the class stays faithful
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
     # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3).
     for noise_type in ("pairflip", "asymmetric", "none"):
