@@ -83,3 +83,21 @@ def test_unknown_selection_refused():
     with pytest.raises(ValueError, match="selection='clean'"):
         comparison.compare(training.RunConfig(), ["gce"], work_dir="unused", dataset=None,
                            selection="clean")
+
+
+@pytest.mark.parametrize("loss, noise_type, chosen", [
+    ("gce", "symmetric", dict(q=0.7)),                  # GeneralizedCrossEntropy's default
+    ("dm", "symmetric", dict(lam=1.0, beta=16.0)),      # the MLP's run defaults
+    ("dm", "pairflip", dict(lam=2.0, beta=16.0)),
+    ("cce", "symmetric", dict(learning_rate=1e-3)),     # the base learning rate
+])
+def test_a_tie_goes_to_the_run_default(monkeypatch, digits, loss, noise_type, chosen):
+    def run(base, work_dir, name, dataset, **overrides):  # every setting scores the same
+        return {**{key: 0.5 for key in comparison._REPORTED}, "val_accuracy_final": 0.5,
+                "val_accuracy_corrected_final": 0.8}
+    monkeypatch.setattr(comparison, "_run", run)
+    base = training.RunConfig(noise_type=noise_type, learning_rate=1e-3)
+    (row,) = comparison.compare(base, [loss], num_seeds=1, work_dir="unused", dataset=digits,
+                                log=lambda line: None)
+    assert row["chosen"] == pytest.approx(chosen)
+    assert comparison.grid_for(loss, base).index(row["chosen"]) != 0  # not just the first
