@@ -114,7 +114,9 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
                           validation_fraction=validation_fraction, **point)
             score, name = _score(result, selection)
             log(f"{loss} {point}: {name} {score:.4f}")
-            scored.append((score, _is_run_default(point, loss, base, model), -i, point))
+            # rounded: equal counts must tie even when T^-1's float sums differ in the last bit
+            scored.append((round(score, 9), _is_run_default(point, loss, base, model), -i,
+                           point))
             grid.append({"point": point, "noisy": result["val_accuracy_final"],
                          "corrected": result.get("val_accuracy_corrected_final"),
                          "test_final": result["test_accuracy_final"]})
