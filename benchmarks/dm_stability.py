@@ -6,9 +6,10 @@ r"""Study: does DM stay robust *and* accurate to the last epoch, and in which re
 
 Every cell trains one loss with one recipe (architecture, optimizer, schedule, weight decay) on
 data with label noise (``--noise_type``, ``--noise_rate``; 40% symmetric by default), measures
-after every epoch on the un-augmented training set and the test set (``keras_imae.callbacks.FitMonitor``), and reports over seeds (mean ±
-std): final and best test accuracy, clean fit and memorisation at the last epoch, the median
-max |logit| (``logit_scale``) at the last epoch, and how many runs collapsed
+after every epoch on the un-augmented training set and the test set
+(``keras_imae.callbacks.FitMonitor``), and reports over seeds (mean ± std): final and best
+test accuracy, clean fit and memorisation at the last epoch, the median max |logit|
+(``logit_scale``) at the last epoch, and how many runs collapsed
 (``keras_imae.callbacks.CollapseGuard``'s criteria: non-finite values, logit scale > 1000,
 constant predictions) -- a collapsed run is stopped there and reported with its values at that
 point. ``--output`` writes the table (markdown) and ``--json`` every run's per-epoch values.
@@ -232,7 +233,9 @@ def run_cell(dataset, recipe, loss_name, seed):
     train = data.train_dataset(x, noisy, batch_size=FLAGS.batch_size, seed=seed, augment=augment)
     phases = [(loss, 0, FLAGS.epochs)]
     if FLAGS.warmup_epochs and isinstance(loss, losses.DerivativeManipulation):
-        flat = losses.DerivativeManipulation(beta=0.0, lam=loss.get_config()["lam"])
+        config = loss.get_config()
+        flat = losses.DerivativeManipulation(beta=0.0, lam=config["lam"],
+                                             max_margin=config["max_margin"])
         phases = [(flat, 0, FLAGS.warmup_epochs), (loss, FLAGS.warmup_epochs, FLAGS.epochs)]
     for phase_loss, first, last in phases:  # the optimizer (and its schedule) carries over
         model.compile(optimizer, phase_loss)

@@ -12,14 +12,14 @@ baselines):
    (:func:`keras_imae.noise.corrected_accuracy`), an unbiased estimate of clean accuracy
    under any class-dependent noise; ``"noisy"`` scores the plain accuracy. Under symmetric
    noise the two rank settings identically (the corrected score is an increasing affine
-   function of the plain one). On a tie (a few hundred validation examples often give the
-   same count to several settings) the loss's run default wins: the point equal to what
-   ``train.py`` would use (:func:`keras_imae.recipe.loss_from_config` for the data's
-   architecture; the base learning rate for the learning-rate grids), then the earliest. Under pair-flip noise the plain score is
+   function of the plain one). Under pair-flip noise the plain score is
    ``(1 - r) · acc + r · (share predicted as the flip's class)``: it rewards a setting for
    learning part of the flip. Labels that this library did not corrupt (label files, real
    noise) have no known ``T``; their runs are scored on plain noisy accuracy, and the log
-   says so.
+   says so. On a tie (a few hundred validation examples often give the same count to
+   several settings) the loss's run default wins: the point equal to what ``train.py``
+   would use (:func:`keras_imae.recipe.loss_from_config` for the data's architecture; the
+   base learning rate for the learning-rate grids), then the earliest.
 3. Retrain the chosen setting on the full noisy training set with ``num_seeds`` seeds (each
    seed changes the corruption, the initialisation and the data order) and report mean ±
    std of final and best test accuracy, clean fit, noisy memorisation and noisy correction.

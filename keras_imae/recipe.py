@@ -15,9 +15,9 @@ import numpy as np
 
 from keras_imae import data, losses, models, optimizers
 
-__all__ = ["RUN_LOSS_DEFAULTS", "MAX_MARGIN", "NORMALIZED_WEIGHT_DECAY", "OPTIMIZERS", "CONVOLUTIONAL",
-           "BATCH_NORM", "INPUT_DROPOUT", "loss_from_config", "auto_model", "model_name",
-           "augmentation", "input_dropout", "weight_decay", "compiled_model"]
+__all__ = ["RUN_LOSS_DEFAULTS", "MAX_MARGIN", "NORMALIZED_WEIGHT_DECAY", "OPTIMIZERS",
+           "CONVOLUTIONAL", "BATCH_NORM", "INPUT_DROPOUT", "loss_from_config", "auto_model",
+           "model_name", "augmentation", "input_dropout", "weight_decay", "compiled_model"]
 
 # RunConfig fields that are loss hyper-parameters; None means "the loss's default".
 HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
