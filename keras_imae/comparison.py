@@ -78,11 +78,11 @@ def _score(result, selection):
     return result["val_accuracy_final"], "noisy validation accuracy"
 
 
-def _is_run_default(point, loss, base, model):
-    """Whether grid ``point`` is what a run of ``loss`` on ``base`` uses by default."""
+def _run_default(loss, base, model):
+    """What a run of ``loss`` on ``base`` uses by default: its resolved hyper-parameters and
+    the base learning rate (a grid point is the default when all its values match)."""
     resolved = recipe.loss_from_config(dataclasses.replace(base, loss=loss), model).get_config()
-    resolved["learning_rate"] = base.learning_rate
-    return all(resolved.get(key) == value for key, value in point.items())
+    return {**resolved, "learning_rate": base.learning_rate}
 
 
 def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dataset,
@@ -109,14 +109,15 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
     rows = []
     for loss in losses:
         scored, grid = [], []
+        default = _run_default(loss, base, model)
         for i, point in enumerate(grid_for(loss, base)):
             result = _run(base, work_dir, f"{loss}_grid{i}", dataset, loss=loss,
                           validation_fraction=validation_fraction, **point)
             score, name = _score(result, selection)
             log(f"{loss} {point}: {name} {score:.4f}")
             # rounded: equal counts must tie even when T^-1's float sums differ in the last bit
-            scored.append((round(score, 9), _is_run_default(point, loss, base, model), -i,
-                           point))
+            is_default = all(default.get(key) == value for key, value in point.items())
+            scored.append((round(score, 9), is_default, -i, point))
             grid.append({"point": point, "noisy": result["val_accuracy_final"],
                          "corrected": result.get("val_accuracy_corrected_final"),
                          "test_final": result["test_accuracy_final"]})

@@ -17,7 +17,7 @@ import numpy as np
 from keras_imae import checks, data, recipe
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_FOLDS", "LOSS_DEFAULTS", "assign_folds",
-           "cross_val_probabilities", "make_fit"]
+           "cross_val_probabilities", "fold_loss", "make_fit"]
 
 DEFAULT_FOLDS = 5
 DEFAULT_EPOCHS = 20  # per fold; a K-fold run trains K models
@@ -110,20 +110,22 @@ def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS,
     return probs, fold_of
 
 
-def _with_loss_defaults(config):
-    """``config`` with :data:`LOSS_DEFAULTS` filled in for hyper-parameters left unset."""
+def fold_loss(config):
+    """A fold model's loss: ``config.loss`` with :data:`LOSS_DEFAULTS` for the
+    hyper-parameters left unset and the run recipe's other defaults
+    (:func:`keras_imae.recipe.loss_from_config`, e.g. its ``max_margin``)."""
     unset = {k: v for k, v in LOSS_DEFAULTS.get(config.loss, {}).items()
              if getattr(config, k) is None}
-    return dataclasses.replace(config, **unset)
+    return recipe.loss_from_config(dataclasses.replace(config, **unset))
 
 
 def make_fit(config, dataset):
     """The default ``fit`` of :func:`cross_val_probabilities`: a robust model per fold.
 
     Each fold builds ``config.model`` (``models.build_model``, normalised with the training
-    set's ``dataset.mean/std``), compiles it with the loss of ``config`` (DM: ``λ = 2, β = 8``
-    unless set, :data:`LOSS_DEFAULTS`, and the run recipe's ``max_margin``) and ``config``'s
-    optimizer, and trains it for
+    set's ``dataset.mean/std``), compiles it with :func:`fold_loss` (DM: ``λ = 2, β = 8``
+    unless set, and the run recipe's ``max_margin``) and ``config``'s optimizer, and trains
+    it for
     ``config.epochs`` on the fold's training part (``data.train_dataset``, augmentation as a
     run's: :func:`keras_imae.recipe.augmentation`). Fold ``f`` seeds everything with
     ``config.seed * 1000 + f``.
@@ -136,8 +138,7 @@ def make_fit(config, dataset):
     Returns:
         ``fit(x, labels, fold) -> predict``, ``predict(x)`` giving logits.
     """
-    config = _with_loss_defaults(config)
-    recipe.loss_from_config(config)  # a bad loss setting fails now, not in the first fold
+    fold_loss(config)  # a bad loss setting fails now, not in the first fold
     augment = recipe.augmentation(config, dataset)
 
     def fit(x, labels, fold):
@@ -146,7 +147,7 @@ def make_fit(config, dataset):
         # The training recipe of train.py (architecture, optimizer, schedule, weight decay),
         # a fresh loss object per fold model.
         model = recipe.compiled_model(dataclasses.replace(config, seed=seed), dataset,
-                                        recipe.loss_from_config(config), len(x))
+                                      fold_loss(config), len(x))
         train = data.train_dataset(x, labels, batch_size=config.batch_size, augment=augment,
                                    seed=seed)
         model.fit(train, epochs=config.epochs, verbose=0, shuffle=False)

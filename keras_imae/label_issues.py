@@ -57,8 +57,7 @@ import numpy as np
 from keras_imae import checks, data, files, noise, ranking, recipe, training
 # Step 1, re-exported: label_issues.cross_val_probabilities etc. are this module's API.
 from keras_imae.kfold import (DEFAULT_EPOCHS, DEFAULT_FOLDS, LOSS_DEFAULTS,  # noqa: F401
-                              _with_loss_defaults, assign_folds, cross_val_probabilities,
-                              make_fit)
+                              assign_folds, cross_val_probabilities, fold_loss, make_fit)
 
 __all__ = [
     "COLUMNS",
@@ -71,6 +70,7 @@ __all__ = [
     "class_thresholds",
     "cross_val_probabilities",
     "find_label_issues",
+    "fold_loss",
     "format_summary",
     "given_labels",
     "issue_quality",
@@ -284,7 +284,7 @@ def _retrain_config(config, retrain_loss):
 def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
     """Checks that need no data: the loss and its hyper-parameters, ``folds``, ``retrain``.
 
-    Returns the loss object (``recipe.loss_from_config`` with :data:`LOSS_DEFAULTS`).
+    Returns the fold models' loss object (:func:`fold_loss`).
     """
     if config.noise_type not in training.NOISE_TYPES:
         raise ValueError(
@@ -296,7 +296,7 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "
             f"Received: retrain={retrain!r}")
     recipe.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
-    return recipe.loss_from_config(_with_loss_defaults(config))
+    return fold_loss(config)
 
 
 def given_labels(config, dataset):
@@ -423,7 +423,7 @@ def run(config, *, output_dir, folds=DEFAULT_FOLDS, retrain="none", retrain_loss
             quality = issue_quality(issues.is_issue, issues.scores, is_noisy)
     results = {
         "dataset": dataset.name, "noise": meta, "folds": int(folds),
-        "loss": recipe.loss_from_config(_with_loss_defaults(config)).get_config(),
+        "loss": fold_loss(config).get_config(),
         "epochs_per_fold": config.epochs, "seed": config.seed, "examples": len(given),
         "flagged": int(issues.is_issue.sum()), "quality": quality, "retrain": None,
     }

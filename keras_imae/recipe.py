@@ -52,18 +52,15 @@ HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
 # flat warm-up fixed it. Stopping the push beyond |margin| = 16 (p within 1e-7 of 0 or 1;
 # see losses.derivative_manipulation) bounds it: 96.7% (clean), 94.9% (MLP, asymmetric),
 # 93.9% (CNN, asymmetric), and changes nothing measurable under symmetric and pair-flip noise
-# (README, "Keeping DM stable", part 6). max_margin=0 gives the faithful DM.
+# (README, "Keeping DM stable", part 6). Every loss that takes max_margin (DM and IMAE) gets
+# it in a run; max_margin=0 gives the faithful gradient.
 # The class keeps the design contract's lam=0.5, beta=8 (the papers' CIFAR-100 setting), which
 # memorises far more here, and no margin (faithful).
 MAX_MARGIN = 16.0
-RUN_LOSS_DEFAULTS = {
-    "dm": {"symmetric": {"lam": 1.0, "beta": 16.0, "max_margin": MAX_MARGIN},
-           "symmetric_batchnorm": {"lam": 1.0, "beta": 8.0, "max_margin": MAX_MARGIN},
-           "class_dependent": {"lam": 2.0, "beta": 16.0, "max_margin": MAX_MARGIN},
-           "class_dependent_batchnorm": {"lam": 2.0, "beta": 4.0, "max_margin": MAX_MARGIN}},
-    "imae": {key: {"max_margin": MAX_MARGIN} for key in (
-        "symmetric", "symmetric_batchnorm", "class_dependent", "class_dependent_batchnorm")},
-}
+RUN_LOSS_DEFAULTS = {"dm": {"symmetric": {"lam": 1.0, "beta": 16.0},
+                            "symmetric_batchnorm": {"lam": 1.0, "beta": 8.0},
+                            "class_dependent": {"lam": 2.0, "beta": 16.0},
+                            "class_dependent_batchnorm": {"lam": 2.0, "beta": 4.0}}}
 # AdamW's decoupled decay when none is given: Loshchilov & Hutter (2019)'s normalised weight
 # decay, decay = NORMALIZED_WEIGHT_DECAY * sqrt(batch_size / (num_train * epochs)), so one
 # setting carries over between dataset sizes and run lengths (digits, 40 epochs: 0.52; 6,400
@@ -88,7 +85,8 @@ def loss_from_config(config, model=None):
     """The compiled loss: ``losses.get(config.loss, **hyper-parameters that were set)``, the
     others from :data:`RUN_LOSS_DEFAULTS` for the noise type and the architecture ``model``
     (a name of :data:`keras_imae.models.ARCHITECTURES`; ``None``: not known yet, as in
-    :func:`keras_imae.training.validate`, which only checks the settings).
+    :func:`keras_imae.training.validate`, which only checks the settings), and
+    ``max_margin`` :data:`MAX_MARGIN` for the losses that take it (``0``: none).
 
     A hyper-parameter set for a loss that does not take it (``loss="imae", beta=16``) is an
     error, not silently ignored.
@@ -105,7 +103,9 @@ def loss_from_config(config, model=None):
     key = "symmetric" if config.noise_type == "symmetric" else "class_dependent"
     if model in BATCH_NORM:
         key += "_batchnorm"
-    defaults = RUN_LOSS_DEFAULTS.get(config.loss, {}).get(key, {})
+    defaults = dict(RUN_LOSS_DEFAULTS.get(config.loss, {}).get(key, {}))
+    if "max_margin" in accepted:
+        defaults["max_margin"] = MAX_MARGIN
     kwargs = {**defaults, **kwargs}
     if kwargs.get("max_margin") == 0:  # 0: no margin, the papers' faithful gradient
         kwargs["max_margin"] = None

@@ -343,11 +343,15 @@ def _report_noise(config, dataset, noisy, meta, reused):
         return
     nominal = meta.get("noise_rate")
     if not reused and nominal:
-        nominal = noise.transition_matrix(dataset.num_classes, config.noise_type,
-                                          config.noise_rate, dataset=dataset.name,
-                                          superclasses=dataset.superclasses)
+        nominal = _nominal_transition(dataset, meta)
     summary = run_data.noise_report(dataset, noisy, nominal)
     print(("Reusing the corruption in " + reused + "\n" if reused else "") + summary)
+
+
+def _nominal_transition(dataset, meta):
+    """The nominal ``T`` of the noise described by ``meta`` (``noise_type``, ``noise_rate``)."""
+    return noise.transition_matrix(dataset.num_classes, meta["noise_type"], meta["noise_rate"],
+                                   dataset=dataset.name, superclasses=dataset.superclasses)
 
 
 def _fit(config, model, folder, split, dataset, resuming):
@@ -425,9 +429,7 @@ def _corrected_val_accuracy(dataset, model, split, meta):
         return None
     with warnings.catch_warnings():  # rate past the identifiability limit: warned at the start
         warnings.simplefilter("ignore")
-        transition = noise.transition_matrix(dataset.num_classes, meta["noise_type"],
-                                             meta["noise_rate"], dataset=dataset.name,
-                                             superclasses=dataset.superclasses)
+        transition = _nominal_transition(dataset, meta)
     if np.linalg.cond(transition) > noise.MAX_CONDITION:
         return None
     passed = callbacks.predict_pass(model, split["validation"])
