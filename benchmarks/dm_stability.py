@@ -22,7 +22,10 @@ models. Images only: MNIST-1D signals are not images.
 ``--dropout`` (after each hidden ReLU) apply to the MLP recipes; their rows are labelled
 ``<recipe>_in<rate>`` and ``<recipe>_h<rate>``. ``--warmup_epochs=E`` trains DM losses with a
 flat emphasis (beta=0) for the first E epochs (rows ``<recipe>_warm<E>``): a hypothesis that
-the README records as rejected (it collapses more runs under asymmetric noise).
+the README records as rejected (it collapses more runs under asymmetric noise). With
+``--warmup_lam=L`` the first E epochs use lambda L and the loss's own beta instead (rows
+``<recipe>_warm<E>_lam<L>``): lambda=1's symmetric emphasis, then the loss's lambda=2, also
+rejected (pair-flip: lower clean fit for every E measured).
 
 Datasets: ``digits`` (embedded), ``digits28`` (the same images upsampled to 28x28,
 bilinear: a CNN learns them more slowly) and ``mnist1d`` (Greydanus 2020, generated offline
@@ -154,6 +157,8 @@ def define_flags():
     flags.DEFINE_float("dropout", 0.0, "Dropout rate after each hidden layer of the MLP recipes.")
     flags.DEFINE_integer("warmup_epochs", 0, "DM only: train the first epochs with beta=0 "
                          "(a flat emphasis), then with the loss's beta.")
+    flags.DEFINE_float("warmup_lam", None, "With --warmup_epochs: warm up with this lambda "
+                       "and the loss's own beta instead of beta=0.")
     flags.DEFINE_integer("mnist1d_size", 8000, "MNIST-1D examples (80% train, 20% test).")
     flags.DEFINE_string("output", None, "Markdown file for the tables.")
     flags.DEFINE_string("json", None, "JSON file with every run's per-epoch values.")
@@ -234,9 +239,10 @@ def run_cell(dataset, recipe, loss_name, seed):
     phases = [(loss, 0, FLAGS.epochs)]
     if FLAGS.warmup_epochs and isinstance(loss, losses.DerivativeManipulation):
         config = loss.get_config()
-        flat = losses.DerivativeManipulation(beta=0.0, lam=config["lam"],
-                                             max_margin=config["max_margin"])
-        phases = [(flat, 0, FLAGS.warmup_epochs), (loss, FLAGS.warmup_epochs, FLAGS.epochs)]
+        warm = ({"beta": 0.0, "lam": config["lam"]} if FLAGS.warmup_lam is None
+                else {"beta": config["beta"], "lam": FLAGS.warmup_lam})
+        warmup = losses.DerivativeManipulation(**warm, max_margin=config["max_margin"])
+        phases = [(warmup, 0, FLAGS.warmup_epochs), (loss, FLAGS.warmup_epochs, FLAGS.epochs)]
     for phase_loss, first, last in phases:  # the optimizer (and its schedule) carries over
         model.compile(optimizer, phase_loss)
         model.fit(train, initial_epoch=first, epochs=last, verbose=0,
@@ -249,6 +255,8 @@ def run_cell(dataset, recipe, loss_name, seed):
 def label(recipe):
     """The row name: the recipe, with the MLP's dropout rates when set."""
     warmup = f"_warm{FLAGS.warmup_epochs}" if FLAGS.warmup_epochs else ""
+    if FLAGS.warmup_epochs and FLAGS.warmup_lam is not None:
+        warmup += f"_lam{FLAGS.warmup_lam:g}"
     if not RECIPES[recipe][0].startswith("mlp"):
         return recipe + warmup
     rates = (("in", FLAGS.input_dropout), ("h", FLAGS.dropout))

@@ -4,9 +4,14 @@ Protocol (answers the papers' critics: equal tuning budget, no clean validation 
 baselines):
 
 1. Hold out ``validation_fraction`` of the *noisy* training set (stratified by noisy label).
-2. For each loss, train once per point of its grid (:data:`GRIDS`: the same number of points
-   for every loss; a loss without hyper-parameters gets that many learning rates instead)
-   and keep the point with the best final score on the noisy validation labels.
+2. For each loss, train ``selection_seeds`` times per point of its grid (:data:`GRIDS`: the
+   same number of points for every loss; a loss without hyper-parameters gets that many
+   learning rates instead), each time with another seed (``base.seed + s``: another held-out
+   split, initialisation and data order; the corruption stays ``base.noise_seed``'s), and
+   keep the point with the best mean final score on the noisy validation labels. One split
+   of a few hundred examples cannot rank close settings (its standard error is several
+   points, and the ranking then follows the split, not the setting), so the default
+   averages :data:`SELECTION_SEEDS` of them.
    ``selection="corrected"`` (the default) scores the accuracy corrected by the injected
    noise's nominal transition matrix ``T``, ``mean (T^-1)[noisy, predicted]``
    (:func:`keras_imae.noise.corrected_accuracy`), an unbiased estimate of clean accuracy
@@ -32,9 +37,11 @@ import numpy as np
 
 from keras_imae import recipe, training
 
-__all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "compare", "markdown_table", "selection_table"]
+__all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
+           "selection_table"]
 
 GRID_SIZE = 4
+SELECTION_SEEDS = 3  # selection runs per grid point (step 2 of the protocol)
 LEARNING_RATE_FACTORS = (0.25, 0.5, 1.0, 2.0)  # grid of the losses without hyper-parameters
 GRIDS = {
     # The class default, the plain MLP's run defaults (lam=1 / 2, beta=16; the digits
@@ -86,7 +93,7 @@ def _run_default(loss, base, model):
 
 
 def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dataset,
-            selection="corrected", log=print):
+            selection="corrected", selection_seeds=SELECTION_SEEDS, log=print):
     """Run the protocol above; returns one dict per loss (chosen setting, mean, std).
 
     Args:
@@ -94,6 +101,7 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
         losses: short loss names.
         num_seeds: seeds of the final runs (seed and noise seed ``0..num_seeds-1``).
         validation_fraction: noisy validation share used for selection.
+        selection_seeds: selection runs per grid point, each with its own split (step 2).
         work_dir: folder for the runs' model_dirs.
         selection: ``"corrected"`` or ``"noisy"`` (step 2 of the protocol).
         dataset: the loaded :class:`keras_imae.data.Dataset`.
@@ -102,6 +110,10 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
     if num_seeds < 1:
         raise ValueError(f"Invalid value for `num_seeds`. Expected >= 1. "
                          f"Received: num_seeds={num_seeds}")
+    if isinstance(selection_seeds, bool) or not isinstance(selection_seeds, int) \
+            or selection_seeds < 1:
+        raise ValueError(f"Invalid value for `selection_seeds`. Expected an integer >= 1. "
+                         f"Received: selection_seeds={selection_seeds!r}")
     if selection not in SELECTIONS:
         raise ValueError(f"Invalid value for `selection`. Expected one of {SELECTIONS}. "
                          f"Received: selection={selection!r}")
@@ -111,16 +123,23 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
         scored, grid = [], []
         default = _run_default(loss, base, model)
         for i, point in enumerate(grid_for(loss, base)):
-            result = _run(base, work_dir, f"{loss}_grid{i}", dataset, loss=loss,
-                          validation_fraction=validation_fraction, **point)
-            score, name = _score(result, selection)
-            log(f"{loss} {point}: {name} {score:.4f}")
+            results = [_run(base, work_dir, f"{loss}_grid{i}_s{s}", dataset, loss=loss,
+                            seed=base.seed + s, validation_fraction=validation_fraction,
+                            **point)
+                       for s in range(selection_seeds)]
+            score = float(np.mean([_score(r, selection)[0] for r in results]))
+            name = _score(results[0], selection)[1]
+            log(f"{loss} {point}: {name} {score:.4f}"
+                + (f" (mean of {selection_seeds} splits)" if selection_seeds > 1 else ""))
             # rounded: equal counts must tie even when T^-1's float sums differ in the last bit
             is_default = all(default.get(key) == value for key, value in point.items())
             scored.append((round(score, 9), is_default, -i, point))
-            grid.append({"point": point, "noisy": result["val_accuracy_final"],
-                         "corrected": result.get("val_accuracy_corrected_final"),
-                         "test_final": result["test_accuracy_final"]})
+            corrected = [r.get("val_accuracy_corrected_final") for r in results]
+            grid.append({"point": point,
+                         "noisy": float(np.mean([r["val_accuracy_final"] for r in results])),
+                         "corrected": None if None in corrected else float(np.mean(corrected)),
+                         "test_final": float(np.mean([r["test_accuracy_final"]
+                                                      for r in results]))})
         best_score, _, _, chosen = max(scored, key=lambda s: s[:3])
         finals = [_run(base, work_dir, f"{loss}_seed{seed}", dataset, loss=loss,
                        seed=seed, noise_seed=seed, **chosen)
@@ -152,9 +171,10 @@ def markdown_table(rows, *, title=None):
 
 
 def selection_table(rows):
-    """Every selection run: its scores on the noisy validation split (plain and T-corrected)
-    next to its final test accuracy (trained on the other 80%), in %, the chosen one starred.
-    Shows how well each score tracks clean accuracy."""
+    """Every grid point's selection runs: their scores on the noisy validation splits (plain
+    and T-corrected) next to their final test accuracy (trained on the rest), means over the
+    selection seeds, in %, the chosen one starred. Shows how well each score tracks clean
+    accuracy."""
     lines = ["| loss | setting | noisy val | T-corrected val | test final |",
              "|---|---|---|---|---|"]
     for row in rows:

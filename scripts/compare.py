@@ -32,6 +32,10 @@ def define_flags(flag_values=flags.FLAGS):
                       "accuracy corrected by the injected noise's transition matrix (an "
                       "unbiased clean-accuracy estimate; plain accuracy when the labels were "
                       "not corrupted here) or plain noisy accuracy.", **fv)
+    flags.DEFINE_integer("selection_seeds", comparison.SELECTION_SEEDS,
+                         "Selection runs per grid point, each on its own noisy validation "
+                         "split (another seed); the mean score picks the setting.", lower_bound=1,
+                         **fv)
     flags.register_validator(
         "losses", lambda names: all(n in losses.LOSSES for n in names),
         message=f"--losses takes names among: {', '.join(losses.LOSSES)}", **fv)
@@ -43,11 +47,13 @@ def main(_):
     rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
                               validation_fraction=FLAGS.validation_fraction,
                               work_dir=FLAGS.work_dir, dataset=dataset,
-                              selection=FLAGS.selection)
+                              selection=FLAGS.selection,
+                              selection_seeds=FLAGS.selection_seeds)
     title = (f"{dataset.name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
              f"{FLAGS.epochs} epochs, {FLAGS.num_seeds} seeds")
     table = (comparison.markdown_table(rows, title=title) + "\n\nSelection runs (* chosen; "
-             "test accuracy of the model trained on the other 80%):\n\n"
+             f"means over {FLAGS.selection_seeds} noisy validation splits; test accuracy of "
+             "the models trained on the rest):\n\n"
              + comparison.selection_table(rows))
     print(table)
     if FLAGS.output:  # atomically: an interrupted write never leaves half a table

@@ -14,7 +14,8 @@ def test_comparison_protocol_selects_on_noisy_validation(tmp_path, digits):
     base = training.RunConfig(epochs=1, batch_size=128)
     lines = []
     rows = comparison.compare(base, ["cce", "gce"], num_seeds=2, validation_fraction=0.2,
-                              work_dir=str(tmp_path), dataset=digits, log=lines.append)
+                              selection_seeds=1, work_dir=str(tmp_path), dataset=digits,
+                              log=lines.append)
     assert [r["loss"] for r in rows] == ["cce", "gce"]
     assert sum("noisy validation accuracy" in line for line in lines) == 2 * comparison.GRID_SIZE
     assert rows[1]["chosen"] in comparison.GRIDS["gce"]
@@ -38,12 +39,12 @@ def test_grids_have_equal_size():
 
 
 def test_a_sweep_folder_with_user_files_is_refused_not_deleted(tmp_path, digits):
-    mine = tmp_path / "cce_grid0"
+    mine = tmp_path / "cce_grid0_s0"
     mine.mkdir()
     (mine / "log.csv").write_text("my own log")
     with pytest.raises(ValueError, match="no keras_imae run wrote"):
         comparison.compare(training.RunConfig(epochs=1), ["cce"], num_seeds=1,
-                           work_dir=str(tmp_path), dataset=digits)
+                           selection_seeds=1, work_dir=str(tmp_path), dataset=digits)
     assert (mine / "log.csv").read_text() == "my own log"
 
 
@@ -51,7 +52,7 @@ def _fake_runs(monkeypatch, corrected):
     """``comparison._run`` replaced by one returning fixed scores: grid point i scores
     noisy 0.5 + 0.1 i (the last wins), T-corrected 0.9 - 0.1 i (the first wins)."""
     def run(base, work_dir, name, dataset, **overrides):
-        i = int(name[-1]) if "_grid" in name else 0
+        i = int(name.split("_grid")[1].split("_")[0]) if "_grid" in name else 0
         result = {key: 0.5 for key in comparison._REPORTED}
         result["val_accuracy_final"] = 0.5 + 0.1 * i
         if corrected:
@@ -68,7 +69,8 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     _fake_runs(monkeypatch, corrected)
     lines = []
     (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
-                                dataset=None, selection=selection, log=lines.append)
+                                dataset=None, selection=selection, selection_seeds=1,
+                                log=lines.append)
     assert row["chosen"] == comparison.GRIDS["gce"][chosen]
     table = comparison.selection_table([row]).splitlines()
     assert len(table) == 2 + comparison.GRID_SIZE and table[2 + chosen].count("*") == 1
@@ -77,6 +79,38 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     by_t = selection == "corrected" and corrected
     assert all(("T-corrected" in line) == by_t and "noisy validation accuracy" in line
                for line in lines[:comparison.GRID_SIZE])
+
+
+def test_selection_averages_its_seeds_splits(monkeypatch):
+    """Each grid point runs once per selection seed (seed base.seed + s, the corruption
+    fixed) and the mean score decides: point 0 wins one split by far, point 1 wins the
+    mean."""
+    calls = []
+    scores = {(0, 0): 0.99, (0, 1): 0.50, (0, 2): 0.50,  # mean 0.663
+              (1, 0): 0.70, (1, 1): 0.70, (1, 2): 0.70}  # mean 0.700
+
+    def run(base, work_dir, name, dataset, **overrides):
+        i = int(name.split("_grid")[1].split("_")[0]) if "_grid" in name else -1
+        calls.append((name, overrides.get("seed"), overrides.get("noise_seed")))
+        return {**{key: 0.5 for key in comparison._REPORTED},
+                "val_accuracy_final": 0.3, "test_accuracy_final": 0.1 * (overrides["seed"] - 4),
+                "val_accuracy_corrected_final": scores.get((i, overrides["seed"] - 5), 0.0)}
+    monkeypatch.setattr(comparison, "_run", run)
+    base = training.RunConfig(seed=5, noise_seed=7)
+    (row,) = comparison.compare(base, ["gce"], num_seeds=1, work_dir="unused", dataset=None,
+                                selection_seeds=3, log=lambda line: None)
+    assert row["chosen"] == comparison.GRIDS["gce"][1]
+    assert row["selection_score"] == pytest.approx(0.7)
+    selection = [c for c in calls if "_grid" in c[0]]
+    assert len(selection) == 3 * comparison.GRID_SIZE
+    assert selection[:3] == [("gce_grid0_s0", 5, None), ("gce_grid0_s1", 6, None),
+                             ("gce_grid0_s2", 7, None)]  # the noise seed is base's
+    assert row["grid"][0]["corrected"] == pytest.approx((0.99 + 0.5 + 0.5) / 3)
+    assert row["grid"][0]["test_final"] == pytest.approx(0.2)  # mean of 0.1, 0.2, 0.3
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="selection_seeds"):
+            comparison.compare(base, ["gce"], work_dir="unused", dataset=None,
+                               selection_seeds=bad)
 
 
 def test_unknown_selection_refused():
