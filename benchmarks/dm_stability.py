@@ -122,6 +122,7 @@ LOSSES = {
     "dm_l2b16_margin16": ("dm", dict(beta=16.0, lam=2.0, max_margin=16.0)),
     "dm_l1b8_margin16": ("dm", dict(beta=8.0, lam=1.0, max_margin=16.0)),
     "dm_l2b4_margin16": ("dm", dict(beta=4.0, lam=2.0, max_margin=16.0)),
+    "dm_l2b8_margin16": ("dm", dict(beta=8.0, lam=2.0, max_margin=16.0)),
     "dm_l1b8": ("dm", dict(beta=8.0, lam=1.0)),
     "dm_l2b12": ("dm", dict(beta=12.0, lam=2.0)),  # the papers' setting for 60-80% noise
     "dm_l2b16": ("dm", dict(beta=16.0, lam=2.0)),

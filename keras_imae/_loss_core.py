@@ -235,6 +235,9 @@ class CoreLoss(keras.losses.Loss):
 
     _fn = None
     HYPERPARAMETERS = ()  # the loss-specific keyword arguments, e.g. ("beta", "lam", ...)
+    # The hyper-parameter that scales log w (DM: "beta", IMAE: "temperature"); 0 flattens the
+    # emphasis, every example weighing the same (see flat_emphasis). None: no such knob.
+    EMPHASIS_STRENGTH = None
 
     def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -249,6 +252,30 @@ class CoreLoss(keras.losses.Loss):
                 f"Received: from_logits={from_logits!r}")
         self.from_logits = bool(from_logits)
         self._eager_call = {}
+        self._flat_emphasis = False
+
+    @property
+    def flat_emphasis(self):
+        """Whether the loss currently runs with its emphasis strength at 0 (``w = 1`` for
+        every example; the direction and normalisation unchanged). A training-phase switch,
+        not a hyper-parameter: ``get_config`` keeps the real value, and a compiled step
+        function must be rebuilt after a change (:class:`keras_imae.callbacks.EmphasisWarmup`
+        does both)."""
+        return self._flat_emphasis
+
+    @flat_emphasis.setter
+    def flat_emphasis(self, value):
+        if self.EMPHASIS_STRENGTH is None:
+            raise ValueError(f"Loss {self.name!r} has no emphasis strength to flatten (only "
+                             "DerivativeManipulation and IMAE have one).")
+        self._flat_emphasis = bool(value)
+        self._eager_call = {}  # the eager path's traced functions read the old value
+
+    def _active_hparams(self):
+        """The hyper-parameters the loss computes with now (see :attr:`flat_emphasis`)."""
+        if self._flat_emphasis:
+            return {**self._hparams, self.EMPHASIS_STRENGTH: 0.0}
+        return self._hparams
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         values = self.call(y_true, y_pred)  # float32, [batch]
@@ -269,7 +296,7 @@ class CoreLoss(keras.losses.Loss):
     def _call(self, y_true, y_pred):
         return type(self)._fn(
             y_true, y_pred, normalize=self.normalize, from_logits=self.from_logits,
-            **self._hparams,
+            **self._active_hparams(),
         )
 
     def get_config(self):
@@ -290,4 +317,4 @@ class CoreLoss(keras.losses.Loss):
         """
         if self._weight is None:
             return None
-        return ops.log(self._weight(p, one_minus_p=one_minus_p, **self._hparams))
+        return ops.log(self._weight(p, one_minus_p=one_minus_p, **self._active_hparams()))

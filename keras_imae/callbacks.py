@@ -1,4 +1,5 @@
-"""End-of-epoch fit monitor: clean fit, memorisation and test accuracy, measured exactly.
+"""The callbacks of a run: the end-of-epoch fit monitor (clean fit, memorisation and test
+accuracy, measured exactly), the collapse guard and the flat-emphasis warm-up.
 
 References:
     X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
@@ -16,8 +17,8 @@ import tensorflow as tf
 
 from keras_imae import checks
 
-__all__ = ["CollapseGuard", "FitMonitor", "TrainingCollapsed", "fit_statistics",
-           "logit_statistics"]
+__all__ = ["CollapseGuard", "EmphasisWarmup", "FitMonitor", "TrainingCollapsed",
+           "fit_statistics", "logit_statistics"]
 
 
 def label_ids(y):
@@ -445,3 +446,51 @@ class CollapseGuard(keras.callbacks.Callback):
             raise TrainingCollapsed(
                 f"Training collapsed at epoch {epoch + 1}: " + "; ".join(reasons) + ". The "
                 "model is not saved or exported. See the README section 'Keeping DM stable'.")
+
+
+class EmphasisWarmup(keras.callbacks.Callback):
+    """Trains the first ``epochs`` epochs with DM's (or IMAE's) emphasis flat, then with the
+    loss as configured.
+
+    During the warm-up the compiled loss runs with its emphasis strength at 0 (DM ``beta=0``,
+    IMAE ``temperature=0``: ``w = 1``, every example pushed along ``(p - y)`` with the same
+    unit force, normalisation and ``max_margin`` unchanged); from epoch ``epochs`` on, with
+    its own value. This project's schedule, not the papers'; why (README, "Keeping DM
+    stable", part 7): with ``lam > 1`` DM's emphasis is asymmetric around ``p = 1/2``, and
+    under class-dependent noise a region the network first assigns to the class its wrong
+    labels name is *held* there, its wrong labels near the mode and its clean ones at low
+    ``p`` (a second stable state; the majority wins everywhere only when
+    ``(1 - r) w(p) > r w(1 - p)`` for every ``p``). With a flat emphasis the majority wins
+    everywhere, so the first epochs sort the regions by their majority label before the
+    emphasis starts rejecting the wrong labels.
+
+    Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by setting
+    ``model.loss.flat_emphasis`` and rebuilding the step function
+    (``model.make_train_function(force=True)``, read by ``fit`` at every step on the
+    TensorFlow and JAX backends). The loss is left as configured when training ends.
+
+    Args:
+        epochs: number of warm-up epochs, ``>= 0`` (0: no warm-up).
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = checks.integer("epochs", epochs, low=0)
+
+    def on_train_begin(self, logs=None):
+        if self.epochs and getattr(type(self.model.loss), "EMPHASIS_STRENGTH", None) is None:
+            raise ValueError(
+                "EmphasisWarmup needs a model compiled with one loss that has an emphasis "
+                "strength (keras_imae.losses.DerivativeManipulation or IMAE). Received: "
+                f"loss={self.model.loss!r}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        flat = epoch < self.epochs
+        if self.epochs and self.model.loss.flat_emphasis != flat:
+            self.model.loss.flat_emphasis = flat
+            self.model.make_train_function(force=True)
+
+    def on_train_end(self, logs=None):
+        if self.epochs and self.model.loss.flat_emphasis:
+            self.model.loss.flat_emphasis = False  # a fit stopped during the warm-up
+            self.model.make_train_function(force=True)

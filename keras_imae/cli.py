@@ -42,6 +42,12 @@ RUN_FLAGS = {
                    "whose margin |log(p / (1 - p))| exceeds it, so the logits of fitted "
                    f"examples stop growing. Default {recipe.MAX_MARGIN:g}; 0 = none (the "
                    "papers' faithful gradient)."),
+    "warmup_epochs": ("integer", None,
+                      "DM/IMAE option of this project (not the papers'): train the first "
+                      "epochs with a flat emphasis (beta/temperature 0: every example "
+                      "weighted the same), then with the loss's own. Default: "
+                      f"{recipe.WARMUP_FRACTION:g} of --epochs, rounded, for DM and IMAE; "
+                      "none for the other losses. 0 = none."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
     "model": ("enum", ("auto", *models.ARCHITECTURES),

@@ -6,7 +6,9 @@ other ``K - 1`` folds and predicts the held-out fold, so every example's ``p(·|
 a model that never saw it (or its label). The fold models use ``train.py``'s recipe
 (:mod:`keras_imae.recipe`) with DM at ``λ = 2, β = 8`` unless set (:data:`LOSS_DEFAULTS`; the
 label-issue module's docstring says why) and the run recipe's margin cap
-(``recipe.MAX_MARGIN``; ``max_margin=0`` for the faithful gradient).
+(``recipe.MAX_MARGIN``; ``max_margin=0`` for the faithful gradient), but not its
+flat-emphasis warm-up (``recipe.warmup_epochs``): the fold models' lam=2, beta=8 and their
+label-issue scores were measured without it.
 """
 
 import dataclasses

@@ -300,6 +300,7 @@ class DerivativeManipulation(CoreLoss):
 
     _fn = staticmethod(derivative_manipulation)
     HYPERPARAMETERS = ("beta", "lam", "max_margin")
+    EMPHASIS_STRENGTH = "beta"
 
     def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
                  max_margin=None, reduction=_SUM, name="derivative_manipulation", dtype=None):
@@ -311,7 +312,8 @@ class DerivativeManipulation(CoreLoss):
         )
 
     def log_emphasis(self, p, *, one_minus_p=None):
-        return weighting.log_dm(p, beta=self.beta, lam=self.lam, one_minus_p=one_minus_p)
+        h = self._active_hparams()
+        return weighting.log_dm(p, beta=h["beta"], lam=h["lam"], one_minus_p=one_minus_p)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -325,6 +327,7 @@ class IMAE(CoreLoss):
 
     _fn = staticmethod(imae)
     HYPERPARAMETERS = ("temperature", "max_margin")
+    EMPHASIS_STRENGTH = "temperature"
 
     def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
                  max_margin=None, reduction=_SUM, name="imae", dtype=None):
@@ -337,7 +340,8 @@ class IMAE(CoreLoss):
         )
 
     def log_emphasis(self, p, *, one_minus_p=None):
-        return weighting.log_dm(p, beta=self.temperature, lam=1.0, one_minus_p=one_minus_p)
+        temperature = self._active_hparams()["temperature"]
+        return weighting.log_dm(p, beta=temperature, lam=1.0, one_minus_p=one_minus_p)
 
 
 class _ParameterFreeLoss(CoreLoss):

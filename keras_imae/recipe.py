@@ -6,18 +6,21 @@ does not vanish on fitted examples, so outside its emphasis window it is a linea
 minimum; AdamW's decoupled weight decay gives it one, the cosine schedule freezes the model at
 the end, DM's emphasis mode is put above the probability the wrong labels reach, a
 convolutional network sees randomly translated images and an MLP on images a random fifth of
-their pixels masked, so neither can carve out the wrong labels one by one.
+their pixels masked, so neither can carve out the wrong labels one by one. Two options of this
+project's own complete it for DM and IMAE: the margin cap (:data:`MAX_MARGIN`) and a
+flat-emphasis warm-up (:data:`WARMUP_FRACTION`).
 """
 
 import math
 
 import numpy as np
 
-from keras_imae import data, losses, models, optimizers
+from keras_imae import checks, data, losses, models, optimizers
 
-__all__ = ["RUN_LOSS_DEFAULTS", "MAX_MARGIN", "NORMALIZED_WEIGHT_DECAY", "OPTIMIZERS",
-           "CONVOLUTIONAL", "BATCH_NORM", "INPUT_DROPOUT", "loss_from_config", "auto_model",
-           "model_name", "augmentation", "input_dropout", "weight_decay", "compiled_model"]
+__all__ = ["RUN_LOSS_DEFAULTS", "MAX_MARGIN", "WARMUP_FRACTION", "NORMALIZED_WEIGHT_DECAY",
+           "OPTIMIZERS", "CONVOLUTIONAL", "BATCH_NORM", "INPUT_DROPOUT", "loss_from_config",
+           "warmup_epochs", "auto_model", "model_name", "augmentation", "input_dropout",
+           "weight_decay", "compiled_model"]
 
 # RunConfig fields that are loss hyper-parameters; None means "the loss's default".
 HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
@@ -57,6 +60,15 @@ HPARAM_FIELDS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
 # The class keeps the design contract's lam=0.5, beta=8 (the papers' CIFAR-100 setting), which
 # memorises far more here, and no margin (faithful).
 MAX_MARGIN = 16.0
+# The flat-emphasis warm-up (callbacks.EmphasisWarmup): this share of a run's epochs trains DM
+# and IMAE with beta (temperature) 0, every example weighted the same, before the emphasis
+# acts. With lam > 1 the emphasis is asymmetric around p = 1/2, and under class-dependent
+# noise it has a second stable state: a region first assigned to the class its wrong labels
+# name is held there (its wrong labels near the mode, its clean ones at low p). A flat
+# emphasis has no such state (the majority label wins everywhere), so the warm-up sorts the
+# regions first. Measured in benchmarks/dm_stability.py --warmup_epochs (README, "Keeping
+# DM stable", part 7).
+WARMUP_FRACTION = 0.25
 RUN_LOSS_DEFAULTS = {"dm": {"symmetric": {"lam": 1.0, "beta": 16.0},
                             "symmetric_batchnorm": {"lam": 1.0, "beta": 8.0},
                             "class_dependent": {"lam": 2.0, "beta": 16.0},
@@ -112,6 +124,28 @@ def loss_from_config(config, model=None):
     if config.normalize != "default":
         kwargs["normalize"] = config.normalize
     return losses.get(config.loss, **kwargs)
+
+
+def warmup_epochs(config):
+    """The run's flat-emphasis warm-up in epochs: ``config.warmup_epochs`` when set, else
+    ``round(WARMUP_FRACTION * epochs)`` for a loss with an emphasis strength (DM, IMAE) and 0
+    for the others. Raises ``ValueError`` for a negative or non-integer count, one that
+    leaves no epoch with the emphasis (``>= epochs``), or one set for a loss without an
+    emphasis to flatten."""
+    has_emphasis = losses.LOSSES[config.loss].EMPHASIS_STRENGTH is not None
+    if config.warmup_epochs is None:
+        return int(round(WARMUP_FRACTION * config.epochs)) if has_emphasis else 0
+    epochs = checks.integer("warmup_epochs", config.warmup_epochs, low=0)
+    if epochs and not has_emphasis:
+        raise ValueError(
+            f"Loss {config.loss!r} has no emphasis to warm up (only dm and imae have one). "
+            f"Received: warmup_epochs={epochs}")
+    if epochs and epochs >= config.epochs:
+        raise ValueError(
+            "Invalid value for `warmup_epochs`: the flat-emphasis warm-up must leave epochs "
+            f"with the emphasis. Expected < epochs ({config.epochs}). Received: "
+            f"warmup_epochs={epochs}")
+    return epochs
 
 
 def auto_model(input_shape):

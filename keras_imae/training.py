@@ -45,7 +45,8 @@ class RunConfig:
     (README, "Keeping DM stable"). DM's run defaults are ``recipe.RUN_LOSS_DEFAULTS``;
     ``augment="auto"`` translates the images of convolutional models
     (``recipe.augmentation``) and the MLPs drop 20% of an image's pixels
-    (``recipe.input_dropout``). For CIFAR use the papers' recipe: ``optimizer="sgd",
+    (``recipe.input_dropout``). DM and IMAE train their first quarter of the epochs with a
+    flat emphasis (``recipe.warmup_epochs``). For CIFAR use the papers' recipe: ``optimizer="sgd",
     learning_rate=0.1, lr_schedule="step", weight_decay=5e-4``
     and a ResNet.
     """
@@ -64,6 +65,7 @@ class RunConfig:
     alpha: float | None = None
     max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M;
     #                                  None: recipe.MAX_MARGIN, 0: none (faithful)
+    warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first; None: recipe default
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
     epochs: int = 40
@@ -205,6 +207,7 @@ def validate(config):
     run_data.check_config(config)  # streaming mode, own-noise sources
     _check_paths(config)
     loss = loss_from_config(config)
+    recipe.warmup_epochs(config)  # raises for a bad or inapplicable setting
     _folder_state(config)
     run_folder.RunFolder(config.model_dir).check_unlocked()
     target = export_target(config)
@@ -377,6 +380,8 @@ def _fit(config, model, folder, split, dataset, resuming):
         train, epochs=config.epochs, validation_data=split["validation"],
         verbose=config.verbose, shuffle=False,  # the pipeline shuffles (seeded)
         callbacks=[
+            # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
+            callbacks.EmphasisWarmup(recipe.warmup_epochs(config)),
             keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
             monitor,  # writes its values into the logs the others record
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
@@ -401,6 +406,7 @@ def _results(config, dataset, model, folder, monitor, split, noisy, meta, loss, 
         "dataset": dataset.name,
         "model": model.name,
         "loss": loss.get_config(),
+        "warmup_epochs": recipe.warmup_epochs(config),  # flat-emphasis epochs first
         "noise_type": config.noise_type,
         "noise_rate_nominal": meta.get("noise_rate"),
         "noise_rate_realised": run_data.realised_rate(noisy, dataset.y_train),

@@ -240,3 +240,50 @@ def test_unverified_clean_labels_restrict_the_fit_ratios_and_say_so():
         "noisy_fit": 0 / 2,  # examples 2, 4
         "noisy_correct": 2 / 2})
     assert "verified_fraction" not in callbacks.fit_statistics(pred, given, np.abs(clean))
+
+
+def _fit_with_warmup(loss, warmup, epochs, second_loss=None):
+    """Full-batch SGD on fixed data (deterministic); returns the weights and whether the
+    loss was flat at each epoch's start. ``second_loss``: recompile with it after epoch 1."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.5), loss)
+    flat = []
+    spy = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: flat.append(model.loss.flat_emphasis))
+    fit = dict(batch_size=32, shuffle=False, verbose=0)
+    if second_loss is None:
+        model.fit(x, y, epochs=epochs, callbacks=[callbacks.EmphasisWarmup(warmup), spy], **fit)
+    else:  # epoch 0 with `loss`, then `second_loss`
+        model.fit(x, y, epochs=1, **fit)
+        model.compile(keras.optimizers.SGD(0.5), second_loss)
+        model.fit(x, y, initial_epoch=1, epochs=epochs, **fit)
+    return model.get_weights(), flat
+
+
+def test_emphasis_warmup_trains_flat_then_with_the_configured_emphasis():
+    dm = lambda beta: losses.DerivativeManipulation(beta=beta, lam=2.0)  # noqa: E731
+    warm, flat = _fit_with_warmup(dm(16.0), 1, 3)
+    assert flat == [True, False, False]
+    # epoch 0 with beta=0, epochs 1-2 with beta=16, as two explicitly compiled phases
+    phases, _ = _fit_with_warmup(dm(0.0), 0, 3, second_loss=dm(16.0))
+    for a, b in zip(warm, phases):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    plain, never = _fit_with_warmup(dm(16.0), 0, 3)
+    assert never == [False] * 3
+    assert not np.allclose(warm[0], plain[0])  # the warm-up changed the training
+    # the whole fit inside the warm-up: the loss is configured again afterwards
+    loss = dm(16.0)
+    _, flat = _fit_with_warmup(loss, 5, 2)
+    assert flat == [True, True] and loss.flat_emphasis is False
+
+
+def test_emphasis_warmup_refuses_a_loss_without_emphasis_and_bad_counts():
+    with pytest.raises(ValueError, match="emphasis strength"):
+        _fit_with_warmup(losses.GeneralizedCrossEntropy(), 1, 1)
+    _fit_with_warmup(losses.GeneralizedCrossEntropy(), 0, 1)  # 0: nothing to do
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="epochs"):
+            callbacks.EmphasisWarmup(bad)

@@ -407,6 +407,34 @@ def test_batch_normalisation_is_exact_for_any_beta(beta):
                                rtol=2e-3, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", [
+    losses.DerivativeManipulation(beta=16.0, lam=2.0, max_margin=4.0),
+    losses.IMAE(temperature=8.0)])
+def test_flat_emphasis_is_the_unit_weight_closed_form_and_switches_back(loss):
+    # Flat: every example's gradient is the unit direction (p - y) / (2 (1 - p_c)) over B
+    # (beta = 0, numpy), the margin cap still applied; then back to the configured loss.
+    z, ids = random_logits(16, 5, seed=4, scale=3.0)
+    lam = getattr(loss, "lam", 1.0)
+    config = loss.get_config()
+    _, configured = _gradient(loss, ids, z)
+    loss.flat_emphasis = True
+    _, flat = _gradient(loss, ids, z)
+    np.testing.assert_allclose(
+        flat.numpy(), _reference_dm_log_domain(z, ids, 0.0, lam, loss.max_margin),
+        rtol=2e-4, atol=1e-7)
+    assert loss.get_config() == config  # a phase, not a hyper-parameter
+    assert np.all(loss.log_emphasis(np.array([0.2, 0.7], "float32")).numpy() == 0.0)
+    loss.flat_emphasis = False
+    _, again = _gradient(loss, ids, z)
+    np.testing.assert_array_equal(again.numpy(), configured.numpy())
+    assert not np.allclose(flat.numpy(), configured.numpy())
+
+
+def test_only_losses_with_an_emphasis_strength_can_be_flattened():
+    with pytest.raises(ValueError, match="no emphasis strength"):
+        losses.GeneralizedCrossEntropy().flat_emphasis = True
+
+
 def test_normalize_none_refuses_a_beta_that_overflows():
     with pytest.raises(ValueError, match=r"`beta` with normalize=None.*beta=500"):
         losses.DerivativeManipulation(beta=500.0, normalize=None)

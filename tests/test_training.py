@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, data, distribute, losses, noise, ranking, run_folder, training
+from keras_imae import (callbacks, data, distribute, losses, noise, ranking, recipe, run_folder,
+                        training)
 
 
 def _config(tmp_path, **overrides):
@@ -181,6 +182,8 @@ def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
     (dict(validation_fraction=1.0), "validation_fraction"),
     (dict(loss="dm", beta=-1.0), "beta"),
     (dict(loss="dm", q=0.5), "does not take `q`"),
+    (dict(warmup_epochs=2), "Expected < epochs"),
+    (dict(loss="cce", warmup_epochs=1), "no emphasis to warm up"),
 ])
 def test_bad_config_fails_before_training(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -293,6 +296,27 @@ def test_default_run_stays_bounded_where_no_wrong_label_opposes(tmp_path, digits
     logit_scale = [float(r["train_logit_scale"]) for r in training.read_log(_config(
         tmp_path).model_dir)]
     assert max(logit_scale) < 100
+
+
+def test_the_warmup_trains_the_first_epochs_with_a_flat_emphasis(tmp_path, digits):
+    # warm-up 1 of 3 epochs: epoch 0 is the beta=0 run's epoch 0, exactly; then it differs
+    rows = {}
+    for name, overrides in (("warm", dict(warmup_epochs=1)),
+                            ("flat", dict(beta=0.0, warmup_epochs=0)),
+                            ("none", dict(warmup_epochs=0))):
+        config = _config(tmp_path / name, epochs=3, export_dir="", **overrides)
+        training.run(config, dataset=digits)
+        rows[name] = [{k: float(v) for k, v in row.items() if v != "NA"}
+                      for row in training.read_log(config.model_dir)]
+    assert rows["warm"][0] == pytest.approx(rows["flat"][0], rel=1e-6)
+    assert rows["warm"][0] != pytest.approx(rows["none"][0], rel=1e-3)
+    assert rows["warm"][2] != pytest.approx(rows["flat"][2], rel=1e-3)
+    with open(tmp_path / "warm" / "run" / "metrics.json") as f:
+        assert json.load(f)["warmup_epochs"] == 1
+    # the default: a quarter of the epochs for DM and IMAE, none for the others
+    assert recipe.warmup_epochs(training.RunConfig(epochs=40)) == 10
+    assert recipe.warmup_epochs(training.RunConfig(epochs=40, loss="imae")) == 10
+    assert recipe.warmup_epochs(training.RunConfig(epochs=40, loss="gce")) == 0
 
 
 def test_a_run_resolves_dm_defaults_for_its_architecture(tmp_path, digits):
