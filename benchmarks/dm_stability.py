@@ -21,8 +21,11 @@ models. Images only: MNIST-1D signals are not images.
 ``--input_dropout`` (what ``train.py`` gives the MLPs: 0.2, ``recipe.INPUT_DROPOUT``) and
 ``--dropout`` (after each hidden ReLU) apply to the MLP recipes; their rows are labelled
 ``<recipe>_in<rate>`` and ``<recipe>_h<rate>``. ``--warmup_epochs=E`` trains DM losses with a
-flat emphasis (beta=0) for the first E epochs (rows ``<recipe>_warm<E>``): a hypothesis that
-the README records as rejected (it collapses more runs under asymmetric noise). With
+flat emphasis (beta=0) for the first E epochs (rows ``<recipe>_warm<E>``; by recompiling,
+where ``train.py`` switches with ``callbacks.EmphasisWarmup``): with the faithful gradient it
+collapsed more runs under asymmetric noise, with the margin cap it lifts the pair-flip clean
+fit and is ``train.py``'s default, a quarter of the epochs (README, "Keeping DM stable",
+part 7). With
 ``--warmup_lam=L`` the first E epochs use lambda L and the loss's own beta instead (rows
 ``<recipe>_warm<E>_lam<L>``): lambda=1's symmetric emphasis, then the loss's lambda=2, also
 rejected (pair-flip: lower clean fit for every E measured).
