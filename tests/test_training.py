@@ -305,7 +305,7 @@ def test_the_warmup_trains_the_first_epochs_with_a_flat_emphasis(tmp_path, digit
     rows = {}
     for name, overrides in (("warm", dict(warmup_epochs=1)),
                             ("flat", dict(beta=0.0, warmup_epochs=0)),
-                            ("none", dict(warmup_epochs=0))):
+                            ("none", dict(warmup_epochs=0, max_margin=0.0))):  # faithful
         config = _config(tmp_path / name, epochs=3, export_dir="", **overrides)
         training.run(config, dataset=digits)
         rows[name] = [{k: float(v) for k, v in row.items() if v != "NA"}
@@ -315,6 +315,9 @@ def test_the_warmup_trains_the_first_epochs_with_a_flat_emphasis(tmp_path, digit
     assert rows["warm"][2] != pytest.approx(rows["flat"][2], rel=1e-3)
     with open(tmp_path / "warm" / "run" / "metrics.json") as f:
         assert json.load(f)["warmup_epochs"] == 1
+    with open(tmp_path / "none" / "run" / "metrics.json") as f:  # the papers' faithful run
+        faithful = json.load(f)
+    assert faithful["warmup_epochs"] == 0 and faithful["loss"]["max_margin"] is None
     # the default: a quarter of the epochs for DM and IMAE, none for the others
     assert recipe.warmup_epochs(training.RunConfig(epochs=40)) == 10
     assert recipe.warmup_epochs(training.RunConfig(epochs=40, loss="imae")) == 10
