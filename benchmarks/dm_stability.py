@@ -169,6 +169,10 @@ def define_flags():
     for name, valid in (("recipes", RECIPES), ("losses", LOSSES)):
         flags.register_validator(name, lambda v, valid=valid: set(v) <= set(valid),
                                  message=f"--{name} takes names among {', '.join(valid)}")
+    flags.register_multi_flags_validator(
+        ["warmup_lam", "warmup_epochs"],
+        lambda v: v["warmup_lam"] is None or v["warmup_epochs"] > 0,
+        message="--warmup_lam needs --warmup_epochs > 0")
     flags.register_validator("datasets", lambda v: set(v) <= {"digits", "digits28", "mnist1d"},
                              message="--datasets takes digits, digits28 and/or mnist1d")
 

@@ -467,7 +467,10 @@ class EmphasisWarmup(keras.callbacks.Callback):
     Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by setting
     ``model.loss.flat_emphasis`` and rebuilding the step function
     (``model.make_train_function(force=True)``, read by ``fit`` at every step on the
-    TensorFlow and JAX backends). The loss is left as configured when training ends.
+    TensorFlow and JAX backends). The loss is left as configured when ``fit`` returns. Keras
+    skips ``on_train_end`` when an exception escapes ``fit``: a fit interrupted during the
+    warm-up leaves the loss flat until the next ``fit`` with an ``EmphasisWarmup`` (of any
+    length, 0 included) or ``model.loss.flat_emphasis = False``.
 
     Args:
         epochs: number of warm-up epochs, ``>= 0`` (0: no warm-up).
@@ -485,12 +488,14 @@ class EmphasisWarmup(keras.callbacks.Callback):
                 f"loss={self.model.loss!r}")
 
     def on_epoch_begin(self, epoch, logs=None):
-        flat = epoch < self.epochs
-        if self.epochs and self.model.loss.flat_emphasis != flat:
-            self.model.loss.flat_emphasis = flat
-            self.model.make_train_function(force=True)
+        self._set_flat(epoch < self.epochs)
 
     def on_train_end(self, logs=None):
-        if self.epochs and self.model.loss.flat_emphasis:
-            self.model.loss.flat_emphasis = False  # a fit stopped during the warm-up
+        self._set_flat(False)  # a fit stopped early by a callback, during the warm-up
+
+    def _set_flat(self, flat):
+        # getattr: with epochs=0 any loss is accepted, and a loss left flat by an earlier
+        # fit that raised is reset here too.
+        if getattr(self.model.loss, "flat_emphasis", False) != flat:
+            self.model.loss.flat_emphasis = flat
             self.model.make_train_function(force=True)

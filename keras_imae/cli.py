@@ -46,8 +46,8 @@ RUN_FLAGS = {
                       "DM/IMAE option of this project (not the papers'): train the first "
                       "epochs with a flat emphasis (beta/temperature 0: every example "
                       "weighted the same), then with the loss's own. Default: "
-                      f"{recipe.WARMUP_FRACTION:g} of --epochs, rounded, for DM and IMAE; "
-                      "none for the other losses. 0 = none."),
+                      f"{recipe.WARMUP_FRACTION:g} of --epochs, rounded down, for DM and "
+                      "IMAE; none for the other losses. 0 = none."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
     "model": ("enum", ("auto", *models.ARCHITECTURES),

@@ -35,7 +35,8 @@ import os
 
 import numpy as np
 
-from keras_imae import recipe, training
+from keras_imae import checks, recipe, training
+from keras_imae import losses as losses_module  # `losses` is compare()'s argument
 
 __all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
            "selection_table"]
@@ -85,6 +86,15 @@ def _score(result, selection):
     return result["val_accuracy_final"], "noisy validation accuracy"
 
 
+def _for_loss(base, loss):
+    """``base`` for ``loss``: a warm-up set for the sweep applies to the losses that have an
+    emphasis (DM, IMAE); the others keep their own (none)."""
+    known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
+    if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
+        base = dataclasses.replace(base, warmup_epochs=None)
+    return dataclasses.replace(base, loss=loss)
+
+
 def _run_default(loss, base, model):
     """What a run of ``loss`` on ``base`` uses by default: its resolved hyper-parameters and
     the base learning rate (a grid point is the default when all its values match)."""
@@ -110,10 +120,9 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
     if num_seeds < 1:
         raise ValueError(f"Invalid value for `num_seeds`. Expected >= 1. "
                          f"Received: num_seeds={num_seeds}")
-    if isinstance(selection_seeds, bool) or not isinstance(selection_seeds, int) \
-            or selection_seeds < 1:
-        raise ValueError(f"Invalid value for `selection_seeds`. Expected an integer >= 1. "
-                         f"Received: selection_seeds={selection_seeds!r}")
+    selection_seeds = checks.integer("selection_seeds", selection_seeds, low=1)
+    for loss in losses:  # a bad warm-up fails now, not in the middle of the sweep
+        recipe.warmup_epochs(_for_loss(base, loss))
     if selection not in SELECTIONS:
         raise ValueError(f"Invalid value for `selection`. Expected one of {SELECTIONS}. "
                          f"Received: selection={selection!r}")
@@ -121,9 +130,10 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
     rows = []
     for loss in losses:
         scored, grid = [], []
-        default = _run_default(loss, base, model)
+        loss_base = _for_loss(base, loss)
+        default = _run_default(loss, loss_base, model)
         for i, point in enumerate(grid_for(loss, base)):
-            results = [_run(base, work_dir, f"{loss}_grid{i}_s{s}", dataset, loss=loss,
+            results = [_run(loss_base, work_dir, f"{loss}_grid{i}_s{s}", dataset,
                             seed=base.seed + s, validation_fraction=validation_fraction,
                             **point)
                        for s in range(selection_seeds)]
@@ -141,7 +151,7 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
                          "test_final": float(np.mean([r["test_accuracy_final"]
                                                       for r in results]))})
         best_score, _, _, chosen = max(scored, key=lambda s: s[:3])
-        finals = [_run(base, work_dir, f"{loss}_seed{seed}", dataset, loss=loss,
+        finals = [_run(loss_base, work_dir, f"{loss}_seed{seed}", dataset,
                        seed=seed, noise_seed=seed, **chosen)
                   for seed in range(num_seeds)]
         row = {"loss": loss, "chosen": chosen, "selection_score": best_score, "grid": grid}

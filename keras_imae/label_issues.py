@@ -274,7 +274,9 @@ def plot_suspects(path, x, labels, issues, *, class_names=None, num=DEFAULT_NUM_
 # The workflow
 # --------------------------------------------------------------------------------------------
 def _retrain_config(config, retrain_loss):
-    """``config`` for the retraining runs: ``retrain_loss`` with its own defaults, if given."""
+    """``config`` for the retraining runs: ``retrain_loss`` with its own defaults, if given.
+    ``config.warmup_epochs`` is kept: it applies to the retraining runs only (the fold
+    models never warm up)."""
     if retrain_loss is None or retrain_loss == config.loss:
         return config
     return dataclasses.replace(config, loss=retrain_loss,
@@ -296,6 +298,12 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "
             f"Received: retrain={retrain!r}")
     recipe.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
+    if config.warmup_epochs is not None and retrain == "none":
+        raise ValueError(
+            "`warmup_epochs` applies to the retraining runs (`retrain`) only: the fold models "
+            f"train without a warm-up. Received: warmup_epochs={config.warmup_epochs}, "
+            f"retrain={retrain!r}")
+    recipe.warmup_epochs(_retrain_config(config, retrain_loss))  # bad, or no emphasis: raises
     return fold_loss(config)
 
 

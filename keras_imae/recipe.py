@@ -128,13 +128,14 @@ def loss_from_config(config, model=None):
 
 def warmup_epochs(config):
     """The run's flat-emphasis warm-up in epochs: ``config.warmup_epochs`` when set, else
-    ``round(WARMUP_FRACTION * epochs)`` for a loss with an emphasis strength (DM, IMAE) and 0
-    for the others. Raises ``ValueError`` for a negative or non-integer count, one that
+    ``floor(WARMUP_FRACTION * epochs)`` (``epochs // 4``) for a loss with an emphasis strength
+    (DM, IMAE) and 0 for the others. Raises ``ValueError`` for a negative or non-integer count, one that
     leaves no epoch with the emphasis (``>= epochs``), or one set for a loss without an
     emphasis to flatten."""
+    losses.get(config.loss)  # raises for an unknown name
     has_emphasis = losses.LOSSES[config.loss].EMPHASIS_STRENGTH is not None
     if config.warmup_epochs is None:
-        return int(round(WARMUP_FRACTION * config.epochs)) if has_emphasis else 0
+        return int(WARMUP_FRACTION * config.epochs) if has_emphasis else 0
     epochs = checks.integer("warmup_epochs", config.warmup_epochs, low=0)
     if epochs and not has_emphasis:
         raise ValueError(

@@ -280,6 +280,29 @@ def test_emphasis_warmup_trains_flat_then_with_the_configured_emphasis():
     assert flat == [True, True] and loss.flat_emphasis is False
 
 
+def test_a_loss_left_flat_by_a_failed_fit_is_reset_by_the_next_warmup():
+    # Keras skips on_train_end when fit raises: the loss stays flat, and the next fit with
+    # an EmphasisWarmup (even of 0 epochs) trains with the configured emphasis again.
+    loss = losses.DerivativeManipulation(beta=16.0, lam=2.0)
+
+    class Fail(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("interrupted")
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.5), loss)
+    x, y = np.zeros((8, 4), "float32"), np.zeros(8, "int64")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[callbacks.EmphasisWarmup(2), Fail()])
+    assert loss.flat_emphasis is True
+    flat = []
+    spy = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: flat.append(loss.flat_emphasis))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.EmphasisWarmup(0), spy])
+    assert flat == [False] and loss.flat_emphasis is False
+
+
 def test_emphasis_warmup_refuses_a_loss_without_emphasis_and_bad_counts():
     with pytest.raises(ValueError, match="emphasis strength"):
         _fit_with_warmup(losses.GeneralizedCrossEntropy(), 1, 1)

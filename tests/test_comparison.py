@@ -107,10 +107,29 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
                              ("gce_grid0_s2", 7, None)]  # the noise seed is base's
     assert row["grid"][0]["corrected"] == pytest.approx((0.99 + 0.5 + 0.5) / 3)
     assert row["grid"][0]["test_final"] == pytest.approx(0.2)  # mean of 0.1, 0.2, 0.3
-    for bad in (0, 1.5, True):
+    for bad in (0, 1.5, True):  # numpy integers are accepted
         with pytest.raises(ValueError, match="selection_seeds"):
             comparison.compare(base, ["gce"], work_dir="unused", dataset=None,
                                selection_seeds=bad)
+
+
+def test_a_sweep_warmup_applies_to_the_losses_with_an_emphasis(monkeypatch):
+    warmups = {}
+
+    def run(base, work_dir, name, dataset, **overrides):
+        warmups.setdefault(base.loss, set()).add(base.warmup_epochs)
+        return {**{key: 0.5 for key in comparison._REPORTED}, "val_accuracy_final": 0.5}
+    monkeypatch.setattr(comparison, "_run", run)
+    base = training.RunConfig(warmup_epochs=3)
+    comparison.compare(base, ["dm", "imae", "cce"], num_seeds=1, work_dir="unused",
+                       dataset=None, selection_seeds=1, log=lambda line: None)
+    assert warmups == {"dm": {3}, "imae": {3}, "cce": {None}}
+    # a count no run could use fails before the first run
+    warmups.clear()
+    with pytest.raises(ValueError, match="Expected < epochs"):
+        comparison.compare(training.RunConfig(warmup_epochs=40), ["cce", "dm"],
+                           work_dir="unused", dataset=None)
+    assert warmups == {}
 
 
 def test_unknown_selection_refused():

@@ -229,6 +229,12 @@ def test_every_data_source(tmp_path, source, noise_type):
     (dict(config=training.RunConfig(noise_type="uniform")), "`noise_type`"),
     (dict(config=training.RunConfig(loss="gce", beta=2.0)), "does not take `beta`"),
     (dict(retrain="remove", retrain_loss="focal"), "Unknown loss 'focal'"),
+    # the warm-up applies to the retraining runs only, and to a loss with an emphasis
+    (dict(config=training.RunConfig(warmup_epochs=5)), "retraining runs"),
+    (dict(config=training.RunConfig(warmup_epochs=5), retrain="remove", retrain_loss="cce"),
+     "no emphasis to warm up"),
+    (dict(config=training.RunConfig(warmup_epochs=20, epochs=20), retrain="remove"),
+     "Expected < epochs"),
 ])
 def test_validate_rejects_bad_settings(kwargs, match):
     config = kwargs.pop("config", training.RunConfig())

@@ -102,7 +102,7 @@ def test_train_on_two_local_workers_only_the_chief_writes(tmp_path, streamed, fr
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         procs.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--epochs=2",
-             "--warmup_epochs=1",  # the flat-emphasis switch rebuilds the step on both workers
+             "--warmup_epochs=1",  # exercises the warm-up's step rebuild on both workers
              "--strategy=multi_worker", "--verbose=0", f"--model_dir={tmp_path / 'run'}",
              f"--export_dir={tmp_path / 'export'}", *extra],
             env=dict(env, TF_CONFIG=json.dumps(tf_config)), cwd=tmp_path,
