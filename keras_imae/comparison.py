@@ -95,10 +95,10 @@ def _for_loss(base, loss):
     return dataclasses.replace(base, loss=loss)
 
 
-def _run_default(loss, base, model):
-    """What a run of ``loss`` on ``base`` uses by default: its resolved hyper-parameters and
-    the base learning rate (a grid point is the default when all its values match)."""
-    resolved = recipe.loss_from_config(dataclasses.replace(base, loss=loss), model).get_config()
+def _run_default(base, model):
+    """What a run of ``base.loss`` uses by default: its resolved hyper-parameters and the base
+    learning rate (a grid point is the default when all its values match)."""
+    resolved = recipe.loss_from_config(base, model).get_config()
     return {**resolved, "learning_rate": base.learning_rate}
 
 
@@ -117,12 +117,11 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
         dataset: the loaded :class:`keras_imae.data.Dataset`.
         log: progress printer.
     """
-    if num_seeds < 1:
-        raise ValueError(f"Invalid value for `num_seeds`. Expected >= 1. "
-                         f"Received: num_seeds={num_seeds}")
+    num_seeds = checks.integer("num_seeds", num_seeds, low=1)
     selection_seeds = checks.integer("selection_seeds", selection_seeds, low=1)
-    for loss in losses:  # a bad warm-up fails now, not in the middle of the sweep
-        recipe.warmup_epochs(_for_loss(base, loss))
+    bases = {loss: _for_loss(base, loss) for loss in losses}
+    for loss_base in bases.values():  # a bad warm-up fails now, not in the middle of the sweep
+        recipe.warmup_epochs(loss_base)
     if selection not in SELECTIONS:
         raise ValueError(f"Invalid value for `selection`. Expected one of {SELECTIONS}. "
                          f"Received: selection={selection!r}")
@@ -130,15 +129,15 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
     rows = []
     for loss in losses:
         scored, grid = [], []
-        loss_base = _for_loss(base, loss)
-        default = _run_default(loss, loss_base, model)
+        loss_base = bases[loss]
+        default = _run_default(loss_base, model)
         for i, point in enumerate(grid_for(loss, base)):
             results = [_run(loss_base, work_dir, f"{loss}_grid{i}_s{s}", dataset,
                             seed=base.seed + s, validation_fraction=validation_fraction,
                             **point)
                        for s in range(selection_seeds)]
-            score = float(np.mean([_score(r, selection)[0] for r in results]))
-            name = _score(results[0], selection)[1]
+            scores, names = zip(*(_score(r, selection) for r in results))
+            score, name = float(np.mean(scores)), names[0]
             log(f"{loss} {point}: {name} {score:.4f}"
                 + (f" (mean of {selection_seeds} splits)" if selection_seeds > 1 else ""))
             # rounded: equal counts must tie even when T^-1's float sums differ in the last bit

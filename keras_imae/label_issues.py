@@ -297,13 +297,14 @@ def validate(config, *, folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
         raise ValueError(
             f"Invalid value for argument `retrain`. Expected one of {list(RETRAIN_MODES)}. "
             f"Received: retrain={retrain!r}")
-    recipe.loss_from_config(_retrain_config(config, retrain_loss))  # unknown name: raises
+    retrain_config = _retrain_config(config, retrain_loss)
+    recipe.loss_from_config(retrain_config)  # unknown name: raises
     if config.warmup_epochs is not None and retrain == "none":
         raise ValueError(
             "`warmup_epochs` applies to the retraining runs (`retrain`) only: the fold models "
             f"train without a warm-up. Received: warmup_epochs={config.warmup_epochs}, "
             f"retrain={retrain!r}")
-    recipe.warmup_epochs(_retrain_config(config, retrain_loss))  # bad, or no emphasis: raises
+    recipe.warmup_epochs(retrain_config)  # bad, or no emphasis: raises
     return fold_loss(config)
 
 
