@@ -48,11 +48,16 @@ def test_a_sweep_folder_with_user_files_is_refused_not_deleted(tmp_path, digits)
     assert (mine / "log.csv").read_text() == "my own log"
 
 
+def _grid_point(name, default):
+    """The grid index in a sweep run's folder name (``gce_grid2_s0`` -> 2), else ``default``."""
+    return int(name.split("_grid")[1].split("_")[0]) if "_grid" in name else default
+
+
 def _fake_runs(monkeypatch, corrected):
     """``comparison._run`` replaced by one returning fixed scores: grid point i scores
     noisy 0.5 + 0.1 i (the last wins), T-corrected 0.9 - 0.1 i (the first wins)."""
     def run(base, work_dir, name, dataset, **overrides):
-        i = int(name.split("_grid")[1].split("_")[0]) if "_grid" in name else 0
+        i = _grid_point(name, 0)
         result = {key: 0.5 for key in comparison._REPORTED}
         result["val_accuracy_final"] = 0.5 + 0.1 * i
         if corrected:
@@ -90,7 +95,7 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
               (1, 0): 0.70, (1, 1): 0.70, (1, 2): 0.70}  # mean 0.700
 
     def run(base, work_dir, name, dataset, **overrides):
-        i = int(name.split("_grid")[1].split("_")[0]) if "_grid" in name else -1
+        i = _grid_point(name, -1)
         calls.append((name, overrides.get("seed"), overrides.get("noise_seed")))
         return {**{key: 0.5 for key in comparison._REPORTED},
                 "val_accuracy_final": 0.3, "test_accuracy_final": 0.1 * (overrides["seed"] - 4),
@@ -107,7 +112,7 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
                              ("gce_grid0_s2", 7, None)]  # the noise seed is base's
     assert row["grid"][0]["corrected"] == pytest.approx((0.99 + 0.5 + 0.5) / 3)
     assert row["grid"][0]["test_final"] == pytest.approx(0.2)  # mean of 0.1, 0.2, 0.3
-    for bad in (0, 1.5, True):  # numpy integers are accepted
+    for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="selection_seeds"):
             comparison.compare(base, ["gce"], work_dir="unused", dataset=None,
                                selection_seeds=bad)
