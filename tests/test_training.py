@@ -68,6 +68,16 @@ def test_keras_file_reloads_with_dm_and_trains_on(finished_run, digits):
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
 
 
+def _fit_adding(callback):
+    """``(fit, original_fit)``: a ``keras.Model.fit`` that appends ``callback`` to the run's."""
+    original_fit = keras.Model.fit
+
+    def fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, callback], **kwargs)
+
+    return fit, original_fit
+
+
 def _interrupt_after_epoch(k):
     """Patch ``keras.Model.fit`` so that training raises KeyboardInterrupt after epoch k."""
     class Interrupt(keras.callbacks.Callback):
@@ -75,12 +85,7 @@ def _interrupt_after_epoch(k):
             if epoch == k:
                 raise KeyboardInterrupt
 
-    original_fit = keras.Model.fit
-
-    def interrupted_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=[*callbacks, Interrupt()], **kwargs)
-
-    return interrupted_fit, original_fit
+    return _fit_adding(Interrupt())
 
 
 def _run_interrupted(config, dataset, k):
@@ -339,13 +344,11 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
     config = _config(tmp_path, epochs=3, warmup_epochs=2, export_dir="")
     _run_interrupted(config, digits, 0)
     phases = []
-    original_fit = keras.Model.fit
 
-    def spied_fit(self, *args, callbacks=(), **kwargs):
-        spy = keras.callbacks.LambdaCallback(  # after EmphasisWarmup, which comes first
-            on_epoch_begin=lambda epoch, logs: phases.append((epoch, self.loss.flat_emphasis)))
-        return original_fit(self, *args, callbacks=[*callbacks, spy], **kwargs)
-    monkeypatch.setattr(keras.Model, "fit", spied_fit)
+    class Spy(keras.callbacks.Callback):  # after EmphasisWarmup, which comes first
+        def on_epoch_begin(self, epoch, logs=None):
+            phases.append((epoch, self.model.loss.flat_emphasis))
+    monkeypatch.setattr(keras.Model, "fit", _fit_adding(Spy())[0])
     training.run(config, dataset=digits)
     assert phases == [(1, True), (2, False)]
     assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
