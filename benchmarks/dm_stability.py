@@ -45,8 +45,10 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_imae import _loss_core, callbacks, data, losses, models, noise, optimizers
-from keras_imae.recipe import NORMALIZED_WEIGHT_DECAY
+from keras_imae import callbacks, data, losses, models, noise
+from keras_imae.losses import _core as _loss_core
+from keras_imae.training import optimizers
+from keras_imae.training.recipe import DEFAULTS
 
 FLAGS = flags.FLAGS
 
@@ -93,7 +95,7 @@ class _Diagnostic(keras.losses.Loss):
     def call(self, y_true, y_pred):
         from keras import ops
 
-        from keras_imae import weighting
+        from keras_imae.losses import weighting
 
         beta, lam = self.beta, self.lam
         if self.kind in ("cut", "no_low"):
@@ -181,7 +183,7 @@ def load(name, size):
     """``(x_train, y_train, x_test, y_test, mean, std, K)``; images stay raw (the model
     normalises them)."""
     if name in ("digits", "digits28"):
-        ds = data.load_dataset("digits")
+        ds = data.load("digits")
         if name == "digits":
             return (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.mean, ds.std,
                     ds.num_classes)
@@ -222,7 +224,7 @@ def run_cell(dataset, recipe, loss_name, seed):
                                    seed=seed)
     steps = int(np.ceil(len(x) / FLAGS.batch_size))
     if decoupled == "normalised":  # Loshchilov & Hutter (2019), as train.py
-        decoupled = NORMALIZED_WEIGHT_DECAY * np.sqrt(
+        decoupled = DEFAULTS["normalized_weight_decay"] * np.sqrt(
             FLAGS.batch_size / (len(x) * FLAGS.epochs))
     optimizer = optimizers.make_optimizer(opt, learning_rate=lr, schedule=schedule,
                                           epochs=FLAGS.epochs, steps_per_epoch=steps,

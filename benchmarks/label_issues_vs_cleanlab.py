@@ -35,7 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from keras_imae import cli, data, label_issues, noise, training  # noqa: E402
+from keras_imae import data, label_issues, noise, training  # noqa: E402
+from keras_imae.training import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["digits", "mnist1d", "mnist1d_image"],
@@ -63,7 +64,7 @@ def _require(module):
 def load(name, folder):
     """digits, or MNIST-1D generated offline and read back through the ``npz:`` source."""
     if name == "digits":
-        return data.load_dataset("digits")
+        return data.load("digits")
     if name not in ("mnist1d", "mnist1d_image"):
         raise app.UsageError("--datasets takes digits, mnist1d and mnist1d_image. "
                              f"Received: {name!r}")
@@ -79,7 +80,7 @@ def load(name, folder):
     np.savez(path, x_train=generated["x"].astype("float32").reshape(shape),
              y_train=generated["y"], x_test=generated["x_test"].astype("float32").reshape(shape),
              y_test=generated["y_test"])
-    return data.load_dataset(f"npz:{path}")
+    return data.load(f"npz:{path}")
 
 
 def cleanlab_lr(x, noisy, seed):

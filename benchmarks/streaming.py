@@ -79,13 +79,13 @@ def _peak_rss_mb():
 
 
 def _child_pipeline(root, batch_size):
-    from keras_imae import noise, streaming
+    from keras_imae import data, noise
 
     start = time.perf_counter()
-    ds = streaming.load(f"folder:{root}")
+    ds = data.load(f"folder:{root}", streaming="on")
     opened = time.perf_counter() - start
     noisy, _ = noise.corrupt_labels(ds.y_train, ds.num_classes, "symmetric", 0.4, seed=0)
-    pipeline = streaming.train_dataset(ds, noisy, ds.y_train, batch_size=batch_size,
+    pipeline = data.train_dataset(ds, noisy, ds.y_train, batch_size=batch_size,
                                        augment="cifar", seed=0)
     for _ in pipeline.take(20):  # warm-up: threads, autotuning
         pass
@@ -100,7 +100,8 @@ def _child_run(root, mode, workdir):
     from keras_imae import training
 
     config = training.RunConfig(
-        dataset=f"folder:{root}", model="mlp", epochs=1, verbose=0, streaming=mode,
+        dataset=f"folder:{root}", noise_type="symmetric", model="mlp", epochs=1, verbose=0,
+        streaming=mode,
         model_dir=os.path.join(workdir, f"run_{mode}_{os.path.basename(root)}"),
         export_dir="", overwrite=True)
     start = time.perf_counter()

@@ -78,7 +78,8 @@ def run():
     import numpy as np
     import tensorflow as tf
 
-    from keras_imae import distribute, losses, models
+    from keras_imae import losses, models
+    from keras_imae.training import distribute
 
     def losses_factory():
         return {

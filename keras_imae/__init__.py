@@ -1,33 +1,63 @@
 """keras-imae: noise-robust training for Keras via IMAE and Derivative Manipulation.
 
-Sub-modules (imported lazily, nothing happens at import time beyond registering the
-serializable losses):
+The package, layer by layer (a module imports only from the layers above it)::
 
-- ``keras_imae.weighting``: emphasis densities w(p).
-- ``keras_imae.losses``: the losses (one custom-gradient core).
-- ``keras_imae.noise``: label corruption.
-- ``keras_imae.data``: datasets and tf.data pipelines.
-- ``keras_imae.models``: ``RobustModel`` and architectures.
-- ``keras_imae.ranking``: which training examples are mislabelled.
-- ``keras_imae.optimizers``: the papers' optimizer recipe.
-- ``keras_imae.distribute``: strategies from a string.
-- ``keras_imae.callbacks``: end-of-epoch fit monitor.
+    losses/        emphasis densities w(p), the one gradient core, the Loss classes
+    noise/         label corruption, the noisy_labels.npz file, realised noise
+    data/          dataset name -> readers (memory or disk) -> tf.data pipelines
+    models/        RobustModel (clean fit / memorisation metrics) and architectures
+    callbacks/     FitMonitor, CollapseGuard, EmphasisWarmup
+    training/      the recipe (one table of defaults), run(), run folder, export, CLI
+    label_issues/  find_label_issues (numpy) and the K-fold workflow
+    plotting.py    emphasis curves and a run's fit curves
+
+The main names are here too: the losses (``keras_imae.DerivativeManipulation``, ...),
+``RobustModel``, ``recommended`` (the recipe for your own Keras code) and
+``find_label_issues``. Everything is imported on first use: ``import keras_imae`` alone
+imports neither Keras nor TensorFlow, and ``keras_imae.find_label_issues`` needs numpy only.
+To load a ``.keras`` file saved with these losses or ``RobustModel``, import
+``keras_imae.losses`` and ``keras_imae.models`` first (they register the classes with Keras),
+or use ``keras_imae.load_model``.
 """
-
-__version__ = "0.1.0"
 
 import importlib
 
-# Imported eagerly so that the losses, RobustModel and its layers are registered with Keras'
-# serialization as soon as ``keras_imae`` is imported: a ``.keras`` file saved by this
-# library then loads with ``keras.models.load_model`` and no ``custom_objects``.
-from keras_imae import losses, models, weighting  # noqa: E402,F401
+__version__ = "0.1.0"
 
-_SUBMODULES = ("noise", "data", "distribute", "callbacks", "export", "evaluation", "training",
-               "comparison", "plotting", "ranking", "optimizers", "label_issues")
+_SUBPACKAGES = ("losses", "noise", "data", "models", "callbacks", "training", "label_issues",
+                "plotting")
+_NAMES = {
+    **{name: "keras_imae.losses" for name in (
+        "DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
+        "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
+        "NormalizedCrossEntropyReverse")},
+    "RobustModel": "keras_imae.models",
+    "FitMonitor": "keras_imae.callbacks",
+    "EmphasisWarmup": "keras_imae.callbacks",
+    "recommended": "keras_imae.training.recipe",
+    "find_label_issues": "keras_imae.label_issues",
+    "cross_val_probabilities": "keras_imae.label_issues",
+}
+
+__all__ = [*_SUBPACKAGES, *_NAMES, "load_model"]
+
+
+def load_model(path, **kwargs):
+    """``keras.models.load_model(path)`` with keras_imae's losses and layers registered."""
+    import keras
+
+    importlib.import_module("keras_imae.losses")
+    importlib.import_module("keras_imae.models")
+    return keras.models.load_model(path, **kwargs)
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

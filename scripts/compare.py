@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, comparison, data, files, losses
+from keras_imae import _files, data, losses
+from keras_imae.training import cli, comparison
 
 FLAGS = flags.FLAGS
 # Set per run by the protocol (loss and its grid, seeds, folders), so not flags here.
@@ -43,7 +44,7 @@ def define_flags(flag_values=flags.FLAGS):
 def main(_):
     cli.quiet_logs(FLAGS)
     base = cli.run_config(FLAGS, validation_fraction=0.0)
-    dataset = data.load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming=FLAGS.streaming)
     rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
                               validation_fraction=FLAGS.validation_fraction,
                               work_dir=FLAGS.work_dir, dataset=dataset,
@@ -57,7 +58,7 @@ def main(_):
              + comparison.selection_table(rows))
     print(table)
     if FLAGS.output:  # atomically: an interrupted write never leaves half a table
-        files.atomic_write(FLAGS.output, lambda f: f.write(table + "\n"))
+        _files.atomic_write(FLAGS.output, lambda f: f.write(table + "\n"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, data, evaluation, run_folder
+from keras_imae import data
+from keras_imae.training import cli, evaluation, write_json
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +33,7 @@ def main(_):
         predict = evaluation.load_predictor(FLAGS.model)
     except (FileNotFoundError, ValueError) as err:
         raise app.UsageError(str(err)) from None
-    dataset = data.load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
     try:
         results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
                                       dataset.num_classes)
@@ -44,7 +45,7 @@ def main(_):
     for name, acc in zip(dataset.class_names, results["per_class_accuracy"]):
         print(f"| {name} | {acc:.4f} |")
     if FLAGS.output:
-        run_folder.write_json(FLAGS.output, results)
+        write_json(FLAGS.output, results)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, evaluation, export
+from keras_imae.training import cli, evaluation, export
 
 FLAGS = flags.FLAGS
 

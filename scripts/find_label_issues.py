@@ -1,12 +1,13 @@
 r"""Find the wrong labels of a training set: out-of-sample K-fold probabilities + a flag rule.
 
-With no flags: digits with 40 percent symmetric noise (the same data and noise flags as train.py),
+With no flags: the digits demo with 40 percent symmetric noise (the same data and noise flags
+as train.py),
 5 folds of DM (lambda=2, beta=8), 20 epochs each. Examples:
 
     python scripts/find_label_issues.py
     python scripts/find_label_issues.py --noise_type=pairflip --retrain=remove
     python scripts/find_label_issues.py --noisy_labels=runs/digits_dm     # train.py's noise
-    python scripts/find_label_issues.py --dataset=npz:mine.npz --noise_type=none  # your data
+    python scripts/find_label_issues.py --dataset=npz:mine.npz                   # your data
 
 Writes into --output_dir: label_issues.csv (index,given_label,suggested_label,score,is_issue),
 label_issues.png (the top suspects), and when the true labels are known noisy_labels.npz and
@@ -19,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, label_issues, losses
+from keras_imae import label_issues, losses
+from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
 # Run flags that do not apply: one process trains the fold models in turn and writes only

@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import cli, plotting
+from keras_imae import plotting
+from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
 

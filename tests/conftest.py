@@ -26,7 +26,7 @@ def digits():
     """The embedded digits dataset (scikit-learn), loaded once per session."""
     from keras_imae import data
 
-    return data.load_dataset("digits")
+    return data.load("digits")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, losses, models, ranking
+from keras_imae import callbacks, losses, models
+from keras_imae.label_issues import _ranking as ranking
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import checks
+from keras_imae import _checks as checks
+from keras_imae.losses._labels import tensor_label_ids
 
 
 @pytest.mark.parametrize("kwargs,value,want", [
@@ -75,7 +76,7 @@ def test_label_ids_errors(labels, kwargs, match):
 def test_tensor_label_ids_accepts_integer_valued_floats_and_one_hot():
     logits = tf.zeros((3, 4))
     for y in ([3, 0, 1], np.float32([3, 0, 1]), np.float32([[3], [0], [1]]), np.eye(4)[[3, 0, 1]]):
-        np.testing.assert_array_equal(checks.tensor_label_ids(y, logits), [3, 0, 1])
+        np.testing.assert_array_equal(tensor_label_ids(y, logits), [3, 0, 1])
 
 
 @pytest.mark.parametrize("y,error,match", [
@@ -86,4 +87,4 @@ def test_tensor_label_ids_accepts_integer_valued_floats_and_one_hot():
 ])
 def test_tensor_label_ids_errors(y, error, match):
     with pytest.raises(error, match=match):
-        checks.tensor_label_ids(y, tf.zeros((3, 4)))
+        tensor_label_ids(y, tf.zeros((3, 4)))

@@ -14,7 +14,9 @@ import sys
 import pytest
 from absl import app, flags
 
-from keras_imae import cli, label_issues, run_folder, training
+from keras_imae import label_issues, training
+from keras_imae.training import _run_folder as run_folder
+from keras_imae.training import cli
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 
@@ -171,7 +173,7 @@ def test_train_help_is_readable(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train.py"])
     app.usage(shorthelp=True)
     output = capsys.readouterr().err
-    assert "with 40 percent symmetric noise" in output and "train.pyymmetric" not in output
+    assert "draws 40 percent symmetric noise" in output and "train.pyymmetric" not in output
 
 
 def test_no_script_docstring_has_a_bare_percent_sign():

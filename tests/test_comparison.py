@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from keras_imae import comparison, losses, training
+from keras_imae import losses, training
+from keras_imae.training import comparison
 
 
 @pytest.mark.slow
@@ -145,8 +146,8 @@ def test_unknown_selection_refused():
 
 @pytest.mark.parametrize("loss, noise_type, chosen", [
     ("gce", "symmetric", dict(q=0.7)),                  # GeneralizedCrossEntropy's default
-    ("dm", "symmetric", dict(lam=1.0, beta=16.0)),      # the MLP's run defaults
-    ("dm", "pairflip", dict(lam=2.0, beta=16.0)),
+    ("dm", "symmetric", dict(lam=2.0, beta=16.0)),      # the MLP's run defaults, whatever
+    ("dm", "pairflip", dict(lam=2.0, beta=16.0)),       # the noise
     ("cce", "symmetric", dict(learning_rate=1e-3)),     # the base learning rate
 ])
 def test_a_tie_goes_to_the_run_default(monkeypatch, digits, loss, noise_type, chosen):

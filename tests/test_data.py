@@ -29,7 +29,7 @@ def _id_images(n, shape=(4, 4, 1)):
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load_dataset("digits")
+    return data.load("digits")
 
 
 class TestDigits:
@@ -39,7 +39,7 @@ class TestDigits:
         assert digits.y_train.dtype == np.int64 and digits.num_classes == 10
         assert digits.class_names == [str(c) for c in range(10)] and digits.superclasses is None
         assert digits.input_shape == (8, 8, 1)
-        assert "x_train=(1347, 8, 8, 1) uint8" in repr(digits)
+        assert "train=1347 x (8, 8, 1)" in repr(digits) and "in memory" in repr(digits)
 
     def test_stratified_and_complete(self, digits):
         from sklearn.datasets import load_digits
@@ -57,7 +57,7 @@ class TestDigits:
         assert len(ours) == len(theirs)
 
     def test_identical_on_two_calls(self, digits):
-        again = data.load_dataset("digits")
+        again = data.load("digits")
         for key in ("x_train", "y_train", "x_test", "y_test", "mean", "std"):
             np.testing.assert_array_equal(getattr(digits, key), getattr(again, key))
 
@@ -70,7 +70,7 @@ class TestDigits:
 class TestTfds:
     def test_mnist(self):
         with tfds.testing.mock_data(num_examples=30):
-            ds = data.load_dataset("mnist", data_dir="/nonexistent/tfds")
+            ds = data.load("mnist", data_dir="/nonexistent/tfds")
         assert ds.x_train.shape == (30, 28, 28, 1) and ds.x_train.dtype == np.uint8
         assert ds.y_test.shape == (30,) and ds.y_train.dtype == np.int64
         assert ds.num_classes == 10 and ds.superclasses is None and ds.name == "mnist"
@@ -78,7 +78,7 @@ class TestTfds:
 
     def test_cifar100_superclasses(self):
         with tfds.testing.mock_data(num_examples=1000):
-            ds = data.load_dataset("cifar100")
+            ds = data.load("cifar100")
         assert ds.x_train.shape == (1000, 32, 32, 3) and ds.num_classes == 100
         assert ds.superclasses.shape == (100,) and ds.superclasses.dtype == np.int64
         assert ds.superclasses.min() >= 0 and ds.superclasses.max() < 20
@@ -88,14 +88,15 @@ class TestTfds:
     def test_variable_size_images_need_image_size(self):
         with tfds.testing.mock_data(num_examples=5):
             with pytest.raises(ValueError, match="images of varying size .* pass `image_size"):
-                data.load_dataset("tf_flowers")
-            ds = data.load_dataset("tf_flowers", image_size=(16, 12))
+                data.load("tf_flowers")
+            ds = data.load("tf_flowers", image_size=(16, 12))
         assert ds.x_train.shape == (5, 16, 12, 3) and ds.x_train.dtype == np.uint8
 
     def test_unknown_dataset(self):
         with pytest.raises(ValueError, match="Unknown dataset 'no_such_set'. Expected 'digits', "
-                                             "'npz:PATH', 'folder:PATH' or a TFDS"):
-            data.load_dataset("no_such_set")
+                                             "'npz:PATH', 'folder:PATH', 'labels:DIR', "
+                                             "'tfrecord:DIR' or a TFDS"):
+            data.load("no_such_set")
 
     def test_offline_download_fails_clearly_through_the_real_builder(self, tmp_path,
                                                                       monkeypatch):
@@ -110,12 +111,12 @@ class TestTfds:
         with pytest.raises(data.DownloadFailed,
                            match=r"'mnist' is not prepared in data_dir=.*download failed "
                                  r"\(ConnectionError.*--data_dir=DIR"):
-            data.load_dataset("mnist", data_dir=str(tmp_path))
+            data.load("mnist", data_dir=str(tmp_path))
 
     def test_not_image_classification(self):
         with tfds.testing.mock_data(num_examples=2):
             with pytest.raises(ValueError, match="not an \\(image, class label\\) dataset"):
-                data.load_dataset("binarized_mnist")
+                data.load("binarized_mnist")
 
 
 class TestNpz:
@@ -126,7 +127,7 @@ class TestNpz:
         y_train, y_test = np.arange(12) % 3, np.array([0, 1, 2, 2])
         np.savez(tmp_path / "d.npz", x_train=x_train, y_train=y_train, x_test=x_test,
                  y_test=y_test, class_names=np.array(["a", "b", "c"]))
-        ds = data.load_dataset(f"npz:{tmp_path / 'd.npz'}")
+        ds = data.load(f"npz:{tmp_path / 'd.npz'}")
         np.testing.assert_array_equal(ds.x_train, x_train[..., None])
         np.testing.assert_array_equal(ds.y_test, y_test)
         assert ds.class_names == ["a", "b", "c"] and ds.num_classes == 3
@@ -135,7 +136,7 @@ class TestNpz:
         x = np.random.default_rng(0).normal(size=(10, 7))
         np.savez(tmp_path / "t.npz", x_train=x, y_train=np.arange(10) % 4, x_test=x[:3],
                  y_test=[[0], [1], [1]])
-        ds = data.load_dataset(f"npz:{tmp_path / 't.npz'}")
+        ds = data.load(f"npz:{tmp_path / 't.npz'}")
         assert ds.x_train.shape == (10, 7) and ds.num_classes == 4
         assert ds.class_names == ["0", "1", "2", "3"] and ds.mean.shape == (7,)
         np.testing.assert_allclose(ds.std, x.std(0), rtol=1e-5)
@@ -159,11 +160,11 @@ class TestNpz:
     def test_errors(self, tmp_path, arrays, match):
         np.savez(tmp_path / "bad.npz", **arrays)
         with pytest.raises(data.DataError, match=match):  # train.py: one line, no traceback
-            data.load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+            data.load(f"npz:{tmp_path / 'bad.npz'}")
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="No npz file at"):
-            data.load_dataset(f"npz:{tmp_path / 'none.npz'}")
+            data.load(f"npz:{tmp_path / 'none.npz'}")
 
     @pytest.mark.parametrize("array", ["x_train", "x_test"])
     def test_non_finite_inputs_are_refused_naming_the_first(self, tmp_path, array):
@@ -174,20 +175,20 @@ class TestNpz:
         np.savez(tmp_path / "nan.npz", **arrays)
         with pytest.raises(ValueError, match=rf"inputs must be finite. Received: {array}\[1, 0\]"
                                              r"=nan \(2 non-finite values in all\)"):
-            data.load_dataset(f"npz:{tmp_path / 'nan.npz'}")
+            data.load(f"npz:{tmp_path / 'nan.npz'}")
 
     def test_labels_with_empty_classes_warn(self, tmp_path):
         np.savez(tmp_path / "gap.npz", x_train=np.zeros((4, 3)), y_train=[0, 1, 7, 0],
                  x_test=np.zeros((2, 3)), y_test=[1, 0])
         with pytest.warns(UserWarning, match=r"largest label, 8, but 5 of them have no example"):
-            ds = data.load_dataset(f"npz:{tmp_path / 'gap.npz'}")
+            ds = data.load(f"npz:{tmp_path / 'gap.npz'}")
         assert ds.num_classes == 8
         # A test label beyond the training labels adds a class that cannot be learned.
         np.savez(tmp_path / "beyond.npz", x_train=np.zeros((4, 3)), y_train=[0, 1, 0, 1],
                  x_test=np.zeros((2, 3)), y_test=[1, 2])
         with pytest.warns(UserWarning, match=r"largest label, 3, but 1 of them have no example "
                                              r"in y_train \(ids \[2\]\)"):
-            assert data.load_dataset(f"npz:{tmp_path / 'beyond.npz'}").num_classes == 3
+            assert data.load(f"npz:{tmp_path / 'beyond.npz'}").num_classes == 3
 
 
 def _write_images(root, per_class, rng, size=(6, 5)):
@@ -204,7 +205,7 @@ def _write_images(root, per_class, rng, size=(6, 5)):
 class TestFolder:
     def test_single_folder_split(self, tmp_path):
         images = _write_images(tmp_path, 10, np.random.default_rng(0))
-        ds = data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+        ds = data.load(f"folder:{tmp_path}", image_size=(6, 5))
         assert ds.class_names == ["cat", "dog"] and ds.num_classes == 2
         assert ds.x_train.shape == (16, 6, 5, 3) and ds.x_train.dtype == np.uint8
         np.testing.assert_array_equal(np.bincount(ds.y_test), [2, 2])  # 20% of each class
@@ -213,55 +214,55 @@ class TestFolder:
         for x, y in zip(np.concatenate([ds.x_train, ds.x_test]),
                         np.concatenate([ds.y_train, ds.y_test])):
             assert originals[x.tobytes()] == ds.class_names[y]
-        again = data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+        again = data.load(f"folder:{tmp_path}", image_size=(6, 5))
         np.testing.assert_array_equal(again.x_test, ds.x_test)
 
     def test_train_test_layout_and_default_size(self, tmp_path):
         rng = np.random.default_rng(1)
         _write_images(tmp_path / "train", 3, rng, size=(40, 40))
         _write_images(tmp_path / "test", 2, rng, size=(40, 40))
-        ds = data.load_dataset(f"folder:{tmp_path}")
+        ds = data.load(f"folder:{tmp_path}")
         assert ds.x_train.shape == (6, 32, 32, 3) and ds.x_test.shape == (4, 32, 32, 3)
         np.testing.assert_array_equal(ds.y_train, [0, 0, 0, 1, 1, 1])
         np.testing.assert_array_equal(ds.y_test, [0, 0, 1, 1])
 
     def test_missing_folder(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="No image folder at"):
-            data.load_dataset(f"folder:{tmp_path / 'nothing'}")
+            data.load(f"folder:{tmp_path / 'nothing'}")
 
     def test_empty_class_folder_is_refused_by_name(self, tmp_path):
         _write_images(tmp_path, 5, np.random.default_rng(0))
         os.makedirs(tmp_path / "zebra")
         (tmp_path / "zebra" / "notes.txt").write_text("no image here")
         with pytest.raises(ValueError, match=r"Class folder .*zebra' holds no image"):
-            data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+            data.load(f"folder:{tmp_path}", image_size=(6, 5))
 
     def test_folder_without_class_folders_is_refused(self, tmp_path):
         keras.utils.save_img(tmp_path / "loose.png", np.zeros((4, 4, 3), np.uint8))
         with pytest.raises(data.DataError, match="No class sub-folders in the image folder"):
-            data.load_dataset(f"folder:{tmp_path}")
+            data.load(f"folder:{tmp_path}")
 
     def test_corrupt_image_is_named(self, tmp_path):
         _write_images(tmp_path, 5, np.random.default_rng(0))
         (tmp_path / "dog" / "03.png").write_bytes(b"not a png at all")
         with pytest.raises(ValueError, match=r"Cannot read the image .*dog/03.png"):
-            data.load_dataset(f"folder:{tmp_path}", image_size=(6, 5))
+            data.load(f"folder:{tmp_path}", image_size=(6, 5))
 
 
 class TestLoadDatasetErrors:
     @pytest.mark.parametrize("name", ["", None, 3])
     def test_bad_name(self, name):
-        with pytest.raises(ValueError, match="Invalid value for argument `name`. Expected "
+        with pytest.raises(ValueError, match="Invalid value for `dataset`. Expected "
                                              "'digits', 'npz:PATH'"):
-            data.load_dataset(name)
+            data.load(name)
 
     def test_data_dir_only_for_tfds(self):
         with pytest.raises(ValueError, match="`data_dir`: it only applies to TFDS"):
-            data.load_dataset("digits", data_dir="/tmp")
+            data.load("digits", data_dir="/tmp")
 
     def test_image_size_not_for_digits(self):
-        with pytest.raises(ValueError, match="`image_size`: it only applies to image folders"):
-            data.load_dataset("digits", image_size=(8, 8))
+        with pytest.raises(ValueError, match="`image_size`: it only applies to images read"):
+            data.load("digits", image_size=(8, 8))
 
 
 class TestSplitValidation:
@@ -377,16 +378,6 @@ class TestTrainDataset:
             shifts = [k for k in range(-5, 6)
                       if np.array_equal(augmented, np.roll(np.pad(original, 5), k)[5:-5])]
             assert shifts and (augmented != 0).sum() >= 35
-
-    def test_default_augmentation(self):
-        assert data.default_augmentation("cifar10") == "cifar"
-        assert data.default_augmentation("cifar100") == "cifar"
-        assert data.default_augmentation("svhn_cropped") == "crop"
-        assert data.default_augmentation("cifar10:3.0.2") == "cifar"
-        assert data.default_augmentation("cifar10_n/worse") == "cifar"
-        assert data.default_augmentation("cifar100_n") == "cifar"
-        for name in ("digits", "mnist", "fashion_mnist", "npz:/x.npz"):
-            assert data.default_augmentation(name) is None
 
     def test_errors(self):
         x, labels = np.zeros((4, 6, 6, 1)), np.zeros(4, int)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import distribute, losses, models, optimizers
+from keras_imae import losses, models
+from keras_imae.training import distribute, optimizers
 
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS  # hand-made batches
 
@@ -248,7 +249,7 @@ WORKER = textwrap.dedent(
     import json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["KERAS_BACKEND"] = "tensorflow"
-    from keras_imae import distribute
+    from keras_imae.training import distribute
     strategy = distribute.get_strategy("multi_worker")  # first: before any other TF op
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from mw_common import train

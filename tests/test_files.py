@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from keras_imae import files
+from keras_imae import _files as files
 
 
 def _mode(path):

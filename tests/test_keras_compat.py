@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import distribute, keras_compat, models
+from keras_imae import models
+from keras_imae.models import _keras_compat as keras_compat
+from keras_imae.training import distribute
 
 from fit_cases import SCCE
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_imae import kfold
+from keras_imae.label_issues import _kfold as kfold
 
 
 # -- folds ------------------------------------------------------------------------------------

@@ -5,7 +5,18 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae import data, label_file, streaming
+from keras_imae import data
+from keras_imae.data import _label_file as label_file
+
+
+def stream_load(name, **kwargs):
+    """The source streamed from disk (``data.load(..., streaming="on")``)."""
+    return data.load(name, streaming="on", **kwargs)
+
+
+def eval_with_ids(*args, **kwargs):
+    """``data.eval_dataset`` yielding example ids, as the monitor reads it."""
+    return data.eval_dataset(*args, with_ids=True, **kwargs)
 
 
 def _images(root, names, seed=0):
@@ -120,12 +131,12 @@ class TestErrorsNameFileAndLine:
 
 
 def test_labels_source_streams_given_and_clean_labels(clothes):
-    st = streaming.load(f"labels:{clothes}", image_size=(4, 4))
+    st = stream_load(f"labels:{clothes}", image_size=(4, 4))
     np.testing.assert_array_equal(st.given_labels, [2, 0, 2, 0, 1, 0])
     np.testing.assert_array_equal(st.y_train, [2, -1, 0, -1, 1, -1])
     np.testing.assert_array_equal(st.verified, [True, False, True, False, True, False])
     assert st.input_shape == (4, 4, 3) and st.num_classes == 3 and len(st.test) == 2
-    x, y = zip(*streaming.eval_dataset(st.train, st.given_labels, st.y_train, batch_size=4)
+    x, y = zip(*eval_with_ids(st.train, st.given_labels, st.y_train, batch_size=4)
                .as_numpy_iterator())
     np.testing.assert_array_equal(np.concatenate([b["clean_label"] for b in y]), st.y_train)
     assert np.concatenate(x).shape == (6, 4, 4, 3)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_imae import data, label_issues, noise, training
+from keras_imae.training import recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,8 +41,9 @@ centroid_fit = centroid_fit_for(10)
 @pytest.fixture(scope="module")
 def small_digits():
     """The first 300 digits training images (all 10 classes), test split as is."""
-    full = data.load_dataset("digits")
-    return dataclasses.replace(full, x_train=full.x_train[:300], y_train=full.y_train[:300])
+    full = data.load("digits")
+    return dataclasses.replace(full, train=data.ArrayReader(full.x_train[:300]),
+                               y_train=full.y_train[:300])
 
 
 def brute_force_rule(labels, probs):
@@ -279,14 +281,15 @@ def test_retrain_relabel_reports_the_gain(small_digits, tmp_path):
 
 
 def test_retraining_reports_the_loss_its_runs_trained_with(small_digits, tmp_path):
-    # Symmetric noise on a convolutional model: the retraining runs use DM's run default
-    # lam=1, beta=8 (the MLPs: beta=16); the report is what training.run resolved, not a
-    # loss built without the model (which said beta=16).
-    config = training.RunConfig(epochs=1, model="cnn")
+    # A BatchNorm model: the retraining runs use the BatchNorm networks' DM setting; the report
+    # is what training.run resolved for the architecture, not a loss built without it.
+    config = training.RunConfig(epochs=2, model="mlp_bn")
     result = label_issues.run(config, output_dir=tmp_path, folds=2, retrain="remove",
                               retrain_loss="dm", dataset=small_digits, fit=centroid_fit,
                               log=None)
-    assert (result["retrain"]["loss"]["lam"], result["retrain"]["loss"]["beta"]) == (1.0, 8.0)
+    expected = recipe.DEFAULTS["dm_batchnorm"]
+    assert (result["retrain"]["loss"]["lam"], result["retrain"]["loss"]["beta"]) == (
+        expected["lam"], expected["beta"])
 
 
 # -- the script -------------------------------------------------------------------------------

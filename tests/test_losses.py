@@ -7,7 +7,9 @@ import tensorflow as tf
 
 import keras
 import keras_imae
-from keras_imae import _loss_core, distribute, losses, weighting
+from keras_imae import losses
+from keras_imae.losses import _core as _loss_core, weighting
+from keras_imae.training import distribute
 
 from loss_cases import (EXTREME_IDS, EXTREME_Z, REFERENCES, dm_weight, random_logits,
                         reference_gradient, softmax, stable_reference, toy_data)
@@ -307,7 +309,7 @@ def test_get_config_round_trip(name):
 
 
 def test_package_exports():
-    assert keras_imae.losses is losses and keras_imae.weighting is weighting
+    assert keras_imae.losses is losses and keras_imae.losses.weighting is weighting
     assert losses.get("DM").get_config()["beta"] == 8.0
 
 

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae import callbacks, data, losses, models, noise, ranking
+from keras_imae import callbacks, data, losses, models, noise
+from keras_imae.label_issues import _ranking as ranking
 
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, PRED, SCCE, identity_model
 
@@ -297,7 +298,7 @@ def test_dm_fits_clean_but_not_noisy_digits_while_cce_memorises():
     test gap >= 0.13, AUC gap >= 0.15), so thread-order float noise cannot flip them.
     """
     seed = 0
-    ds = data.load_dataset("digits")
+    ds = data.load("digits")
     noisy, is_noisy = noise.corrupt_labels(ds.y_train, ds.num_classes, "symmetric", 0.4, seed)
     results = {}
     for name, loss in [("cce", losses.CategoricalCrossentropy()),

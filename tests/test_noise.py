@@ -232,7 +232,7 @@ class TestSaveLoad:
             file.write(b"partial")
             raise OSError("disk full")
 
-        monkeypatch.setattr(noise.np, "savez", failing_savez)
+        monkeypatch.setattr(np, "savez", failing_savez)
         with pytest.raises(OSError, match="disk full"):
             noise.save_noisy_labels(tmp_path, [0], [False])
         assert os.listdir(tmp_path) == []

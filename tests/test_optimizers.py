@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae import optimizers
+from keras_imae.training import optimizers
 
 make = optimizers.make_optimizer
 
@@ -65,9 +65,3 @@ def test_make_optimizer_errors(kwargs, match):
 
 
 # -- mislabel ranking --------------------------------------------------------------------------
-
-
-def test_lazy_package_attribute():
-    import keras_imae
-
-    assert keras_imae.optimizers is optimizers

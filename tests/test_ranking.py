@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from keras_imae import ranking
+from keras_imae.label_issues import _ranking as ranking
 
 from fit_cases import GIVEN, LOGITS, identity_model
 
@@ -79,9 +79,3 @@ def test_mislabel_scores_from_logits_equal_rank_mislabelled():
         np.testing.assert_allclose(by_model[1], by_logits[1], rtol=1e-12)
     with pytest.raises(ValueError, match="score='rank'"):
         ranking.mislabel_scores(LOGITS, GIVEN, score="rank")
-
-
-def test_lazy_package_attribute():
-    import keras_imae
-
-    assert keras_imae.ranking is ranking

@@ -1,105 +1,139 @@
-"""Tests for keras_imae.recipe: the run's loss defaults, weight decay and compiled model."""
+"""Tests for keras_imae.training.recipe: one table of defaults, resolved once per run."""
 import dataclasses
 import math
 
+import keras
+import numpy as np
 import pytest
 
-from keras_imae import losses, recipe, training
+import keras_imae
+from keras_imae import losses, training
+from keras_imae.training import recipe
+
+
+def _dataset(name, shape):
+    """A stand-in with what resolve() reads: a name and an input shape."""
+    return type("Dataset", (), {"name": name, "input_shape": shape})()
 
 
 def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
     # Loshchilov & Hutter (2019): decay = 15 * sqrt(batch / (examples * epochs)), AdamW only.
-    config = training.RunConfig(batch_size=64, epochs=40)
-    assert config.optimizer == "adamw"
-    assert recipe.weight_decay(config, 1347) == pytest.approx(15 * (64 / (1347 * 40)) ** 0.5)
-    assert recipe.weight_decay(config, 1347) == pytest.approx(0.5170, abs=1e-4)
-    assert recipe.weight_decay(dataclasses.replace(config, epochs=160), 1347) == pytest.approx(
-        recipe.weight_decay(config, 1347) / 2)
-    assert recipe.weight_decay(dataclasses.replace(config, optimizer="sgd"), 1347) == 0.0
-    assert recipe.weight_decay(dataclasses.replace(config, optimizer="adam"), 1347) == 0.0
-    assert recipe.weight_decay(dataclasses.replace(config, weight_decay=5e-4), 1347) == 5e-4
+    decay = recipe.weight_decay("adamw", None, 64, 1347, 40)
+    assert decay == pytest.approx(15 * (64 / (1347 * 40)) ** 0.5)
+    assert decay == pytest.approx(0.5170, abs=1e-4)
+    assert recipe.weight_decay("adamw", None, 64, 1347, 160) == pytest.approx(decay / 2)
+    assert recipe.weight_decay("sgd", None, 64, 1347, 40) == 0.0
+    assert recipe.weight_decay("adam", None, 64, 1347, 40) == 0.0
+    assert recipe.weight_decay("adamw", 5e-4, 64, 1347, 40) == 5e-4
     with pytest.raises(ValueError, match="optimizer='rmsprop'"):
-        training.validate(dataclasses.replace(config, optimizer="rmsprop"))
+        training.validate(training.RunConfig(optimizer="rmsprop"))
 
 
-def test_compiled_model_applies_the_resolved_decay(digits):
-    model = recipe.compiled_model(training.RunConfig(), digits, "sparse_categorical_crossentropy",
-                                    1000)
+def test_resolve_gives_every_setting_as_a_number(digits):
+    resolved = recipe.resolve(training.RunConfig(), digits, 1347)
+    assert resolved == {
+        "noise_type": "symmetric", "noise_rate": 0.4, "model": "mlp", "augment": None,
+        "input_dropout": 0.2, "loss": "dm",
+        "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0},
+        "warmup_epochs": 10, "optimizer": "adamw", "learning_rate": 1e-3,
+        "lr_schedule": "cosine", "momentum": None,
+        "weight_decay": pytest.approx(15 * math.sqrt(64 / (1347 * 40))),
+        "epochs": 40, "batch_size": 64}
+    sgd = recipe.resolve(training.RunConfig(optimizer="sgd", loss="gce", q=0.5), digits, 100)
+    assert sgd["momentum"] == recipe.DEFAULTS["sgd_momentum"] == 0.9
+    assert sgd["loss_settings"] == {"q": 0.5} and sgd["warmup_epochs"] == 0
+    assert sgd["weight_decay"] == 0.0
+
+
+def test_no_loss_setting_depends_on_the_noise_flag(digits):
+    """The noise a user names (synthetic or not) never changes a loss hyper-parameter."""
+    settings = {recipe.resolve(training.RunConfig(noise_type=kind), digits, 1347)[
+        "loss_settings"]["lam"] for kind in training.NOISE_TYPES}
+    assert settings == {recipe.DEFAULTS["dm"]["lam"]}
+    for kind in training.NOISE_TYPES:
+        for model in ("mlp", "cnn"):
+            config = training.RunConfig(noise_type=kind, model=model)
+            assert recipe.resolve(config, digits, 1347)["loss_settings"] == recipe.resolve(
+                training.RunConfig(model=model), digits, 1347)["loss_settings"]
+
+
+def test_noise_auto_corrupts_only_the_embedded_demo():
+    config = training.RunConfig()
+    assert recipe.noise(config, _dataset("digits", (8, 8, 1))) == ("symmetric", 0.4)
+    for name in ("npz:mine.npz", "folder:/data", "cifar10", "labels:/d"):
+        assert recipe.noise(config, _dataset(name, (8, 8, 1))) == ("none", 0.0), name
+    asked = dataclasses.replace(config, noise_type="pairflip", noise_rate=0.3)
+    assert recipe.noise(asked, _dataset("npz:mine.npz", (8, 8, 1))) == ("pairflip", 0.3)
+    none = dataclasses.replace(config, noise_type="none")
+    assert recipe.noise(none, _dataset("digits", (8, 8, 1))) == ("none", 0.0)
+
+
+def test_compiled_model_applies_the_resolved_decay_and_dropout(digits):
+    resolved = recipe.resolve(training.RunConfig(), digits, 1000)
+    model = recipe.compiled_model(resolved, digits, 1000, seed=0)
     assert model.optimizer.weight_decay == pytest.approx(15 * (64 / (1000 * 40)) ** 0.5)
-    sgd = recipe.compiled_model(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits,
-                                  "sparse_categorical_crossentropy", 1000)
+    assert model.name == "mlp" and model.get_layer("input_dropout").rate == 0.2
+    assert isinstance(model.loss, losses.DerivativeManipulation) and model.loss.lam == 2.0
+    sgd = recipe.resolve(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits, 1000)
+    sgd = recipe.compiled_model(sgd, digits, 1000, seed=0)
     assert sgd.optimizer.weight_decay is None  # coupled L2: a kernel regularizer instead
     assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
-
-
-def test_input_dropout_defaults_to_mlps_on_images_and_explicit_values_win(digits):
-    config = training.RunConfig()
-    for name, rate in (("mlp", 0.2), ("mlp_bn", 0.2), ("cnn", 0.0), ("resnet20", 0.0)):
-        assert recipe.input_dropout(config, name, (8, 8, 1)) == rate, name
-    assert recipe.input_dropout(config, "mlp", (40,)) == 0.0  # a feature vector: no mask
-    explicit = dataclasses.replace(config, input_dropout=0.0)
-    assert recipe.input_dropout(explicit, "mlp", (8, 8, 1)) == 0.0
-    explicit = dataclasses.replace(config, input_dropout=0.3)
-    assert recipe.input_dropout(explicit, "mlp", (40,)) == 0.3
-    model = recipe.compiled_model(config, digits, "sparse_categorical_crossentropy", 1000)
-    assert model.name == "mlp" and model.get_layer("input_dropout").rate == 0.2
-    model = recipe.compiled_model(dataclasses.replace(config, input_dropout=0.0), digits,
-                                  "sparse_categorical_crossentropy", 1000)
-    assert "Dropout" not in [type(layer).__name__ for layer in model.layers]
-    model = recipe.compiled_model(dataclasses.replace(config, model="cnn"), digits,
-                                  "sparse_categorical_crossentropy", 1000)
-    assert "Dropout" not in [type(layer).__name__ for layer in model.layers]
+    assert sgd.optimizer.momentum == 0.9
+    cnn = recipe.compiled_model(recipe.resolve(training.RunConfig(model="cnn"), digits, 1000),
+                                digits, 1000, seed=0)
+    assert "Dropout" not in [type(layer).__name__ for layer in cnn.layers]
     with pytest.raises(ValueError, match=r"`input_dropout` is for the MLPs.*model='cnn'"):
-        training.validate(dataclasses.replace(config, model="cnn", input_dropout=0.2))
+        training.validate(training.RunConfig(model="cnn", input_dropout=0.2))
     with pytest.raises(ValueError, match="input_dropout"):
-        training.validate(dataclasses.replace(config, input_dropout=1.0))
+        training.validate(training.RunConfig(input_dropout=1.0))
 
 
-def test_loss_from_config_uses_only_set_hyper_parameters():
-    loss = recipe.loss_from_config(training.RunConfig(loss="gce", q=0.5))
-    assert isinstance(loss, losses.GeneralizedCrossEntropy) and loss.q == 0.5
+def test_input_dropout_defaults_to_mlps_on_images():
+    for name, shape, rate in (("mlp", (8, 8, 1), 0.2), ("mlp_bn", (8, 8, 1), 0.2),
+                              ("cnn", (8, 8, 1), 0.0), ("resnet20", (8, 8, 3), 0.0),
+                              ("mlp", (40,), 0.0)):
+        resolved = recipe.resolve(training.RunConfig(model=name), _dataset("npz:x", shape), 100)
+        assert resolved["input_dropout"] == rate, (name, shape)
+    resolved = recipe.resolve(training.RunConfig(input_dropout=0.3), _dataset("npz:x", (40,)),
+                              100)
+    assert resolved["input_dropout"] == 0.3
+
+
+def test_loss_settings_use_only_set_hyper_parameters():
+    assert recipe.loss_settings("gce", {"q": 0.5}, "mlp") == {"q": 0.5}
     with pytest.raises(ValueError, match=r"'imae' does not take `beta`.*temperature"):
-        recipe.loss_from_config(training.RunConfig(loss="imae", beta=16.0))
+        recipe.loss_settings("imae", {"beta": 16.0}, "mlp")
     with pytest.raises(ValueError, match=r"'cce' does not take `lam`, `q`.*none"):
-        recipe.loss_from_config(training.RunConfig(loss="cce", lam=1.0, q=0.3))
-    dm = recipe.loss_from_config(training.RunConfig(loss="dm", beta=3.0, normalize="none"))
-    # A run's DM defaults (lam=1, beta=16) fill in what was not set; the flags win.
-    assert dm.beta == 3.0 and dm.lam == 1.0 and dm.normalize is None
-    dm = recipe.loss_from_config(training.RunConfig(loss="dm"))
-    assert (dm.beta, dm.lam, dm.max_margin) == (16.0, 1.0, recipe.MAX_MARGIN)
+        recipe.loss_settings("cce", {"lam": 1.0, "q": 0.3}, "mlp")
+    dm = recipe.loss_settings("dm", {"beta": 3.0}, "mlp", normalize="none")
+    assert dm == {"lam": 2.0, "beta": 3.0, "max_margin": 16.0, "normalize": None}
     # The margin cap is on in every run default (DM and IMAE); 0 gives the faithful gradient.
     for loss in ("dm", "imae"):
-        for noise_type in ("symmetric", "pairflip"):
-            for model in ("mlp", "cnn"):
-                config = training.RunConfig(loss=loss, noise_type=noise_type)
-                assert recipe.loss_from_config(config, model).max_margin == 16.0
-                config = dataclasses.replace(config, max_margin=0.0)
-                assert recipe.loss_from_config(config, model).max_margin is None
-    with pytest.raises(ValueError, match="max_margin=-1"):
-        recipe.loss_from_config(training.RunConfig(loss="dm", max_margin=-1.0))
+        for model in ("mlp", "cnn", None):
+            assert recipe.loss_settings(loss, {}, model)["max_margin"] == 16.0
+            assert recipe.loss_settings(loss, {"max_margin": 0.0}, model)["max_margin"] is None
+    assert recipe.loss_settings("imae", {}, "mlp") == {"temperature": 8.0, "max_margin": 16.0}
     assert losses.DerivativeManipulation().max_margin is None  # the class stays faithful
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
-    # Class-dependent and real noise put the emphasis mode higher: lam=2 (mode 2/3).
-    for noise_type in ("pairflip", "asymmetric", "none"):
-        dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type=noise_type))
-        assert (dm.beta, dm.lam) == (16.0, 2.0), noise_type
-    dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip", lam=1.0))
-    assert (dm.beta, dm.lam) == (16.0, 1.0)
-    # beta=16 for the plain MLP (and before the model is known) under every noise type; the
-    # BatchNorm architectures 8 under symmetric noise and 4 under class-dependent noise, where
-    # (r / (1 - r)) * exp(2 beta / 27) < 1 at r = 0.4.
-    for model, symmetric, class_dependent in (("mlp", 16.0, 16.0), (None, 16.0, 16.0),
-                                              ("mlp_bn", 8.0, 4.0), ("cnn", 8.0, 4.0),
-                                              ("resnet20", 8.0, 4.0)):
-        dm = recipe.loss_from_config(training.RunConfig(loss="dm"), model)
-        assert (dm.lam, dm.beta) == (1.0, symmetric), model
-        dm = recipe.loss_from_config(training.RunConfig(loss="dm", noise_type="pairflip"), model)
-        assert (dm.lam, dm.beta) == (2.0, class_dependent), model
-        assert 0.4 / 0.6 * math.exp(2 * class_dependent / 27) < 1 or model in ("mlp", None)
-    dm = recipe.loss_from_config(training.RunConfig(loss="dm", beta=16.0), "cnn")
-    assert dm.beta == 16.0  # a set value wins
+    # The BatchNorm architectures get their own beta; a set value wins.
+    for model in ("mlp_bn", "cnn", "resnet20"):
+        assert recipe.loss_settings("dm", {}, model)["beta"] == recipe.DEFAULTS[
+            "dm_batchnorm"]["beta"]
+    assert recipe.loss_settings("dm", {"beta": 16.0}, "cnn")["beta"] == 16.0
     with pytest.raises(ValueError, match="Valid names"):
-        recipe.loss_from_config(training.RunConfig(loss="focal"))
+        recipe.loss_settings("focal", {}, "mlp")
+    with pytest.raises(ValueError, match="max_margin=-1"):
+        training.validate(training.RunConfig(max_margin=-1.0))
+
+
+def test_warmup_is_a_quarter_for_emphasis_losses_only():
+    assert recipe.warmup_epochs("dm", 40) == 10 and recipe.warmup_epochs("imae", 6) == 1
+    assert recipe.warmup_epochs("cce", 40) == 0
+    assert recipe.warmup_epochs("dm", 40, 0) == 0
+    with pytest.raises(ValueError, match="no emphasis to warm up"):
+        recipe.warmup_epochs("gce", 40, 2)
+    with pytest.raises(ValueError, match="Expected < epochs"):
+        recipe.warmup_epochs("dm", 4, 4)
 
 
 @pytest.mark.parametrize("name, shape, model, expected", [
@@ -113,11 +147,44 @@ def test_loss_from_config_uses_only_set_hyper_parameters():
     ("cifar10", (32, 32, 3), "auto", "cifar"),    # the papers' pad + crop + flip
     ("cifar10_n/aggre", (32, 32, 3), "mlp", "cifar"),
     ("svhn_cropped", (32, 32, 3), "auto", "crop"),
+    ("cifar10:3.0.2", (32, 32, 3), "auto", "cifar"),
+    ("cifar100_n", (32, 32, 3), "auto", "cifar"),
+    ("mnist", (28, 28, 1), "mlp", None),
 ])
 def test_auto_augmentation_crops_images_for_convolutional_models(name, shape, model, expected):
-    dataset = type("Dataset", (), {"name": name, "input_shape": shape})()
     config = training.RunConfig(model=model)
-    assert recipe.augmentation(config, dataset) == expected
+    assert recipe.resolve(config, _dataset(name, shape), 100)["augment"] == expected
     for explicit, result in (("none", None), ("crop", "crop"), ("cifar", "cifar")):
-        assert recipe.augmentation(dataclasses.replace(config, augment=explicit),
-                                   dataset) == result
+        config = dataclasses.replace(config, augment=explicit)
+        assert recipe.resolve(config, _dataset(name, shape), 100)["augment"] == result
+
+
+def test_recommended_is_the_run_recipe_for_your_own_model(digits):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    plain = keras.Model(inputs, keras.layers.Dense(10)(x))
+    r = keras_imae.recommended(plain, num_examples=1347)
+    run = recipe.resolve(training.RunConfig(), digits, 1347)
+    assert r.loss.get_config()["lam"] == run["loss_settings"]["lam"]
+    assert r.loss.get_config()["beta"] == run["loss_settings"]["beta"]
+    assert r.loss.max_margin == run["loss_settings"]["max_margin"]
+    assert r.optimizer.weight_decay == pytest.approx(run["weight_decay"])
+    assert (r.epochs, r.batch_size) == (40, 64)
+    assert [type(c).__name__ for c in r.callbacks] == ["EmphasisWarmup"]
+    assert r.callbacks[0].epochs == run["warmup_epochs"]
+    assert "lam=2" in str(r) and "weight_decay" in str(r)
+    bn = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.BatchNormalization()(x)))
+    assert keras_imae.recommended(bn, num_examples=100).loss.beta == recipe.DEFAULTS[
+        "dm_batchnorm"]["beta"]
+    assert keras_imae.recommended(None, num_examples=100, beta=3.0).loss.beta == 3.0
+    assert keras_imae.recommended(num_examples=100, loss="cce").callbacks == []
+    with pytest.raises(ValueError, match="Unknown settings"):
+        keras_imae.recommended(num_examples=100, gamma=1.0)
+    # It trains as given: one epoch of the recipe on digits.
+    model = keras_imae.models.build_model("mlp", (8, 8, 1), 10, mean=digits.mean,
+                                          std=digits.std, seed=0)
+    r = keras_imae.recommended(model, num_examples=1347, epochs=2)
+    model.compile(optimizer=r.optimizer, loss=r.loss)
+    history = model.fit(digits.x_train.astype("float32"), digits.y_train, epochs=r.epochs,
+                        batch_size=r.batch_size, callbacks=r.callbacks, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

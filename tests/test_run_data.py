@@ -1,12 +1,12 @@
-"""Tests for keras_imae.run_data: training.run on streamed sources (folder, label files,
-CIFAR-N) and the in-memory/streamed choice."""
+"""training.run on every kind of source (folder, label files, CIFAR-N), in memory or
+streamed, and the in-memory/streamed choice of data.load."""
 import os
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_imae import noise, run_data, training
+from keras_imae import data, noise, training
 
 from image_cases import image_folder as _folder
 
@@ -31,7 +31,7 @@ def test_streamed_run_equals_the_in_memory_run(folder, tmp_path):
     results = {}
     for mode in ("off", "on"):
         config = _config(tmp_path / mode, f"folder:{folder}", streaming=mode,
-                         validation_fraction=0.25)
+                         validation_fraction=0.25, noise_type="symmetric")
         results[mode] = training.run(config)
         noisy, _, _, _ = noise.load_noisy_labels(config.model_dir)
         results[mode]["noisy"] = noisy
@@ -81,8 +81,9 @@ def test_label_file_run_reports_the_verified_subset(label_dir, tmp_path, capsys)
 def test_own_noise_sources_refuse_drawn_noise(label_dir, tmp_path):
     for name in (f"labels:{label_dir}", "cifar10_n/aggre", "cifar100_n"):
         with pytest.raises(ValueError, match="gives its own noisy labels .* Pass "
-                                             "noise_type='none'"):
-            training.validate(_config(tmp_path, name))
+                                             r"noise_type='none' \(or leave it at 'auto'\)"):
+            training.validate(_config(tmp_path, name, noise_type="symmetric"))
+        training.validate(_config(tmp_path, name))  # "auto": the given labels, no noise
 
 
 def test_cifar10_n_run_uses_the_human_labels(tmp_path):
@@ -100,30 +101,24 @@ def test_cifar10_n_run_uses_the_human_labels(tmp_path):
 
 
 class TestStreamingChoice:
-    def test_auto(self, folder):
-        assert run_data.wants_streaming("labels:x", "auto")
-        assert run_data.wants_streaming("cifar10_n/worse", "auto")
-        assert not run_data.wants_streaming("digits", "auto")
-        assert not run_data.wants_streaming("cifar10", "auto")
-        assert not run_data.wants_streaming(f"folder:{folder}", "auto")  # 36 small images
+    def test_auto(self, folder, label_dir):
+        assert not data.load(f"labels:{label_dir}").in_memory
+        assert data.load("digits").in_memory
+        assert data.load(f"folder:{folder}").in_memory  # 36 small images
+        with tfds.testing.mock_data(num_examples=8):
+            assert not data.load("cifar10_n/worse").in_memory
+            assert data.load("cifar10").in_memory
 
     def test_auto_streams_a_large_folder(self, folder, monkeypatch):
-        monkeypatch.setattr(run_data, "STREAM_ABOVE_BYTES", 36 * 32 * 32 * 3 - 1)
-        assert run_data.wants_streaming(f"folder:{folder}", "auto")
+        from keras_imae.data import _load
 
-    def test_on_off(self):
-        assert run_data.wants_streaming("cifar10", "on")
-        assert not run_data.wants_streaming("folder:x", "off")
+        monkeypatch.setattr(_load, "STREAM_ABOVE_BYTES", 36 * 32 * 32 * 3 - 1)
+        assert not data.load(f"folder:{folder}").in_memory
 
-    @pytest.mark.parametrize("name, mode, match", [
-        ("digits", "on", "'digits' is an in-memory source"),
-        ("npz:a.npz", "on", "'npz' is an in-memory source"),
-        ("labels:x", "off", "'labels:x' is only streamed"),
-        ("cifar100_n", "off", "'cifar100_n' is only streamed"),
-        ("digits", "yes", r"Expected one of \('auto', 'on', 'off'\)")])
-    def test_refused(self, name, mode, match):
-        with pytest.raises(ValueError, match=match):
-            run_data.wants_streaming(name, mode)
+    def test_on_off(self, folder, label_dir):
+        assert not data.load(f"folder:{folder}", streaming="on").in_memory
+        assert data.load(f"labels:{label_dir}", streaming="off").in_memory
+        assert data.load("digits", streaming="on").in_memory  # arrays: nothing to stream
 
 
 def test_unknown_streaming_mode_is_refused(tmp_path):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from keras_imae import noise, run_folder
+from keras_imae import noise
+from keras_imae.training import _run_folder as run_folder
 
 
 def test_clear_deletes_only_what_a_run_writes(tmp_path):
@@ -77,7 +78,7 @@ def test_export_targets(tmp_path):
 
 def _hold_lock_in_child(folder):
     """A child process that takes ``folder``'s lock and sleeps; returns it once it holds it."""
-    code = ("import sys, time; from keras_imae import run_folder\n"
+    code = ("import sys, time; from keras_imae.training import _run_folder as run_folder\n"
             "with run_folder.RunFolder(sys.argv[1]).lock():\n"
             "    print('held', flush=True); time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(folder.path)],

@@ -8,7 +8,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_imae import data, noise, streaming, tfds_stream
+from keras_imae import data, noise
+
+
+def stream_load(name, **kwargs):
+    """The source streamed from disk (``data.load(..., streaming="on")``)."""
+    return data.load(name, streaming="on", **kwargs)
+
+
+def eval_with_ids(*args, **kwargs):
+    """``data.eval_dataset`` yielding example ids, as the monitor reads it."""
+    return data.eval_dataset(*args, with_ids=True, **kwargs)
 
 
 def _write_folder(root, per_class=(7, 5, 6), size=(12, 10), seed=0):
@@ -35,14 +45,14 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def both(folder):
     """The same image folder, in memory and streamed."""
-    return (data.load_dataset(f"folder:{folder}", image_size=(8, 8)),
-            streaming.load(f"folder:{folder}", image_size=(8, 8)))
+    return (data.load(f"folder:{folder}", image_size=(8, 8)),
+            stream_load(f"folder:{folder}", image_size=(8, 8)))
 
 
 class TestFolderMatchesInMemory:
     def test_labels_split_and_statistics_are_identical(self, both):
         mem, st = both
-        assert isinstance(st, streaming.StreamingDataset) and st.given_labels is None
+        assert isinstance(st, data.Dataset) and st.given_labels is None
         np.testing.assert_array_equal(st.y_train, mem.y_train)
         np.testing.assert_array_equal(st.y_test, mem.y_test)
         np.testing.assert_array_equal(st.mean, mem.mean)  # bit-identical, same chunks
@@ -53,7 +63,7 @@ class TestFolderMatchesInMemory:
 
     def test_example_id_is_the_in_memory_index(self, both):
         mem, st = both
-        x, ids = zip(*streaming.stream(st.train, batch_size=4, with_ids=True)
+        x, ids = zip(*data.stream(st.train, batch_size=4, with_ids=True)
                      .as_numpy_iterator())
         np.testing.assert_array_equal(np.concatenate(ids), np.arange(len(mem.x_train)))
         np.testing.assert_array_equal(np.concatenate(x), mem.x_train.astype(np.float32))
@@ -66,7 +76,7 @@ class TestFolderMatchesInMemory:
         np.testing.assert_array_equal(noisy, noisy_streamed)
         kwargs = dict(batch_size=4, augment=augment, seed=11)
         a = data.train_dataset(mem.x_train, noisy, mem.y_train, **kwargs)
-        b = streaming.train_dataset(st, noisy, st.y_train, **kwargs)
+        b = data.train_dataset(st, noisy, st.y_train, **kwargs)
         epochs = []
         for _ in range(2):
             (xa, ya), (xb, yb) = _epoch(a), _epoch(b)
@@ -81,7 +91,7 @@ class TestFolderMatchesInMemory:
         mem, st = both
         split = data.split_validation(mem.x_train, mem.y_train, 0.25, seed=0)
         table = np.arange(len(mem.x_train)) % 3
-        x, y = _epoch(streaming.eval_dataset(st.train, table, ids=split.val_index,
+        x, y = _epoch(eval_with_ids(st.train, table, ids=split.val_index,
                                              batch_size=3))
         np.testing.assert_array_equal(y["id"], split.val_index)
         np.testing.assert_array_equal(y["label"], table[split.val_index])
@@ -91,11 +101,11 @@ class TestFolderMatchesInMemory:
         _, st = both
         clean = st.y_train.copy()
         clean[::2] = -1
-        _, y = _epoch(streaming.eval_dataset(st.train, st.y_train, clean, batch_size=8))
+        _, y = _epoch(eval_with_ids(st.train, st.y_train, clean, batch_size=8))
         np.testing.assert_array_equal(y["clean_label"], clean)
         with pytest.raises(ValueError, match=r"`clean_labels`. Expected class ids >= 0\. "
                                              r"Received: clean_labels\[0\]=-1"):
-            streaming.train_dataset(st, st.y_train, clean, batch_size=4)
+            data.train_dataset(st, st.y_train, clean, batch_size=4)
 
 
 def _worker_epochs(make, workers=2, epochs=2):
@@ -116,7 +126,7 @@ class TestWorkers:
         noisy = (st.y_train + 1) % 3
 
         def make(ctx):
-            ds = streaming.stream(st.train, {"label": noisy}, batch_size=4, shuffle=True,
+            ds = data.stream(st.train, {"label": noisy}, batch_size=4, shuffle=True,
                                   seed=2, with_ids=True, input_context=ctx)
             assert ds.options().experimental_distribute.auto_shard_policy == \
                 tf.data.experimental.AutoShardPolicy.OFF  # already sharded: no auto-shard
@@ -134,16 +144,16 @@ class TestWorkers:
 
     def test_without_context_the_pipeline_asks_for_data_sharding(self, both):
         _, st = both
-        ds = streaming.stream(st.train, batch_size=4)
+        ds = data.stream(st.train, batch_size=4)
         assert ds.options().experimental_distribute.auto_shard_policy == \
             tf.data.experimental.AutoShardPolicy.DATA  # never FILE: ids stay global
 
     def test_sequential_tfds_reader_shards_with_global_ids(self):
         with tfds.testing.mock_data(num_examples=23):
-            st = streaming.load("mnist")
+            st = stream_load("mnist")
 
             def make(ctx):
-                return streaming.stream(st.train, {"label": st.y_train}, batch_size=4,
+                return data.stream(st.train, {"label": st.y_train}, batch_size=4,
                                         shuffle=True, seed=0, with_ids=True, input_context=ctx,
                                         shuffle_buffer=5)
 
@@ -155,11 +165,11 @@ class TestWorkers:
 class TestTfds:
     def test_mnist_streamed_equals_in_memory(self):
         with tfds.testing.mock_data(num_examples=20):
-            mem = data.load_dataset("mnist")
-            st = streaming.load("mnist")
-            x = np.concatenate(list(streaming.stream(st.train, batch_size=6)
+            mem = data.load("mnist")
+            st = stream_load("mnist")
+            x = np.concatenate(list(data.stream(st.train, batch_size=6)
                                     .as_numpy_iterator()))
-            x_test = np.concatenate(list(streaming.stream(st.test, batch_size=6)
+            x_test = np.concatenate(list(data.stream(st.test, batch_size=6)
                                          .as_numpy_iterator()))
         np.testing.assert_array_equal(x, mem.x_train.astype(np.float32))
         np.testing.assert_array_equal(x_test, mem.x_test.astype(np.float32))
@@ -169,9 +179,9 @@ class TestTfds:
 
     def test_resize(self):
         with tfds.testing.mock_data(num_examples=4):
-            mem = data.load_dataset("cifar10", image_size=(8, 8))
-            st = streaming.load("cifar10", image_size=(8, 8))
-            x = np.concatenate(list(streaming.stream(st.train, batch_size=4)
+            mem = data.load("cifar10", image_size=(8, 8))
+            st = stream_load("cifar10", image_size=(8, 8))
+            x = np.concatenate(list(data.stream(st.train, batch_size=4)
                                     .as_numpy_iterator()))
         assert st.input_shape == (8, 8, 3)
         np.testing.assert_array_equal(x, mem.x_train.astype(np.float32))
@@ -183,7 +193,7 @@ class TestTfds:
                                                  ("/worse", "worse_label")])
     def test_cifar10_n_human_labels_are_the_given_labels(self, annotation, key):
         with tfds.testing.mock_data(num_examples=15):
-            st = streaming.load("cifar10_n" + annotation)
+            st = stream_load("cifar10_n" + annotation)
             raw = list(tfds.load("cifar10_n", split="train", shuffle_files=False)
                        .as_numpy_iterator())
             test = list(tfds.load("cifar10_n", split="test", shuffle_files=False)
@@ -196,7 +206,7 @@ class TestTfds:
 
     def test_cifar100_n(self):
         with tfds.testing.mock_data(num_examples=300):
-            st = streaming.load("cifar100_n")
+            st = stream_load("cifar100_n")
             raw = list(tfds.load("cifar100_n", split="train", shuffle_files=False)
                        .as_numpy_iterator())
         np.testing.assert_array_equal(st.given_labels, [r["noise_label"] for r in raw])
@@ -208,46 +218,54 @@ class TestTfds:
     @pytest.mark.parametrize("name", ["cifar10_n/best", "cifar100_n/aggre"])
     def test_unknown_annotation(self, name):
         with pytest.raises(ValueError, match=r"annotations are \[.*Received: name="):
-            tfds_stream.human_label_key(name)
+            data.human_label_key(name)
 
     def test_other_names_pass_through(self):
-        assert tfds_stream.human_label_key("cifar10") == ("cifar10", None)
-        assert tfds_stream.human_label_key("cifar10_n") == ("cifar10_n", "worse_label")
-        assert tfds_stream.human_label_key("cifar100_n") == ("cifar100_n", "noise_label")
+        assert data.human_label_key("cifar10") == ("cifar10", None)
+        assert data.human_label_key("cifar10_n") == ("cifar10_n", "worse_label")
+        assert data.human_label_key("cifar100_n") == ("cifar100_n", "noise_label")
 
 
 class TestErrors:
-    def test_in_memory_sources_are_not_streamed(self):
-        with pytest.raises(ValueError, match="'digits' is an in-memory source"):
-            streaming.load("digits")
+    def test_arrays_stay_in_memory_and_files_can_be_decoded(self, folder):
+        assert stream_load("digits").in_memory  # nothing on disk to stream
+        assert data.load(f"folder:{folder}", image_size=(8, 8)).in_memory  # auto: small
+        assert not stream_load(f"folder:{folder}", image_size=(8, 8)).in_memory
+        with pytest.raises(ValueError, match="Invalid value for `streaming`"):
+            data.load("digits", streaming="sometimes")
+        with pytest.raises(ValueError, match="streams its images from disk: it has no "
+                                             "`x_train` array"):
+            stream_load(f"folder:{folder}", image_size=(8, 8)).x_train
 
     def test_data_dir_only_for_tfds(self, folder):
         with pytest.raises(ValueError, match="`data_dir`: it only applies to TFDS"):
-            streaming.load(f"folder:{folder}", data_dir="/tmp")
+            stream_load(f"folder:{folder}", data_dir="/tmp")
 
-    @pytest.mark.parametrize("name", ["", None])
+    @pytest.mark.parametrize("name", ["", None, "npz:"])
     def test_bad_name(self, name):
-        with pytest.raises(ValueError, match="Invalid value for argument `name`"):
-            streaming.load(name)
+        with pytest.raises(ValueError, match="Invalid value for `dataset`"):
+            stream_load(name)
 
     def test_missing_paths(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="No image folder at"):
-            streaming.load(f"folder:{tmp_path / 'nope'}")
+            stream_load(f"folder:{tmp_path / 'nope'}")
         with pytest.raises(FileNotFoundError, match="No label-file folder at"):
-            streaming.load(f"labels:{tmp_path / 'nope'}")
+            stream_load(f"labels:{tmp_path / 'nope'}")
+        with pytest.raises(FileNotFoundError, match="No npz file at"):
+            data.load(f"npz:{tmp_path / 'nope.npz'}")
 
     def test_undecodable_image_is_named_when_opening(self, tmp_path):
         _write_folder(tmp_path, per_class=(3, 3, 3))
         (tmp_path / "bee" / "001.png").write_bytes(b"not an image")
         with pytest.raises(data.DataError, match=r"Cannot read the image '/.*bee/001.png'"):
-            streaming.load(f"folder:{tmp_path}", image_size=(8, 8))
+            stream_load(f"folder:{tmp_path}", image_size=(8, 8))
 
     def test_label_table_length(self, both):
         _, st = both
         with pytest.raises(ValueError, match="Expected 14 labels"):
-            streaming.train_dataset(st, np.zeros(3, int), batch_size=2)
+            data.train_dataset(st, np.zeros(3, int), batch_size=2)
 
     def test_bad_batch_size(self, both):
         _, st = both
         with pytest.raises(ValueError, match="`batch_size`. Expected a positive integer"):
-            streaming.stream(st.train, batch_size=0)
+            data.stream(st.train, batch_size=0)

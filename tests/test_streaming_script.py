@@ -33,10 +33,10 @@ def test_train_script_on_a_label_file(tmp_path):
     (tmp_path / "test.csv").write_text("\n".join(test_rows) + "\n")
     flags = [f"--dataset=labels:{tmp_path}", "--epochs=1", "--model=mlp", "--batch_size=4",
              "--export_dir=", "--model_dir=run"]
-    code, out = _train(*flags, cwd=tmp_path)  # the default --noise_type=symmetric
-    assert code != 0 and "gives its own noisy labels" in out and "--noise_type=none" in out
+    code, out = _train(*flags, "--noise_type=symmetric", cwd=tmp_path)
+    assert code != 0 and "gives its own noisy labels" in out and "noise_type='none'" in out
     assert not os.path.exists(tmp_path / "run")
-    code, out = _train(*flags, "--noise_type=none", "--verbose=2", cwd=tmp_path)
+    code, out = _train(*flags, "--verbose=2", cwd=tmp_path)  # --noise_type=auto: as given
     assert code == 0, out[-3000:]
     assert "Clean labels are known for 8 of 16 training examples" in out
     assert "train_verified_fraction: 0.5000" in out and "realised noise rate" in out

@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import data, streaming, tfrecord_stream
+from keras_imae import data
+from keras_imae.data._tfrecord import write_example
+
+
+def stream_load(name, **kwargs):
+    """The source streamed from disk (``data.load(..., streaming="on")``)."""
+    return data.load(name, streaming="on", **kwargs)
+
+
+def eval_with_ids(*args, **kwargs):
+    """``data.eval_dataset`` yielding example ids, as the monitor reads it."""
+    return data.eval_dataset(*args, with_ids=True, **kwargs)
 
 
 def _write(root, split, num_files, per_file, seed, label_of=lambda i: i % 3):
@@ -15,7 +26,7 @@ def _write(root, split, num_files, per_file, seed, label_of=lambda i: i % 3):
         with tf.io.TFRecordWriter(str(root / f"{split}-{f:03d}.tfrecord")) as writer:
             for _ in range(per_file):
                 img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-                tfrecord_stream.write_example(writer, tf.io.encode_png(img).numpy(), label_of(i))
+                write_example(writer, tf.io.encode_png(img).numpy(), label_of(i))
                 images.append(img)
                 labels.append(label_of(i))
                 i += 1
@@ -32,11 +43,11 @@ def records(tmp_path_factory):
 
 def test_images_labels_and_ids_in_file_order(records):
     root, (x, y), (x_test, y_test) = records
-    st = streaming.load(f"tfrecord:{root}", image_size=(8, 8))
+    st = stream_load(f"tfrecord:{root}", image_size=(8, 8))
     np.testing.assert_array_equal(st.y_train, y)
     np.testing.assert_array_equal(st.y_test, y_test)
     assert st.num_classes == 3 and st.input_shape == (8, 8, 3) and len(st.train) == 15
-    images, ids = zip(*streaming.stream(st.train, batch_size=4, with_ids=True)
+    images, ids = zip(*data.stream(st.train, batch_size=4, with_ids=True)
                       .as_numpy_iterator())
     np.testing.assert_array_equal(np.concatenate(ids), np.arange(15))
     np.testing.assert_array_equal(np.concatenate(images), x.astype(np.float32))
@@ -45,12 +56,12 @@ def test_images_labels_and_ids_in_file_order(records):
 
 def test_workers_read_only_their_files_with_global_ids(records):
     root, (_, y), _ = records
-    st = streaming.load(f"tfrecord:{root}", image_size=(8, 8))
+    st = stream_load(f"tfrecord:{root}", image_size=(8, 8))
     seen = []
     for w in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=w,
                                          num_replicas_in_sync=2)
-        ds = streaming.stream(st.train, {"label": y}, batch_size=4, shuffle=True, seed=0,
+        ds = data.stream(st.train, {"label": y}, batch_size=4, shuffle=True, seed=0,
                               with_ids=True, input_context=ctx)
         ids = np.concatenate([b["id"] for _, b in ds.as_numpy_iterator()])
         seen.append(ids)
@@ -61,36 +72,40 @@ def test_workers_read_only_their_files_with_global_ids(records):
 
 def test_more_workers_than_files_still_see_every_record_once(records):
     root, _, _ = records
-    st = streaming.load(f"tfrecord:{root}", image_size=(8, 8))
+    st = stream_load(f"tfrecord:{root}", image_size=(8, 8))
     seen = []
     for w in range(4):
         ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=w)
-        seen.append(np.concatenate([i for _, i in streaming.stream(
+        seen.append(np.concatenate([i for _, i in data.stream(
             st.train, batch_size=2, with_ids=True, input_context=ctx).as_numpy_iterator()]))
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(15))
 
 
 def test_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="No TFRecord folder"):
-        streaming.load(f"tfrecord:{tmp_path / 'nope'}")
+        stream_load(f"tfrecord:{tmp_path / 'nope'}")
     with pytest.raises(data.DataError, match=r"No train\*\.tfrecord\* files"):
-        streaming.load(f"tfrecord:{tmp_path}")
+        stream_load(f"tfrecord:{tmp_path}")
     _write(tmp_path, "train", 1, 2, seed=0)
     _write(tmp_path, "test", 1, 2, seed=0, label_of=lambda i: 5 * i)
     (tmp_path / "classes.txt").write_text("a\nb\nc\n")
     with pytest.raises(data.DataError, match=r"test-000\.tfrecord: record 1 has label 5, "
                                              r"outside the 3 classes"):
-        streaming.load(f"tfrecord:{tmp_path}")
+        stream_load(f"tfrecord:{tmp_path}")
     with tf.io.TFRecordWriter(str(tmp_path / "train-000.tfrecord")) as writer:
         writer.write(tf.train.Example().SerializeToString())  # no label
     with pytest.raises(data.DataError, match=r"train-000\.tfrecord: not TFRecord files of "
                                              r"tf.train.Example with an int64 `label`"):
-        streaming.load(f"tfrecord:{tmp_path}")
+        stream_load(f"tfrecord:{tmp_path}")
 
 
-def test_tfrecord_is_streamed_only():
-    with pytest.raises(ValueError, match="'tfrecord:x' is only streamed"):
-        data.load_dataset("tfrecord:x")
+def test_tfrecord_streams_by_default_and_decodes_into_memory_on_request(records):
+    root, (x, y), _ = records
+    assert not data.load(f"tfrecord:{root}", image_size=(8, 8)).in_memory
+    memory = data.load(f"tfrecord:{root}", image_size=(8, 8), streaming="off")
+    assert memory.in_memory
+    np.testing.assert_array_equal(memory.x_train, x)  # the same pixels as streamed
+    np.testing.assert_array_equal(memory.y_train, y)
     assert data.is_known_source("tfrecord:anything")
 
 
@@ -99,7 +114,8 @@ def test_training_run_on_records(records, tmp_path):
 
     root, (_, y), _ = records
     config = training.RunConfig(dataset=f"tfrecord:{root}", epochs=1, verbose=0, model="mlp",
-                                batch_size=4, noise_rate=0.2, model_dir=str(tmp_path / "run"),
+                                batch_size=4, noise_type="symmetric", noise_rate=0.2,
+                                model_dir=str(tmp_path / "run"),
                                 export_dir="")
     results = training.run(config)
     noisy, is_noisy, clean, _ = noise.load_noisy_labels(config.model_dir)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import (callbacks, data, distribute, losses, noise, ranking, recipe, run_folder,
-                        training)
+from keras_imae import callbacks, data, losses, noise, training
+from keras_imae.label_issues import _ranking as ranking
+from keras_imae.training import _run, distribute, recipe
+from keras_imae.training import _run_folder as run_folder
 
 
 def _config(tmp_path, **overrides):
@@ -160,14 +162,14 @@ def test_only_the_chief_writes_model_dir():
                                       cluster_spec=lambda: spec))
 
     workers = {"worker": ["a:1", "b:2"]}
-    assert training._worker_dir("m", NS()) == ("m", True)  # no cluster resolver
-    assert training._worker_dir("m", strategy(None, None, {})) == ("m", True)
-    assert training._worker_dir("m", strategy("worker", 0, workers)) == ("m", True)
-    assert training._worker_dir("m", strategy("worker", 1, workers)) == (
+    assert _run._worker_dir("m", NS()) == ("m", True)  # no cluster resolver
+    assert _run._worker_dir("m", strategy(None, None, {})) == ("m", True)
+    assert _run._worker_dir("m", strategy("worker", 0, workers)) == ("m", True)
+    assert _run._worker_dir("m", strategy("worker", 1, workers)) == (
         os.path.join("m", "worker-1"), False)
     with_chief = {"chief": ["c:0"], **workers}
-    assert training._worker_dir("m", strategy("chief", 0, with_chief)) == ("m", True)
-    assert training._worker_dir("m", strategy("worker", 0, with_chief)) == (
+    assert _run._worker_dir("m", strategy("chief", 0, with_chief)) == ("m", True)
+    assert _run._worker_dir("m", strategy("worker", 0, with_chief)) == (
         os.path.join("m", "worker-0"), False)
 
 
@@ -208,8 +210,8 @@ def test_tabular_npz_binary_run(tmp_path):
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
     path = tmp_path / "table.npz"
     np.savez(path, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
-    config = _config(tmp_path, dataset=f"npz:{path}", noise_rate=0.2, epochs=2,
-                     batch_size=32)
+    config = _config(tmp_path, dataset=f"npz:{path}", noise_type="symmetric", noise_rate=0.2,
+                     epochs=2, batch_size=32)
     results = training.run(config)
     assert results["model"] == "mlp" and results["noise_rate_realised"] == pytest.approx(0.2)
     loaded = tf.saved_model.load(results["saved_model"])
@@ -331,10 +333,10 @@ def test_the_warmup_trains_the_first_epochs_with_a_flat_emphasis(tmp_path, digit
     with open(tmp_path / "warm" / "run" / "metrics.json") as f:
         assert json.load(f)["warmup_epochs"] == 1
     # the default: a quarter of the epochs, rounded down, for DM and IMAE; none for the others
-    assert recipe.warmup_epochs(training.RunConfig(epochs=40)) == 10
-    assert recipe.warmup_epochs(training.RunConfig(epochs=10)) == 2
-    assert recipe.warmup_epochs(training.RunConfig(epochs=7, loss="imae")) == 1
-    assert recipe.warmup_epochs(training.RunConfig(epochs=40, loss="gce")) == 0
+    assert recipe.warmup_epochs("dm", 40) == 10
+    assert recipe.warmup_epochs("dm", 10) == 2
+    assert recipe.warmup_epochs("imae", 7) == 1
+    assert recipe.warmup_epochs("gce", 40) == 0
 
 
 def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
@@ -355,11 +357,19 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
 
 
 def test_a_run_resolves_dm_defaults_for_its_architecture(tmp_path, digits):
-    # Symmetric noise: beta=16 for the MLP that model="auto" picks for digits, 8 for the CNN.
-    for model, beta in (("auto", 16.0), ("cnn", 8.0)):
-        results = training.run(_config(tmp_path / model, epochs=1, export_dir="", model=model),
-                               dataset=digits)
-        assert (results["loss"]["lam"], results["loss"]["beta"]) == (1.0, beta)
+    # The plain MLP that model="auto" picks for digits and the BatchNorm CNN get their own
+    # beta from the recipe's table; the run records what it used, as numbers.
+    for model, key in (("auto", "dm"), ("cnn", "dm_batchnorm")):
+        config = _config(tmp_path / model, epochs=1, export_dir="", model=model)
+        results = training.run(config, dataset=digits)
+        expected = recipe.DEFAULTS[key]
+        assert (results["loss"]["lam"], results["loss"]["beta"]) == (
+            expected["lam"], expected["beta"])
+        with open(os.path.join(config.model_dir, "config.json")) as f:
+            recorded = json.load(f)
+        assert recorded["beta"] is None  # what the user set
+        assert recorded["resolved"]["loss_settings"]["beta"] == expected["beta"]  # what ran
+        assert recorded["resolved"] == results["resolved"]
 
 
 # -- reliability (issue #13): never lose a user's files, never get stuck ------------------------
@@ -471,7 +481,7 @@ def test_the_reported_nan_settings_stop_without_saving_or_exporting(tmp_path, di
 def test_non_finite_training_stops_without_saving_or_exporting(tmp_path, digits):
     x = digits.x_train.astype("float32")
     x[5, 2, 3, 0] = np.nan  # bypasses load_dataset's check on purpose
-    broken = dataclasses.replace(digits, x_train=x)
+    broken = dataclasses.replace(digits, train=data.ArrayReader(x))
     config = _config(tmp_path, epochs=3)
     # TF's ReLU maps the NaN to 0 but the first layer's weights turn NaN in the backward pass:
     # every prediction becomes the same (or NaN, with other layers). Either way: stopped.

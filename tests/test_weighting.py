@@ -1,9 +1,9 @@
-"""Tests for keras_imae.weighting: the emphasis densities w(p) against their formulas."""
+"""Tests for keras_imae.losses.weighting: the emphasis densities w(p) against their formulas."""
 
 import numpy as np
 import pytest
 
-from keras_imae import weighting
+from keras_imae.losses import weighting
 
 
 def _dm_weight(pc, beta, lam):

@@ -1,0 +1,23 @@
+"""The callbacks of a run.
+
+- :class:`FitMonitor`: at every epoch end, clean fit, memorisation (``noisy_fit``) and
+  correction (``noisy_correct``) on the un-augmented training set and test accuracy,
+  measured exactly, plus the logit scale and where the loss puts its emphasis.
+- :class:`CollapseGuard`: stops a collapsed run (non-finite values, diverging logits,
+  constant predictions) with :class:`TrainingCollapsed`, before it is saved or exported.
+- :class:`EmphasisWarmup`: trains DM's (IMAE's) first epochs with a flat emphasis.
+
+:func:`predict_pass`, :func:`fit_statistics` and :func:`logit_statistics` are the monitor's
+measurements, usable on any model.
+"""
+
+from keras_imae.callbacks._guard import CollapseGuard, TrainingCollapsed
+from keras_imae.callbacks._monitor import FitMonitor
+from keras_imae.callbacks._passes import (EMPHASIS_BANDS, PassResult, fit_statistics,
+                                          logit_statistics, pass_logit_statistics,
+                                          predict_pass)
+from keras_imae.callbacks._warmup import EmphasisWarmup
+
+__all__ = ["CollapseGuard", "EMPHASIS_BANDS", "EmphasisWarmup", "FitMonitor", "PassResult",
+           "TrainingCollapsed", "fit_statistics", "logit_statistics", "pass_logit_statistics",
+           "predict_pass"]

@@ -1,0 +1,60 @@
+"""A flat emphasis for DM's (or IMAE's) first epochs: this project's schedule."""
+
+import keras
+
+from keras_imae import _checks as checks
+
+__all__ = ["EmphasisWarmup"]
+
+
+class EmphasisWarmup(keras.callbacks.Callback):
+    """Trains the first ``epochs`` epochs with DM's (or IMAE's) emphasis flat, then with the
+    loss as configured.
+
+    During the warm-up the compiled loss runs with its emphasis strength at 0 (DM ``beta=0``,
+    IMAE ``temperature=0``: ``w = 1``, every example pushed along ``(p - y)`` with the same
+    unit force, normalisation and ``max_margin`` unchanged); from epoch ``epochs`` on, with
+    its own value. This project's schedule, not the papers'; why (``docs/dm_study.md``,
+    part 7): with ``lam > 1`` DM's emphasis is asymmetric around ``p = 1/2``, and under
+    class-dependent noise a region the network first assigns to the class its wrong
+    labels name is *held* there, its wrong labels near the mode and its clean ones at low
+    ``p`` (a second stable state; the majority wins everywhere only when
+    ``(1 - r) w(p) > r w(1 - p)`` for every ``p``). With a flat emphasis the majority wins
+    everywhere, so the first epochs sort the regions by their majority label before the
+    emphasis starts rejecting the wrong labels.
+
+    Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by setting
+    ``model.loss.flat_emphasis`` and rebuilding the step function
+    (``model.make_train_function(force=True)``, read by ``fit`` at every step on the
+    TensorFlow and JAX backends). The loss is left as configured when ``fit`` returns. Keras
+    skips ``on_train_end`` when an exception escapes ``fit``: a fit interrupted during the
+    warm-up leaves the loss flat until the next ``fit`` with an ``EmphasisWarmup`` (of any
+    length, 0 included) or ``model.loss.flat_emphasis = False``.
+
+    Args:
+        epochs: number of warm-up epochs, ``>= 0`` (0: no warm-up).
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = checks.integer("epochs", epochs, low=0)
+
+    def on_train_begin(self, logs=None):
+        if self.epochs and getattr(type(self.model.loss), "EMPHASIS_STRENGTH", None) is None:
+            raise ValueError(
+                "EmphasisWarmup needs a model compiled with one loss that has an emphasis "
+                "strength (keras_imae.losses.DerivativeManipulation or IMAE). Received: "
+                f"loss={self.model.loss!r}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._set_flat(epoch < self.epochs)
+
+    def on_train_end(self, logs=None):
+        self._set_flat(False)  # a fit stopped early by a callback, during the warm-up
+
+    def _set_flat(self, flat):
+        # getattr: with epochs=0 any loss is accepted, and a loss left flat by an earlier
+        # fit that raised is reset here too.
+        if getattr(self.model.loss, "flat_emphasis", False) != flat:
+            self.model.loss.flat_emphasis = flat
+            self.model.make_train_function(force=True)

@@ -1,0 +1,217 @@
+"""tf.data pipelines over any reader: one :func:`train_dataset`, one :func:`eval_dataset`.
+
+``ids -> examples (cache, shuffle, shard: the reader's) -> (zip augmentation seeds) ->
+decode, augment, cast to float32, look labels up by id -> batch -> prefetch``.
+
+Labels are ``(N,)`` tables indexed by example id (``tf.gather`` on a constant: 4 bytes per
+example and table), so noise drawn once on the whole label vector applies to any reader.
+Images keep their pixel scale: models start with a ``Normalization`` layer.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_imae import _checks as checks
+from keras_imae.data._readers import ArrayReader
+from keras_imae.data._split import check_labels
+
+__all__ = ["AUGMENTATIONS", "SHUFFLE_BUFFER", "augment_pad", "augmentation",
+           "check_batch_size", "check_label_table", "eval_dataset", "pipeline_options",
+           "plain_dataset", "stream", "train_dataset"]
+
+AUGMENT_PAD_FRACTION = 8  # zero padding = side / 8 along each axis (CIFAR: 4 pixels at 32x32)
+AUGMENTATIONS = ("cifar", "crop")
+SHUFFLE_BUFFER = 10_000  # record readers (TFRecord, TFDS)
+PREFETCH_BATCHES = 2  # fixed: an autotuned buffer grows with the epoch length (measured)
+
+
+def check_batch_size(batch_size):
+    return checks.integer("batch_size", batch_size, low=1)
+
+
+def check_label_table(labels, num_examples, name, *, allow_unverified=False):
+    """``labels`` as an ``(num_examples,)`` int32 table indexed by example id; ``-1``
+    (unverified clean label) only where allowed."""
+    labels = check_labels(labels, name, num_examples)
+    if (labels < (-1 if allow_unverified else 0)).any():
+        first = int(np.argmax(labels < 0))
+        raise ValueError(f"Invalid value for argument `{name}`. Expected class ids >= 0"
+                         f"{' (or -1: unverified)' if allow_unverified else ''}. Received: "
+                         f"{name}[{first}]={labels[first]}")
+    return labels.astype(np.int32)
+
+
+def augmentation(kind, image_shape):
+    """``augment(image, seed)``: the stateless ``"cifar"`` (zero-pad an eighth of each side,
+    random crop back, random horizontal flip) or ``"crop"`` (the same without the flip)
+    augmentation of one ``image_shape`` image with a ``[2]`` seed."""
+    if kind not in AUGMENTATIONS:
+        raise ValueError(
+            f"Invalid value for argument `augment`. Expected None or one of {AUGMENTATIONS}. "
+            f"Received: augment={kind!r}")
+    if len(image_shape) != 3:
+        raise ValueError(
+            f"Invalid value for argument `augment`: {kind!r} needs (H, W, C) images. "
+            f"Received: examples of shape {image_shape}")
+    height, width, _ = image_shape
+    pad_h, pad_w = augment_pad(image_shape)
+
+    def augment(image, seed):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = tf.image.pad_to_bounding_box(  # zero padding, as in the papers
+            image, pad_h, pad_w, height + 2 * pad_h, width + 2 * pad_w)
+        image = tf.image.stateless_random_crop(image, image_shape, seed=crop_seed)
+        if kind == "cifar":
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+        return image
+
+    return augment
+
+
+def augment_pad(image_shape):
+    """``(rows, columns)`` of zero padding before the random crop: an eighth of each side,
+    rounded (the papers' 4 pixels at CIFAR's 32x32; 4 at 28x28, 1 at digits' 8x8, 0 along a
+    side of 1, such as a 1-D signal stored as an ``(L, 1, 1)`` image)."""
+    return tuple(round(side / AUGMENT_PAD_FRACTION) for side in image_shape[:2])
+
+
+def pipeline_options(*, sharded=False):
+    """``tf.data.Options`` of every pipeline: ``AutoShardPolicy.DATA`` (ids must stay global:
+    every worker reads all examples and keeps its share under ``MultiWorkerMirroredStrategy``),
+    or ``OFF`` when the pipeline already reads only this worker's share (``sharded=True``)."""
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
+    return options
+
+
+def _reader(data):
+    """The training reader of ``data``: a :class:`keras_imae.data.Dataset`, a reader, or a
+    numpy array (wrapped in an :class:`ArrayReader`)."""
+    if hasattr(data, "train") and hasattr(data, "test"):  # a Dataset
+        return data.train
+    if hasattr(data, "examples") and hasattr(data, "decode"):
+        return data
+    return ArrayReader(np.asarray(data))
+
+
+def stream(reader, labels=None, *, ids=None, batch_size, shuffle=False, seed=0, augment=None,
+           with_ids=False, input_context=None, shuffle_buffer=SHUFFLE_BUFFER, plain=False):
+    """A batched pipeline over one reader; labels are looked up by example id.
+
+    Args:
+        reader: an :class:`ArrayReader`, ``FileReader`` or ``RecordReader``.
+        labels: ``None`` (yield images only), or a dict name -> ``(N,)`` int array indexed by
+            example id (``{"label": noisy, "clean_label": clean}``).
+        ids: the example ids to read (default all, in order), e.g. a training subset.
+        batch_size: global batch size (per worker ``batch_size / replicas`` with
+            ``input_context``).
+        shuffle, seed: reshuffle every epoch, seeded.
+        augment: ``None``, ``"cifar"`` or ``"crop"``: stateless, one seed pair per example,
+            reproducible for a ``seed`` and different every epoch.
+        with_ids: add ``"id"`` (int64) to the labels dict (or yield ``(x, id)`` without
+            labels), for per-example bookkeeping (:class:`keras_imae.callbacks.FitMonitor`).
+        input_context: a ``tf.distribute.InputContext``: read this worker's share only.
+        shuffle_buffer: buffer size of record readers.
+        plain: yield ``(x, labels["label"])`` for plain Keras models.
+
+    Returns:
+        A batched ``tf.data.Dataset``.
+    """
+    check_batch_size(batch_size)
+    ids = np.arange(len(reader), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    shard = None
+    if input_context is not None:
+        shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    ds = reader.examples(ids, shuffle=shuffle, seed=seed, shard=shard,
+                         shuffle_buffer=shuffle_buffer)
+    augment_fn = augmentation(augment, reader.image_shape) if augment is not None else None
+    if augment_fn is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+    tables = {k: tf.constant(np.asarray(v).astype(np.int32)) for k, v in (labels or {}).items()}
+
+    def prepare(element, pair_seed=None):
+        example_id, record = element
+        image = reader.decode(record)
+        if augment_fn is not None:
+            image = augment_fn(image, pair_seed)
+        image = tf.cast(image, tf.float32)
+        targets = {k: tf.gather(t, example_id) for k, t in tables.items()}
+        if plain:
+            return image, targets["label"]
+        if not targets:
+            return (image, example_id) if with_ids else image
+        if with_ids:
+            targets["id"] = example_id
+        return image, targets
+
+    if augment_fn is None:
+        ds = ds.map(lambda i, record: prepare((i, record)), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    options = pipeline_options(sharded=shard is not None)
+    return ds.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+def _tables(num_examples, labels, clean_labels, *, allow_unverified):
+    tables = {"label": check_label_table(labels, num_examples, "labels")}
+    if clean_labels is not None:
+        tables["clean_label"] = check_label_table(clean_labels, num_examples, "clean_labels",
+                                                  allow_unverified=allow_unverified)
+    return tables
+
+
+def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augment=None,
+                  seed=0, shuffle=True, input_context=None):
+    """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
+
+    Args:
+        data: a :class:`keras_imae.data.Dataset` (its training split), a reader, or an
+            ``(N, ...)`` numpy array of inputs.
+        labels: ``(N,)`` integer (noisy) training labels, indexed by example id (the whole
+            split, whatever ``ids`` selects).
+        clean_labels: optional ``(N,)`` clean labels; omitted from the targets when ``None``.
+        ids: the example ids to train on (default: all).
+        batch_size: global batch size.
+        augment: ``None``, ``"cifar"`` or ``"crop"`` (see :func:`augmentation`).
+        seed: seed of the shuffling and augmentation: two pipelines with the same arguments
+            yield identical epochs, and each epoch differs from the previous.
+        shuffle: reshuffle every epoch.
+        input_context: a ``tf.distribute.InputContext`` (several workers).
+
+    Returns:
+        A batched ``tf.data.Dataset``; labels are int32.
+    """
+    reader = _reader(data)
+    return stream(reader, _tables(len(reader), labels, clean_labels, allow_unverified=False),
+                  ids=ids, batch_size=batch_size, shuffle=shuffle, seed=seed, augment=augment,
+                  input_context=input_context)
+
+
+def plain_dataset(data, labels, *, ids=None, batch_size, augment=None, seed=0, shuffle=True):
+    """Like :func:`train_dataset`, yielding ``(x, labels)`` for plain Keras models (pass
+    ``shuffle=False`` to evaluate in order)."""
+    reader = _reader(data)
+    return stream(reader, _tables(len(reader), labels, None, allow_unverified=False), ids=ids,
+                  batch_size=batch_size, shuffle=shuffle, seed=seed, augment=augment, plain=True)
+
+
+def eval_dataset(data, labels=None, clean_labels=None, *, ids=None, batch_size,
+                 with_ids=False):
+    """Un-augmented, unshuffled pipeline in id order, for evaluation and prediction.
+
+    Yields ``x`` (``(x, id)`` with ``with_ids``) when ``labels`` is ``None``, else
+    ``(x, {"label": labels[, "clean_label": clean_labels][, "id"]})``: what
+    :class:`keras_imae.callbacks.FitMonitor` measures. ``data`` as for
+    :func:`train_dataset`, or a split's reader (``dataset.test``); a clean label of -1 marks an
+    unverified example.
+    """
+    if labels is None and clean_labels is not None:
+        raise ValueError("Invalid value for argument `clean_labels`: it needs `labels` as "
+                         "well. Received: labels=None")
+    reader = _reader(data)
+    tables = None if labels is None else _tables(len(reader), labels, clean_labels,
+                                                 allow_unverified=True)
+    return stream(reader, tables, ids=ids, batch_size=batch_size, with_ids=with_ids)

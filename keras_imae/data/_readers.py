@@ -1,0 +1,218 @@
+"""Readers: where a split's examples come from, in memory or on disk, numbered by example id.
+
+Every split of a :class:`keras_imae.data.Dataset` is a reader. Example ``i`` of a split has
+the **global example id** ``i`` (its position in the split), the same id in memory or
+streamed and under any sharding; labels are tables indexed by that id
+(:mod:`keras_imae.data._pipeline`), so only the pixels differ between readers.
+
+- :class:`ArrayReader`: images (or feature vectors) in a numpy array.
+- :class:`FileReader`: random access to image files (``folder:``, ``labels:``); the pipeline
+  shuffles the *ids* with the same ``shuffle(N, seed)`` as the array reader, then reads, so
+  the same images give bit-identical batches either way.
+- :class:`RecordReader`: a fixed record order (TFRecord files, TFDS), numbered as the
+  records come; shuffled in a seeded buffer, as any record stream.
+
+:func:`materialize` decodes a file or record reader into an :class:`ArrayReader` (the
+in-memory path of those sources: decode once, then train at array speed).
+
+Sharding (several workers): ``examples(..., shard=(num_shards, index))`` keeps every
+``num_shards``-th id after the shuffle (which every worker draws alike) and before reading,
+so a worker decodes only its share and ids stay global. TFRecord files, when there are at
+least as many as workers, are split by file (per-file id offsets).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_imae.data import _images
+
+__all__ = ["ArrayReader", "FileReader", "RecordReader", "channel_stats", "image_stats",
+           "materialize"]
+
+STATS_CHUNK = 4096  # examples per chunk of an array's mean/std
+STATS_BATCH = 256  # decoded images per chunk of a streamed mean/std pass
+
+
+def _subset_filter(ds, ids, size):
+    """Keep only ``ids`` of a numbered ``(id, record)`` stream of ``size`` records."""
+    if len(ids) == size:
+        return ds
+    keep = np.zeros(size, bool)
+    keep[ids] = True
+    keep = tf.constant(keep)
+    return ds.filter(lambda i, _: tf.gather(keep, i))
+
+
+@dataclasses.dataclass(repr=False)
+class ArrayReader:
+    """Example ``i`` is ``x[i]`` (a numpy array: ``(N, H, W, C)`` images or ``(N, F)``
+    features, in their original scale and dtype)."""
+
+    x: np.ndarray
+    random_access = True
+
+    def __len__(self):
+        return len(self.x)
+
+    @property
+    def image_shape(self):
+        return tuple(self.x.shape[1:])
+
+    def examples(self, ids, *, shuffle, seed, shard, shuffle_buffer=None):
+        """``(id, x)`` of one epoch: cached, shuffled, then this worker's share."""
+        ds = tf.data.Dataset.from_tensor_slices((ids, self.x[ids])).cache()
+        if shuffle:
+            ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+        return ds.shard(*shard) if shard is not None else ds
+
+    def decode(self, record):
+        return record
+
+
+@dataclasses.dataclass(repr=False)
+class FileReader:
+    """Example ``i`` is the image file ``paths[i]``, decoded to ``image_size`` by
+    :func:`keras_imae.data._images.decode_image`."""
+
+    paths: np.ndarray
+    image_size: tuple
+    random_access = True
+
+    def __post_init__(self):
+        self.paths = _images.path_array(self.paths)
+        self._path_tensor = None  # one string tensor shared by all of this split's pipelines
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def image_shape(self):
+        return (*self.image_size, _images.CHANNELS)
+
+    def examples(self, ids, *, shuffle, seed, shard, shuffle_buffer=None):
+        """``(id, path)`` of one epoch: the ids shuffled, sharded, then looked up."""
+        ds = tf.data.Dataset.from_tensor_slices(ids)
+        if shuffle:  # the array reader's shuffle, applied to the ids
+            ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+        if shard is not None:
+            ds = ds.shard(*shard)
+        if self._path_tensor is None:
+            self._path_tensor = tf.constant(self.paths)
+        paths = self._path_tensor
+        return ds.map(lambda i: (i, tf.gather(paths, i)))
+
+    def decode(self, record):
+        return _images.decode_image(record, self.image_size)
+
+    def unreadable(self, where, err):
+        """The :class:`DataError` of a failed decoding pass, naming the first bad file."""
+        return _images.unreadable_error(self.paths, where, err)
+
+
+@dataclasses.dataclass(repr=False)
+class RecordReader:
+    """Sequential: ``make()`` gives the split's encoded records in a fixed order (example
+    ``i`` is the ``i``-th); ``decode_fn`` turns one into an image of ``image_shape``.
+
+    ``shard_files(num_shards, index)``, when given, yields ``(id, record)`` of this worker's
+    share of the *files* (global ids from per-file offsets); ``None`` when the reader cannot
+    (then every worker reads all records and keeps its ids).
+    """
+
+    make: callable
+    decode_fn: callable
+    num_examples: int
+    image_shape: tuple
+    shard_files: callable = None
+    random_access = False
+
+    def __len__(self):
+        return self.num_examples
+
+    def examples(self, ids, *, shuffle, seed, shard, shuffle_buffer):
+        """``(id, record)`` of one epoch: numbered in record order, kept to ``ids``, this
+        worker's share, shuffled in a buffer of ``shuffle_buffer``."""
+        if shard is not None and self.shard_files is not None:
+            ds, shard = self.shard_files(*shard), None  # reads only this worker's files
+        else:
+            ds = self.make().enumerate()  # ids: positions in the fixed record order
+        ds = _subset_filter(ds, ids, len(self))
+        if shard is not None:
+            ds = ds.shard(*shard)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return ds
+
+    def decode(self, record):
+        image = self.decode_fn(record)
+        image.set_shape(self.image_shape)
+        return image
+
+    def unreadable(self, where, err):
+        return _images.DataError(f"{where!r}: a record's image is missing or not an image "
+                                 f"({str(err).splitlines()[0][:200]}).")
+
+
+def _decoded_chunks(reader, batch):
+    """Every example of a file or record reader, decoded, in id order, ``batch`` at a time."""
+    ids = np.arange(len(reader), dtype=np.int64)
+    records = reader.examples(ids, shuffle=False, seed=0, shard=None, shuffle_buffer=None)
+    images = records.map(lambda _, record: reader.decode(record),
+                         num_parallel_calls=tf.data.AUTOTUNE)
+    return images.batch(batch).prefetch(2).as_numpy_iterator()
+
+
+def materialize(reader, where):
+    """``reader``'s examples decoded into one :class:`ArrayReader` (an array reader is
+    returned as it is).
+
+    Raises:
+        DataError: an image that cannot be decoded, named (files) or described (records).
+    """
+    if isinstance(reader, ArrayReader):
+        return reader
+    try:
+        chunks = list(_decoded_chunks(reader, STATS_BATCH))
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        raise reader.unreadable(where, err) from None
+    if not chunks:
+        return ArrayReader(np.zeros((0, *reader.image_shape), np.uint8))
+    return ArrayReader(np.concatenate(chunks))
+
+
+def channel_stats(chunks, channels):
+    """float32 per-channel ``(mean, std)`` of arrays ``(..., channels)`` given in chunks.
+
+    Sums of values and squares accumulate in float64, chunk by chunk; ``std`` is
+    ``sqrt(max(E[x^2] - E[x]^2, 0))``. Image pixels are integers, so their float64 sums are
+    exact below 2^53 (any dataset under ~10^11 pixel values) in any chunking: an array and a
+    streamed pass over the same images give bit-identical statistics.
+    """
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk).reshape(-1, channels).astype(np.float64)
+        total += chunk.sum(axis=0)
+        squares += np.square(chunk).sum(axis=0)
+        count += len(chunk)
+    count = max(count, 1)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def image_stats(reader, where=None):
+    """Exact per-channel (per-feature) ``(mean, std)`` of a split: of the array, chunk by
+    chunk, or of one streamed pass decoding every image once (a flat memory)."""
+    channels = reader.image_shape[-1]
+    if isinstance(reader, ArrayReader):
+        x = reader.x
+        return channel_stats((x[i:i + STATS_CHUNK] for i in range(0, len(x), STATS_CHUNK)),
+                             channels)
+    try:
+        return channel_stats(_decoded_chunks(reader, STATS_BATCH), channels)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        raise reader.unreadable(where, err) from None

@@ -1,0 +1,196 @@
+"""The ``keras.losses.Loss`` classes (thin wrappers of :mod:`._functions`) and :func:`get`."""
+
+import keras
+
+from keras_imae import _checks as checks
+from keras_imae.losses import weighting
+from keras_imae.losses._core import CoreLoss
+from keras_imae.losses._functions import (
+    _alpha_beta, _check_dm, categorical_crossentropy, derivative_manipulation,
+    generalized_cross_entropy, imae, mean_absolute_error, mean_squared_error,
+    normalized_cross_entropy_reverse, symmetric_cross_entropy)
+
+__all__ = ["DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
+           "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
+           "NormalizedCrossEntropyReverse", "LOSSES", "get"]
+
+_PACKAGE = "keras_imae"
+
+
+_SUM = "sum_over_batch_size"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DerivativeManipulation(CoreLoss):
+    """Derivative Manipulation loss; see :func:`derivative_manipulation`.
+
+    ``w(p) = exp(beta * p^lam * (1 - p))``, normalised over the global batch by default.
+
+    Example:
+        >>> model.compile(optimizer="adam",
+        ...               loss=keras_imae.losses.DerivativeManipulation(beta=8.0, lam=0.5))
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
+        Example Weighting." arXiv:1905.11233, 2019.
+    """
+
+    _fn = staticmethod(derivative_manipulation)
+    HYPERPARAMETERS = ("beta", "lam", "max_margin")
+    EMPHASIS_STRENGTH = "beta"
+
+    def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
+                 max_margin=None, reduction=_SUM, name="derivative_manipulation", dtype=None):
+        beta, lam, max_margin = _check_dm(beta, lam, normalize, max_margin)
+        super().__init__(
+            {"beta": beta, "lam": lam, "max_margin": max_margin},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+    def log_emphasis(self, p, *, one_minus_p=None):
+        h = self._active_hparams()
+        return weighting.log_dm(p, beta=h["beta"], lam=h["lam"], one_minus_p=one_minus_p)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IMAE(CoreLoss):
+    """IMAE loss, ``w(p) = exp(T p (1 - p))``; see :func:`imae`.
+
+    References:
+        X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning."
+        arXiv:1903.12141, 2019.
+    """
+
+    _fn = staticmethod(imae)
+    HYPERPARAMETERS = ("temperature", "max_margin")
+    EMPHASIS_STRENGTH = "temperature"
+
+    def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
+                 max_margin=None, reduction=_SUM, name="imae", dtype=None):
+        temperature, _, max_margin = _check_dm(temperature, 1.0, normalize, max_margin,
+                                               beta_name="temperature")
+        super().__init__(
+            {"temperature": temperature, "max_margin": max_margin},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+    def log_emphasis(self, p, *, one_minus_p=None):
+        temperature = self._active_hparams()["temperature"]
+        return weighting.log_dm(p, beta=temperature, lam=1.0, one_minus_p=one_minus_p)
+
+
+class _ParameterFreeLoss(CoreLoss):
+    """A baseline without hyper-parameters: subclasses set ``_fn`` and ``_default_name``."""
+
+    _default_name = None
+
+    def __init__(self, *, normalize=None, from_logits=True, reduction=_SUM, name=None,
+                 dtype=None):
+        super().__init__({}, normalize=normalize, from_logits=from_logits,
+                         reduction=reduction, name=name or self._default_name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CategoricalCrossentropy(_ParameterFreeLoss):
+    """Cross-entropy with the stable core gradient; ``normalize="batch"`` is CCE-DN."""
+
+    _fn, _weight = staticmethod(categorical_crossentropy), staticmethod(weighting.cce)
+    _default_name = "categorical_crossentropy"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MeanAbsoluteError(_ParameterFreeLoss):
+    """MAE on probabilities, ``sum_k |p_k - y_k|``; see :func:`mean_absolute_error`."""
+
+    _fn, _weight = staticmethod(mean_absolute_error), staticmethod(weighting.mae)
+    _default_name = "mean_absolute_error"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MeanSquaredError(_ParameterFreeLoss):
+    """Squared error on probabilities, ``sum_k (p_k - y_k)^2``; see :func:`mean_squared_error`."""
+
+    _fn = staticmethod(mean_squared_error)
+    _default_name = "mean_squared_error"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GeneralizedCrossEntropy(CoreLoss):
+    """GCE ``(1 - p_c^q) / q``; see :func:`generalized_cross_entropy`."""
+
+    _fn, _weight = staticmethod(generalized_cross_entropy), staticmethod(weighting.gce)
+    HYPERPARAMETERS = ("q",)
+
+    def __init__(self, *, q=0.7, normalize=None, from_logits=True, reduction=_SUM,
+                 name="generalized_cross_entropy", dtype=None):
+        super().__init__(
+            {"q": checks.number("q", q, high=1.0, low_open=True)},
+            normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
+            dtype=dtype,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SymmetricCrossEntropy(CoreLoss):
+    """SCE ``alpha CE + beta RCE``; see :func:`symmetric_cross_entropy`."""
+
+    _fn, _weight = staticmethod(symmetric_cross_entropy), staticmethod(weighting.sce)
+    HYPERPARAMETERS = ("alpha", "beta")
+
+    def __init__(self, *, alpha=0.1, beta=1.0, normalize=None, from_logits=True,
+                 reduction=_SUM, name="symmetric_cross_entropy", dtype=None):
+        super().__init__(_alpha_beta(alpha, beta), normalize=normalize,
+                         from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NormalizedCrossEntropyReverse(CoreLoss):
+    """NCE+RCE ``alpha NCE + beta RCE``; see :func:`normalized_cross_entropy_reverse`."""
+
+    _fn = staticmethod(normalized_cross_entropy_reverse)
+    HYPERPARAMETERS = ("alpha", "beta")
+
+    def __init__(self, *, alpha=1.0, beta=1.0, normalize=None, from_logits=True,
+                 reduction=_SUM, name="normalized_cross_entropy_reverse", dtype=None):
+        super().__init__(_alpha_beta(alpha, beta), normalize=normalize,
+                         from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- get()
+
+LOSSES = {
+    "dm": DerivativeManipulation,
+    "imae": IMAE,
+    "cce": CategoricalCrossentropy,
+    "mae": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "gce": GeneralizedCrossEntropy,
+    "sce": SymmetricCrossEntropy,
+    "nce_rce": NormalizedCrossEntropyReverse,
+}
+
+
+def get(identifier, **kwargs):
+    """A loss from its short name (``dm imae cce mae mse gce sce nce_rce``) and keywords.
+
+    A ``keras.losses.Loss`` instance is returned as is (then no keywords are allowed).
+
+    Example:
+        >>> get("dm", beta=12.0, lam=0.5)   # doctest: +ELLIPSIS
+        <...DerivativeManipulation...>
+    """
+    if isinstance(identifier, keras.losses.Loss):
+        if kwargs:
+            raise ValueError(
+                f"Keyword arguments {sorted(kwargs)} cannot be applied to an existing loss "
+                f"instance {identifier!r}."
+            )
+        return identifier
+    key = identifier.lower() if isinstance(identifier, str) else None
+    if key not in LOSSES:
+        raise ValueError(
+            f"Unknown loss {identifier!r}. Valid names: {', '.join(LOSSES)}."
+        )
+    return LOSSES[key](**kwargs)

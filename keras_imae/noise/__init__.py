@@ -1,0 +1,31 @@
+"""Label corruption: symmetric, pair-flip, asymmetric (class maps) and transition-matrix noise.
+
+Every noise model here is a row-stochastic ``K x K`` transition matrix ``T`` with
+``T[i, j] = P(noisy = j | clean = i)`` (Patrini et al. 2017). :func:`transition_matrix` builds
+the nominal ``T``; :func:`corrupt_labels` draws one corruption of a label array from it, with an
+exact number of flips per class, so the realised matrix is as close to ``T`` as the class sizes
+allow. A "flip" always lands on another class: the nominal rate is the realised rate (unlike
+conventions where a symmetric flip may land back on the true class, so 50% nominal is 45% real).
+
+Labels are drawn **once**, deterministically from ``seed`` with
+``numpy.random.Generator(PCG64(seed))``: the same inputs give bit-identical outputs on every
+machine. Re-drawing noise per epoch is the caller's business (call again with another seed).
+:func:`save_noisy_labels` / :func:`load_noisy_labels` share one corruption between
+runs (the ``noisy_labels.npz`` file).
+"""
+
+from keras_imae.noise._files import (NOISY_LABELS_FILENAME, load_noisy_labels,
+                                     noisy_labels_path, save_noisy_labels)
+from keras_imae.noise._quality import ranking_quality
+from keras_imae.noise._summary import (MAX_CONDITION, NoiseSummary, corrected_accuracy,
+                                       noise_summary)
+from keras_imae.noise._transition import (ASYMMETRIC_CLASS_MAPS, ASYMMETRIC_DATASETS,
+                                          CIFAR10_CLASS_MAP, MNIST_CLASS_MAP, NOISE_TYPES,
+                                          check_labels, check_num_classes, corrupt_labels,
+                                          largest_remainder, transition_matrix)
+
+__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CIFAR10_CLASS_MAP", "MAX_CONDITION",
+           "MNIST_CLASS_MAP", "NOISE_TYPES", "NOISY_LABELS_FILENAME", "NoiseSummary",
+           "check_labels", "check_num_classes", "corrected_accuracy", "corrupt_labels",
+           "largest_remainder", "load_noisy_labels", "noise_summary", "noisy_labels_path",
+           "ranking_quality", "save_noisy_labels", "transition_matrix"]

@@ -1,0 +1,20 @@
+"""Training runs: the recipe, one run end to end, its folder, strategies, export, the CLI.
+
+- :mod:`.recipe`: every default in one table (``DEFAULTS``), resolved once per run into the
+  numbers it trains with; :func:`recipe.recommended` for your own Keras code.
+- :func:`run` (``_run``): one run -- data, noise, model, ``fit`` with the monitor, results,
+  export -- configured by a :class:`RunConfig` (``_config``, with :func:`validate`).
+- ``_run_folder``: what a run writes, its lock, resuming; :mod:`.export` and
+  :mod:`.evaluation`: the SavedModel; :mod:`.distribute` and :mod:`.optimizers`: strategies,
+  precision, the papers' optimizers; :mod:`.cli`: the scripts' flags; :mod:`.comparison`:
+  every loss tuned on a noisy validation split.
+"""
+
+from keras_imae.training import recipe
+from keras_imae.training._config import NOISE_TYPES, RunConfig, export_target, validate
+from keras_imae.training._results import format_results, read_log
+from keras_imae.training._run import run
+from keras_imae.training._run_folder import RunLocked, write_json
+
+__all__ = ["NOISE_TYPES", "RunConfig", "RunLocked", "export_target", "format_results",
+           "read_log", "recipe", "run", "validate", "write_json"]

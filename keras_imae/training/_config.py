@@ -1,0 +1,183 @@
+"""A run's settings (:class:`RunConfig`) and every check that needs no data (:func:`validate`)."""
+
+import dataclasses
+import os
+
+from keras_imae import _checks as checks
+from keras_imae import data, losses, models, noise
+from keras_imae.training import _run_folder as run_folder
+from keras_imae.training import optimizers, recipe
+
+__all__ = ["NOISE_TYPES", "RunConfig", "export_target", "validate"]
+
+NOISE_TYPES = ("auto", "none", *noise.NOISE_TYPES)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every knob of a run. ``None`` (or ``"auto"``) takes the recipe's default
+    (:data:`keras_imae.training.recipe.DEFAULTS`); a run prints and records what it resolved.
+
+    With no argument: DM on the embedded digits, which get 40% symmetric noise (the demo: any
+    other dataset keeps its labels unless ``noise_type`` asks for noise), the MLP, AdamW with
+    the normalised decay and a cosine schedule, 40 epochs. For CIFAR use the papers' recipe:
+    ``optimizer="sgd", learning_rate=0.1, lr_schedule="step", weight_decay=5e-4`` and a
+    ResNet.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    noise_type: str = "auto"  # auto: symmetric for the digits demo, none for any other data
+    noise_rate: float = 0.4
+    noise_seed: int = 0
+    noisy_labels: str | None = None  # reuse a saved noisy_labels.npz (file or folder)
+    loss: str = "dm"
+    beta: float | None = None
+    lam: float | None = None
+    temperature: float | None = None
+    q: float | None = None
+    alpha: float | None = None
+    max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M;
+    #                                  0: none (faithful)
+    warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
+    normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
+    model: str = "auto"
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    momentum: float | None = None  # SGD only
+    lr_schedule: str = "cosine"  # none | step | cosine
+    weight_decay: float | None = None
+    augment: str = "auto"  # auto | none | cifar | crop
+    input_dropout: float | None = None  # MLPs only
+    validation_fraction: float = 0.0
+    strategy: str = "default"
+    tpu: str | None = None
+    precision: str = "float32"
+    jit_compile: bool = False
+    seed: int = 0
+    model_dir: str = "runs/digits_dm"
+    export_dir: str | None = None  # default saved_models/<basename of model_dir>; "" = none
+    overwrite: bool = False  # start afresh in a model_dir that holds a finished run
+    verbose: int = 1
+    max_logit_scale: float = 1000.0  # CollapseGuard bound on the median max |logit|; 0: off
+    streaming: str = "auto"  # auto | on | off: see keras_imae.data.load
+
+
+def export_target(config):
+    """The SavedModel folder of a run: ``export_dir``, or ``saved_models/<model_dir name>``
+    (the absolute path's last component, so ``model_dir="."`` exports to
+    ``saved_models/<current folder>``, never to ``saved_models`` itself); ``None`` for
+    ``export_dir=""``."""
+    if config.export_dir is not None:
+        return config.export_dir or None
+    name = os.path.basename(os.path.abspath(config.model_dir)) or "model"
+    return os.path.join("saved_models", name)
+
+
+def folder_state(config):
+    """``resuming``: whether ``model_dir`` holds an unfinished run to resume. Read-only.
+
+    Raises:
+        ValueError: it holds a finished run (``metrics.json``) and ``overwrite`` is not set,
+            or files with a run's names that no run wrote (never replaced).
+    """
+    folder = run_folder.RunFolder(config.model_dir)
+    foreign = folder.foreign()
+    if foreign:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} holds {', '.join(foreign)}, which no keras_imae "
+            f"run wrote (no run's {run_folder.CONFIG} there): a run would replace them, so it "
+            "is refused, with or without --overwrite. Choose another model_dir.")
+    if folder.finished and not config.overwrite:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} already holds a finished run (metrics.json). "
+            "Pass overwrite=True (--overwrite) to replace it, or choose another model_dir.")
+    return bool(folder.written()) and not config.overwrite
+
+
+def _check_numbers(config):
+    if config.noise_type not in NOISE_TYPES:
+        raise ValueError(
+            f"Invalid value for `noise_type`. Expected one of {list(NOISE_TYPES)}. "
+            f"Received: noise_type={config.noise_type!r}")
+    for name in ("epochs", "batch_size"):
+        checks.integer(name, getattr(config, name), low=1)
+    checks.number("validation_fraction", config.validation_fraction, high=1.0, high_open=True)
+    if config.optimizer not in optimizers.OPTIMIZERS:
+        raise ValueError("Invalid value for `optimizer`. Expected one of "
+                         f"{list(optimizers.OPTIMIZERS)}. Received: optimizer={config.optimizer!r}")
+    if config.momentum is not None and config.optimizer != "sgd":
+        raise ValueError(f"`momentum` applies to optimizer='sgd' only. Received: "
+                         f"momentum={config.momentum}, optimizer={config.optimizer!r}")
+    if config.momentum is not None:
+        checks.number("momentum", config.momentum, high=1.0)
+    checks.number("learning_rate", config.learning_rate, low_open=True)
+    checks.number("noise_rate", config.noise_rate, high=1.0)
+    if config.weight_decay is not None:
+        checks.number("weight_decay", config.weight_decay)
+    if config.input_dropout is not None:
+        models.check_input_dropout(config.input_dropout,
+                                   None if config.model == "auto" else config.model)
+    checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
+    if config.warmup_epochs is not None:
+        checks.integer("warmup_epochs", config.warmup_epochs, low=0)
+
+
+def _check_data(config):
+    """The dataset name, its paths and the noise it can take: before any work."""
+    source = data.parse(config.dataset)
+    data.check_data_dir(source, config.data_dir)
+    if config.streaming not in data.STREAMING_MODES:
+        raise ValueError(f"Invalid value for `streaming`. Expected one of "
+                         f"{data.STREAMING_MODES}. Received: streaming={config.streaming!r}")
+    if (config.noise_type == "asymmetric" and not config.noisy_labels
+            and (source.tfds_name or source.kind) not in noise.ASYMMETRIC_DATASETS):
+        raise ValueError(
+            f"Invalid value for `noise_type`: asymmetric noise is defined for "
+            f"{', '.join(noise.ASYMMETRIC_DATASETS)}, not dataset={config.dataset!r}. Use "
+            "symmetric or pairflip, or pass a saved corruption with `noisy_labels`.")
+    if source.path is not None:
+        exists = os.path.isfile if source.kind == "npz" else os.path.isdir
+        if not exists(source.path):
+            raise ValueError(f"Invalid value for `dataset`: no {source.kind} at "
+                             f"{source.path!r}. Received: dataset={config.dataset!r}")
+    if source.tfds_name in data.HUMAN_LABEL_DATASETS:
+        data.human_label_key(config.dataset)  # an unknown annotation, before any work
+    own = data.gives_own_noise(source)
+    if own and (config.noise_type not in ("auto", "none") or config.noisy_labels):
+        raise ValueError(
+            f"Invalid value for `noise_type`: dataset={config.dataset!r} gives its own noisy "
+            "labels (human or label-file labels), so no noise is drawn on top. Pass "
+            f"noise_type='none' (or leave it at 'auto') and no noisy_labels. Received: "
+            f"noise_type={config.noise_type!r}, noisy_labels={config.noisy_labels!r}")
+    if config.noisy_labels and not os.path.isfile(noise.noisy_labels_path(config.noisy_labels)):
+        raise ValueError(
+            f"Invalid value for `noisy_labels`: no {noise.NOISY_LABELS_FILENAME} at "
+            f"{noise.noisy_labels_path(config.noisy_labels)!r}. "
+            f"Received: noisy_labels={config.noisy_labels!r}")
+
+
+def validate(config):
+    """Every check that needs no data or training: raises ``ValueError`` naming the problem.
+
+    Flags, the loss and its hyper-parameters, the data source, the state of ``model_dir`` and
+    of the export target. :func:`keras_imae.training.run` calls it first; scripts call it to
+    turn mistakes into usage errors before anything is loaded.
+    """
+    _check_numbers(config)
+    _check_data(config)
+    # the loss's settings and values (with the defaults of an unknown architecture: the
+    # checks do not depend on it)
+    losses.get(config.loss, **recipe.loss_settings(config.loss, recipe.given_hparams(config),
+                                                   None, config.normalize))
+    recipe.warmup_epochs(config.loss, config.epochs, config.warmup_epochs)
+    folder_state(config)
+    run_folder.RunFolder(config.model_dir).check_unlocked()
+    target = export_target(config)
+    if target:
+        try:
+            run_folder.check_export_target(target, config.model_dir, overwrite=config.overwrite)
+        except FileExistsError as err:
+            raise ValueError(str(err)) from None

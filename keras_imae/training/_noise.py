@@ -1,0 +1,92 @@
+"""A run's training labels: drawn once (or given by the source, or reused), and reported."""
+
+import os
+import warnings
+
+import numpy as np
+
+from keras_imae import noise
+
+__all__ = ["noise_report", "noisy_labels", "nominal_transition", "realised_rate"]
+
+
+def _meta(config, dataset, noise_type, noise_rate):
+    """What identifies a corruption drawn by this library (stored in noisy_labels.npz)."""
+    return {"dataset": dataset.name, "noise_type": noise_type, "noise_rate": noise_rate,
+            "noise_seed": config.noise_seed}
+
+
+def noisy_labels(config, dataset, resuming, noise_type, noise_rate):
+    """``(noisy, is_noisy, meta, source)``: drawn once per run, reused when resuming.
+
+    Resuming reuses the run's own ``noisy_labels.npz`` and refuses other noise settings;
+    ``config.noisy_labels`` reuses another run's file (its metadata is kept); a source that
+    gives its own noisy labels (label files, CIFAR-N) gives them, with ``is_noisy`` = "given
+    differs from clean" on the verified examples.
+    """
+    y, k = dataset.y_train, dataset.num_classes
+    source = os.path.abspath(config.noisy_labels) if config.noisy_labels else None
+    saved = os.path.join(config.model_dir, noise.NOISY_LABELS_FILENAME)
+    meta = _meta(config, dataset, noise_type, noise_rate)
+    if resuming and os.path.exists(saved):
+        noisy, is_noisy, _, stored = noise.load_noisy_labels(saved, clean_labels=y,
+                                                             num_classes=k)
+        wanted = {"source": source} if source else meta
+        differs = {key: (stored.get(key), value) for key, value in wanted.items()
+                   if stored.get(key) != value}
+        if differs:
+            raise ValueError(
+                f"Cannot resume the run in {config.model_dir!r} with other noise settings "
+                f"(saved, requested): {differs}. Rerun with the original flags, or pass "
+                "overwrite=True (--overwrite) or another model_dir to start afresh.")
+        return noisy, is_noisy, stored, saved
+    if source:
+        noisy, is_noisy, _, stored = noise.load_noisy_labels(source, clean_labels=y,
+                                                             num_classes=k)
+        return noisy, is_noisy, {**stored, "source": source}, source
+    if dataset.given_labels is not None:
+        given = dataset.given_labels.copy()
+        is_noisy = dataset.verified & (given != y)
+        return given, is_noisy, {**meta, "labels": "given by the source"}, None
+    if noise_rate == 0:
+        return y.copy(), np.zeros(len(y), bool), meta, None
+    noisy, is_noisy = noise.corrupt_labels(
+        y, k, noise_type, noise_rate, config.noise_seed, dataset=dataset.name,
+        superclasses=dataset.superclasses)
+    return noisy, is_noisy, meta, None
+
+
+def nominal_transition(dataset, meta):
+    """The nominal ``T`` of the noise described by ``meta``, or ``None`` when the labels did
+    not come from this library's corruption (label files, real noise: ``T`` unknown)."""
+    if meta.get("noise_type") not in noise.NOISE_TYPES or not meta.get("noise_rate") or (
+            "labels" in meta):
+        return None
+    with warnings.catch_warnings():  # rate past the identifiability limit: warned at the start
+        warnings.simplefilter("ignore")
+        return noise.transition_matrix(dataset.num_classes, meta["noise_type"],
+                                       meta["noise_rate"], dataset=dataset.name,
+                                       superclasses=dataset.superclasses)
+
+
+def realised_rate(noisy, clean):
+    """Fraction of wrong labels among the examples whose clean label is known."""
+    verified = clean >= 0
+    return float(np.mean(noisy[verified] != clean[verified])) if verified.any() else None
+
+
+def noise_report(dataset, noisy, meta, reused):
+    """The printed noise summary; with partial clean labels, of the verified subset."""
+    clean = dataset.y_train
+    verified = clean >= 0
+    nominal = meta.get("noise_rate") or None
+    if not reused and nominal:
+        nominal = nominal_transition(dataset, meta)
+    summary = str(noise.noise_summary(clean[verified], noisy[verified], dataset.num_classes,
+                                      nominal=nominal))
+    if not verified.all():
+        summary += (f"\nClean labels are known for {int(verified.sum())} of {len(clean)} "
+                    "training examples: the noise above and the clean/noisy fit metrics "
+                    "(train_clean_fit, train_noisy_fit, train_noisy_correct) cover that verified "
+                    "subset only (train_verified_fraction).")
+    return ("Reusing the corruption in " + reused + "\n" if reused else "") + summary

@@ -1,0 +1,118 @@
+"""What a finished run reports: ``metrics.json`` and the end-of-run table."""
+
+import os
+import time
+
+import numpy as np
+
+from keras_imae import callbacks, data, noise
+from keras_imae.training import _noise
+from keras_imae.training import _run_folder as run_folder
+
+__all__ = ["format_results", "read_log", "results"]
+
+_HISTORY_KEYS = ("test_accuracy", "train_clean_fit", "train_noisy_fit", "train_noisy_correct",
+                 "loss")
+
+
+def read_log(model_dir):
+    """The rows of ``model_dir/log.csv``; see :meth:`RunFolder.read_log`."""
+    return run_folder.RunFolder(model_dir).read_log()
+
+
+def _epoch_results(model_dir, last):
+    """Best/final test accuracy from the whole CSV log (complete across resumed runs) and
+    the final exact training-set fit values measured by the FitMonitor."""
+    rows = read_log(model_dir)
+    test = [float(r["test_accuracy"]) for r in rows]
+    best = int(np.argmax(test))
+    return {
+        "test_accuracy_best": test[best],
+        "test_accuracy_best_epoch": int(rows[best]["epoch"]) + 1,
+        "test_accuracy_final": test[-1],
+        "train_accuracy": last.get("train_accuracy"),
+        "clean_fit": last.get("train_clean_fit"),
+        "noisy_fit": last.get("train_noisy_fit"),
+        "noisy_correct": last.get("train_noisy_correct"),
+        "history": {key: [float(r[key]) for r in rows] for key in _HISTORY_KEYS
+                    if rows and key in rows[0]},
+    }
+
+
+def _corrected_val_accuracy(dataset, model, validation, meta):
+    """Final accuracy on the noisy validation split corrected by the nominal ``T`` of the
+    noise this library injected (:func:`keras_imae.noise.corrected_accuracy`): an unbiased
+    estimate of clean accuracy under any class-dependent noise. ``None`` when ``T`` is
+    unknown (labels from elsewhere) or too close to singular."""
+    transition = _noise.nominal_transition(dataset, meta)
+    if transition is None or np.linalg.cond(transition) > noise.MAX_CONDITION:
+        return None
+    passed = callbacks.predict_pass(model, validation)
+    return noise.corrected_accuracy(passed.given, passed.pred, transition)
+
+
+def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids, val_ids,
+            meta, start):
+    """The run's results dict (written to ``metrics.json``)."""
+    if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
+        monitor.measure()
+    scores = monitor.last_train_scores  # by training id, in order
+    train_noisy, train_clean = noisy[train_ids], dataset.y_train[train_ids]
+    verified = train_clean >= 0  # label files: clean labels for a subset only
+    train_is_noisy = (train_noisy != train_clean)[verified]
+    quality = (noise.ranking_quality(scores[verified], train_is_noisy)
+               if 0 < train_is_noisy.sum() < len(train_is_noisy) else {})
+    out = {
+        "dataset": dataset.name,
+        "model": model.name,
+        "loss": model.loss.get_config(),
+        "resolved": resolved,
+        "warmup_epochs": resolved["warmup_epochs"],  # flat-emphasis epochs first
+        "noise_type": resolved["noise_type"],
+        "noise_rate_nominal": meta.get("noise_rate"),
+        "noise_rate_realised": _noise.realised_rate(noisy, dataset.y_train),
+        "epochs": config.epochs,
+        **_epoch_results(folder.path, monitor.last),
+        "mislabel_ranking": quality,
+        "model_keras": os.path.abspath(folder.file(run_folder.MODEL)),
+        "seconds": round(time.time() - start, 1),
+    }
+    rows = folder.read_log()
+    if val_ids is not None and rows and "val_accuracy" in rows[-1]:
+        out["val_accuracy_final"] = float(rows[-1]["val_accuracy"])  # on *noisy* labels
+        validation = data.eval_dataset(dataset, noisy, ids=val_ids, batch_size=1024)
+        corrected = _corrected_val_accuracy(dataset, model, validation, meta)
+        if corrected is not None:
+            out["val_accuracy_corrected_final"] = corrected
+    return out
+
+
+def format_results(results):
+    """The end-of-run table, as text."""
+    rows = [
+        ("test accuracy, best (epoch)",
+         f"{results['test_accuracy_best']:.4f} ({results['test_accuracy_best_epoch']})"),
+        ("test accuracy, final", f"{results['test_accuracy_final']:.4f}"),
+    ]
+    for name, key in (("clean fit (train, clean subset)", "clean_fit"),
+                      ("noisy memorisation (train, noisy subset)", "noisy_fit"),
+                      ("noisy correction (train, noisy subset)", "noisy_correct")):
+        if results.get(key) is not None:
+            rows.append((name, f"{results[key]:.4f}"))
+    if results.get("val_accuracy_final") is not None:
+        rows.append(("validation accuracy on noisy labels, final",
+                     f"{results['val_accuracy_final']:.4f}"))
+    if results.get("val_accuracy_corrected_final") is not None:
+        rows.append(("  corrected by the noise's T (clean estimate)",
+                     f"{results['val_accuracy_corrected_final']:.4f}"))
+    rate = results["noise_rate_realised"]
+    rows.append(("realised noise rate", "n/a (no clean labels)" if rate is None
+                 else f"{rate:.4f}"))
+    quality = results.get("mislabel_ranking") or {}
+    if quality:
+        rows.append(("mislabel ranking precision@k / ROC-AUC",
+                     f"{quality['precision_at_k']:.4f} / {quality['roc_auc']:.4f}"))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""One noisy-label training run, end to end: what ``scripts/train.py`` calls.
+
+``run(config)`` loads the data, draws the training labels' noise once (or reuses a saved
+corruption), resolves every setting into numbers (:mod:`keras_imae.training.recipe`), prints
+them and records them in ``config.json``, builds and compiles the model under the requested
+strategy, trains with Keras' progress bars while :class:`keras_imae.callbacks.FitMonitor`
+measures clean fit, noisy memorisation and test accuracy after every epoch, then writes
+``metrics.json``, the Keras model and a serving SavedModel, and returns the results.
+
+Everything a run writes lives in ``model_dir``, whose rules (finished iff ``metrics.json``
+exists, resumable otherwise, one run at a time, exports never shared by accident) are in
+:mod:`keras_imae.training._run_folder`. The SavedModel goes to ``export_dir`` (default
+``saved_models/<name of model_dir>``).
+"""
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_imae import callbacks, data, noise
+from keras_imae.training import _noise, _results, distribute, export, recipe
+from keras_imae.training import _run_folder as run_folder
+from keras_imae.training._config import export_target, folder_state, validate
+
+__all__ = ["run"]
+
+DEMO_NOTE = ("The embedded digits demo draws {rate:.0%} {kind} noise into its training labels "
+             "(--noise_type=none trains on the given labels; your own data is never corrupted "
+             "unless --noise_type asks for it).")
+
+
+def _worker_dir(model_dir, strategy):
+    """``(folder, is_chief)``: under multi-worker training only the chief writes model_dir.
+
+    The chief is task ``chief``, or ``worker`` 0 when the cluster has no chief (as in
+    ``MultiWorkerMirroredStrategy``); every other task writes its logs, backup and metrics
+    to ``model_dir/<task_type>-<task_id>`` and exports nothing.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type in (None, "chief"):
+        return model_dir, True
+    task_id = resolver.task_id
+    if task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict():
+        return model_dir, True
+    return os.path.join(model_dir, f"{task_type}-{task_id}"), False
+
+
+def _split(config, noisy):
+    """``(train_ids, val_ids)``: the noisy validation split (``None`` without one)."""
+    ids = np.arange(len(noisy))
+    if config.validation_fraction == 0:
+        return ids, None
+    return data.split_ids(noisy, config.validation_fraction, config.seed)
+
+
+def _defaulted(config, resolved):
+    """The resolved settings the user did not set (marked in the printed block)."""
+    fields = {"noise_type": config.noise_type == "auto", "model": config.model == "auto",
+              "augment": config.augment == "auto",
+              "input_dropout": config.input_dropout is None,
+              "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),
+              "warmup_epochs": config.warmup_epochs is None,
+              "momentum": config.momentum is None, "weight_decay": config.weight_decay is None}
+    return {key for key, default in fields.items() if default and key in resolved}
+
+
+def run(config, *, dataset=None, strategy=None):
+    """Train one model on noisy labels and measure what it fits.
+
+    Everything that can be checked is checked before anything is written (a refused run
+    leaves no file behind); the run holds ``model_dir/.lock`` while it trains; an unfinished
+    run in ``model_dir`` is resumed; a collapsed run (``callbacks.CollapseGuard``) raises
+    ``TrainingCollapsed`` before anything is saved or exported; ``metrics.json`` is written
+    last.
+
+    Args:
+        config: a :class:`keras_imae.training.RunConfig`.
+        dataset: an already loaded :class:`keras_imae.data.Dataset` (tests, sweeps); default
+            ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``.
+        strategy: a ``tf.distribute.Strategy``; default ``distribute.get_strategy(
+            config.strategy, tpu=config.tpu)``.
+
+    Returns:
+        A dict of results (also written to ``model_dir/metrics.json``): test accuracy best
+        (and its epoch) and final, exact clean fit / noisy memorisation / noisy correction on
+        the un-augmented training set, realised noise rate, mislabel-ranking quality, the
+        resolved settings, paths.
+    """
+    validate(config)
+    start = time.time()
+    keras.utils.set_random_seed(config.seed)
+    distribute.set_precision(config.precision)
+    if strategy is None:
+        strategy = distribute.get_strategy(config.strategy, tpu=config.tpu)
+    model_dir, is_chief = _worker_dir(config.model_dir, strategy)
+    config = dataclasses.replace(config, model_dir=model_dir)
+    folder = run_folder.RunFolder(model_dir)
+    with folder.lock():
+        resuming = folder_state(config)  # again, now that the folder is ours
+        if dataset is None:
+            dataset = data.load(config.dataset, data_dir=config.data_dir,
+                                streaming=config.streaming)
+        noise_type, noise_rate = recipe.noise(config, dataset)
+        noisy, is_noisy, meta, reused = _noise.noisy_labels(config, dataset, resuming,
+                                                            noise_type, noise_rate)
+        train_ids, val_ids = _split(config, noisy)
+        resolved = recipe.resolve(config, dataset, len(train_ids))
+        with strategy.scope():
+            model = recipe.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
+                                          jit_compile=config.jit_compile)
+        # Nothing was written so far: every check above leaves the folder as it was.
+        if config.overwrite:
+            folder.clear()
+        run_folder.write_json(folder.file(run_folder.CONFIG),
+                              {**dataclasses.asdict(config), "resolved": resolved})
+        if config.verbose:
+            _announce(config, dataset, resolved, noisy, meta, reused)
+        noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
+        monitor = _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids,
+                       resuming)
+        model.save(folder.file(run_folder.MODEL))
+        results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
+                                   train_ids, val_ids, meta, start)
+        target = export_target(config)
+        if target and is_chief:
+            results["saved_model"] = export.export_saved_model(
+                model, target, overwrite=config.overwrite, source=config.model_dir)
+        run_folder.write_json(folder.file(run_folder.METRICS), results)  # last: finished
+    return results
+
+
+def _announce(config, dataset, resolved, noisy, meta, reused):
+    """The start-of-run block: the data, the settings the run resolved, the noise."""
+    print(f"Data: {dataset!r}")
+    print(recipe.format_resolved(resolved, _defaulted(config, resolved)))
+    if config.noise_type == "auto" and resolved["noise_type"] != "none" and not reused:
+        print(DEMO_NOTE.format(rate=resolved["noise_rate"], kind=resolved["noise_type"]))
+    print(_noise.noise_report(dataset, noisy, meta, reused))
+
+
+def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, resuming):
+    """``model.fit`` with the monitor, the collapse guard, logs and the backup; returns the
+    monitor."""
+    done = []
+    if resuming:  # keep exactly the epochs the backup holds; the others are re-run
+        folder.truncate_log(folder.backed_up_epochs())
+        done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
+    clean = dataset.y_train
+    # RobustModel's running clean_fit needs every clean label; FitMonitor copes with -1.
+    train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
+                               ids=train_ids, batch_size=config.batch_size,
+                               augment=resolved["augment"], seed=config.seed)
+    eval_batch = max(config.batch_size, 1024)
+    validation = None
+    if val_ids is not None:
+        validation = data.eval_dataset(dataset, noisy, clean if dataset.verified.all() else None,
+                                       ids=val_ids, batch_size=eval_batch)
+    monitor = callbacks.FitMonitor(
+        train=data.eval_dataset(dataset, noisy, clean, ids=train_ids, batch_size=eval_batch,
+                                with_ids=True),
+        test=data.eval_dataset(dataset.test, dataset.y_test, batch_size=eval_batch),
+        previous_test_accuracy=[r["test_accuracy"] for r in done])
+    model.fit(
+        train, epochs=config.epochs, validation_data=validation,
+        verbose=config.verbose, shuffle=False,  # the pipeline shuffles (seeded)
+        callbacks=[
+            # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
+            callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
+            keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
+            monitor,  # writes its values into the logs the others record
+            # stops a collapsed run before its epoch is logged or backed up: no save, no export
+            callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+            keras.callbacks.CSVLogger(folder.file(run_folder.LOG), append=resuming),
+            keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
+            # last: an epoch counts as done only once its log row is written
+            distribute.backup_and_restore(folder.path),
+        ])
+    return monitor

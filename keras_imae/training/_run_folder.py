@@ -1,0 +1,278 @@
+"""The folder of one training run: its files, when it is finished, its lock, its export.
+
+Everything a run writes lives in ``model_dir``::
+
+    model_dir/
+      .lock              held while a run trains here (pid, host, time); removed at the end
+      config.json        the RunConfig
+      noisy_labels.npz   the exact corruption (reused on resume, shareable)
+      log.csv            per-epoch History (CSVLogger, appended on resume)
+      tensorboard/       TensorBoard logs
+      backup/            BackupAndRestore state while training (deleted when fit completes)
+      model.keras        the trained model, compiled with its loss
+      metrics.json       the results -- written last: a run is *finished* iff it exists
+
+Rules (docs/reliability.md):
+
+- A run is finished only when ``metrics.json`` exists; any other state of the folder is an
+  unfinished run, which the same command resumes.
+- :meth:`RunFolder.clear` (``--overwrite``) deletes only the entries listed above, never
+  anything else in the folder.
+- A SavedModel export carries :data:`EXPORT_MARKER` naming the run folder that wrote it; a run
+  replaces an existing export only if it wrote it itself, or with ``overwrite`` if another
+  keras_imae run wrote it -- never a folder that keras_imae did not write.
+"""
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+
+import numpy as np
+
+from keras_imae import _files, noise
+
+__all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
+           "write_export_marker", "write_json"]
+
+CONFIG, LOG, METRICS, MODEL = "config.json", "log.csv", "metrics.json", "model.keras"
+BACKUP, TENSORBOARD, LOCK = "backup", "tensorboard", ".lock"
+WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, MODEL, METRICS)
+# Keys every run's config.json has had (a RunConfig written by keras_imae.training.run).
+_CONFIG_KEYS = {"dataset", "noise_type", "loss", "model_dir", "epochs"}
+EXPORT_MARKER = "keras_imae_export.json"
+
+
+class RunLocked(RuntimeError):
+    """Another run is training in the same folder."""
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_json(path, obj):
+    """Write ``obj`` (numpy values allowed) as JSON to ``path`` atomically (temporary file,
+    then rename)."""
+    _files.atomic_write(
+        path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default))
+
+
+class RunFolder:
+    """One run's ``model_dir`` (see the module docstring).
+
+    Args:
+        path: the folder (need not exist yet).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def finished(self):
+        """Whether a run completed here (``metrics.json`` exists)."""
+        return os.path.isfile(self.file(METRICS))
+
+    def written(self):
+        """The run entries present in the folder (files and folders a run writes)."""
+        return [name for name in WRITTEN if os.path.lexists(self.file(name))]
+
+    def foreign(self):
+        """The run entries present although no run wrote them: every one of them when the
+        folder's ``config.json`` is missing or not a run's (a run writes it first). A run
+        never replaces or deletes these, whatever ``overwrite`` says."""
+        try:
+            with open(self.file(CONFIG)) as f:
+                keys = set(json.load(f))
+        except (OSError, ValueError, TypeError):
+            keys = set()
+        return [] if _CONFIG_KEYS <= keys else self.written()
+
+    def clear(self):
+        """Delete the entries a run writes, and nothing else."""
+        for name in self.written():
+            target = self.file(name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.remove(target)
+
+    # -- the per-epoch log ------------------------------------------------------------------
+    def read_log(self):
+        """The rows of ``log.csv`` (one dict of strings per epoch, resumed runs included).
+
+        Raises:
+            FileNotFoundError: no ``log.csv`` in the folder.
+        """
+        log = self.file(LOG)
+        if not os.path.exists(log):
+            raise FileNotFoundError(f"No training log at {log!r}: is {self.path!r} a run "
+                                    "folder written by scripts/train.py?")
+        with open(log, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def backed_up_epochs(self):
+        """Epochs completed according to ``backup/`` (Keras' BackupAndRestore), else 0."""
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):
+            try:
+                with open(os.path.join(self.file(BACKUP), name)) as f:
+                    return int(json.load(f)["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+    def truncate_log(self, epochs):
+        """Keep the first ``epochs`` rows of ``log.csv`` (rows of epochs whose backup was
+        never written -- a run killed between its log row and its backup -- are re-run)."""
+        if not os.path.exists(self.file(LOG)):
+            return
+        with open(self.file(LOG), newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+        if len(lines) > epochs + 1:
+            _files.atomic_write(self.file(LOG), lambda f: f.writelines(lines[:epochs + 1]))
+
+    # -- the lock -----------------------------------------------------------------------------
+    # Exclusion comes from an exclusive ``flock`` on ``.lock``, which the kernel drops when
+    # its holder dies: a crashed run's lock is free without guessing from its pid, and of
+    # two runs taking over one stale lock only one can win. The file's content (pid, host,
+    # time) only names the holder in messages. A lock written on another host is never taken
+    # over: ``flock`` need not work across hosts on a shared file system.
+    def check_unlocked(self):
+        """Raise :class:`RunLocked` when a live run holds ``.lock`` (or one written on another
+        host); return the holder of a stale lock, or ``None`` when there is no lock.
+        Read-only: the folder is left as it was."""
+        path = self.file(LOCK)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return _check_free(path, fd)
+        finally:
+            os.close(fd)  # releases the probe's flock, if it got one
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``.lock`` while a run trains here; a second run is refused with
+        :class:`RunLocked`. A lock left by a dead process on this host is taken over.
+        Folders it creates are removed again if the run leaves them empty."""
+        created = []
+        parent = os.path.abspath(self.path)
+        while not os.path.isdir(parent):
+            created.append(parent)
+            parent = os.path.dirname(parent)
+        os.makedirs(self.path, exist_ok=True)
+        path = self.file(LOCK)
+        fd = _acquire(path)
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # before the flock goes: a waiting run then makes a new file
+            os.close(fd)
+            for folder in created:  # innermost first; a folder with files stays
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+
+def _check_free(path, fd):
+    """Take ``flock`` on ``fd`` (open on ``path``) or raise :class:`RunLocked`; return the
+    previous holder written in the file (``{}`` if unreadable), refusing another host's."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_lock(path)
+        raise RunLocked(
+            f"Another run is training in {os.path.dirname(path)!r} (lock {path!r}: pid "
+            f"{holder.get('pid')} on {holder.get('host')} since {holder.get('time')}). "
+            "Wait for it, or choose another model_dir.") from None
+    holder = _read_lock(path)
+    host = holder.get("host")
+    if host is not None and host != socket.gethostname():
+        raise RunLocked(
+            f"A run on host {host!r} holds {path!r} (pid {holder.get('pid')} since "
+            f"{holder.get('time')}); a lock from another host is never taken over. If that "
+            "run is gone, delete the file, or choose another model_dir.")
+    return holder
+
+
+def _acquire(path):
+    """An open descriptor holding the exclusive ``flock`` of the file at ``path`` (created if
+    missing), with this process written into it."""
+    for _ in range(8):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            holder = _check_free(path, fd)
+            try:  # the previous holder may have removed the file between our open and flock
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is None or not os.path.samestat(os.fstat(fd), current):
+                os.close(fd)
+                continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if holder:
+            warnings.warn(f"Taking over the stale lock {path!r} of pid {holder.get('pid')} "
+                          "(no longer running).", RuntimeWarning, stacklevel=4)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        return fd
+    raise RunLocked(f"Could not take the lock {path!r}: it keeps being replaced.")
+
+
+def _read_lock(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+# -- exports --------------------------------------------------------------------------------
+def write_export_marker(export_dir, source):
+    """Record inside a SavedModel folder what wrote it (``source``: a run folder or file)."""
+    write_json(os.path.join(export_dir, EXPORT_MARKER),
+               {"source": os.path.abspath(os.fspath(source))})
+
+
+def check_export_target(export_dir, source, *, overwrite):
+    """Raise unless ``export_dir`` may receive ``source``'s export.
+
+    Allowed: a target that does not exist; an export written from the same ``source``; with
+    ``overwrite``, an export another keras_imae run or script wrote. Never: an existing folder
+    without :data:`EXPORT_MARKER` (not written by keras_imae), whatever ``overwrite`` says.
+
+    Raises:
+        FileExistsError: the target may not be replaced.
+    """
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    if not os.path.lexists(export_dir):
+        return
+    marker = _read_lock(os.path.join(export_dir, EXPORT_MARKER)) if os.path.isdir(
+        export_dir) else {}
+    owner = marker.get("source")
+    if owner is None:
+        raise FileExistsError(
+            f"Export target {export_dir!r} exists and was not written by keras_imae (no "
+            f"{EXPORT_MARKER}); it is never replaced. Choose another --export_dir, or move it.")
+    if owner == os.path.abspath(os.fspath(source)) or overwrite:
+        return
+    raise FileExistsError(
+        f"Export target {export_dir!r} holds the export of {owner!r}, not of "
+        f"{os.path.abspath(os.fspath(source))!r}. Pass --overwrite to replace it, or choose "
+        "another --export_dir.")

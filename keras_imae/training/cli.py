@@ -1,0 +1,128 @@
+"""absl flags for :class:`keras_imae.training.RunConfig`, shared by the scripts.
+
+One table, :data:`RUN_FLAGS`, defines a flag per ``RunConfig`` field (default taken from the
+dataclass), so ``scripts/train.py`` and ``scripts/compare.py`` accept the same spelling, choices
+and help for the same setting. Nothing is defined at import time.
+"""
+
+import dataclasses
+
+from absl import flags, logging
+
+from keras_imae import data, losses, models
+from keras_imae.training import distribute, optimizers, recipe
+from keras_imae.training._config import NOISE_TYPES, RunConfig
+
+__all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
+
+# field -> (kind, choices or None, help)
+_D = recipe.DEFAULTS
+# field -> (kind, choices or None, help). Defaults come from RunConfig; None or "auto" means
+# the recipe's default (keras_imae/training/recipe.py, DEFAULTS), printed at the start of a run.
+RUN_FLAGS = {
+    "dataset": ("string", None, "'digits' (embedded), 'npz:PATH', 'folder:PATH', "
+                                "'labels:DIR' (train.csv/test.csv: real noisy labels), "
+                                "'tfrecord:DIR', a TFDS name (mnist, cifar10, ...), "
+                                "'cifar10_n[/aggre|random1|random2|random3|worse]', 'cifar100_n'."),
+    "data_dir": ("string", None, "TFDS data directory."),
+    "noise_type": ("enum", NOISE_TYPES,
+                   "Noise drawn into the training labels. 'auto': 40% symmetric for the "
+                   "embedded digits demo, none for any other dataset (its labels are used as "
+                   "given)."),
+    "noise_rate": ("float", None, "Fraction of training labels corrupted (with --noise_type)."),
+    "noise_seed": ("integer", None, "Seed of the corruption."),
+    "noisy_labels": ("string", None,
+                     "Reuse the corruption saved in this noisy_labels.npz (or run folder)."),
+    "loss": ("enum", tuple(losses.LOSSES), "Loss function."),
+    "beta": ("float", None, "DM emphasis strength (also SCE/NCE+RCE beta). DM default: "
+                            f"{_D['dm']['beta']:g} for the plain MLP, "
+                            f"{_D['dm_batchnorm']['beta']:g} for the BatchNorm networks."),
+    "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). "
+                           f"Default {_D['dm']['lam']:g}."),
+    "temperature": ("float", None, f"IMAE temperature T. Default {_D['imae']['temperature']:g}."),
+    "q": ("float", None, "GCE q."),
+    "alpha": ("float", None, "SCE / NCE+RCE alpha."),
+    "max_margin": ("float", None,
+                   "DM/IMAE option of this project (not the papers'): no gradient for examples "
+                   "whose margin |log(p / (1 - p))| exceeds it. Default "
+                   f"{_D['max_margin']:g}; 0 = none (the papers' faithful gradient)."),
+    "warmup_epochs": ("integer", None,
+                      "DM/IMAE option of this project (not the papers'): train the first "
+                      "epochs with a flat emphasis (every example weighted the same). Default: "
+                      f"{_D['warmup_fraction']:g} of --epochs, rounded down. 0 = none."),
+    "normalize": ("enum", ("default", "none", "batch"),
+                  "Gradient normalisation over the global batch ('default': the loss's)."),
+    "model": ("enum", ("auto", *models.ARCHITECTURES),
+              "Architecture ('auto': mlp for feature vectors and images up to 8x8, resnet20 "
+              "for RGB images, cnn else)."),
+    "epochs": ("integer", None, "Training epochs."),
+    "batch_size": ("integer", None, "Global batch size."),
+    "optimizer": ("enum", optimizers.OPTIMIZERS, "Optimizer."),
+    "learning_rate": ("float", None, "Initial learning rate."),
+    "momentum": ("float", None, f"SGD momentum (default {_D['sgd_momentum']:g})."),
+    "lr_schedule": ("enum", ("none", "step", "cosine"),
+                    "Learning-rate schedule ('cosine': to 0 at the end; 'step': /10 at 50% "
+                    "and 75% of training)."),
+    "weight_decay": ("float", None, "Weight decay: an L2 penalty on kernels for sgd/adam, "
+                                    "AdamW's decoupled decay for adamw. Default: 0 for "
+                                    f"sgd/adam; for adamw {_D['normalized_weight_decay']:g} * "
+                                    "sqrt(batch_size / (training examples * epochs))."),
+    "augment": ("enum", ("auto", "none", "cifar", "crop"),
+                "Training augmentation ('auto': pad+crop+flip for CIFAR, pad+crop for SVHN and "
+                "other images under a convolutional model, none for the MLP)."),
+    "input_dropout": ("float", None,
+                      f"Dropout rate on the input of the MLPs (default "
+                      f"{_D['image_input_dropout']:g} on images, 0 on feature vectors)."),
+    "validation_fraction": ("float", None,
+                            "Fraction of the (noisy) training set held out for validation."),
+    "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),
+    "tpu": ("string", None, "TPU name or grpc:// address (strategy tpu/auto)."),
+    "precision": ("enum", distribute.PRECISIONS, "Keras dtype policy."),
+    "jit_compile": ("bool", None, "Compile the train step with XLA."),
+    "seed": ("integer", None, "Seed of initialisation, shuffling, augmentation."),
+    "model_dir": ("string", None, "Run folder (logs, checkpoints, metrics)."),
+    "export_dir": ("string", None,
+                   "SavedModel target (default saved_models/<model_dir name>; '' = none)."),
+    "overwrite": ("bool", None,
+                  "Start afresh in a --model_dir that holds a finished run (its files are "
+                  "deleted). An interrupted run in --model_dir is resumed without it."),
+    "verbose": ("integer", None, "Keras verbosity: 0 silent, 1 bar, 2 line."),
+    "streaming": ("enum", data.STREAMING_MODES,
+                  "Stream images from disk instead of decoding them into memory ('auto': "
+                  "label files, TFRecords, CIFAR-N and image folders over 256 MB decoded)."),
+    "max_logit_scale": ("float", None,
+                        "Stop (non-zero exit, no export) when the median max |logit| on the "
+                        "training set exceeds this: the logits are diverging. 0 disables."),
+}
+
+
+def define_run_flags(*, exclude=(), defaults=None, flag_values=flags.FLAGS):
+    """Define one absl flag per ``RunConfig`` field, except those in ``exclude``.
+
+    ``defaults`` overrides the dataclass defaults (e.g. a script's own validation share).
+    A ``--dataset`` that no source knows fails at flag parsing with the list of sources.
+    ``flag_values``: where to define them (tests parse into a fresh ``flags.FlagValues()``).
+    """
+    base = {**dataclasses.asdict(RunConfig()), **(defaults or {})}
+    for name, (kind, choices, text) in RUN_FLAGS.items():
+        if name in exclude:
+            continue
+        if kind == "enum":
+            flags.DEFINE_enum(name, base[name], list(choices), text, flag_values=flag_values)
+        else:
+            getattr(flags, f"DEFINE_{kind}")(name, base[name], text, flag_values=flag_values)
+    if "dataset" not in exclude:
+        flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP,
+                                 flag_values=flag_values)
+
+
+def run_config(flag_values, **overrides):
+    """A ``RunConfig`` from the run flags that were defined, plus ``overrides``."""
+    values = {name: flag_values[name].value for name in RUN_FLAGS if name in flag_values}
+    return RunConfig(**{**values, **overrides})
+
+
+def quiet_logs(flag_values):
+    """absl/TF INFO logs off unless ``--verbosity`` was given."""
+    if "verbosity" not in flag_values or not flag_values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)

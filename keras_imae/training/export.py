@@ -1,0 +1,86 @@
+"""Export a trained classifier as a TensorFlow SavedModel for serving, atomically.
+
+The SavedModel has one serving endpoint, ``serve`` (also the default signature): raw images
+in (float32, the training pixel scale -- the model normalises them itself), and out a dict
+with ``probabilities`` (softmax of the logits, float32) and ``classes`` (int64 argmax). It is
+built with Keras' own :class:`keras.export.ExportArchive`, so it reloads with
+``tf.saved_model.load`` (``loaded.serve(x)`` or ``loaded.signatures["serving_default"]``) and
+with ``keras.layers.TFSMLayer(path, call_endpoint="serve")``.
+
+The archive is written to a temporary sibling folder and renamed into place, so a reader never
+sees a half-written export and an interrupted export leaves the old one intact.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_imae import _files
+from keras_imae.training import _run_folder as run_folder
+
+__all__ = ["export_saved_model", "ENDPOINT"]
+
+ENDPOINT = "serve"
+
+
+def _serving_archive(model):
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    shape = (None,) + tuple(model.inputs[0].shape[1:])
+
+    def serve(images):
+        logits = tf.cast(model(images, training=False), tf.float32)
+        return {
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "classes": tf.argmax(logits, axis=-1),
+        }
+
+    archive.add_endpoint(
+        name=ENDPOINT, fn=serve,
+        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    return archive
+
+
+def export_saved_model(model, path, *, overwrite=False, source=None):
+    """Write ``model`` (logits out) as a serving SavedModel at ``path``, atomically.
+
+    The folder also holds ``keras_imae_export.json`` naming ``source`` (the run folder or
+    ``.keras`` file it came from), written in the same atomic rename. An existing ``path`` is
+    replaced only if it is an export of the same ``source``, or, with ``overwrite``, another
+    keras_imae export; a folder keras_imae did not write is never replaced
+    (:func:`keras_imae.training._run_folder.check_export_target`).
+
+    Args:
+        model: a built functional/sequential Keras model whose output is logits.
+        path: target folder; its parent is created if missing.
+        overwrite: allow replacing another keras_imae export. A failed replacement leaves the
+            previous export in place.
+        source: what the export comes from (default: ``path`` itself, i.e. no previous
+            export is ever replaced without ``overwrite``).
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        FileExistsError: ``path`` may not be replaced.
+        ValueError: the model has no defined input (not built).
+    """
+    try:
+        model.inputs[0]
+    except (AttributeError, IndexError, TypeError, ValueError) as err:
+        raise ValueError(
+            "The model has no defined input; build or call it before exporting.") from err
+    source = os.path.abspath(os.fspath(path if source is None else source))
+    if source == os.path.abspath(os.fspath(path)) and os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"Target {os.path.abspath(path)!r} already exists; pass overwrite=True "
+            "(--overwrite) to replace it.")
+    run_folder.check_export_target(path, source, overwrite=overwrite)
+    archive = _serving_archive(model)
+
+    def fill(tmp):
+        archive.write_out(tmp, verbose=False)
+        run_folder.write_export_marker(tmp, source)
+
+    return _files.atomic_replace_dir(path, fill, overwrite=True)

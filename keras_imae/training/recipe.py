@@ -1,0 +1,350 @@
+"""The recipe: every default a run trains with, in one table, resolved once into numbers.
+
+:data:`DEFAULTS` is the table. :func:`resolve` overlays a :class:`~keras_imae.training.RunConfig`
+(``None`` or ``"auto"`` = the default) on it for one dataset and returns the settings as plain
+values; a run prints them in one block at its start (:func:`format_resolved`) and writes them
+to ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default.
+:func:`recommended` gives the same settings for your own Keras code.
+
+Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
+
+- DM's gradient does not vanish on fitted examples, so outside its emphasis window it is a
+  linear loss with no minimum: AdamW's *decoupled* decay gives it one (Loshchilov & Hutter
+  2019's normalised decay, so one constant carries over between dataset sizes and run
+  lengths), and a cosine schedule to 0 freezes the model at the end.
+- A network must not be able to carve out wrong labels one by one: a convolutional network
+  sees randomly translated images, an MLP on images a random fifth of its pixels dropped.
+- ``max_margin`` (this project's option) stops the push of examples beyond a margin of 16,
+  without which DM's logits diverge where nothing opposes that push (clean classes).
+- The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
+  emphasis, so regions are sorted by their majority label before the emphasis acts.
+- No loss setting depends on the kind of noise: a user with real noisy labels knows neither
+  its type nor its rate.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from keras_imae import data, losses, models
+from keras_imae.training import optimizers
+
+__all__ = ["DEFAULTS", "Recommended", "build_loss", "compiled_model", "format_resolved",
+           "loss_settings", "model_for", "noise", "recommended", "resolve", "warmup_epochs",
+           "weight_decay"]
+
+# The one table. A run's RunConfig field left at None (or "auto") takes the value here.
+DEFAULTS = {
+    # noise: a user's own labels are never corrupted unless asked; the embedded demo is.
+    "noise_type": {"digits": "symmetric", "other": "none"},
+    "noise_rate": 0.4,
+    # model="auto": the MLP for feature vectors and images up to 8x8 (digits), ResNet-20 for
+    # RGB images, the CNN for other images.
+    "tiny_image_side": 8,
+    "rgb_model": "resnet20",
+    "image_model": "cnn",
+    # optimisation
+    "optimizer": "adamw",
+    "learning_rate": 1e-3,
+    "lr_schedule": "cosine",
+    "epochs": 40,
+    "batch_size": 64,
+    "sgd_momentum": 0.9,
+    # AdamW's decay = this * sqrt(batch_size / (training examples * epochs)): 0.52 on digits
+    # (40 epochs), 0.05 on CIFAR-10 for 200 epochs at batch 128. SGD and Adam: 0 (their decay
+    # is a coupled L2 penalty in the model, which the papers' SGD recipe sets itself).
+    "normalized_weight_decay": 15.0,
+    # augmentation: the papers' for their datasets, else random translation ("crop": pad an
+    # eighth of each side, crop back) for images under a convolutional model, else none.
+    "augment_by_dataset": {"cifar10": "cifar", "cifar100": "cifar", "cifar10_n": "cifar",
+                           "cifar100_n": "cifar", "svhn_cropped": "crop"},
+    "conv_augment": "crop",
+    # MLPs on (H, W, C) images: Dropout on the input pixels (Srivastava et al. 2014's rate).
+    "image_input_dropout": 0.2,
+    # DM (lam, beta) and IMAE (temperature): the plain MLP fits example by example and gains
+    # clean fit from a sharp emphasis; BatchNorm networks fit regions, where a sharp emphasis
+    # starves classes learned late and holds class pairs learned the wrong way round.
+    "dm": {"lam": 2.0, "beta": 16.0},
+    "dm_batchnorm": {"lam": 2.0, "beta": 4.0},
+    "imae": {"temperature": 8.0},
+    "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
+    "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
+    # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
+    # probabilities on held-out examples, where every architecture did best with DM lam=2,
+    # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
+    # 0.781 / 0.918 with beta=16) and no warm-up (their scores were measured without one).
+    "label_issue_epochs": 20,
+    "fold_dm": {"lam": 2.0, "beta": 8.0},
+    "fold_warmup_epochs": 0,
+}
+OPTIMIZERS = optimizers.OPTIMIZERS
+CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
+BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
+LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
+
+
+def noise(config, dataset):
+    """``(noise_type, noise_rate)`` the run draws: ``"auto"`` gives the embedded digits demo
+    its 40% symmetric noise and any other dataset none (its labels are used as given)."""
+    noise_type = config.noise_type
+    if noise_type == "auto":
+        noise_type = DEFAULTS["noise_type"]["digits" if dataset.name == "digits" else "other"]
+    return noise_type, 0.0 if noise_type == "none" else config.noise_rate
+
+
+def model_for(config, input_shape):
+    """The run's architecture: ``config.model``, or the ``"auto"`` rule of :data:`DEFAULTS`."""
+    if config.model != "auto":
+        return config.model
+    if len(input_shape) == 1 or input_shape[0] <= DEFAULTS["tiny_image_side"]:
+        return "mlp"
+    return DEFAULTS["rgb_model"] if input_shape[-1] == 3 else DEFAULTS["image_model"]
+
+
+def _augment(config, dataset, model):
+    if config.augment != "auto":
+        return None if config.augment == "none" else config.augment
+    known = DEFAULTS["augment_by_dataset"].get(data.parse(dataset.name).tfds_name)
+    if known is not None:
+        return known
+    image = len(dataset.input_shape) == 3
+    return DEFAULTS["conv_augment"] if model in CONVOLUTIONAL and image else None
+
+
+def _input_dropout(config, model, input_shape):
+    if config.input_dropout is not None:
+        return config.input_dropout
+    image = len(input_shape) == 3
+    return DEFAULTS["image_input_dropout"] if model not in CONVOLUTIONAL and image else 0.0
+
+
+def loss_settings(loss, given, model, normalize="default"):
+    """The loss's keyword arguments: ``given`` (the hyper-parameters set, by name), the others
+    from :data:`DEFAULTS` (DM by architecture ``model``; ``max_margin`` for DM and IMAE).
+
+    Raises:
+        ValueError: an unknown loss, or a hyper-parameter the loss does not take.
+    """
+    losses.get(loss)  # raises for an unknown name
+    accepted = losses.LOSSES[loss].HYPERPARAMETERS
+    given = {k: v for k, v in given.items() if v is not None}
+    unused = [k for k in given if k not in accepted]
+    if unused:
+        raise ValueError(
+            f"Loss {loss!r} does not take {', '.join(f'`{k}`' for k in unused)} (its "
+            f"hyper-parameters: {', '.join(accepted) or 'none'}). Received: "
+            + ", ".join(f"{k}={given[k]}" for k in unused))
+    defaults = {}
+    if loss == "dm":
+        defaults = dict(DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"])
+    elif loss in DEFAULTS:
+        defaults = dict(DEFAULTS[loss])
+    if "max_margin" in accepted:
+        defaults["max_margin"] = DEFAULTS["max_margin"]
+    kwargs = {**defaults, **given}
+    if kwargs.get("max_margin") == 0:  # 0: no margin, the papers' faithful gradient
+        kwargs["max_margin"] = None
+    if normalize != "default":
+        kwargs["normalize"] = None if normalize == "none" else normalize
+    return kwargs
+
+
+def warmup_epochs(loss, epochs, warmup=None):
+    """Flat-emphasis epochs: ``warmup`` when set, else ``epochs // 4`` for a loss with an
+    emphasis strength (DM, IMAE) and 0 for the others.
+
+    Raises:
+        ValueError: a count that leaves no epoch with the emphasis, or one set for a loss
+            without an emphasis to flatten.
+    """
+    has_emphasis = losses.LOSSES[loss].EMPHASIS_STRENGTH is not None
+    if warmup is None:
+        return int(DEFAULTS["warmup_fraction"] * epochs) if has_emphasis else 0
+    if warmup and not has_emphasis:
+        raise ValueError(
+            f"Loss {loss!r} has no emphasis to warm up (only dm and imae have one). "
+            f"Received: warmup_epochs={warmup}")
+    if warmup and warmup >= epochs:
+        raise ValueError(
+            "Invalid value for `warmup_epochs`: the flat-emphasis warm-up must leave epochs "
+            f"with the emphasis. Expected < epochs ({epochs}). Received: "
+            f"warmup_epochs={warmup}")
+    return warmup
+
+
+def weight_decay(optimizer, decay, batch_size, num_train, epochs):
+    """``decay`` if set; else AdamW's normalised decay
+    ``normalized_weight_decay * sqrt(batch_size / (num_train * epochs))``, 0 for SGD/Adam."""
+    if decay is not None:
+        return decay
+    if optimizer != "adamw":
+        return 0.0
+    return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))
+
+
+def given_hparams(config):
+    """The loss hyper-parameters set in ``config``."""
+    return {k: getattr(config, k) for k in LOSS_HPARAMS}
+
+
+def resolve(config, dataset, num_train):
+    """Every setting of a run as plain values (``None`` and ``"auto"`` replaced).
+
+    Args:
+        config: a :class:`keras_imae.training.RunConfig`.
+        dataset: the run's :class:`keras_imae.data.Dataset` (shape, name).
+        num_train: the number of examples trained on (after any validation split).
+
+    Returns:
+        A dict: ``noise_type``, ``noise_rate``, ``model``, ``augment``, ``input_dropout``,
+        ``loss`` (name), ``loss_settings`` (keyword arguments), ``warmup_epochs``,
+        ``optimizer``, ``learning_rate``, ``lr_schedule``, ``momentum``, ``weight_decay``,
+        ``epochs``, ``batch_size``.
+    """
+    model = model_for(config, dataset.input_shape)
+    noise_type, noise_rate = noise(config, dataset)
+    momentum = None
+    if config.optimizer == "sgd":
+        momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
+    return {
+        "noise_type": noise_type,
+        "noise_rate": noise_rate,
+        "model": model,
+        "augment": _augment(config, dataset, model),
+        "input_dropout": _input_dropout(config, model, dataset.input_shape),
+        "loss": config.loss,
+        "loss_settings": loss_settings(config.loss, given_hparams(config), model, config.normalize),
+        "warmup_epochs": warmup_epochs(config.loss, config.epochs, config.warmup_epochs),
+        "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate,
+        "lr_schedule": None if config.lr_schedule == "none" else config.lr_schedule,
+        "momentum": momentum,
+        "weight_decay": weight_decay(config.optimizer, config.weight_decay, config.batch_size,
+                                     num_train, config.epochs),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+    }
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def format_resolved(resolved, defaulted=()):
+    """The block a run prints at its start: one line per setting, ``*`` for a default."""
+    lines = ["Settings (* = default; written to config.json under 'resolved'):"]
+    for key, value in resolved.items():
+        mark = "*" if key in defaulted else " "
+        lines.append(f"  {mark} {key:<15} {_fmt(value)}")
+    return "\n".join(lines)
+
+
+def build_loss(resolved):
+    """The loss a run compiles: ``losses.get(loss, **loss_settings)``."""
+    return losses.get(resolved["loss"], **resolved["loss_settings"])
+
+
+def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
+    """The run's model, compiled with its loss and optimizer (call it in ``strategy.scope()``
+    to distribute). Seeded by ``seed``."""
+    decoupled = resolved["optimizer"] == "adamw"  # AdamW decays itself; else an L2 penalty
+    decay = resolved["weight_decay"]
+    model = models.build_model(resolved["model"], dataset.input_shape, dataset.num_classes,
+                               mean=dataset.mean, std=dataset.std,
+                               weight_decay=0.0 if decoupled else decay,
+                               input_dropout=resolved["input_dropout"], seed=seed)
+    optimizer = optimizers.make_optimizer(
+        resolved["optimizer"], learning_rate=resolved["learning_rate"],
+        momentum=resolved["momentum"], schedule=resolved["lr_schedule"],
+        epochs=resolved["epochs"],
+        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
+        weight_decay=decay if decoupled else None)
+    model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
+    return model
+
+
+@dataclasses.dataclass
+class Recommended:
+    """The recipe for your own Keras code (see :func:`recommended`).
+
+    Attributes:
+        loss: the ``keras.losses.Loss`` to compile with.
+        optimizer: the ``keras.optimizers.Optimizer`` to compile with.
+        callbacks: the callbacks to pass to ``fit`` (DM/IMAE: the flat-emphasis warm-up).
+        epochs, batch_size: to pass to ``fit`` (the schedule and decay assume them).
+        settings: every value, as :func:`resolve` would give a run.
+    """
+
+    loss: object
+    optimizer: object
+    callbacks: list
+    epochs: int
+    batch_size: int
+    settings: dict
+
+    def __str__(self):
+        return format_resolved(self.settings)
+
+
+def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",
+                **loss_settings):
+    """The settings ``scripts/train.py`` would train with, for your own Keras model.
+
+    Example:
+        >>> r = keras_imae.recommended(model, num_examples=len(x_train))
+        >>> model.compile(optimizer=r.optimizer, loss=r.loss)
+        >>> model.fit(x_train, y_noisy, epochs=r.epochs, batch_size=r.batch_size,
+        ...           callbacks=r.callbacks)
+
+    Args:
+        model: your model, or ``None``; one with ``BatchNormalization`` layers gets the
+            BatchNorm networks' DM setting.
+        num_examples: training examples per epoch (sets the weight decay and the schedule).
+        epochs, batch_size: default from :data:`DEFAULTS`.
+        loss: a loss name (``dm``, ``imae``, ``cce``, ...).
+        **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...).
+
+    Returns:
+        A :class:`Recommended` (``print`` it for the settings).
+    """
+    from keras_imae import callbacks  # only here: the run's own callbacks are set by _run
+
+    epochs = DEFAULTS["epochs"] if epochs is None else epochs
+    batch_size = DEFAULTS["batch_size"] if batch_size is None else batch_size
+    batch_norm = model is not None and any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
+    unknown = sorted(set(loss_settings) - set(LOSS_HPARAMS))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown}. Expected loss hyper-parameters among "
+                         f"{list(LOSS_HPARAMS)}.")
+    kwargs = loss_settings_of(loss, loss_settings, "mlp_bn" if batch_norm else "mlp")
+    warmup = warmup_epochs(loss, epochs)
+    decay = weight_decay(DEFAULTS["optimizer"], None, batch_size, num_examples, epochs)
+    optimizer = optimizers.make_optimizer(
+        DEFAULTS["optimizer"], learning_rate=DEFAULTS["learning_rate"],
+        schedule=DEFAULTS["lr_schedule"], epochs=epochs,
+        steps_per_epoch=int(np.ceil(num_examples / batch_size)), weight_decay=decay)
+    settings = {"loss": loss, "loss_settings": kwargs, "warmup_epochs": warmup,
+                "optimizer": DEFAULTS["optimizer"], "learning_rate": DEFAULTS["learning_rate"],
+                "lr_schedule": DEFAULTS["lr_schedule"], "weight_decay": decay,
+                "epochs": epochs, "batch_size": batch_size}
+    return Recommended(losses.get(loss, **kwargs), optimizer,
+                       [callbacks.EmphasisWarmup(warmup)] if warmup else [], epochs,
+                       batch_size, settings)
+
+
+loss_settings_of = loss_settings  # recommended()'s keyword hides the function's name
+
+
+def _layers(model):
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        yield layer
+        stack.extend(getattr(layer, "layers", []))

@@ -1,0 +1,156 @@
+"""The package's shape: its public names, lazy imports, layers without circles, size limits."""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "keras_imae")
+# The layers, bottom up: a module imports only from its own layer or the ones below.
+LAYERS = {"_backend": 0, "_checks": 0, "_files": 0, "losses": 1, "noise": 2, "data": 3,
+          "models": 4, "callbacks": 5, "training": 6, "label_issues": 7, "plotting": 8}
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 80
+
+
+def _modules():
+    """``{dotted name: path}`` of every module of the package."""
+    found = {}
+    for folder, _, names in os.walk(PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                found[dotted.removesuffix(".__init__")] = path
+    return found
+
+
+def _imports(path, modules):
+    """The package modules ``path`` imports, anywhere in it (a name imported from a package
+    counts as its submodule when it is one)."""
+    out = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("keras_imae"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_imae"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                out.add(sub if sub in modules else node.module)
+    return out & set(modules)
+
+
+def _layer(module):
+    parts = module.split(".")
+    return LAYERS[parts[1]] if len(parts) > 1 else None
+
+
+def test_modules_import_only_from_their_layer_or_below_and_have_no_circles():
+    modules = _modules()
+    graph = {m: _imports(p, modules) for m, p in modules.items()}
+    upward = [(m, i) for m, deps in graph.items() for i in deps
+              if _layer(m) is not None and _layer(i) is not None and _layer(i) > _layer(m)]
+    assert upward == []
+    # A package's own __init__ re-exports its modules: drop those edges, then no cycles.
+    edges = {m: {i for i in deps if not (i.startswith(m + ".") and m in graph)}
+             for m, deps in graph.items()}
+    edges = {m: {i for i in deps if i != m and not (m.startswith(i + ".")
+                                                     and modules[i].endswith("__init__.py"))}
+             for m, deps in edges.items()}
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_no_module_or_function_is_too_long():
+    too_long = []
+    for module, path in _modules().items():
+        source = open(path).read()
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long.append((module, source.count("\n")))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append((f"{module}.{node.name}", lines))
+    assert too_long == []
+
+
+def _fresh(code, **env):
+    """Run ``code`` in a new interpreter (nothing imported yet); returns its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3",
+                               **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_top_level_names_and_lazy_imports():
+    out = _fresh(
+        "import sys, keras_imae\n"
+        "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+        "import numpy as np\n"
+        "p = np.array([[.9, .1], [.8, .2], [.3, .7], [.9, .1]])\n"
+        "r = keras_imae.find_label_issues([0, 0, 1, 1], p)\n"
+        "print(r.is_issue.tolist(), 'keras' in sys.modules, 'tensorflow' in sys.modules)\n")
+    assert out.splitlines() == ["False False", "[False, False, False, True] False False"]
+
+
+@pytest.mark.slow
+def test_losses_and_models_import_without_tensorflow_on_jax():
+    pytest.importorskip("jax")
+    out = _fresh(
+        "import sys, keras_imae\n"
+        "from keras_imae import losses, models, callbacks\n"
+        "loss = keras_imae.DerivativeManipulation(beta=4.0, lam=2.0)\n"
+        "model = keras_imae.models.build_model('mlp', (4,), 3, seed=0)\n"
+        "print(type(model).__name__, 'tensorflow' in sys.modules)\n", KERAS_BACKEND="jax")
+    assert out.splitlines()[-1] == "RobustModel False"
+
+
+def test_main_names_are_exported_at_the_top_level():
+    import keras_imae
+    from keras_imae import callbacks, label_issues, losses, models, training
+
+    assert keras_imae.DerivativeManipulation is losses.DerivativeManipulation
+    assert keras_imae.IMAE is losses.IMAE
+    for name in ("CategoricalCrossentropy", "MeanAbsoluteError", "MeanSquaredError",
+                 "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
+                 "NormalizedCrossEntropyReverse"):
+        assert getattr(keras_imae, name) is getattr(losses, name)
+    assert keras_imae.RobustModel is models.RobustModel
+    assert keras_imae.find_label_issues is label_issues.find_label_issues
+    assert keras_imae.recommended is training.recipe.recommended
+    assert keras_imae.EmphasisWarmup is callbacks.EmphasisWarmup
+    assert set(dir(keras_imae)) >= {"losses", "data", "noise", "models", "training"}
+    with pytest.raises(AttributeError, match="has no attribute 'weighting'"):
+        keras_imae.weighting  # noqa: B018  (moved: keras_imae.losses.weighting)
+
+
+def test_load_model_registers_the_classes(tmp_path):
+    import keras
+    import numpy as np
+
+    import keras_imae
+
+    model = keras_imae.models.build_model("mlp", (4,), 3, seed=0)
+    model.compile("adam", keras_imae.DerivativeManipulation(beta=4.0, lam=2.0))
+    model.save(tmp_path / "m.keras")
+    loaded = keras_imae.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, keras_imae.RobustModel) and loaded.loss.beta == 4.0
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert keras.models.load_model(tmp_path / "m.keras").loss.lam == 2.0  # registered now
