@@ -61,9 +61,13 @@ def predict_pass(model, dataset):
         ValueError: an empty dataset, or an id seen twice.
     """
     parts, position = [], 0
+    replicated = _replicated(model)
     for batch in dataset:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        logits = _predict_arrays(model, x, len(x))
+        if replicated:
+            logits = _predict_arrays(model, x, len(x))
+        else:  # the batch as it comes: no copy to numpy and back
+            logits = np.asarray(model.predict_on_batch(x))
         given, clean, ids = _targets_of(y, len(logits), position)
         position += len(logits)
         log_p, log_q = _log_p_given(logits, given)

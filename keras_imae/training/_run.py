@@ -25,7 +25,7 @@ from keras_imae.training import _noise, _results, distribute, export, recipe
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import export_target, folder_state, validate
 
-__all__ = ["run"]
+__all__ = ["fit_monitor", "run"]
 
 DEMO_NOTE = ("The embedded digits demo draws {rate:.0%} {kind} noise into its training labels "
              "(--noise_type=none trains on the given labels; your own data is never corrupted "
@@ -142,6 +142,29 @@ def _announce(config, dataset, resolved, noisy, meta, reused):
     print(_noise.noise_report(dataset, noisy, meta, reused))
 
 
+EVAL_BATCH_BYTES = 64 * 2**20  # float32 input per prediction batch of the monitor
+
+
+def eval_batch_size(input_shape, batch_size):
+    """The monitor's prediction batch: the largest one whose float32 inputs fit in
+    :data:`EVAL_BATCH_BYTES`, between 1,024 and 4,096 examples (and at least the training
+    batch). Forward passes run several times faster per example in large batches."""
+    per_example = 4 * int(np.prod(input_shape))
+    return max(batch_size, min(4096, max(1024, EVAL_BATCH_BYTES // per_example)))
+
+
+def fit_monitor(dataset, noisy, train_ids=None, *, batch_size=64, previous_test_accuracy=()):
+    """The :class:`keras_imae.callbacks.FitMonitor` of a run: the training examples
+    ``train_ids`` (default all) un-augmented, with their noisy and clean labels and ids, and
+    the test split, in batches of :func:`eval_batch_size`."""
+    eval_batch = eval_batch_size(dataset.input_shape, batch_size)
+    return callbacks.FitMonitor(
+        train=data.eval_dataset(dataset, noisy, dataset.y_train, ids=train_ids,
+                                batch_size=eval_batch, with_ids=True),
+        test=data.eval_dataset(dataset.test, dataset.y_test, batch_size=eval_batch),
+        previous_test_accuracy=previous_test_accuracy)
+
+
 def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, resuming):
     """``model.fit`` with the monitor, the collapse guard, logs and the backup; returns the
     monitor."""
@@ -154,16 +177,12 @@ def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, re
     train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
                                ids=train_ids, batch_size=config.batch_size,
                                augment=resolved["augment"], seed=config.seed)
-    eval_batch = max(config.batch_size, 1024)
     validation = None
     if val_ids is not None:
         validation = data.eval_dataset(dataset, noisy, clean if dataset.verified.all() else None,
-                                       ids=val_ids, batch_size=eval_batch)
-    monitor = callbacks.FitMonitor(
-        train=data.eval_dataset(dataset, noisy, clean, ids=train_ids, batch_size=eval_batch,
-                                with_ids=True),
-        test=data.eval_dataset(dataset.test, dataset.y_test, batch_size=eval_batch),
-        previous_test_accuracy=[r["test_accuracy"] for r in done])
+                                       ids=val_ids, batch_size=max(config.batch_size, 1024))
+    monitor = fit_monitor(dataset, noisy, train_ids, batch_size=config.batch_size,
+                          previous_test_accuracy=[r["test_accuracy"] for r in done])
     model.fit(
         train, epochs=config.epochs, validation_data=validation,
         verbose=config.verbose, shuffle=False,  # the pipeline shuffles (seeded)
