@@ -55,8 +55,9 @@ def main(_):
         label_issues.validate(config, **options)
     except ValueError as err:
         raise app.UsageError(str(err)) from None
-    results = label_issues.run(config, output_dir=FLAGS.output_dir,
-                               num_suspects=FLAGS.num_suspects, **options)
+    with cli.one_line_errors("Nothing was written; run the command again to start over."):
+        results = label_issues.run(config, output_dir=FLAGS.output_dir,
+                                   num_suspects=FLAGS.num_suspects, **options)
     print(label_issues.format_summary(results))
 
 

@@ -16,25 +16,23 @@ Prints the settings it resolved, the realised noise, Keras progress bars with cl
 noisy_fit / noisy_correct, then a results table; writes metrics.json, log.csv, TensorBoard logs and model.keras into
 --model_dir and a SavedModel into saved_models/<run name>/ (or --export_dir).
 Exits with status 1 and a one-line reason when the run cannot start or must stop (a bad flag,
-data it cannot train on, a folder another run is using, a collapsed run); nothing is
-exported then.
+data it cannot train on, a folder another run is using, a collapsed run, a full disk, a failed
+export); nothing is exported then. Ctrl-C (status 130) or SIGTERM (143) stop it cleanly: run
+the same command again to resume.
 """
 # absl %-formats this docstring for --help: write a percent sign as %% (or in words).
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
 
 from absl import app, flags
 
-from keras_imae import callbacks, data, training
+from keras_imae import training
 from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
-# Why a run could not start or had to stop, each explained by its message: no traceback.
-_STOPPED = (training.RunLocked, callbacks.TrainingCollapsed, data.DataError,
-            data.DownloadFailed)
+_INTERRUPTED = "Run the same command again to resume from the last finished epoch."
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -44,14 +42,12 @@ def define_flags(flag_values=flags.FLAGS):
 def main(_):
     cli.quiet_logs(FLAGS)
     config = cli.run_config(FLAGS)
-    try:
+    with cli.one_line_errors(_INTERRUPTED):
         try:
             training.validate(config)  # RunLocked too, for a folder in use
         except ValueError as err:
             raise app.UsageError(str(err)) from None
         results = training.run(config)
-    except _STOPPED as err:
-        sys.exit(f"{type(err).__name__}: {err}")
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"
           + (f" and the SavedModel {results['saved_model']}" if "saved_model" in results

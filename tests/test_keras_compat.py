@@ -1,8 +1,8 @@
-"""Tests for keras_imae.keras_compat: the canary for every private Keras hook we override.
+"""Tests for keras_imae.models._keras_compat: the canary for every private Keras hook we use.
 
 If one of these fails after a Keras upgrade, read the module docstring of
-``keras_imae/keras_compat.py`` before changing anything: each hook works around a named
-upstream problem.
+``keras_imae/models/_keras_compat.py`` before changing anything: each hook works around a
+named upstream problem.
 """
 
 import inspect
@@ -93,3 +93,24 @@ def test_private_metrics_result_hook_still_exists():
 
     for method in (tf_trainer.TensorFlowTrainer.fit, tf_trainer.TensorFlowTrainer.evaluate):
         assert "self._get_metrics_result_or_logs(logs)" in inspect.getsource(method)
+
+
+# -- 3. resuming: fit starts at model._initial_epoch --------------------------------------------
+def test_fit_still_reads_the_initial_epoch_a_callback_sets():
+    from keras.src.backend.jax import trainer as jax_trainer
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    for cls in (tf_trainer.TensorFlowTrainer, jax_trainer.JAXTrainer):
+        source = inspect.getsource(cls.fit)
+        assert source.index("callbacks.on_train_begin()") < source.index(
+            "initial_epoch = self._initial_epoch or initial_epoch"), cls
+
+    class StartAt(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            keras_compat.set_initial_epoch(self.model, 2)
+
+    model = models.build_model("mlp", (3,), 2, seed=0)
+    model.compile("sgd", SCCE)
+    x, y = np.zeros((8, 3), "float32"), np.zeros(8, "int32")
+    history = model.fit(x, y, epochs=4, verbose=0, callbacks=[StartAt()])
+    assert history.epoch == [2, 3]

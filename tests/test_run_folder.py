@@ -1,4 +1,4 @@
-"""Tests for keras_imae.run_folder: what a run may delete, its lock, its log, its export."""
+"""Tests for keras_imae.training._run_folder: what a run may delete, its lock, its log, its export."""
 
 import json
 import os
@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
+import keras_imae
 from keras_imae import noise
 from keras_imae.training import _run_folder as run_folder
+from keras_imae.training._backup import RunBackup
 
 
 def test_clear_deletes_only_what_a_run_writes(tmp_path):
@@ -52,8 +54,9 @@ def test_log_is_cut_back_to_the_backed_up_epochs(tmp_path):
     folder = run_folder.RunFolder(tmp_path)
     (tmp_path / run_folder.LOG).write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
     assert folder.backed_up_epochs() == 0
-    (tmp_path / run_folder.BACKUP).mkdir()
-    (tmp_path / run_folder.BACKUP / "training_metadata.json").write_text('{"epoch": 2}')
+    backup = RunBackup(tmp_path / run_folder.BACKUP)
+    backup.set_model(keras_imae.models.build_model("mlp", (3,), 2, seed=0))
+    backup.save(2)
     assert folder.backed_up_epochs() == 2
     folder.truncate_log(2)
     assert [r["epoch"] for r in folder.read_log()] == ["0", "1"]

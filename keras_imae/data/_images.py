@@ -14,13 +14,17 @@ kept), rounded and clipped to ``[0, 255]``, uint8.
 """
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from keras_imae.data import _split
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras' reader lists
+# What tf.io.decode_image decodes (Keras' reader lists the first five; TF 2.21 adds WebP
+# and JPEG XL), and image formats it does not, which are named when a folder holds them.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".jxl")
+UNDECODABLE_IMAGES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".svg", ".ico", ".psd")
 CHANNELS = 3
 FOLDER_IMAGE_SIZE = (32, 32)  # default (height, width) of images read from files
 FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
@@ -36,10 +40,16 @@ def is_image_name(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _class_files(class_dir):
+def _class_files(class_dir, skipped):
+    """The decodable images of a class folder, in listing order; ``skipped`` counts the
+    undecodable image files by extension."""
     files = []
     for root, _, names in sorted(os.walk(class_dir), key=lambda entry: entry[0]):
         files.extend(os.path.join(root, n) for n in sorted(names) if is_image_name(n))
+        for n in names:
+            extension = os.path.splitext(n)[1].lower()
+            if extension in UNDECODABLE_IMAGES:
+                skipped[extension] = skipped.get(extension, 0) + 1
     return files
 
 
@@ -70,15 +80,21 @@ def list_class_folders(directory, class_names=None):
         raise DataError(
             f"Class folder {os.path.join(directory, unknown[0])!r} is not a class of the "
             f"training split (classes: {list(class_names)[:10]}...).")
-    paths, labels = [], []
+    paths, labels, skipped = [], [], {}
     for label, name in enumerate(class_names):
-        files = _class_files(os.path.join(directory, name)) if name in found else []
+        files = _class_files(os.path.join(directory, name), skipped) if name in found else []
         if not files and name in found:
             raise DataError(
                 f"Class folder {os.path.join(directory, name)!r} holds no image "
                 f"({', '.join(IMAGE_EXTENSIONS)}). Remove it or add its images.")
         paths.extend(files)
         labels.extend([label] * len(files))
+    if skipped:
+        warnings.warn(
+            f"{directory!r}: skipped {sum(skipped.values())} image files TensorFlow cannot "
+            f"decode ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))}); convert "
+            f"them to one of {', '.join(IMAGE_EXTENSIONS)} to use them.", UserWarning,
+            stacklevel=3)
     return path_array(paths), np.asarray(labels, np.int64), list(class_names)
 
 

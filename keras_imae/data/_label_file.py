@@ -18,10 +18,11 @@ here once:
   both files is a non-negative integer they are class ids and ``K = max + 1``; otherwise
   labels are names and the classes are the sorted unique names of ``train.csv`` (given and
   clean labels).
-- **Errors** name the file and the line: a missing image, a row with the wrong number of
-  fields or an empty path or label, an unknown class (not in ``classes.txt``, or a test
-  label no training row has). All raise :class:`keras_imae.data.DataError` (a
-  ``ValueError``).
+- **Errors** name the file and the line: a missing image, an image listed twice (duplicate
+  or conflicting rows), a row with the wrong number of fields or an empty path or label, an
+  unknown class (not in ``classes.txt``, or a test label no training row has). A UTF-8 byte
+  order mark (as spreadsheet programs write) is accepted. All raise
+  :class:`keras_imae.data.DataError` (a ``ValueError``).
 
 Only labels and paths are read here (a few bytes per example); the images are decoded later,
 inside the tf.data graph.
@@ -56,7 +57,7 @@ def _raw_rows(path):
     """``[(line_number, path_field, label_field, clean_field_or_'')]`` of one file."""
     delimiter = "\t" if path.endswith(".tsv") else ","
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as spreadsheets write
         reader = csv.reader(f, delimiter=delimiter)
         first = True
         for fields in reader:
@@ -130,12 +131,18 @@ def _to_ids(rows, column, file_path, class_names, ids_allowed, optional):
 
 
 def _image_paths(rows, root, file_path):
-    paths = []
+    paths, first_line = [], {}
     for row in rows:
         path = os.path.normpath(os.path.join(root, row[1]))
         if not os.path.isfile(path):
             raise DataError(f"{file_path}:{row[0]}: image {row[1]!r} not found (looked for "
                             f"{path!r}).")
+        if path in first_line:
+            raise DataError(
+                f"{file_path}:{row[0]}: image {row[1]!r} is listed again (first on line "
+                f"{first_line[path]}): an image must have one row. Remove the duplicate, or "
+                "keep the label you trust.")
+        first_line[path] = row[0]
         paths.append(path)
     return path_array(paths)
 

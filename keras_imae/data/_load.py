@@ -2,6 +2,7 @@
 
 import os
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -52,13 +53,26 @@ def _digits():
                  [str(c) for c in range(10)])
 
 
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(f.files))
+            if missing:
+                raise DataError(f"{path!r} is missing arrays {missing}. Expected x_train, "
+                                "y_train, x_test, y_test (optional class_names). Found: "
+                                f"{sorted(f.files)}")
+            return {key: f[key] for key in f.files}
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        # an empty or truncated file, another format, or arrays of Python objects
+        raise DataError(f"{path!r} is not a readable npz file of numeric arrays (empty, "
+                        f"truncated, another format, or object arrays): "
+                        f"{type(err).__name__}: {err}") from None
+
+
 def _npz(path):
-    with np.load(path, allow_pickle=False) as f:
-        missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(f.files))
-        if missing:
-            raise DataError(f"{path!r} is missing arrays {missing}. Expected x_train, y_train, "
-                            f"x_test, y_test (optional class_names). Found: {sorted(f.files)}")
-        arrays = {key: f[key] for key in f.files}
+    arrays = _read_npz(path)
     x_train = _features(arrays["x_train"], "x_train")
     x_test = _features(arrays["x_test"], "x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -132,6 +146,19 @@ def _open(source, data_dir, image_size):
     from keras_imae.data import _tfds  # TFDS only when needed
 
     return _tfds.open_parts(source, data_dir=data_dir, image_size=image_size)
+
+
+def _check_splits(name, parts):
+    """A dataset needs training examples of at least 2 classes and a test split."""
+    if len(parts.train) == 0 or len(parts.test) == 0:
+        empty = "training" if len(parts.train) == 0 else "test"
+        raise DataError(f"{name!r}: the {empty} split is empty. Expected examples in both "
+                        "the training and the test split.")
+    labels = np.asarray(parts.y_train if parts.given_labels is None else parts.given_labels)
+    present = np.unique(labels[labels >= 0])
+    if len(parts.class_names) < 2 or len(present) < 2:
+        raise DataError(f"{name!r}: the training labels name {len(present)} class "
+                        f"({present.tolist()}); a classifier needs at least 2.")
 
 
 def _streams(source, mode, parts):
@@ -208,6 +235,7 @@ def load(name, *, data_dir=None, image_size=None, streaming="auto"):
             "Invalid value for argument `image_size`: it only applies to images read from "
             f"files or TFDS. Received: image_size={image_size!r} with name={name!r}")
     parts = _open(source, data_dir, image_size)
+    _check_splits(name, parts)
     train, test = parts.train, parts.test
     if not _streams(source, streaming, parts):
         train, test = materialize(train, name), materialize(test, name)

@@ -8,6 +8,8 @@ saw it (or its label). The model is whatever ``fit`` trains: ``make_fit`` in
 ``scripts/find_label_issues.py``.
 """
 
+import warnings
+
 import numpy as np
 
 from keras_imae import _checks as checks
@@ -38,6 +40,14 @@ def assign_folds(labels, folds, seed):
     """
     labels = checks.label_ids(labels)
     folds = checks.integer("folds", folds, low=2, high=len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < folds:
+        small = classes[counts < folds]
+        warnings.warn(
+            f"{len(small)} classes have fewer examples than the {folds} folds (class "
+            f"{small[0]}: {counts[counts < folds][0]}): their examples are scored by models that "
+            "saw even fewer of them (none, for a class of one). Use fewer folds.",
+            UserWarning, stacklevel=2)
     rng = np.random.Generator(np.random.PCG64(seed))
     fold_of = np.empty(len(labels), np.int64)
     dealt = 0

@@ -1,8 +1,9 @@
 """Every use of a private Keras hook in keras_imae, in one place.
 
-:class:`KerasHooks` is a mixin of :class:`keras_imae.models.RobustModel`. Nothing else in the
-package touches Keras internals. ``tests/test_keras_compat.py`` is the canary: it fails loudly
-the day Keras renames a hook or changes its signature, and checks what each work-around is for.
+:class:`KerasHooks` is a mixin of :class:`keras_imae.models.RobustModel`;
+:func:`set_initial_epoch` serves the run's backup callback. Nothing else in the package
+touches Keras internals. ``tests/test_keras_compat.py`` is the canary: it fails loudly the day
+Keras renames a hook or changes its signature, and checks what each work-around is for.
 Tested on the Keras versions in :data:`TESTED_KERAS_VERSIONS`; on another version the first
 ``fit`` warns.
 
@@ -22,6 +23,10 @@ Tested on the Keras versions in :data:`TESTED_KERAS_VERSIONS`; on another versio
    without a noisy example is undefined, not 0% memorised). ``Trainer._get_metrics_result_or_logs``
    uses ``get_metrics_result()`` only when its keys *equal* those of the last step's logs, and
    the in-graph step cannot drop a key; :class:`KerasHooks` also accepts a subset.
+
+3. Resuming a run (:class:`keras_imae.training._backup.RunBackup`): ``fit`` starts at
+   ``model._initial_epoch`` when a callback set it in ``on_train_begin``, as Keras' own
+   ``BackupAndRestore`` does; :func:`set_initial_epoch` is that one assignment.
 """
 
 import warnings
@@ -30,7 +35,8 @@ import keras
 
 from keras_imae import _backend
 
-__all__ = ["TESTED_KERAS_VERSIONS", "KerasHooks", "first_local_replica", "multi_worker_logs"]
+__all__ = ["TESTED_KERAS_VERSIONS", "KerasHooks", "first_local_replica", "multi_worker_logs",
+           "set_initial_epoch"]
 
 TESTED_KERAS_VERSIONS = ("3.15",)  # major.minor prefixes the hooks here are tested on.
 
@@ -48,6 +54,12 @@ def check_keras_version():
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def set_initial_epoch(model, epoch):
+    """Make the ``fit`` that is starting begin at ``epoch`` (from a callback's
+    ``on_train_begin``; Keras 3.15's ``fit`` reads ``model._initial_epoch`` right after it)."""
+    model._initial_epoch = int(epoch)
 
 
 def first_local_replica(batch, strategy):

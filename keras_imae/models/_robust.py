@@ -84,8 +84,8 @@ class RobustModel(KerasHooks, keras.Model):
     in: do not also pass ``metrics=["accuracy"]`` to ``compile``.
 
     Create (and compile) it inside ``strategy.scope()`` to train under a strategy; it also
-    works under ``MultiWorkerMirroredStrategy`` (see :mod:`keras_imae.models._keras_compat`). On the JAX
-    backend, Keras' own stateless steps run (same metrics and logs) through the
+    works under ``MultiWorkerMirroredStrategy`` (see :mod:`keras_imae.models._keras_compat`).
+    On the JAX backend, Keras' own stateless steps run (same metrics and logs) through the
     ``compute_loss``/``compute_metrics`` overrides.
 
     Example:

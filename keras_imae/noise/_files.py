@@ -10,6 +10,7 @@ example id (the training-set position), so in-memory and streamed runs read the 
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -80,16 +81,28 @@ def load_noisy_labels(path, *, clean_labels=None, num_classes=None):
     file_path = noisy_labels_path(path)
     if not os.path.exists(file_path):
         raise FileNotFoundError(f"No noisy-label file at {file_path!r}.")
-    with np.load(file_path, allow_pickle=False) as f:
-        missing = {"noisy_labels", "is_noisy"} - set(f.files)
-        if missing:
-            raise ValueError(
-                f"{file_path!r} is not a noisy-label file: missing {sorted(missing)}. "
-                f"Found: {sorted(f.files)}"
-            )
-        noisy, is_noisy = f["noisy_labels"], f["is_noisy"]
-        stored_clean = f["clean_labels"] if "clean_labels" in f.files else None
-        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+    try:
+        with np.load(file_path, allow_pickle=False) as f:
+            missing = {"noisy_labels", "is_noisy"} - set(f.files)
+            if missing:
+                raise ValueError(
+                    f"{file_path!r} is not a noisy-label file: missing {sorted(missing)}. "
+                    f"Found: {sorted(f.files)}")
+            noisy, is_noisy = f["noisy_labels"], f["is_noisy"]
+            stored_clean = f["clean_labels"] if "clean_labels" in f.files else None
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"{file_path!r} is not a readable noisy-label file (empty, truncated "
+                         f"or another format): {type(err).__name__}: {err}") from None
+    except ValueError as err:
+        if "not a noisy-label file" in str(err):
+            raise
+        raise ValueError(f"{file_path!r} is not a readable noisy-label file (damaged, or "
+                         f"written by something else): {err}") from None
+    if noisy.ndim != 1 or is_noisy.shape != noisy.shape:
+        raise ValueError(f"{file_path!r} is not a noisy-label file: noisy_labels and is_noisy "
+                         f"must be 1-D of one length. Found shapes {noisy.shape} and "
+                         f"{is_noisy.shape}")
     if num_classes is not None:
         noisy = _check_noisy(noisy, num_classes)
     if clean_labels is not None:

@@ -24,8 +24,8 @@ def ranking_quality(scores_or_ranking, is_noisy):
 
     Args:
         scores_or_ranking: Float scores per example (higher = more suspicious, as returned
-            by :func:`keras_imae.label_issues.rank_mislabelled`), or an integer array: a permutation of example
-            indices, most suspicious first.
+            by :func:`keras_imae.label_issues.rank_mislabelled`), or an integer array: a
+            permutation of example indices, most suspicious first.
         is_noisy: Boolean mask, ``True`` for mislabelled examples.
 
     Returns:

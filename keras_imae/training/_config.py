@@ -1,16 +1,23 @@
 """A run's settings (:class:`RunConfig`) and every check that needs no data (:func:`validate`)."""
 
 import dataclasses
+import json
 import os
 
 from keras_imae import _checks as checks
-from keras_imae import data, losses, models, noise
+from keras_imae import _files, data, losses, models, noise
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training import optimizers, recipe
 
-__all__ = ["NOISE_TYPES", "RunConfig", "export_target", "validate"]
+__all__ = ["NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "export_target",
+           "validate"]
 
 NOISE_TYPES = ("auto", "none", *noise.NOISE_TYPES)
+# The settings a resumed run may change: they do not change what trains (how it is shown,
+# where it is exported, the hardware it runs on, how the data is read). Every other
+# RunConfig field must equal the recorded one.
+RESUME_MAY_CHANGE = ("verbose", "export_dir", "overwrite", "model_dir", "strategy", "tpu",
+                     "jit_compile", "streaming", "max_logit_scale")
 
 
 @dataclasses.dataclass
@@ -97,6 +104,44 @@ def folder_state(config):
     return bool(folder.written()) and not config.overwrite
 
 
+def _differences(recorded, current):
+    return [f"{key} {recorded[key]!r} -> {value!r}" for key, value in current.items()
+            if key in recorded and recorded[key] != value]
+
+
+def _refuse_resume(model_dir, differences):
+    raise ValueError(
+        f"Cannot resume the run in {model_dir!r}: these settings differ from the ones it was "
+        f"started with (recorded -> now): {'; '.join(differences)}. Run the same command with "
+        "the recorded values to resume it, or pass --overwrite (or another --model_dir) to "
+        "start afresh.")
+
+
+def check_resume(config, resolved=None):
+    """Refuse to resume the unfinished run in ``config.model_dir`` with other settings.
+
+    Compares every ``RunConfig`` field but :data:`RESUME_MAY_CHANGE` with the recorded
+    ``config.json`` and, given ``resolved``, the settings the run resolved (a changed default
+    of a newer version counts too).
+
+    Raises:
+        ValueError: naming each differing setting, its recorded and its new value.
+    """
+    path = os.path.join(config.model_dir, run_folder.CONFIG)
+    try:
+        with open(path) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return  # no record yet: nothing trained
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE}
+    differences = _differences(recorded, fields)
+    if resolved is not None and isinstance(recorded.get("resolved"), dict):
+        differences += _differences(recorded["resolved"],
+                                    json.loads(json.dumps(resolved, default=float)))
+    if differences:
+        _refuse_resume(config.model_dir, differences)
+
+
 def _check_numbers(config):
     if config.noise_type not in NOISE_TYPES:
         raise ValueError(
@@ -173,11 +218,13 @@ def validate(config):
     losses.get(config.loss, **recipe.loss_settings(config.loss, recipe.given_hparams(config),
                                                    None, config.normalize))
     recipe.warmup_epochs(config.loss, config.epochs, config.warmup_epochs)
-    folder_state(config)
-    run_folder.RunFolder(config.model_dir).check_unlocked()
-    target = export_target(config)
-    if target:
-        try:
+    try:
+        _files.check_writable_dir(config.model_dir, "model_dir")
+        target = export_target(config)
+        if target:
             run_folder.check_export_target(target, config.model_dir, overwrite=config.overwrite)
-        except FileExistsError as err:
-            raise ValueError(str(err)) from None
+    except OSError as err:  # a file in the way, no permission, a foreign export
+        raise ValueError(str(err)) from None
+    if folder_state(config):
+        check_resume(config)
+    run_folder.RunFolder(config.model_dir).check_unlocked()

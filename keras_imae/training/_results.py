@@ -55,7 +55,7 @@ def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids,
             meta, start):
     """The run's results dict (written to ``metrics.json``)."""
     if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
-        monitor.measure()
+        monitor.last = monitor.measure()
     scores = monitor.last_train_scores  # by training id, in order
     train_noisy, train_clean = noisy[train_ids], dataset.y_train[train_ids]
     verified = train_clean >= 0  # label files: clean labels for a subset only

@@ -20,12 +20,17 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import callbacks, data, noise
+from keras_imae import _files, callbacks, data, noise
 from keras_imae.training import _noise, _results, distribute, export, recipe
 from keras_imae.training import _run_folder as run_folder
-from keras_imae.training._config import export_target, folder_state, validate
+from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
-__all__ = ["fit_monitor", "run"]
+__all__ = ["ExportFailed", "fit_monitor", "run"]
+
+
+class ExportFailed(OSError):
+    """Training finished and its model is saved, but the SavedModel export failed; the
+    message says how to export without training again."""
 
 DEMO_NOTE = ("The embedded digits demo draws {rate:.0%} {kind} noise into its training labels "
              "(--noise_type=none trains on the given labels; your own data is never corrupted "
@@ -109,6 +114,8 @@ def run(config, *, dataset=None, strategy=None):
                                                             noise_type, noise_rate)
         train_ids, val_ids = _split(config, noisy)
         resolved = recipe.resolve(config, dataset, len(train_ids))
+        if resuming:
+            check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
             model = recipe.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
                                           jit_compile=config.jit_compile)
@@ -120,17 +127,32 @@ def run(config, *, dataset=None, strategy=None):
         if config.verbose:
             _announce(config, dataset, resolved, noisy, meta, reused)
         noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
+        backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
         monitor = _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids,
-                       resuming)
-        model.save(folder.file(run_folder.MODEL))
+                       resuming, backup)
+        model_path = folder.file(run_folder.MODEL)
+        _files.atomic_write(model_path, model.save, path_only=True)
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
                                    train_ids, val_ids, meta, start)
         target = export_target(config)
         if target and is_chief:
-            results["saved_model"] = export.export_saved_model(
-                model, target, overwrite=config.overwrite, source=config.model_dir)
+            results["saved_model"] = _export(model, target, config, model_path)
         run_folder.write_json(folder.file(run_folder.METRICS), results)  # last: finished
+        backup.delete()  # only now: a run stopped before this resumes with nothing to train
     return results
+
+
+def _export(model, target, config, model_path):
+    """The SavedModel export; a failure says how to export without training again."""
+    try:
+        return export.export_saved_model(model, target, overwrite=config.overwrite,
+                                         source=config.model_dir)
+    except (OSError, ValueError) as err:
+        raise ExportFailed(
+            f"Training finished and is saved in {model_path!r}, but the export to "
+            f"{target!r} failed: {err}. Fix that and run the same command again: it resumes "
+            "with nothing left to train and only exports (or export it yourself: python "
+            f"scripts/export.py --model={model_path} --export_dir={target}).") from None
 
 
 def _announce(config, dataset, resolved, noisy, meta, reused):
@@ -165,7 +187,8 @@ def fit_monitor(dataset, noisy, train_ids=None, *, batch_size=64, previous_test_
         previous_test_accuracy=previous_test_accuracy)
 
 
-def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, resuming):
+def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, resuming,
+         backup):
     """``model.fit`` with the monitor, the collapse guard, logs and the backup; returns the
     monitor."""
     done = []
@@ -196,6 +219,6 @@ def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, re
             keras.callbacks.CSVLogger(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
             # last: an epoch counts as done only once its log row is written
-            distribute.backup_and_restore(folder.path),
+            backup,
         ])
     return monitor

@@ -36,6 +36,7 @@ import warnings
 import numpy as np
 
 from keras_imae import _files, noise
+from keras_imae.training._backup import good_generation
 
 __all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
            "write_export_marker", "write_json"]
@@ -124,14 +125,9 @@ class RunFolder:
             return list(csv.DictReader(f))
 
     def backed_up_epochs(self):
-        """Epochs completed according to ``backup/`` (Keras' BackupAndRestore), else 0."""
-        for name in ("training_metadata.json", "training_metadata.json.bkp"):
-            try:
-                with open(os.path.join(self.file(BACKUP), name)) as f:
-                    return int(json.load(f)["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return 0
+        """Epochs completed according to the newest backup that reads back whole
+        (:mod:`keras_imae.training._backup`), else 0."""
+        return good_generation(self.file(BACKUP), warn=False)[0]
 
     def truncate_log(self, epochs):
         """Keep the first ``epochs`` rows of ``log.csv`` (rows of epochs whose backup was
@@ -259,8 +255,14 @@ def check_export_target(export_dir, source, *, overwrite):
 
     Raises:
         FileExistsError: the target may not be replaced.
+        OSError: the target is a file, or cannot be created or written.
     """
     export_dir = os.path.abspath(os.fspath(export_dir))
+    if os.path.lexists(export_dir) and not os.path.isdir(export_dir):
+        raise FileExistsError(f"Export target {export_dir!r} is a file, not a folder; it is "
+                              "never replaced. Choose another --export_dir, or move it.")
+    # the export is written into a sibling, then renamed: the parent must be writable
+    _files.check_writable_dir(os.path.dirname(export_dir), "The folder of export target")
     if not os.path.lexists(export_dir):
         return
     marker = _read_lock(os.path.join(export_dir, EXPORT_MARKER)) if os.path.isdir(

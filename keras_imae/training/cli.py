@@ -5,7 +5,10 @@ dataclass), so ``scripts/train.py`` and ``scripts/compare.py`` accept the same s
 and help for the same setting. Nothing is defined at import time.
 """
 
+import contextlib
 import dataclasses
+import signal
+import sys
 
 from absl import flags, logging
 
@@ -13,7 +16,7 @@ from keras_imae import data, losses, models
 from keras_imae.training import distribute, optimizers, recipe
 from keras_imae.training._config import NOISE_TYPES, RunConfig
 
-__all__ = ["RUN_FLAGS", "define_run_flags", "run_config", "quiet_logs"]
+__all__ = ["RUN_FLAGS", "define_run_flags", "one_line_errors", "run_config", "quiet_logs"]
 
 # field -> (kind, choices or None, help)
 _D = recipe.DEFAULTS
@@ -126,3 +129,33 @@ def quiet_logs(flag_values):
     """absl/TF INFO logs off unless ``--verbosity`` was given."""
     if "verbosity" not in flag_values or not flag_values["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that clean-up (locks, temporary files) runs."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def one_line_errors(interrupted):
+    """A script's body: every stop is one line on stderr, never a traceback.
+
+    Ctrl-C exits with status 130 and SIGTERM with 143, printing ``interrupted`` (say how to
+    resume); an error of the library (``ValueError``, ``OSError`` and the library's own:
+    a folder in use, bad data, a failed download, a collapsed run, a failed export) exits
+    with status 1 and ``Name: message``. ``finally`` clauses run first in every case.
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        print(f"Stopped ({'SIGTERM' if isinstance(err, _Terminated) else 'Ctrl-C'}). "
+              f"{interrupted}", file=sys.stderr)
+        sys.exit(143 if isinstance(err, _Terminated) else 130)
+    except (ValueError, OSError, RuntimeError) as err:
+        sys.exit(f"{type(err).__name__}: {err}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -21,6 +21,8 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_imae.training._backup import RunBackup
+
 __all__ = ["PRECISIONS", "STRATEGIES", "backup_and_restore", "get_strategy", "set_precision"]
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu", "auto")
@@ -203,22 +205,17 @@ def set_precision(policy):
     return keras.mixed_precision.dtype_policy()
 
 
-def backup_and_restore(model_dir, **kwargs):
-    """``keras.callbacks.BackupAndRestore`` backing up to ``<model_dir>/backup``.
+def backup_and_restore(model_dir, *, delete_when_done=True):
+    """The run's backup callback, saving to ``<model_dir>/backup`` after every epoch
+    (:class:`keras_imae.training._backup.RunBackup`: written crash-consistently, restored
+    from the newest generation that reads back whole).
 
     Pass it to every ``fit`` of a run: if the run is interrupted, calling the same ``fit``
     again (same ``epochs``, same ``model_dir``) restores weights, optimizer state and the
     epoch counter and trains only the remaining epochs, so the run ends after exactly the
-    planned number of epochs; the backup is deleted when ``fit`` completes. Under
-    ``MultiWorkerMirroredStrategy`` every worker passes the same ``model_dir``.
-
-    Args:
-        model_dir: The run's directory.
-        **kwargs: Passed to ``BackupAndRestore`` (``save_freq``, ``delete_checkpoint``, ...).
-
-    Returns:
-        A ``keras.callbacks.BackupAndRestore``.
+    planned number of epochs; the backup is deleted when ``fit`` completes unless
+    ``delete_when_done=False``. Under ``MultiWorkerMirroredStrategy`` every worker passes
+    its own ``model_dir``.
     """
-    return keras.callbacks.BackupAndRestore(
-        backup_dir=os.path.join(os.fspath(model_dir), "backup"), **kwargs
-    )
+    return RunBackup(os.path.join(os.fspath(model_dir), "backup"),
+                     delete_when_done=delete_when_done)

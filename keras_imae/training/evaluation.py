@@ -24,7 +24,9 @@ def load_predictor(path):
 
     Args:
         path: a SavedModel folder written by :func:`keras_imae.training.export.export_saved_model`
-            (its ``serve`` endpoint), or a ``.keras`` file whose model outputs logits.
+            (its ``serve`` endpoint), a ``.keras`` file whose model outputs logits or softmax
+            probabilities (:func:`keras_imae.training.export.output_kind`), or a run folder
+            of ``scripts/train.py`` (its ``model.keras``).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -34,6 +36,10 @@ def load_predictor(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r} (expected a SavedModel folder or a "
                                 "`.keras` file).")
+    run_model = os.path.join(path, "model.keras")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")) and (
+            os.path.isfile(run_model)):
+        path = run_model  # a run folder: its trained model
     if os.path.isdir(path):
         try:
             loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
@@ -44,8 +50,13 @@ def load_predictor(path):
         return lambda x: getattr(loaded, export.ENDPOINT)(
             tf.cast(x, tf.float32))["probabilities"].numpy()
     model = load_keras_model(path)
-    return lambda x: tf.nn.softmax(
-        tf.cast(model.predict(x, batch_size=512, verbose=0), tf.float32)).numpy()
+    kind = export.output_kind(model)
+
+    def predict(x):
+        outputs = tf.cast(model.predict(x, batch_size=512, verbose=0), tf.float32)
+        return (outputs if kind == "probabilities" else tf.nn.softmax(outputs)).numpy()
+
+    return predict
 
 
 def load_keras_model(path):

@@ -19,22 +19,49 @@ import tensorflow as tf
 from keras_imae import _files
 from keras_imae.training import _run_folder as run_folder
 
-__all__ = ["export_saved_model", "ENDPOINT"]
+__all__ = ["ENDPOINT", "export_saved_model", "output_kind"]
 
 ENDPOINT = "serve"
+_PROBABILITY_ACTIVATIONS = ("softmax",)
+_LOGIT_ACTIVATIONS = ("linear", None)
+
+
+def output_kind(model):
+    """``"logits"`` or ``"probabilities"``: what ``model`` outputs, read from its last layer.
+
+    A ``Softmax`` layer, or a last layer whose ``activation`` is ``softmax``, outputs
+    probabilities; a last layer without a non-linear activation (``Dense(K)``, as every
+    architecture of this library ends) outputs logits.
+
+    Raises:
+        ValueError: a last layer with another activation (``sigmoid``, ``relu``, ...):
+            neither logits nor class probabilities, so no probability could be served.
+    """
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    if isinstance(last, keras.layers.Softmax):
+        return "probabilities"
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", activation)
+    if name in _PROBABILITY_ACTIVATIONS:
+        return "probabilities"
+    if name in _LOGIT_ACTIVATIONS or activation is None:
+        return "logits"
+    raise ValueError(
+        f"The model's last layer {last.name!r} has activation {name!r}: its outputs are "
+        "neither logits nor softmax probabilities. Export a model that ends in a linear "
+        "layer (logits) or a softmax.")
 
 
 def _serving_archive(model):
     archive = keras.export.ExportArchive()
     archive.track(model)
     shape = (None,) + tuple(model.inputs[0].shape[1:])
+    kind = output_kind(model)
 
     def serve(images):
-        logits = tf.cast(model(images, training=False), tf.float32)
-        return {
-            "probabilities": tf.nn.softmax(logits, axis=-1),
-            "classes": tf.argmax(logits, axis=-1),
-        }
+        outputs = tf.cast(model(images, training=False), tf.float32)
+        probabilities = outputs if kind == "probabilities" else tf.nn.softmax(outputs, -1)
+        return {"probabilities": probabilities, "classes": tf.argmax(outputs, axis=-1)}
 
     archive.add_endpoint(
         name=ENDPOINT, fn=serve,
@@ -43,7 +70,12 @@ def _serving_archive(model):
 
 
 def export_saved_model(model, path, *, overwrite=False, source=None):
-    """Write ``model`` (logits out) as a serving SavedModel at ``path``, atomically.
+    """Write ``model`` as a serving SavedModel at ``path``, atomically.
+
+    The model may output logits (every architecture here) or softmax probabilities (a plain
+    Keras classifier ending in ``activation="softmax"``): :func:`output_kind` tells which,
+    and ``probabilities`` are served as the model's probabilities either way, never a
+    softmax of probabilities.
 
     The folder also holds ``keras_imae_export.json`` naming ``source`` (the run folder or
     ``.keras`` file it came from), written in the same atomic rename. An existing ``path`` is
@@ -52,7 +84,8 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
     (:func:`keras_imae.training._run_folder.check_export_target`).
 
     Args:
-        model: a built functional/sequential Keras model whose output is logits.
+        model: a built functional/sequential Keras model outputting logits or softmax
+            probabilities.
         path: target folder; its parent is created if missing.
         overwrite: allow replacing another keras_imae export. A failed replacement leaves the
             previous export in place.
@@ -64,7 +97,8 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
 
     Raises:
         FileExistsError: ``path`` may not be replaced.
-        ValueError: the model has no defined input (not built).
+        ValueError: the model has no defined input (not built), or outputs neither logits
+            nor softmax probabilities.
     """
     try:
         model.inputs[0]

@@ -1,0 +1,163 @@
+"""The run's backup: every epoch's training state, written so that a crash never corrupts it.
+
+Keras' ``BackupAndRestore`` writes ``latest.weights.h5`` in place: a process killed (or a disk
+that fills up) in the middle of that write leaves a truncated file that no later run can
+load. Here each epoch's state is one *generation*, a folder ``backup/epoch-NNNNNN/`` holding
+``state.weights.h5`` (the model's and the optimizer's variables) and ``metadata.json``:
+
+- it is written into a hidden temporary folder, flushed to disk, then renamed into place
+  (atomic on POSIX), so a generation either exists whole or not at all;
+- the previous generation is kept until the new one is in place (the last :data:`KEEP` are
+  kept), and temporary folders left by a crash are removed by the next run;
+- a run resumes from the newest generation that reads back whole (every array of the file
+  is read, and the metadata parsed); a newer one that does not -- truncated by an earlier
+  version, or damaged on disk -- is skipped with a warning naming it.
+
+A write that fails (``OSError``: a full disk, a removed folder) stops the run with a message
+saying which epoch is safely backed up.
+"""
+
+import json
+import os
+import shutil
+import warnings
+
+import keras
+
+from keras_imae.models._keras_compat import set_initial_epoch
+
+__all__ = ["KEEP", "RunBackup", "good_generation"]
+
+KEEP = 2  # generations kept on disk
+_PREFIX, _TMP = "epoch-", ".tmp-"
+WEIGHTS, METADATA = "state.weights.h5", "metadata.json"
+_LEGACY = ("latest.weights.h5", "training_metadata.json")  # Keras' own layout (older runs)
+
+
+def _readable(weights, metadata):
+    """The epoch recorded in ``metadata`` if both files read back whole, else ``None``."""
+    import h5py
+
+    try:
+        with open(metadata) as f:
+            epoch = int(json.load(f)["epoch"])
+        with h5py.File(weights, "r") as f:
+            arrays = []
+            f.visititems(lambda _, item: arrays.append(item) if isinstance(
+                item, h5py.Dataset) else None)
+            for array in arrays:
+                array[()]  # reads every byte: a truncated file fails here
+        return epoch
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+
+
+def _generations(backup_dir):
+    """``[(epoch, weights, metadata, folder)]`` on disk, newest first (legacy layout last)."""
+    found = []
+    if os.path.isdir(backup_dir):
+        for name in os.listdir(backup_dir):
+            if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit():
+                folder = os.path.join(backup_dir, name)
+                found.append((int(name[len(_PREFIX):]), os.path.join(folder, WEIGHTS),
+                              os.path.join(folder, METADATA), folder))
+    found.sort(reverse=True)
+    legacy = [os.path.join(backup_dir, name) for name in _LEGACY]
+    if os.path.isfile(legacy[0]):
+        found.append((-1, *legacy, None))
+    return found
+
+
+def good_generation(backup_dir, warn=True):
+    """``(epoch, weights_path)`` of the newest generation that reads back whole, or
+    ``(0, None)``; a newer unreadable one is named in a ``RuntimeWarning``."""
+    for listed_epoch, weights, metadata, folder in _generations(backup_dir):
+        epoch = _readable(weights, metadata)
+        if epoch is not None:
+            return epoch, weights
+        if warn:
+            warnings.warn(
+                f"The backup {folder or weights!r} (epoch {listed_epoch}) cannot be read back "
+                "(truncated or damaged): resuming from an older one.", RuntimeWarning,
+                stacklevel=2)
+    return 0, None
+
+
+class RunBackup(keras.callbacks.Callback):
+    """Backs the training state up after every epoch, crash-consistently, and restores the
+    newest good generation when ``fit`` starts (see the module docstring).
+
+    Pass it last in the callbacks (an epoch counts as done only once everything before it
+    ran). Like Keras' ``BackupAndRestore``, a resumed ``fit`` trains only the remaining
+    epochs.
+
+    Args:
+        backup_dir: the folder of the generations (created when first needed).
+        delete_when_done: remove the generations when ``fit`` completes (as Keras does).
+            ``training.run`` keeps them until the run has finished, export included, and then
+            calls :meth:`delete`: a run whose export failed resumes with no epoch left to
+            train, and only exports.
+    """
+
+    def __init__(self, backup_dir, *, delete_when_done=True):
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        self.delete_when_done = delete_when_done
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._clean_temporary()
+        epoch, weights = good_generation(self.backup_dir)
+        self._epoch = epoch
+        if weights is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        set_initial_epoch(self.model, epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        self.save(self._epoch)
+
+    def save(self, epoch):
+        """Write generation ``epoch`` atomically, then drop all but the newest :data:`KEEP`."""
+        os.makedirs(self.backup_dir, exist_ok=True)
+        final = os.path.join(self.backup_dir, f"{_PREFIX}{epoch:06d}")
+        tmp = os.path.join(self.backup_dir, f"{_TMP}{_PREFIX}{epoch:06d}-{os.getpid()}")
+        try:
+            os.makedirs(tmp)
+            self.model.save_weights(os.path.join(tmp, WEIGHTS))
+            with open(os.path.join(tmp, METADATA), "w") as f:
+                json.dump({"epoch": epoch}, f)
+            for name in (WEIGHTS, METADATA):
+                with open(os.path.join(tmp, name), "rb") as f:
+                    os.fsync(f.fileno())
+            if os.path.exists(final):  # a rerun from an older generation writes it again
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = good_generation(self.backup_dir, warn=False)[0]
+            raise OSError(
+                err.errno, f"Could not write the backup of epoch {epoch} in "
+                f"{self.backup_dir!r} ({err.strerror or err}). The backup of epoch {kept} is "
+                "intact: free some space and run the same command again to resume from "
+                "there.") from None
+        for _, _, _, folder in _generations(self.backup_dir)[KEEP:]:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_when_done and self._epoch >= self.params.get("epochs", 0):
+            self.delete()
+
+    def _clean_temporary(self):
+        if os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                if name.startswith(_TMP):
+                    shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
+
+    def delete(self):
+        """Remove every generation (the run has finished)."""
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
