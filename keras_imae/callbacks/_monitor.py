@@ -12,6 +12,7 @@ import math
 import keras
 import numpy as np
 
+from keras_imae import noise
 from keras_imae.callbacks._passes import (_check_arrays, _pass_from_logits, _predict_arrays,
                                           fit_statistics, is_tf_dataset, label_ids,
                                           pass_logit_statistics, predict_pass)
@@ -32,7 +33,12 @@ class FitMonitor(keras.callbacks.Callback):
       a few numbers per example, never the logits or the images); a clean label of -1 marks
       an unverified example and adds ``train_verified_fraction`` (see
       :func:`fit_statistics`);
-    - ``test``: ``(x, y)`` arrays or a dataset yielding ``(x, y)`` / ``(x, {"label": y})``,
+    - ``test``: ``(x, y)`` arrays or a dataset yielding ``(x, y)`` / ``(x, {"label": y})``;
+    - ``validation``: a held-out split with its *noisy* labels, as ``test``: gives
+      ``val_accuracy`` (accuracy on the noisy labels) and, with ``transition`` (the noise's
+      ``T``, ``T[i, j] = P(noisy = j | clean = i)``), ``val_accuracy_corrected``, the unbiased
+      estimate of clean accuracy of :func:`keras_imae.noise.corrected_accuracy` -- what a
+      run picks its exported epoch by, with no clean label,
 
     and writes into the epoch ``logs`` ``train_accuracy``, ``train_clean_fit``,
     ``train_noisy_fit``, ``train_noisy_correct`` (see :func:`fit_statistics`),
@@ -49,6 +55,8 @@ class FitMonitor(keras.callbacks.Callback):
     Args:
         train: Training data without augmentation, or ``None``.
         test: Test data, or ``None``.
+        validation: Noisy validation data, or ``None``.
+        transition: ``(K, K)`` noise transition matrix of the validation labels, or ``None``.
         batch_size: Prediction batch size for array data.
         previous_test_accuracy: test accuracies of epochs trained before a resume (from the
             run's log), so ``best_test_accuracy`` and ``best_epoch`` cover the whole run.
@@ -61,12 +69,17 @@ class FitMonitor(keras.callbacks.Callback):
         array data only.
     """
 
-    def __init__(self, train=None, test=None, *, batch_size=1024, previous_test_accuracy=()):
+    def __init__(self, train=None, test=None, *, validation=None, transition=None,
+                 batch_size=1024, previous_test_accuracy=()):
         super().__init__()
         if train is None and test is None:
             raise ValueError("FitMonitor needs `train` or `test` data. Received neither.")
+        if transition is not None and validation is None:
+            raise ValueError("FitMonitor's `transition` corrects the validation accuracy: it "
+                             "needs `validation` data. Received: validation=None")
         self.train, self.test, self.batch_size = train, test, batch_size
-        for data in (train, test):
+        self.validation, self.transition = validation, transition
+        for data in (train, test, validation):
             if data is not None and not is_tf_dataset(data):
                 _check_arrays(data)
         self._joint = None
@@ -128,6 +141,21 @@ class FitMonitor(keras.callbacks.Callback):
         if test is not None:
             pred, given = test
             values["test_accuracy"] = float(np.mean(pred == given))
+        if self.validation is not None:
+            values.update(self._validation_accuracy())
+        return values
+
+    def _validation_accuracy(self):
+        if is_tf_dataset(self.validation):
+            result = predict_pass(self.model, self.validation)
+            pred, noisy = result.pred, result.given
+        else:
+            pred = _predict_arrays(self.model, self.validation[0], self.batch_size).argmax(-1)
+            noisy = label_ids(self.validation[1])
+        values = {"val_accuracy": float(np.mean(pred == noisy))}
+        if self.transition is not None:
+            values["val_accuracy_corrected"] = noise.corrected_accuracy(noisy, pred,
+                                                                        self.transition)
         return values
 
     def _train_pass(self):

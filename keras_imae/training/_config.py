@@ -58,7 +58,8 @@ class RunConfig:
     weight_decay: float | None = None
     augment: str = "auto"  # auto | none | cifar | crop
     input_dropout: float | None = None  # MLPs only
-    validation_fraction: float = 0.0
+    validation_fraction: float | None = None  # noisy validation share; None: the recipe's
+    checkpoint: str | None = None  # "last" or "best" (by the noisy validation split)
     strategy: str = "default"
     tpu: str | None = None
     precision: str = "float32"
@@ -149,7 +150,13 @@ def _check_numbers(config):
             f"Received: noise_type={config.noise_type!r}")
     for name in ("epochs", "batch_size"):
         checks.integer(name, getattr(config, name), low=1)
-    checks.number("validation_fraction", config.validation_fraction, high=1.0, high_open=True)
+    if config.validation_fraction is not None:
+        checks.number("validation_fraction", config.validation_fraction, high=1.0,
+                      high_open=True)
+    if config.checkpoint not in (None, *recipe.CHECKPOINTS):
+        raise ValueError(f"Invalid value for `checkpoint`. Expected one of "
+                         f"{list(recipe.CHECKPOINTS)}. Received: checkpoint={config.checkpoint!r}")
+    recipe.selection(config)  # "best" needs a validation split
     if config.optimizer not in optimizers.OPTIMIZERS:
         raise ValueError("Invalid value for `optimizer`. Expected one of "
                          f"{list(optimizers.OPTIMIZERS)}. Received: optimizer={config.optimizer!r}")

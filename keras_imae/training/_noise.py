@@ -7,7 +7,8 @@ import numpy as np
 
 from keras_imae import noise
 
-__all__ = ["noise_report", "noisy_labels", "nominal_transition", "realised_rate"]
+__all__ = ["noise_report", "noisy_labels", "nominal_transition", "realised_rate",
+           "usable_transition"]
 
 
 def _meta(config, dataset, noise_type, noise_rate):
@@ -67,6 +68,15 @@ def nominal_transition(dataset, meta):
         return noise.transition_matrix(dataset.num_classes, meta["noise_type"],
                                        meta["noise_rate"], dataset=dataset.name,
                                        superclasses=dataset.superclasses)
+
+
+def usable_transition(dataset, meta):
+    """:func:`nominal_transition` when it can be inverted usefully (condition number up to
+    :data:`keras_imae.noise.MAX_CONDITION`), else ``None``."""
+    transition = nominal_transition(dataset, meta)
+    if transition is None or np.linalg.cond(transition) > noise.MAX_CONDITION:
+        return None
+    return transition
 
 
 def realised_rate(noisy, clean):

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from keras_imae import callbacks, data, noise
+from keras_imae import noise
 from keras_imae.training import _noise
 from keras_imae.training import _run_folder as run_folder
 
@@ -20,43 +20,36 @@ def read_log(model_dir):
     return run_folder.RunFolder(model_dir).read_log()
 
 
-def _epoch_results(model_dir, last):
-    """Best/final test accuracy from the whole CSV log (complete across resumed runs) and
-    the final exact training-set fit values measured by the FitMonitor."""
+def _epoch_results(model_dir):
+    """Best/final test accuracy and the last epoch's exact training-set fit values, from the
+    whole CSV log (complete across resumed runs)."""
     rows = read_log(model_dir)
     test = [float(r["test_accuracy"]) for r in rows]
     best = int(np.argmax(test))
+    last = rows[-1]
+
+    def value(key):
+        return float(last[key]) if last.get(key) not in (None, "", "NA") else None
+
     return {
         "test_accuracy_best": test[best],
         "test_accuracy_best_epoch": int(rows[best]["epoch"]) + 1,
         "test_accuracy_final": test[-1],
-        "train_accuracy": last.get("train_accuracy"),
-        "clean_fit": last.get("train_clean_fit"),
-        "noisy_fit": last.get("train_noisy_fit"),
-        "noisy_correct": last.get("train_noisy_correct"),
+        "train_accuracy": value("train_accuracy"),
+        "clean_fit": value("train_clean_fit"),
+        "noisy_fit": value("train_noisy_fit"),
+        "noisy_correct": value("train_noisy_correct"),
         "history": {key: [float(r[key]) for r in rows] for key in _HISTORY_KEYS
                     if rows and key in rows[0]},
     }
 
 
-def _corrected_val_accuracy(dataset, model, validation, meta):
-    """Final accuracy on the noisy validation split corrected by the nominal ``T`` of the
-    noise this library injected (:func:`keras_imae.noise.corrected_accuracy`): an unbiased
-    estimate of clean accuracy under any class-dependent noise. ``None`` when ``T`` is
-    unknown (labels from elsewhere) or too close to singular."""
-    transition = _noise.nominal_transition(dataset, meta)
-    if transition is None or np.linalg.cond(transition) > noise.MAX_CONDITION:
-        return None
-    passed = callbacks.predict_pass(model, validation)
-    return noise.corrected_accuracy(passed.given, passed.pred, transition)
-
-
-def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids, val_ids,
-            meta, start):
-    """The run's results dict (written to ``metrics.json``)."""
-    if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
-        monitor.last = monitor.measure()
-    scores = monitor.last_train_scores  # by training id, in order
+def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids, meta, start,
+            exported):
+    """The run's results dict (written to ``metrics.json``): the last epoch's values under
+    their usual keys, and ``exported``, what the exported model (the last or the best epoch,
+    ``resolved["checkpoint"]``) scores."""
+    scores = monitor.last_train_scores  # of the exported model, by training id, in order
     train_noisy, train_clean = noisy[train_ids], dataset.y_train[train_ids]
     verified = train_clean >= 0  # label files: clean labels for a subset only
     train_is_noisy = (train_noisy != train_clean)[verified]
@@ -72,18 +65,16 @@ def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids,
         "noise_rate_nominal": meta.get("noise_rate"),
         "noise_rate_realised": _noise.realised_rate(noisy, dataset.y_train),
         "epochs": config.epochs,
-        **_epoch_results(folder.path, monitor.last),
+        **_epoch_results(folder.path),
+        "exported": exported,
         "mislabel_ranking": quality,
         "model_keras": os.path.abspath(folder.file(run_folder.MODEL)),
         "seconds": round(time.time() - start, 1),
     }
-    rows = folder.read_log()
-    if val_ids is not None and rows and "val_accuracy" in rows[-1]:
-        out["val_accuracy_final"] = float(rows[-1]["val_accuracy"])  # on *noisy* labels
-        validation = data.eval_dataset(dataset, noisy, ids=val_ids, batch_size=1024)
-        corrected = _corrected_val_accuracy(dataset, model, validation, meta)
-        if corrected is not None:
-            out["val_accuracy_corrected_final"] = corrected
+    last = folder.read_log()[-1]
+    for key in ("val_accuracy", "val_accuracy_corrected"):  # on the *noisy* labels
+        if last.get(key) not in (None, "", "NA"):  # (Keras' CSVLogger writes NA for none)
+            out[f"{key}_final"] = float(last[key])
     return out
 
 
@@ -105,6 +96,15 @@ def format_results(results):
     if results.get("val_accuracy_corrected_final") is not None:
         rows.append(("  corrected by the noise's T (clean estimate)",
                      f"{results['val_accuracy_corrected_final']:.4f}"))
+    exported = results.get("exported") or {}
+    if exported.get("selected_by"):
+        rows.append((f"exported: epoch {exported['epoch']}, best {exported['selected_by']}",
+                     f"{exported[exported['selected_by']]:.4f}"))
+        for name, key in (("  its test accuracy", "test_accuracy"),
+                          ("  its clean fit", "clean_fit"),
+                          ("  its noisy memorisation", "noisy_fit")):
+            if exported.get(key) is not None:
+                rows.append((name, f"{exported[key]:.4f}"))
     rate = results["noise_rate_realised"]
     rows.append(("realised noise rate", "n/a (no clean labels)" if rate is None
                  else f"{rate:.4f}"))

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import _noise, _results, distribute, export, recipe
+from keras_imae.training import _noise, _results, _select, distribute, export, recipe
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -56,10 +56,10 @@ def _worker_dir(model_dir, strategy):
 
 def _split(config, noisy):
     """``(train_ids, val_ids)``: the noisy validation split (``None`` without one)."""
-    ids = np.arange(len(noisy))
-    if config.validation_fraction == 0:
-        return ids, None
-    return data.split_ids(noisy, config.validation_fraction, config.seed)
+    fraction = recipe.selection(config)[1]
+    if fraction == 0:
+        return np.arange(len(noisy)), None
+    return data.split_ids(noisy, fraction, config.seed)
 
 
 def _defaulted(config, resolved):
@@ -69,7 +69,9 @@ def _defaulted(config, resolved):
               "input_dropout": config.input_dropout is None,
               "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),
               "warmup_epochs": config.warmup_epochs is None,
-              "momentum": config.momentum is None, "weight_decay": config.weight_decay is None}
+              "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
+              "checkpoint": config.checkpoint is None,
+              "validation_fraction": config.validation_fraction is None}
     return {key for key, default in fields.items() if default and key in resolved}
 
 
@@ -128,18 +130,44 @@ def run(config, *, dataset=None, strategy=None):
             _announce(config, dataset, resolved, noisy, meta, reused)
         noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
         backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
-        monitor = _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids,
-                       resuming, backup)
+        transition = _noise.usable_transition(dataset, meta) if val_ids is not None else None
+        monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
+                       transition, resuming, backup)
+        exported = _select_exported(resolved, model, folder, monitor, transition)
         model_path = folder.file(run_folder.MODEL)
         _files.atomic_write(model_path, model.save, path_only=True)
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
-                                   train_ids, val_ids, meta, start)
+                                   train_ids, meta, start, exported)
         target = export_target(config)
         if target and is_chief:
             results["saved_model"] = _export(model, target, config, model_path)
         run_folder.write_json(folder.file(run_folder.METRICS), results)  # last: finished
         backup.delete()  # only now: a run stopped before this resumes with nothing to train
+        _select.delete(folder.path)
     return results
+
+
+def _select_exported(resolved, model, folder, monitor, transition):
+    """Load the weights of the epoch the run exports into ``model`` (the last one is already
+    there) and return what that model scores: ``{"epoch", "selected_by", "test_accuracy",
+    "clean_fit", "noisy_fit", "noisy_correct", ...}``."""
+    rows = folder.read_log()
+    if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
+        monitor.last = monitor.measure()
+    if resolved["checkpoint"] == "last":
+        values, epoch, key = monitor.last, len(rows), None
+    else:
+        key = _select.score_key(transition)
+        epoch = _select.restore_best(model, folder.path, rows, key)
+        values = monitor.measure() if epoch != len(rows) else monitor.last
+    exported = {"epoch": epoch, "selected_by": key,
+                "test_accuracy": values.get("test_accuracy")}
+    for name in ("clean_fit", "noisy_fit", "noisy_correct", "accuracy"):
+        exported[name] = values.get(f"train_{name}")
+    for name in ("val_accuracy", "val_accuracy_corrected"):
+        if name in values:
+            exported[name] = values[name]
+    return exported
 
 
 def _export(model, target, config, model_path):
@@ -175,22 +203,28 @@ def eval_batch_size(input_shape, batch_size):
     return max(batch_size, min(4096, max(1024, EVAL_BATCH_BYTES // per_example)))
 
 
-def fit_monitor(dataset, noisy, train_ids=None, *, batch_size=64, previous_test_accuracy=()):
+def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None,
+                batch_size=64, previous_test_accuracy=()):
     """The :class:`keras_imae.callbacks.FitMonitor` of a run: the training examples
-    ``train_ids`` (default all) un-augmented, with their noisy and clean labels and ids, and
-    the test split, in batches of :func:`eval_batch_size`."""
+    ``train_ids`` (default all) un-augmented, with their noisy and clean labels and ids, the
+    test split and, given ``val_ids``, the noisy validation split (T-corrected with
+    ``transition``), in batches of :func:`eval_batch_size`."""
     eval_batch = eval_batch_size(dataset.input_shape, batch_size)
+    validation = None
+    if val_ids is not None:
+        validation = data.eval_dataset(dataset, noisy, ids=val_ids, batch_size=eval_batch)
     return callbacks.FitMonitor(
         train=data.eval_dataset(dataset, noisy, dataset.y_train, ids=train_ids,
                                 batch_size=eval_batch, with_ids=True),
         test=data.eval_dataset(dataset.test, dataset.y_test, batch_size=eval_batch),
+        validation=validation, transition=transition,
         previous_test_accuracy=previous_test_accuracy)
 
 
-def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, resuming,
-         backup):
-    """``model.fit`` with the monitor, the collapse guard, logs and the backup; returns the
-    monitor."""
+def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup):
+    """``model.fit`` with the monitor, the collapse guard, the checkpoints of the best epochs
+    (``checkpoint="best"``), logs and the backup; returns the monitor."""
+    train_ids, val_ids = split
     done = []
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
         folder.truncate_log(folder.backed_up_epochs())
@@ -200,15 +234,16 @@ def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, re
     train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
                                ids=train_ids, batch_size=config.batch_size,
                                augment=resolved["augment"], seed=config.seed)
-    validation = None
-    if val_ids is not None:
-        validation = data.eval_dataset(dataset, noisy, clean if dataset.verified.all() else None,
-                                       ids=val_ids, batch_size=max(config.batch_size, 1024))
-    monitor = fit_monitor(dataset, noisy, train_ids, batch_size=config.batch_size,
+    monitor = fit_monitor(dataset, noisy, train_ids, val_ids=val_ids, transition=transition,
+                          batch_size=config.batch_size,
                           previous_test_accuracy=[r["test_accuracy"] for r in done])
+    checkpoints = []
+    if resolved["checkpoint"] == "best":
+        checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
+                                                   done)]
     model.fit(
-        train, epochs=config.epochs, validation_data=validation,
-        verbose=config.verbose, shuffle=False,  # the pipeline shuffles (seeded)
+        train, epochs=config.epochs, verbose=config.verbose,
+        shuffle=False,  # the pipeline shuffles (seeded)
         callbacks=[
             # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
             callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
@@ -216,6 +251,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, train_ids, val_ids, re
             monitor,  # writes its values into the logs the others record
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
             callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+            *checkpoints,  # before the log: a logged best epoch has its checkpoint
             keras.callbacks.CSVLogger(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
             # last: an epoch counts as done only once its log row is written

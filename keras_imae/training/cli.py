@@ -77,7 +77,13 @@ RUN_FLAGS = {
                       f"Dropout rate on the input of the MLPs (default "
                       f"{_D['image_input_dropout']:g} on images, 0 on feature vectors)."),
     "validation_fraction": ("float", None,
-                            "Fraction of the (noisy) training set held out for validation."),
+                            "Fraction of the (noisy) training set held out for validation "
+                            f"(default {_D['validation_fraction']:g} with --checkpoint=best, "
+                            "else 0)."),
+    "checkpoint": ("enum", recipe.CHECKPOINTS,
+                   "The epoch exported: 'last', or 'best' by the accuracy on the noisy "
+                   "validation split (T-corrected when the run drew the noise). Default "
+                   f"{_D['checkpoint']}."),
     "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),
     "tpu": ("string", None, "TPU name or grpc:// address (strategy tpu/auto)."),
     "precision": ("enum", distribute.PRECISIONS, "Keras dtype policy."),

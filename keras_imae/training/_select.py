@@ -1,0 +1,69 @@
+"""Which epoch a run exports: the last one, or the best by its noisy validation split.
+
+With ``checkpoint="best"`` a run holds out a stratified share of its *noisy* training labels
+(``validation_fraction``) and scores every epoch on it (:class:`keras_imae.callbacks.FitMonitor`):
+by the accuracy corrected by the noise's transition matrix ``T`` when the run drew the noise
+itself (an unbiased estimate of clean accuracy, :func:`keras_imae.noise.corrected_accuracy`),
+else by the plain accuracy on the noisy labels (real noise: ``T`` unknown). Keras'
+``ModelCheckpoint`` keeps the weights of every epoch that beats the best so far; after
+training the run loads the best epoch's weights, measures that model and exports it. The same
+rule applies to every loss, so comparisons stay fair.
+"""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+
+__all__ = ["CHECKPOINTS", "checkpoint_callback", "restore_best", "score_key"]
+
+CHECKPOINTS = "checkpoints"
+_PATTERN = "epoch-{epoch:04d}.weights.h5"
+
+
+def score_key(transition):
+    """The log key an epoch is chosen by: T-corrected validation accuracy when ``T`` is
+    known, plain noisy validation accuracy otherwise."""
+    return "val_accuracy" if transition is None else "val_accuracy_corrected"
+
+
+def _scores(rows, key):
+    return np.array([float(r[key]) for r in rows], "float64")
+
+
+def checkpoint_callback(run_dir, key, done_rows=()):
+    """Keras' ``ModelCheckpoint`` keeping each epoch that beats the best ``key`` so far in
+    ``run_dir/checkpoints/`` (a new file per improvement: a good one is never overwritten).
+    ``done_rows``, the log rows of epochs trained before a resume, set the best so far."""
+    threshold = float(_scores(done_rows, key).max()) if len(done_rows) else None
+    return keras.callbacks.ModelCheckpoint(
+        os.path.join(run_dir, CHECKPOINTS, _PATTERN), monitor=key, mode="max",
+        save_best_only=True, save_weights_only=True, initial_value_threshold=threshold)
+
+
+def restore_best(model, run_dir, rows, key):
+    """Load into ``model`` the weights of the epoch with the best ``key`` in ``rows`` (the
+    run's log; ties: the earliest) and return that epoch (1-based). An epoch whose
+    checkpoint cannot be read falls back to the next best that can.
+
+    Raises:
+        FileNotFoundError: no checkpoint of any logged epoch could be loaded.
+    """
+    scores = _scores(rows, key)
+    for index in np.argsort(-scores, kind="stable"):
+        epoch = int(rows[index]["epoch"]) + 1
+        path = os.path.join(run_dir, CHECKPOINTS, _PATTERN.format(epoch=epoch))
+        if not os.path.isfile(path):
+            continue
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError):
+            continue
+        return epoch
+    raise FileNotFoundError(f"No readable checkpoint in {os.path.join(run_dir, CHECKPOINTS)!r} "
+                            "for the epochs in the log.")
+
+
+def delete(run_dir):
+    shutil.rmtree(os.path.join(run_dir, CHECKPOINTS), ignore_errors=True)
