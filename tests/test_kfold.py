@@ -54,7 +54,8 @@ def test_no_example_is_scored_by_a_model_that_saw_it():
 def test_cross_val_checks_inputs_and_the_predictor():
     x, labels = np.zeros((6, 2)), np.array([0, 1, 0, 1, 0, 1])
     with pytest.raises(ValueError, match="one label per example"):
-        kfold.cross_val_probabilities(x[:5], labels, 2, fit=lambda *_: None)  # refused before any fit
+        # refused before any fit:
+        kfold.cross_val_probabilities(x[:5], labels, 2, fit=lambda *_: None)
     with pytest.raises(ValueError, match="Expected logits of shape"):
         kfold.cross_val_probabilities(
             x, labels, 2, folds=2, fit=lambda *_: (lambda z: np.zeros((len(z), 3))))

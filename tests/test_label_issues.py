@@ -87,9 +87,9 @@ def test_flags_equal_the_rules_definition(seed):
 
 
 @pytest.mark.parametrize("probs,match", [
-    (np.array([0.5, 0.5]), "Invalid value for argument `probs`"),
-    (np.array([[1.5, -0.5], [0.5, 0.5]]), "Invalid value for argument `probs`"),
-    (np.array([[np.nan, 1.0], [0.5, 0.5]]), "Invalid value for argument `probs`"),
+    (np.array([0.5, 0.5]), "Invalid value for argument `pred_probs`"),
+    (np.array([[1.5, -0.5], [0.5, 0.5]]), "Invalid value for argument `pred_probs`"),
+    (np.array([[np.nan, 1.0], [0.5, 0.5]]), "Invalid value for argument `pred_probs`"),
     (np.full((3, 2), 0.5), "one label per row"),
 ])
 def test_bad_probabilities_raise(probs, match):

@@ -1,4 +1,4 @@
-"""Tests for keras_imae.training._run_folder: what a run may delete, its lock, its log, its export."""
+"""Tests for keras_imae.training._run_folder: what a run may delete, its lock, log, export."""
 
 import json
 import os

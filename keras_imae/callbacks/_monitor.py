@@ -65,7 +65,7 @@ class FitMonitor(keras.callbacks.Callback):
         best_test_accuracy, best_epoch (1-based), final_test_accuracy, last (dict of the
         latest measured values); ``last_train_ids`` and ``last_train_scores`` (the
         mislabel score ``1 - p(given label)`` of each training example, in id order: what
-        :func:`keras_imae.label_issues.mislabel_scores` ranks), and ``last_train_logits`` for
+        :func:`keras_imae.label_issues.find_label_issues` scores), and ``last_train_logits`` for
         array data only.
     """
 

@@ -4,8 +4,8 @@
   score ``1 - p_i(y_i)`` and confident learning's flag (Northcutt et al. 2021).
 - :func:`cross_val_probabilities` (``_kfold``, numpy; any model): out-of-sample
   probabilities by K-fold training.
-- :func:`ranking_quality` (from :mod:`keras_imae.noise`): precision@k and ROC-AUC against a
-  known noise mask.
+- :func:`ranking_quality` (from :mod:`keras_imae.noise`): precision@k and ROC-AUC of a
+  score against a known noise mask.
 - The workflow of ``scripts/find_label_issues.py`` (``_workflow``: robust Keras fold models,
   CSV, contact sheet, retraining) loads TensorFlow only when used: ``run``, ``make_fit``,
   ``validate``, ``format_summary``, ... are reached as attributes of this package.
@@ -19,15 +19,15 @@ from keras_imae.label_issues._find import (LabelIssues, class_thresholds, find_l
                                            issue_quality)
 from keras_imae.label_issues._kfold import (DEFAULT_FOLDS, assign_folds,
                                             cross_val_probabilities)
-from keras_imae.label_issues._ranking import mislabel_scores, rank_mislabelled, ranking_quality
+from keras_imae.noise import ranking_quality
 
 _WORKFLOW = ("COLUMNS", "DEFAULT_EPOCHS", "DEFAULT_NUM_SUSPECTS", "RETRAIN_MODES", "fold_loss",
              "format_summary",
              "given_labels", "make_fit", "plot_suspects", "run", "validate", "write_csv")
 
 __all__ = ["DEFAULT_FOLDS", "LabelIssues", "assign_folds", "class_thresholds",
-           "cross_val_probabilities", "find_label_issues", "issue_quality", "mislabel_scores",
-           "rank_mislabelled", "ranking_quality", *_WORKFLOW]
+           "cross_val_probabilities", "find_label_issues", "issue_quality", "ranking_quality",
+           *_WORKFLOW]
 
 
 def __getattr__(name):

@@ -98,17 +98,18 @@ def _check_probs(probs, labels):
         probs < 0
     ):
         raise ValueError(
-            "Invalid value for argument `probs`. Expected finite non-negative probabilities "
-            f"of shape (N, K), K >= 2. Received: probs with shape {probs.shape}")
+            "Invalid value for argument `pred_probs`. Expected finite non-negative "
+            f"probabilities of shape (N, K), K >= 2. Received: pred_probs with shape "
+            f"{probs.shape}")
     labels = checks.label_ids(labels, probs.shape[1])
     if len(labels) != len(probs):
         raise ValueError(
-            "Invalid value for argument `labels`. Expected one label per row of `probs` "
+            "Invalid value for argument `labels`. Expected one label per row of `pred_probs` "
             f"({len(probs)}). Received: {len(labels)} labels")
     return probs, labels.astype(np.int64)
 
 
-def find_label_issues(labels, probs):
+def find_label_issues(labels, pred_probs):
     """Score, flag and suggest a label for every example (the rule in the module docstring).
 
     ``s_i = 1 - p_i(y_i)``; ``t_j = mean_{y_i = j} p_i(j)``; ``C_i = {j : p_i(j) >= t_j}``;
@@ -116,7 +117,8 @@ def find_label_issues(labels, probs):
 
     Args:
         labels: ``(N,)`` given (noisy) integer labels.
-        probs: ``(N, K)`` out-of-sample probabilities (:func:`cross_val_probabilities`).
+        pred_probs: ``(N, K)`` out-of-sample probabilities, from any model
+            (:func:`cross_val_probabilities` makes them by K-fold training).
 
     Returns:
         A :class:`LabelIssues`.
@@ -131,7 +133,7 @@ def find_label_issues(labels, probs):
         C. G. Northcutt, L. Jiang, I. L. Chuang. "Confident Learning: Estimating Uncertainty
         in Dataset Labels." JAIR 70, 2021.
     """
-    probs, labels = _check_probs(probs, labels)
+    probs, labels = _check_probs(pred_probs, labels)
     rows = np.arange(len(labels))
     scores = 1.0 - probs[rows, labels]
     thresholds = class_thresholds(probs, labels)

@@ -23,9 +23,9 @@ def ranking_quality(scores_or_ranking, is_noisy):
     ``(R_noisy - n_noisy (n_noisy + 1) / 2) / (n_noisy n_clean)`` with average ranks for ties.
 
     Args:
-        scores_or_ranking: Float scores per example (higher = more suspicious, as returned
-            by :func:`keras_imae.label_issues.rank_mislabelled`), or an integer array: a
-            permutation of example indices, most suspicious first.
+        scores_or_ranking: Float scores per example (higher = more suspicious, as
+            :func:`keras_imae.label_issues.find_label_issues` scores them), or an integer
+            array: a permutation of example indices, most suspicious first.
         is_noisy: Boolean mask, ``True`` for mislabelled examples.
 
     Returns:

@@ -1,13 +1,11 @@
-"""Tests for keras_imae.ranking: mislabel scores and ranking quality."""
+"""Tests for keras_imae.noise.ranking_quality: how well a score finds the noisy examples."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from keras_imae.label_issues import _ranking as ranking
-
-from fit_cases import GIVEN, LOGITS, identity_model
+from keras_imae import noise as ranking
 
 
 def brute_force_auc(scores, is_noisy):
@@ -51,31 +49,3 @@ def test_ranking_quality_auc_with_ties_matches_brute_force():
 def test_ranking_quality_errors(scores, is_noisy, match):
     with pytest.raises(ValueError, match=match):
         ranking.ranking_quality(scores, is_noisy)
-
-
-def test_rank_mislabelled_prob_and_loss():
-    model = identity_model()
-    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.25, 0.25],
-                              [0.1, 0.1, 0.8]], "float32"))
-    labels = np.array([0, 1, 1, 0])  # p(given) = 0.7, 0.8, 0.25, 0.1
-    idx, scores = ranking.rank_mislabelled(model, logits, labels)
-    np.testing.assert_array_equal(idx, [3, 2, 0, 1])
-    np.testing.assert_allclose(scores, 1 - np.array([0.7, 0.8, 0.25, 0.1]), rtol=1e-6)
-    idx_l, loss = ranking.rank_mislabelled(model, logits, np.eye(3)[labels], score="loss")
-    np.testing.assert_array_equal(idx_l, idx)
-    np.testing.assert_allclose(loss, -np.log([0.7, 0.8, 0.25, 0.1]), rtol=1e-6)
-    with pytest.raises(ValueError, match="score"):
-        ranking.rank_mislabelled(model, logits, labels, score="dm")
-    with pytest.raises(ValueError, match="one label per example"):
-        ranking.rank_mislabelled(model, logits, labels[:3])
-
-
-def test_mislabel_scores_from_logits_equal_rank_mislabelled():
-    model = identity_model()
-    for score in ("prob", "loss"):
-        by_model = ranking.rank_mislabelled(model, LOGITS, GIVEN, score=score)
-        by_logits = ranking.mislabel_scores(LOGITS, GIVEN, score=score)
-        np.testing.assert_array_equal(by_model[0], by_logits[0])
-        np.testing.assert_allclose(by_model[1], by_logits[1], rtol=1e-12)
-    with pytest.raises(ValueError, match="score='rank'"):
-        ranking.mislabel_scores(LOGITS, GIVEN, score="rank")
