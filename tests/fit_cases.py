@@ -1,5 +1,5 @@
-"""Hand-made RobustModel fit cases shared by several test files (models, callbacks, ranking,
-distribute, keras_compat, jax_checks).
+"""Hand-made RobustModel fit cases shared by several test files (models, callbacks, quality,
+distribute, keras_compat, jax_checks, backup, reliability).
 
 A helper module, not a test file: the tests import it instead of importing each other.
 """
@@ -10,6 +10,19 @@ import numpy as np
 from keras_imae import models
 
 SCCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class KillAfter(keras.callbacks.Callback):
+    """Stops a fit as a kill would (``KeyboardInterrupt``) after ``epoch`` epochs, once every
+    callback before it has run (the backup of those epochs written)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
 
 
 def identity_model(num_classes=3):

@@ -12,6 +12,8 @@ import pytest
 from keras_imae import models
 from keras_imae.training._backup import METADATA, WEIGHTS, RunBackup, good_generation
 
+from fit_cases import KillAfter
+
 
 def _model(seed=0):
     model = models.build_model("mlp", (4,), 3, seed=seed)
@@ -25,21 +27,11 @@ def _data():
     return rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)
 
 
-class _StopAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def test_generations_are_complete_folders_and_the_last_two_are_kept(tmp_path):
     x, y = _data()
     model = _model()
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=5, verbose=0, callbacks=[RunBackup(tmp_path), _StopAfter(3)])
+        model.fit(x, y, epochs=5, verbose=0, callbacks=[RunBackup(tmp_path), KillAfter(3)])
     assert sorted(os.listdir(tmp_path)) == ["epoch-000002", "epoch-000003"]
     for name in os.listdir(tmp_path):
         assert sorted(os.listdir(tmp_path / name)) == [METADATA, WEIGHTS]
@@ -55,7 +47,7 @@ def test_a_truncated_backup_is_skipped_with_a_warning_and_the_run_resumes_before
     x, y = _data()
     first = _model()
     with pytest.raises(KeyboardInterrupt):
-        first.fit(x, y, epochs=6, verbose=0, callbacks=[RunBackup(tmp_path), _StopAfter(4)])
+        first.fit(x, y, epochs=6, verbose=0, callbacks=[RunBackup(tmp_path), KillAfter(4)])
     _truncate(tmp_path / "epoch-000004" / WEIGHTS)  # a disk that filled up mid-write
     with h5py.File(tmp_path / "epoch-000003" / WEIGHTS, "r") as f:
         assert len(f.keys())  # the older one is whole

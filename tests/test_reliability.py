@@ -15,6 +15,7 @@ from keras_imae import data, label_issues, noise, training
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training import export
 
+from fit_cases import KillAfter
 from test_cli import parse
 
 
@@ -25,25 +26,13 @@ def _config(tmp_path, **overrides):
     return training.RunConfig(**base)
 
 
-class _Kill(keras.callbacks.Callback):
-    """Stops a fit as a kill would, after ``epoch`` epochs (their backup written)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("killed")
-
-
 def _interrupted_run(tmp_path, digits, monkeypatch, after=1, **overrides):
     """A run killed after ``after`` epochs: ``(config, epochs trained by each later fit)``."""
     config = _config(tmp_path, **overrides)
     fit = keras.Model.fit
 
     def killed_fit(self, *args, callbacks=(), **kwargs):
-        return fit(self, *args, callbacks=[*callbacks, _Kill(after)], **kwargs)
+        return fit(self, *args, callbacks=[*callbacks, KillAfter(after)], **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", killed_fit)
     with pytest.raises(KeyboardInterrupt):
