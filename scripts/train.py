@@ -13,8 +13,9 @@ never corrupted unless --noise_type asks for it. Examples:
     python scripts/train.py --flagfile=my_run.flags
 
 Prints the settings it resolved, the realised noise, Keras progress bars with clean_fit /
-noisy_fit / noisy_correct, then a results table; writes metrics.json, log.csv, TensorBoard logs and model.keras into
---model_dir and a SavedModel into saved_models/<run name>/ (or --export_dir).
+noisy_fit / noisy_correct, then a results table; writes config.json, metrics.json, log.csv,
+TensorBoard logs and model.keras into --model_dir and a SavedModel into
+saved_models/<run name>/ (or --export_dir).
 Exits with status 1 and a one-line reason when the run cannot start or must stop (a bad flag,
 data it cannot train on, a folder another run is using, a collapsed run, a full disk, a failed
 export); nothing is exported then. Ctrl-C (status 130) or SIGTERM (143) stop it cleanly: run

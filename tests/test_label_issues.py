@@ -21,12 +21,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def centroid_fit_for(num_classes):
     """A fast deterministic stand-in model: logits = -squared distance to the class means."""
 
+    def inputs(x):  # arrays, or a part of a dataset (what the workflow hands over)
+        return x.dataset.x_train[x.ids] if isinstance(x, label_issues.Part) else x
+
     def fit(x, labels, fold):
+        x = inputs(x)
         flat = x.reshape(len(x), -1).astype("float64")
         means = np.stack([flat[labels == c].mean(0) if np.any(labels == c) else np.full(
             flat.shape[1], 1e3) for c in range(num_classes)])
 
         def predict(x_new):
+            x_new = inputs(x_new)
             z = x_new.reshape(len(x_new), -1).astype("float64")
             return -((z[:, None, :] - means[None]) ** 2).sum(-1) / (50.0 * z.shape[1])
 
@@ -142,7 +147,8 @@ def _files(folder):
 
 def test_run_with_known_noise_writes_everything(small_digits, tmp_path):
     config = training.RunConfig(noise_type="pairflip", noise_rate=0.3, noise_seed=1)
-    result = label_issues.run(config, output_dir=tmp_path, folds=3, dataset=small_digits,
+    result = label_issues.run(config, output_dir=tmp_path, method="kfold", folds=3,
+                              dataset=small_digits,
                               fit=centroid_fit, log=None)
     assert _files(tmp_path) == ["label_issues.csv", "label_issues.png", "noisy_labels.npz",
                                 "summary.json"]
@@ -164,7 +170,8 @@ def test_run_with_known_noise_writes_everything(small_digits, tmp_path):
 
 def test_user_data_without_truth_gives_csv_and_png_only(small_digits, tmp_path):
     config = training.RunConfig(noise_type="none")
-    result = label_issues.run(config, output_dir=tmp_path, folds=2, dataset=small_digits,
+    result = label_issues.run(config, output_dir=tmp_path, method="kfold", folds=2,
+                              dataset=small_digits,
                               fit=centroid_fit, log=None)
     assert _files(tmp_path) == ["label_issues.csv", "label_issues.png"]
     assert result["quality"] is None
@@ -178,7 +185,7 @@ def test_run_reuses_a_noisy_labels_file(small_digits, tmp_path, with_clean):
     path = noise.save_noisy_labels(tmp_path / "given.npz", noisy, is_noisy,
                                    clean=y if with_clean else None)
     config = training.RunConfig(noisy_labels=str(path))
-    result = label_issues.run(config, output_dir=tmp_path / "out", folds=2,
+    result = label_issues.run(config, output_dir=tmp_path / "out", method="kfold", folds=2,
                               dataset=small_digits, fit=centroid_fit, log=None)
     np.testing.assert_array_equal(
         [int(r[1]) for r in read_csv(tmp_path / "out" / "label_issues.csv")[1]], noisy)
@@ -217,7 +224,7 @@ def test_every_data_source(tmp_path, source, noise_type):
         offline = contextlib.nullcontext()
     config = training.RunConfig(dataset=name, noise_type=noise_type, noise_rate=0.25)
     with offline:
-        result = label_issues.run(config, output_dir=tmp_path / "out", folds=2,
+        result = label_issues.run(config, output_dir=tmp_path / "out", method="kfold", folds=2,
                                   fit=centroid_fit_for(k), log=None)
     rows = read_csv(tmp_path / "out" / "label_issues.csv")[1]
     assert len(rows) == result["examples"] and result["dataset"] == name
@@ -231,8 +238,8 @@ def test_every_data_source(tmp_path, source, noise_type):
     (dict(config=training.RunConfig(noise_type="uniform")), "`noise_type`"),
     (dict(config=training.RunConfig(loss="gce", beta=2.0)), "does not take `beta`"),
     (dict(retrain="remove", retrain_loss="focal"), "Unknown loss 'focal'"),
-    # the warm-up applies to the retraining runs only, and to a loss with an emphasis
-    (dict(config=training.RunConfig(warmup_epochs=5)), "retraining runs"),
+    # the warm-up applies to training runs only, and to a loss with an emphasis
+    (dict(config=training.RunConfig(warmup_epochs=5), method="kfold"), "training runs"),
     (dict(config=training.RunConfig(warmup_epochs=5), retrain="remove", retrain_loss="cce"),
      "no emphasis to warm up"),
     (dict(config=training.RunConfig(warmup_epochs=20, epochs=20), retrain="remove"),
@@ -244,12 +251,17 @@ def test_validate_rejects_bad_settings(kwargs, match):
         label_issues.validate(config, **kwargs)
 
 
-def test_dm_defaults_for_label_issues_apply_only_when_unset():
-    loss = label_issues.validate(training.RunConfig())
+def test_fold_models_get_their_dm_defaults_only_when_unset():
+    loss = label_issues.validate(training.RunConfig(), method="kfold")
     assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (2.0, 8.0)
-    loss = label_issues.validate(training.RunConfig(lam=1.0))
+    loss = label_issues.validate(training.RunConfig(lam=1.0), method="kfold")
     assert (loss.get_config()["lam"], loss.get_config()["beta"]) == (1.0, 8.0)
-    assert label_issues.validate(training.RunConfig(loss="gce")).get_config()["q"] == 0.7
+    assert label_issues.validate(training.RunConfig(loss="gce"),
+                                 method="kfold").get_config()["q"] == 0.7
+    run_loss = label_issues.validate(training.RunConfig())  # method "run": train.py's own
+    assert run_loss.get_config()["beta"] == recipe.DEFAULTS["dm"]["beta"]
+    with pytest.raises(ValueError, match="argument `method`"):
+        label_issues.validate(training.RunConfig(), method="bootstrap")
 
 
 def test_same_seed_same_csv_with_the_real_models(small_digits, tmp_path):
@@ -257,7 +269,7 @@ def test_same_seed_same_csv_with_the_real_models(small_digits, tmp_path):
     config = training.RunConfig(epochs=2, batch_size=64, seed=3)
     outputs = []
     for name in ("a", "b"):
-        result = label_issues.run(config, output_dir=tmp_path / name, folds=2,
+        result = label_issues.run(config, output_dir=tmp_path / name, method="kfold", folds=2,
                                   dataset=small_digits, log=None)
         outputs.append((tmp_path / name / "label_issues.csv").read_bytes())
         assert np.allclose(result["probs"].sum(1), 1.0)
@@ -267,7 +279,8 @@ def test_same_seed_same_csv_with_the_real_models(small_digits, tmp_path):
 @pytest.mark.slow
 def test_retrain_relabel_reports_the_gain(small_digits, tmp_path):
     config = training.RunConfig(noise_type="pairflip", epochs=1, lam=1.0)
-    result = label_issues.run(config, output_dir=tmp_path, folds=2, retrain="relabel",
+    result = label_issues.run(config, output_dir=tmp_path, method="kfold", folds=2,
+                              retrain="relabel",
                               retrain_loss="gce", dataset=small_digits, fit=centroid_fit,
                               log=None)
     retrained = result["retrain"]
@@ -284,7 +297,8 @@ def test_retraining_reports_the_loss_its_runs_trained_with(small_digits, tmp_pat
     # A BatchNorm model: the retraining runs use the BatchNorm networks' DM setting; the report
     # is what training.run resolved for the architecture, not a loss built without it.
     config = training.RunConfig(epochs=2, model="mlp_bn")
-    result = label_issues.run(config, output_dir=tmp_path, folds=2, retrain="remove",
+    result = label_issues.run(config, output_dir=tmp_path, method="kfold", folds=2,
+                              retrain="remove",
                               retrain_loss="dm", dataset=small_digits, fit=centroid_fit,
                               log=None)
     expected = recipe.DEFAULTS["dm_batchnorm"]
@@ -318,3 +332,64 @@ def test_script_end_to_end_with_removal(tmp_path):
     assert summary["flagged"] == flagged
     assert summary["retrain"]["cleaned"]["train_examples"] == 1347 - flagged
     assert summary["loss"]["lam"] == 2.0 and summary["noise"]["noise_type"] == "pairflip"
+
+
+# -- one robust run; streamed sources; any Keras model -----------------------------------------
+def test_the_run_method_scores_its_own_training_examples(small_digits, tmp_path):
+    config = training.RunConfig(noise_type="pairflip", epochs=3, verbose=0)
+    result = label_issues.run(config, output_dir=tmp_path, dataset=small_digits, log=None)
+    assert result["method"] == "run" and result["fold_of"] is None
+    assert os.path.isfile(tmp_path / "run" / "model.keras")  # the run, kept for inspection
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    logits = model.predict(small_digits.x_train, verbose=0).astype("float64")
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(result["probs"], expected / expected.sum(-1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)  # the final model's own probabilities
+    assert "one robust training run" in label_issues.format_summary(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["run", "kfold"])
+def test_streamed_sources_are_checked_without_converting(tmp_path, method):
+    """A label file (real noisy labels, a verified subset) read from disk batch by batch."""
+    rng = np.random.default_rng(0)
+    rows, test_rows = ["path,label,clean_label"], []
+    for c in range(3):
+        for i in range(14):
+            keras.utils.save_img(tmp_path / f"{c}_{i}.png", np.clip(rng.normal(
+                80 * c, 30, (8, 8, 3)), 0, 255).astype(np.uint8), scale=False)
+            if i >= 12:
+                test_rows.append(f"{c}_{i}.png,{c}")
+                continue
+            given = (c + 1) % 3 if i % 4 == 0 else c
+            rows.append(f"{c}_{i}.png,{given},{c if i % 2 == 0 else ''}")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("\n".join(test_rows) + "\n")
+    dataset = data.load(f"labels:{tmp_path}", image_size=(8, 8))
+    assert not dataset.in_memory  # streamed: no image array is ever built
+    config = training.RunConfig(dataset=f"labels:{tmp_path}", epochs=2, verbose=0,
+                                batch_size=8, model="mlp")
+    result = label_issues.run(config, output_dir=tmp_path / "out", method=method, folds=2,
+                              dataset=dataset, log=None)
+    assert result["examples"] == 36 and result["quality"] is not None  # the verified subset
+    header, csv_rows = read_csv(tmp_path / "out" / "label_issues.csv")
+    assert [int(r[1]) for r in csv_rows] == dataset.given_labels.tolist()
+    assert os.path.isfile(tmp_path / "out" / "label_issues.png")
+
+
+def test_any_keras_model_builder_gives_out_of_sample_probabilities():
+    x = np.random.default_rng(0).normal(size=(60, 5)).astype("float32")
+    labels = (x[:, 0] > 0).astype(int)
+    seen = []
+
+    def build(fold):
+        seen.append(fold)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        return model
+
+    probs, fold_of = label_issues.cross_val_probabilities(
+        x, labels, 2, fit=label_issues.keras_fit(build, epochs=2, verbose=0), folds=3)
+    assert seen == [0, 1, 2] and probs.shape == (60, 2)
+    np.testing.assert_allclose(probs.sum(1), 1.0)  # a softmax model's outputs, not re-softmaxed
+    assert sorted(np.bincount(fold_of)) == [20, 20, 20]

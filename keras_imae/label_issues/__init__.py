@@ -6,9 +6,11 @@
   probabilities by K-fold training.
 - :func:`ranking_quality` (from :mod:`keras_imae.noise`): precision@k and ROC-AUC of a
   score against a known noise mask.
-- The workflow of ``scripts/find_label_issues.py`` (``_workflow``: robust Keras fold models,
-  CSV, contact sheet, retraining) loads TensorFlow only when used: ``run``, ``make_fit``,
-  ``validate``, ``format_summary``, ... are reached as attributes of this package.
+- :func:`keras_fit` (``_keras``): the ``fit`` of :func:`cross_val_probabilities` for any
+  Keras model builder.
+- The workflow of ``scripts/find_label_issues.py`` (``_workflow``: one robust training run,
+  or K robust fold models; CSV, contact sheet, retraining) loads TensorFlow only when used:
+  ``run``, ``validate``, ``format_summary``, ... are reached as attributes of this package.
 
 Importing this package (or ``keras_imae.find_label_issues``) imports numpy only.
 """
@@ -17,20 +19,22 @@ import importlib
 
 from keras_imae.label_issues._find import (LabelIssues, class_thresholds, find_label_issues,
                                            issue_quality)
-from keras_imae.label_issues._kfold import (DEFAULT_FOLDS, assign_folds,
+from keras_imae.label_issues._kfold import (DEFAULT_FOLDS, Part, assign_folds,
                                             cross_val_probabilities)
 from keras_imae.noise import ranking_quality
 
-_WORKFLOW = ("COLUMNS", "DEFAULT_EPOCHS", "DEFAULT_NUM_SUSPECTS", "RETRAIN_MODES", "fold_loss",
-             "format_summary",
-             "given_labels", "make_fit", "plot_suspects", "run", "validate", "write_csv")
+_WORKFLOW = ("COLUMNS", "DEFAULT_EPOCHS", "DEFAULT_NUM_SUSPECTS", "METHODS", "RETRAIN_MODES",
+             "fold_loss", "format_summary",
+             "given_labels", "plot_suspects", "run", "validate", "write_csv")
 
-__all__ = ["DEFAULT_FOLDS", "LabelIssues", "assign_folds", "class_thresholds",
-           "cross_val_probabilities", "find_label_issues", "issue_quality", "ranking_quality",
-           *_WORKFLOW]
+__all__ = ["DEFAULT_FOLDS", "LabelIssues", "Part", "assign_folds", "class_thresholds",
+           "cross_val_probabilities", "find_label_issues", "issue_quality", "keras_fit",
+           "ranking_quality", *_WORKFLOW]
 
 
 def __getattr__(name):
     if name in _WORKFLOW:
         return getattr(importlib.import_module("keras_imae.label_issues._workflow"), name)
+    if name == "keras_fit":
+        return importlib.import_module("keras_imae.label_issues._keras").keras_fit
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

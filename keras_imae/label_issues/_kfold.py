@@ -8,13 +8,14 @@ saw it (or its label). The model is whatever ``fit`` trains: ``make_fit`` in
 ``scripts/find_label_issues.py``.
 """
 
+import collections
 import warnings
 
 import numpy as np
 
 from keras_imae import _checks as checks
 
-__all__ = ["DEFAULT_FOLDS", "assign_folds", "cross_val_probabilities"]
+__all__ = ["DEFAULT_FOLDS", "Part", "assign_folds", "cross_val_probabilities"]
 
 DEFAULT_FOLDS = 5
 
@@ -65,7 +66,25 @@ def _softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS, seed=0):
+class Part(collections.namedtuple("Part", ["dataset", "ids"])):
+    """Some examples of a :class:`keras_imae.data.Dataset`'s training split, by id: what
+    :func:`cross_val_probabilities` hands ``fit`` and ``predict`` for a dataset (streamed or
+    not) where it would hand arrays ``x[ids]``."""
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def _is_dataset(x):
+    return hasattr(x, "train") and hasattr(x, "test")
+
+
+def _take(x, ids):
+    return Part(x, ids) if _is_dataset(x) else x[ids]
+
+
+def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS, seed=0,
+                            verbose=0):
     """Out-of-sample class probabilities by K-fold training.
 
     For each fold ``f``: ``predict = fit(x[train_f], labels[train_f], f)`` with ``train_f``
@@ -73,31 +92,40 @@ def cross_val_probabilities(x, labels, num_classes, *, fit, folds=DEFAULT_FOLDS,
     ``i`` in fold ``f``. No example is scored by a model whose training data contained it.
 
     Args:
-        x: ``(N, ...)`` inputs (numpy).
+        x: ``(N, ...)`` inputs (numpy), or a :class:`keras_imae.data.Dataset` (its training
+            split, in memory or streamed): ``fit`` and ``predict`` then get a :class:`Part`
+            (the dataset and the ids) instead of ``x[ids]``.
         labels: ``(N,)`` given (noisy) integer labels in ``[0, num_classes)``.
         num_classes: ``K``.
         fit: ``fit(x_train, labels_train, fold) -> predict``, where ``predict(x)`` returns
-            logits ``(n, K)``. :func:`make_fit` builds one from a ``RunConfig``; any model
-            works (scikit-learn: return ``lambda x: np.log(clf.predict_proba(x))``).
+            logits ``(n, K)``: :func:`keras_imae.label_issues.keras_fit` builds one from any
+            Keras model builder; any model works (scikit-learn: return
+            ``lambda x: np.log(clf.predict_proba(x))``).
         folds: ``K``-fold count, ``>= 2``.
         seed: seed of the fold assignment (:func:`assign_folds`).
+        verbose: print a line per fold (the fit's own progress bars are ``fit``'s).
 
     Returns:
         ``(probs, fold_of)``: ``(N, K)`` float64 probabilities and ``(N,)`` fold ids.
     """
     labels = checks.label_ids(labels, num_classes)
-    x = np.asarray(x)
-    if len(x) != len(labels):
+    if not _is_dataset(x):
+        x = np.asarray(x)
+    size = len(x.y_train) if _is_dataset(x) else len(x)
+    if size != len(labels):
         raise ValueError(
             "Invalid value for argument `labels`. Expected one label per example of `x` "
-            f"({len(x)}). Received: {len(labels)} labels")
+            f"({size}). Received: {len(labels)} labels")
     fold_of = assign_folds(labels, folds, seed)
     probs = np.zeros((len(labels), num_classes))
     for fold in range(int(folds)):
         held_out = np.flatnonzero(fold_of == fold)
         train = np.flatnonzero(fold_of != fold)
-        predict = fit(x[train], labels[train], fold)
-        logits = np.asarray(predict(x[held_out]))
+        if verbose:
+            print(f"Fold {fold + 1}/{folds}: training on {len(train)} examples, scoring "
+                  f"{len(held_out)} held out", flush=True)
+        predict = fit(_take(x, train), labels[train], fold)
+        logits = np.asarray(predict(_take(x, held_out)))
         if logits.shape != (len(held_out), num_classes):
             raise ValueError(
                 f"`fit` returned a predictor giving shape {logits.shape} for {len(held_out)} "
