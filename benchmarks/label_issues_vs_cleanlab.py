@@ -42,7 +42,7 @@ from absl import app, flags  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study_data  # noqa: E402
 
-from keras_imae import data, label_issues, noise, training  # noqa: E402
+from keras_imae import label_issues, noise, training  # noqa: E402
 from keras_imae.training import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -64,17 +64,6 @@ def _require(module):
         return __import__(module)
     except ImportError:
         sys.exit(f"This benchmark needs {module!r}: pip install -e \".[bench]\"")
-
-
-def load(name, folder):
-    if name == "digits":
-        return data.load("digits")
-    dataset = data.load(f"npz:{study_data.write(name, folder)}")
-    if name == "digits28x" and FLAGS.digits28x_train < len(dataset.y_train):
-        n = FLAGS.digits28x_train
-        dataset = dataclasses.replace(dataset, train=data.ArrayReader(dataset.x_train[:n]),
-                                      y_train=dataset.y_train[:n])
-    return dataset
 
 
 def _cleanlab(noisy, probs):
@@ -137,7 +126,7 @@ def main(_):
     lines, verdicts = [header], []
     folder = FLAGS.data_dir or tempfile.mkdtemp(prefix="label_issues_")
     for name in FLAGS.datasets:
-        dataset = load(name, folder)
+        dataset = study_data.load(name, folder, FLAGS.digits28x_train if name == "digits28x" else 0)
         label = f"{name} ({len(dataset.y_train)})"
         for noise_type in FLAGS.noise_types:
             with tempfile.TemporaryDirectory() as work:

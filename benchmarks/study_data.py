@@ -95,6 +95,21 @@ def write(name, folder):
     return path
 
 
+def load(name, folder, num_train=0):
+    """The study dataset ``name`` (or the library's ``digits``) as a ``keras_imae.data.Dataset``,
+    read back through ``npz:`` as a user's run reads it; ``num_train > 0`` keeps the first
+    ``num_train`` training examples."""
+    import dataclasses
+
+    from keras_imae import data
+
+    dataset = data.load("digits" if name == "digits" else f"npz:{write(name, folder)}")
+    if 0 < num_train < len(dataset.y_train):
+        dataset = dataclasses.replace(dataset, train=data.ArrayReader(dataset.x_train[:num_train]),
+                                      y_train=dataset.y_train[:num_train])
+    return dataset
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)

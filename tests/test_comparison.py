@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_imae import losses, training
-from keras_imae.training import comparison
+from keras_imae.training import comparison, recipe
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_comparison_protocol_selects_on_noisy_validation(tmp_path, digits):
                               log=lines.append)
     assert [r["loss"] for r in rows] == ["cce", "gce"]
     assert sum("noisy validation accuracy" in line for line in lines) == 2 * comparison.GRID_SIZE
-    assert rows[1]["chosen"] in comparison.GRIDS["gce"]
+    assert rows[1]["chosen"] in recipe.DEFAULTS["grids"]["gce"]
     assert "learning_rate" in rows[0]["chosen"]
     for row in rows:  # mean and std over the seeds' own metrics.json
         finals = []
@@ -35,8 +35,14 @@ def test_comparison_protocol_selects_on_noisy_validation(tmp_path, digits):
 
 def test_grids_have_equal_size():
     base = training.RunConfig()
-    assert {len(comparison.grid_for(name, base)) for name in losses.LOSSES} == {
-        comparison.GRID_SIZE}
+    for model in ("mlp", "cnn"):
+        assert {len(comparison.grid_for(name, base, model)) for name in losses.LOSSES} == {
+            comparison.GRID_SIZE}
+    # DM's grid holds the architecture's run default and its neighbours.
+    assert comparison.grid_for("dm", base, "mlp") == [
+        dict(lam=1.0, beta=16.0), dict(lam=2.0, beta=8.0), dict(lam=2.0, beta=16.0),
+        dict(lam=2.0, beta=32.0)]
+    assert dict(lam=2.0, beta=4.0) in comparison.grid_for("dm", base, "cnn")
 
 
 def test_a_sweep_folder_with_user_files_is_refused_not_deleted(tmp_path, digits):
@@ -77,7 +83,7 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
                                 dataset=None, selection=selection, selection_seeds=1,
                                 log=lines.append)
-    assert row["chosen"] == comparison.GRIDS["gce"][chosen]
+    assert row["chosen"] == recipe.DEFAULTS["grids"]["gce"][chosen]
     table = comparison.selection_table([row]).splitlines()
     assert len(table) == 2 + comparison.GRID_SIZE and table[2 + chosen].count("*") == 1
     # grid point 1: noisy 60%, T-corrected 80% (or unknown), test 50%
@@ -105,7 +111,7 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
     base = training.RunConfig(seed=5, noise_seed=7)
     (row,) = comparison.compare(base, ["gce"], num_seeds=1, work_dir="unused", dataset=None,
                                 selection_seeds=3, log=lambda line: None)
-    assert row["chosen"] == comparison.GRIDS["gce"][1]
+    assert row["chosen"] == recipe.DEFAULTS["grids"]["gce"][1]
     assert row["selection_score"] == pytest.approx(0.7)
     selection = [c for c in calls if "_grid" in c[0]]
     assert len(selection) == 3 * comparison.GRID_SIZE
@@ -159,4 +165,5 @@ def test_a_tie_goes_to_the_run_default(monkeypatch, digits, loss, noise_type, ch
     (row,) = comparison.compare(base, [loss], num_seeds=1, work_dir="unused", dataset=digits,
                                 log=lambda line: None)
     assert row["chosen"] == pytest.approx(chosen)
-    assert comparison.grid_for(loss, base).index(row["chosen"]) != 0  # not just the first
+    grid = comparison.grid_for(loss, base, "mlp")  # digits: the MLP
+    assert grid.index(row["chosen"]) != 0  # not just the first

@@ -375,7 +375,15 @@ def test_incompatible_shapes_are_errors():
 # ----------------------------------------------------------------------------- log domain
 
 
-def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None):
+def _log_odds(z, k):
+    """``log(p_k / (1 - p_k))`` of each row's class ``k`` (float64 numpy)."""
+    chosen = np.eye(z.shape[1])[k] > 0
+    others = np.where(chosen, -np.inf, z)
+    top = others.max(-1)
+    return z[chosen] - (top + np.log(np.exp(others - top[:, None]).sum(-1)))
+
+
+def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None, reject_margin=None):
     """DM's batch-normalised gradient in float64, normalised via log-sum-exp (numpy)."""
     z = z.astype(np.float64)
     p = softmax(z)
@@ -386,11 +394,11 @@ def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None):
     log_mean = top + np.log(np.mean(np.exp(log_w - top)))
     scale = np.exp(log_w - log_mean)
     if max_margin is not None:
-        z_c = np.sum(z * y, -1)
-        others = np.where(y > 0, -np.inf, z)
-        margin = z_c - (others.max(-1) + np.log(np.exp(others - others.max(-1, keepdims=True))
-                                                 .sum(-1)))
-        scale = np.where(np.abs(margin) <= max_margin, scale, 0.0)
+        scale = np.where(np.abs(_log_odds(z, ids)) <= max_margin, scale, 0.0)
+    if reject_margin is not None:
+        predicted = z.argmax(-1)
+        rejected = (predicted != ids) & (_log_odds(z, predicted) > reject_margin)
+        scale = np.where(rejected, 0.0, scale)
     direction = (p - y) / (2 * (1 - pc))[:, None]
     return scale[:, None] * direction / z.shape[0]
 
@@ -466,6 +474,39 @@ def test_max_margin_silences_examples_outside_the_window():
     np.testing.assert_allclose(np.abs(faithful.numpy()).sum(-1)[[0, 4]] * 5, 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="max_margin"):
         losses.DerivativeManipulation(max_margin=0.0)
+
+
+def test_reject_margin_silences_examples_confidently_given_to_another_class():
+    # Label 0. Rows: another class at log-odds ~5 (rejected with R=3), ~2 (kept), the label
+    # itself the most probable at log-odds ~5 (kept: not another class), a near tie (kept).
+    z = np.float32([[0, 5, -50], [0, 2.2, -50], [5, 0, -50], [0, 0.1, 0]])
+    ids = np.zeros(4, "int64")
+    loss = losses.DerivativeManipulation(beta=8.0, lam=2.0, reject_margin=3.0)
+    _, grad = _gradient(loss, ids, z)
+    grad = grad.numpy()
+    assert np.all(grad[0] == 0.0) and np.all(np.abs(grad[1:]).sum(-1) > 0)
+    np.testing.assert_allclose(grad, _reference_dm_log_domain(z, ids, 8.0, 2.0,
+                                                              reject_margin=3.0),
+                               rtol=2e-4, atol=1e-8)
+    # Random batches, both caps together and IMAE, against numpy.
+    z, ids = random_logits(64, 6, seed=5, scale=6.0)
+    both = losses.DerivativeManipulation(beta=16.0, lam=2.0, max_margin=4.0, reject_margin=2.0)
+    _, grad = _gradient(both, ids, z)
+    reference = _reference_dm_log_domain(z, ids, 16.0, 2.0, max_margin=4.0, reject_margin=2.0)
+    assert 0 < np.sum(np.all(reference == 0, -1)) < 64  # some examples are capped, not all
+    np.testing.assert_allclose(grad.numpy(), reference, rtol=2e-3, atol=1e-8)
+    _, grad = _gradient(losses.IMAE(temperature=8.0, reject_margin=2.0), ids, z)
+    np.testing.assert_allclose(grad.numpy(), _reference_dm_log_domain(
+        z, ids, 8.0, 1.0, reject_margin=2.0), rtol=2e-3, atol=1e-8)
+    # Off while the emphasis is flat (the warm-up): every example gets the unit direction.
+    both.flat_emphasis = True
+    _, flat = _gradient(both, ids, z)
+    np.testing.assert_allclose(flat.numpy(), _reference_dm_log_domain(z, ids, 0.0, 2.0,
+                                                                      max_margin=4.0),
+                               rtol=2e-4, atol=1e-8)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="reject_margin"):
+            losses.DerivativeManipulation(reject_margin=bad)
 
 
 def test_from_logits_must_be_a_bool():

@@ -32,9 +32,10 @@ def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
 def test_resolve_gives_every_setting_as_a_number(digits):
     resolved = recipe.resolve(training.RunConfig(), digits, 1347)
     assert resolved == {
-        "noise_type": "symmetric", "noise_rate": 0.4, "model": "mlp", "augment": None,
+        "noise_type": "symmetric", "noise_rate": 0.4, "checkpoint": "last",
+        "validation_fraction": 0.0, "model": "mlp", "augment": None,
         "input_dropout": 0.2, "loss": "dm",
-        "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0},
+        "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0, "reject_margin": 3.0},
         "warmup_epochs": 10, "optimizer": "adamw", "learning_rate": 1e-3,
         "lr_schedule": "cosine", "momentum": None,
         "weight_decay": pytest.approx(15 * math.sqrt(64 / (1347 * 40))),
@@ -106,14 +107,18 @@ def test_loss_settings_use_only_set_hyper_parameters():
     with pytest.raises(ValueError, match=r"'cce' does not take `lam`, `q`.*none"):
         recipe.loss_settings("cce", {"lam": 1.0, "q": 0.3}, "mlp")
     dm = recipe.loss_settings("dm", {"beta": 3.0}, "mlp", normalize="none")
-    assert dm == {"lam": 2.0, "beta": 3.0, "max_margin": 16.0, "normalize": None}
-    # The margin cap is on in every run default (DM and IMAE); 0 gives the faithful gradient.
+    assert dm == {"lam": 2.0, "beta": 3.0, "max_margin": 16.0, "reject_margin": 3.0,
+                  "normalize": None}
+    # The margin caps are on in every run default (DM and IMAE); 0 gives the faithful gradient.
     for loss in ("dm", "imae"):
         for model in ("mlp", "cnn", None):
-            assert recipe.loss_settings(loss, {}, model)["max_margin"] == 16.0
-            assert recipe.loss_settings(loss, {"max_margin": 0.0}, model)["max_margin"] is None
-    assert recipe.loss_settings("imae", {}, "mlp") == {"temperature": 8.0, "max_margin": 16.0}
-    assert losses.DerivativeManipulation().max_margin is None  # the class stays faithful
+            for cap, default in (("max_margin", 16.0), ("reject_margin", 3.0)):
+                assert recipe.loss_settings(loss, {}, model)[cap] == default
+                assert recipe.loss_settings(loss, {cap: 0.0}, model)[cap] is None
+    assert recipe.loss_settings("imae", {}, "mlp") == {"temperature": 8.0, "max_margin": 16.0,
+                                                       "reject_margin": 3.0}
+    faithful = losses.DerivativeManipulation()  # the class stays the papers' DM
+    assert faithful.max_margin is None and faithful.reject_margin is None
     assert losses.DerivativeManipulation().lam == 0.5  # the class keeps the contract's default
     # The BatchNorm architectures get their own beta; a set value wins.
     for model in ("mlp_bn", "cnn", "resnet20"):
@@ -124,6 +129,8 @@ def test_loss_settings_use_only_set_hyper_parameters():
         recipe.loss_settings("focal", {}, "mlp")
     with pytest.raises(ValueError, match="max_margin=-1"):
         training.validate(training.RunConfig(max_margin=-1.0))
+    with pytest.raises(ValueError, match="reject_margin=-1"):
+        training.validate(training.RunConfig(reject_margin=-1.0))
 
 
 def test_warmup_is_a_quarter_for_emphasis_losses_only():

@@ -69,7 +69,8 @@ def test_a_changed_default_is_refused_too(tmp_path, digits, monkeypatch):
     config = _interrupted_run(tmp_path, digits, monkeypatch)
     monkeypatch.setitem(training.recipe.DEFAULTS, "dm", {"lam": 1.0, "beta": 16.0})
     with pytest.raises(ValueError, match=r"loss_settings \{'beta': 16.0, 'lam': 2.0, "
-                                         r"'max_margin': 16.0\} -> \{.*'lam': 1.0"):
+                                         r"'max_margin': 16.0, 'reject_margin': 3.0\} -> "
+                                         r"\{.*'lam': 1.0"):
         training.run(config, dataset=digits)
 
 
@@ -211,7 +212,8 @@ def test_bad_inputs_stop_with_one_line(tmp_path, finished_run, monkeypatch):
         ("train", [f"--noisy_labels={tmp_path / 'short.npz'}"],
          "holds 5 labels but the training set has 1347 examples"),
         ("train", [f"--model_dir={tmp_path / 'file'}"], "is a file, not a folder"),
-        ("find_label_issues", ["--folds=2000"], "Expected an integer in [2, 1347]"),
+        ("find_label_issues", ["--method=kfold", "--folds=2000"],
+         "Expected an integer in [2, 1347]"),
     ]
     for name, args, message in cases:
         extra = [f"--model_dir={tmp_path / 'r'}", "--export_dir="] if name == "train" else [

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_imae import noise, training
-from keras_imae.training import _select
+from keras_imae.training import _run_folder, _select, _tune
 
 
 def _config(tmp_path, **overrides):
@@ -67,9 +67,12 @@ def test_last_checkpoint_reports_the_last_epoch(tmp_path, digits):
 
 
 def test_best_needs_a_validation_split(tmp_path):
-    with pytest.raises(ValueError, match=r"checkpoint='best' chooses the exported epoch.*"
+    with pytest.raises(ValueError, match=r"checkpoint='best' and tune choose on a held-out.*"
                                          r"validation_fraction=0"):
         training.validate(_config(tmp_path, validation_fraction=0.0))
+    with pytest.raises(ValueError, match=r"validation_fraction=0"):
+        training.validate(_config(tmp_path, checkpoint="last", tune=True,
+                                  validation_fraction=0.0))
     with pytest.raises(ValueError, match="Expected one of \\['last', 'best'\\]"):
         training.validate(_config(tmp_path, checkpoint="first"))
 
@@ -86,3 +89,75 @@ def test_a_resumed_run_keeps_the_best_epoch_so_far(tmp_path):
     with pytest.raises(FileNotFoundError):
         _select.restore_best(model, str(tmp_path), rows[2:], "val_accuracy")
     assert _select.restore_best(model, str(tmp_path), rows, "val_accuracy") == 1  # 2 unreadable
+
+
+def _fake_point_run(scores, calls):
+    """A stand-in for one training run: writes a finished run folder whose exported model
+    scores ``scores[i]`` (T-corrected) on the validation split, ``i`` its grid point."""
+    def run(config, *, dataset=None, strategy=None):
+        index = int(os.path.basename(config.model_dir).split("-")[1])
+        calls.append((index, config.lam, config.beta, config.checkpoint,
+                      config.validation_fraction, config.export_dir, config.tune))
+        os.makedirs(config.model_dir, exist_ok=True)
+        model_path = os.path.join(config.model_dir, "model.keras")
+        with open(model_path, "w") as f:
+            f.write(f"model of point {index}")
+        noise.save_noisy_labels(config.model_dir, np.zeros(3, int), np.zeros(3, bool))
+        results = {"exported": {"val_accuracy": 0.1, "val_accuracy_corrected": scores[index],
+                                "test_accuracy": 0.5 + index / 100},
+                   "model_keras": os.path.abspath(model_path)}
+        training.write_json(os.path.join(config.model_dir, "metrics.json"), results)
+        return results
+    return run
+
+
+def test_tune_keeps_the_best_point_and_a_tie_goes_to_the_run_default(tmp_path, digits):
+    # DM on the MLP: grid (1, 16), (2, 8), (2, 16) = the run default, (2, 32).
+    calls = []
+    config = _config(tmp_path, tune=True, checkpoint=None, export_dir="")
+    results = _tune.tuned_run(config, digits, None, _fake_point_run([0.5, 0.8, 0.8, 0.6], calls))
+    assert [c[:3] for c in calls] == [(0, 1.0, 16.0), (1, 2.0, 8.0), (2, 2.0, 16.0),
+                                      (3, 2.0, 32.0)]
+    # every point: checkpoint "best" on the same 10% split, no export, not tuned itself
+    assert {c[3:] for c in calls} == {("best", 0.1, "", False)}
+    assert results["tuning"]["chosen"] == {"lam": 2.0, "beta": 16.0}  # tie 0.8: the default
+    assert [p["score"] for p in results["tuning"]["points"]] == [0.5, 0.8, 0.8, 0.6]
+    assert results["exported"]["test_accuracy"] == 0.52
+    with open(tmp_path / "run" / "model.keras") as f:
+        assert f.read() == "model of point 2"  # the chosen point's model is the run's
+    with open(tmp_path / "run" / "metrics.json") as f:
+        assert json.load(f)["tuning"]["chosen"] == {"lam": 2.0, "beta": 16.0}
+    # A clear winner wins; finished points are read back, not trained again.
+    os.remove(tmp_path / "run" / "metrics.json")
+    os.remove(tmp_path / "run" / _run_folder.TUNE / "point-3" / "metrics.json")
+    calls.clear()
+    results = _tune.tuned_run(config, digits, None, _fake_point_run([0.5, 0.8, 0.8, 0.9], calls))
+    assert [c[0] for c in calls] == [3] and results["tuning"]["chosen"]["beta"] == 32.0
+    # Resuming with other settings is refused, naming them.
+    os.remove(tmp_path / "run" / "metrics.json")
+    with pytest.raises(ValueError, match="seed 0 -> 1"):
+        _tune.tuned_run(_config(tmp_path, tune=True, checkpoint=None, export_dir="", seed=1),
+                        digits, None, _fake_point_run([0.5] * 4, calls))
+
+
+@pytest.mark.slow
+def test_tune_end_to_end_exports_the_chosen_model(tmp_path, digits):
+    config = _config(tmp_path, tune=True, checkpoint=None, epochs=2, loss="gce",
+                     noise_type="pairflip")
+    results = training.run(config, dataset=digits)
+    points = results["tuning"]["points"]
+    assert [p["point"] for p in points] == [{"q": q} for q in (0.3, 0.5, 0.7, 0.9)]
+    best = max(points, key=lambda p: p["score"])
+    assert results["tuning"]["chosen"] == best["point"]
+    assert best["selected_by"] == "val_accuracy_corrected"  # the run drew the noise: T known
+    with open(os.path.join(best["model_dir"], "metrics.json")) as f:
+        assert json.load(f)["exported"] == results["exported"]
+    model = keras.models.load_model(results["model_keras"])
+    loaded = tf.saved_model.load(results["saved_model"])
+    np.testing.assert_array_equal(
+        loaded.serve(digits.x_test.astype("float32"))["classes"],
+        model.predict(digits.x_test, verbose=0).argmax(-1))
+    assert np.mean(model.predict(digits.x_test, verbose=0).argmax(-1) == digits.y_test) == \
+        pytest.approx(results["exported"]["test_accuracy"], abs=1e-9)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        training.run(config, dataset=digits)

@@ -322,10 +322,11 @@ def _weight_rows(config):
 
 
 def test_the_warmup_trains_the_first_epochs_with_a_flat_emphasis(tmp_path, digits):
-    # warm-up 1 of 3 epochs: epoch 0 is the beta=0 run's epoch 0, exactly; then it differs
+    # warm-up 1 of 3 epochs: epoch 0 is the epoch 0 of the run with beta=0 and no rejection
+    # cap (off while the emphasis is flat), exactly; then it differs
     rows = {}
     for name, overrides in (("warm", dict(warmup_epochs=1)),
-                            ("flat", dict(beta=0.0, warmup_epochs=0)),
+                            ("flat", dict(beta=0.0, reject_margin=0.0, warmup_epochs=0)),
                             ("none", dict(warmup_epochs=0))):
         config = _config(tmp_path / name, epochs=3, export_dir="", **overrides)
         training.run(config, dataset=digits)

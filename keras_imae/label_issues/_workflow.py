@@ -211,6 +211,20 @@ def _retrain(config, dataset, given, clean, issues, mode, output_dir):
     return results
 
 
+def _method_probabilities(config, dataset, given, output_dir, method, folds, fit, loss, log):
+    """``(probs, fold_of, loss_config)`` of ``method`` (``fold_of``: ``None`` for "run")."""
+    if method == "run":
+        log(f"Training one model ({config.loss}, {config.epochs} epochs) on every label...")
+        probs, loss_config = _run_probabilities(config, dataset, given, output_dir)
+        return probs, None, loss_config
+    log(f"Training {folds} models ({config.loss}, {config.epochs} epochs each) for "
+        "out-of-sample probabilities...")
+    probs, fold_of = cross_val_probabilities(
+        dataset, given, dataset.num_classes, fit=fit or _fold_fit(config, dataset),
+        folds=folds, seed=config.seed, verbose=config.verbose)
+    return probs, fold_of, loss.get_config()
+
+
 def run(config, *, output_dir, method="run", folds=DEFAULT_FOLDS, retrain="none",
         retrain_loss=None, num_suspects=DEFAULT_NUM_SUSPECTS, dataset=None, fit=None,
         log=print):
@@ -255,17 +269,8 @@ def run(config, *, output_dir, method="run", folds=DEFAULT_FOLDS, retrain="none"
         log(str(noise.noise_summary(clean[clean >= 0], given[clean >= 0],
                                     dataset.num_classes, nominal=meta.get("noise_rate"))))
     os.makedirs(output_dir, exist_ok=True)
-    fold_of = None
-    if method == "run":
-        log(f"Training one model ({config.loss}, {config.epochs} epochs) on every label...")
-        probs, loss_config = _run_probabilities(config, dataset, given, output_dir)
-    else:
-        log(f"Training {folds} models ({config.loss}, {config.epochs} epochs each) for "
-            "out-of-sample probabilities...")
-        probs, fold_of = cross_val_probabilities(
-            dataset, given, dataset.num_classes, fit=fit or _fold_fit(config, dataset),
-            folds=folds, seed=config.seed, verbose=config.verbose)
-        loss_config = loss.get_config()
+    probs, fold_of, loss_config = _method_probabilities(config, dataset, given, output_dir,
+                                                        method, folds, fit, loss, log)
     issues = find_label_issues(given, probs)
     written = {"csv": write_csv(os.path.join(output_dir, CSV_FILENAME), given, issues),
                "png": plot_suspects(os.path.join(output_dir, PNG_FILENAME), dataset, given,

@@ -36,14 +36,17 @@ class DerivativeManipulation(CoreLoss):
     """
 
     _fn = staticmethod(derivative_manipulation)
-    HYPERPARAMETERS = ("beta", "lam", "max_margin")
+    HYPERPARAMETERS = ("beta", "lam", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "beta"
 
     def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
-                 max_margin=None, reduction=_SUM, name="derivative_manipulation", dtype=None):
-        beta, lam, max_margin = _check_dm(beta, lam, normalize, max_margin)
+                 max_margin=None, reject_margin=None, reduction=_SUM,
+                 name="derivative_manipulation", dtype=None):
+        beta, lam, max_margin, reject_margin = _check_dm(beta, lam, normalize, max_margin,
+                                                         reject_margin)
         super().__init__(
-            {"beta": beta, "lam": lam, "max_margin": max_margin},
+            {"beta": beta, "lam": lam, "max_margin": max_margin,
+             "reject_margin": reject_margin},
             normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
             dtype=dtype,
         )
@@ -63,15 +66,16 @@ class IMAE(CoreLoss):
     """
 
     _fn = staticmethod(imae)
-    HYPERPARAMETERS = ("temperature", "max_margin")
+    HYPERPARAMETERS = ("temperature", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "temperature"
 
     def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
-                 max_margin=None, reduction=_SUM, name="imae", dtype=None):
-        temperature, _, max_margin = _check_dm(temperature, 1.0, normalize, max_margin,
-                                               beta_name="temperature")
+                 max_margin=None, reject_margin=None, reduction=_SUM, name="imae", dtype=None):
+        temperature, _, max_margin, reject_margin = _check_dm(
+            temperature, 1.0, normalize, max_margin, reject_margin, beta_name="temperature")
         super().__init__(
-            {"temperature": temperature, "max_margin": max_margin},
+            {"temperature": temperature, "max_margin": max_margin,
+             "reject_margin": reject_margin},
             normalize=normalize, from_logits=from_logits, reduction=reduction, name=name,
             dtype=dtype,
         )

@@ -237,6 +237,8 @@ class CoreLoss(keras.losses.Loss):
     # The hyper-parameter that scales log w (DM: "beta", IMAE: "temperature"); 0 flattens the
     # emphasis, every example weighing the same (see flat_emphasis). None: no such knob.
     EMPHASIS_STRENGTH = None
+    # Hyper-parameters that act with the emphasis and are off (None) while it is flat.
+    WITH_EMPHASIS = ("reject_margin",)
 
     def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -273,7 +275,8 @@ class CoreLoss(keras.losses.Loss):
     def _active_hparams(self):
         """The hyper-parameters the loss computes with now (see :attr:`flat_emphasis`)."""
         if self._flat_emphasis:
-            return {**self._hparams, self.EMPHASIS_STRENGTH: 0.0}
+            off = {k: None for k in self.WITH_EMPHASIS if k in self._hparams}
+            return {**self._hparams, **off, self.EMPHASIS_STRENGTH: 0.0}
         return self._hparams
 
     def __call__(self, y_true, y_pred, sample_weight=None):

@@ -25,7 +25,7 @@ _LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 be
 
 
 def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="batch",
-                            from_logits=True, max_margin=None):
+                            from_logits=True, max_margin=None, reject_margin=None):
     """Derivative Manipulation (DM): cross-entropy value, emphasis-density gradient.
 
     Example i's logit gradient is ``w_i u_i`` with ``w_i = exp(beta * p_i^lam * (1 - p_i))``
@@ -42,6 +42,16 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         lam: emphasis mode parameter, >= 0 (papers' grid: 0, 0.5, 1, 2).
         normalize: ``"batch"`` (default) or ``None``.
         from_logits: whether ``y_pred`` are logits.
+        max_margin: ``M > 0`` or ``None`` (off): no gradient for an example whose margin
+            ``log(p / (1 - p))`` lies outside ``[-M, M]`` (this project's option; it stops
+            the push on fitted examples, where DM's gradient never vanishes).
+        reject_margin: ``R > 0`` or ``None`` (off): no gradient for an example the model
+            confidently gives to *another* class ``k``: ``k = argmax p != label`` and
+            ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``; this project's option for
+            class-dependent noise, where a wrong label's class pair is learned early and the
+            emphasis alone no longer makes its ``w`` small). Both capped kinds of example
+            still count with their own ``w`` in the batch mean. ``None`` for both is the
+            papers' DM.
 
     Returns:
         Per-example loss values ``[B]`` (float32).
@@ -56,16 +66,17 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "Derivative Manipulation for General
         Example Weighting." arXiv:1905.11233, 2019.
     """
-    beta, lam, max_margin = _check_dm(beta, lam, normalize, max_margin)
+    beta, lam, max_margin, reject_margin = _check_dm(beta, lam, normalize, max_margin,
+                                                     reject_margin)
     return gradient_core(
         y_true, y_pred,
         value_fn=cross_entropy_value,
-        grad_fn=_dm_gradient(beta, lam, max_margin),
+        grad_fn=_dm_gradient(beta, lam, max_margin, reject_margin),
         normalize=normalize, from_logits=from_logits,
     )
 
 
-def _check_dm(beta, lam, normalize, max_margin, beta_name="beta"):
+def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta"):
     """Validated DM hyper-parameters; ``exp(beta ...)`` must fit float32 without normalising.
 
     ``beta_name`` is the argument's public name (IMAE calls it ``temperature``).
@@ -73,6 +84,8 @@ def _check_dm(beta, lam, normalize, max_margin, beta_name="beta"):
     beta, lam = checks.number(beta_name, beta), checks.number("lam", lam)
     if max_margin is not None:
         max_margin = checks.number("max_margin", max_margin, low_open=True)
+    if reject_margin is not None:
+        reject_margin = checks.number("reject_margin", reject_margin, low_open=True)
     peak = weighting.log_dm_peak(beta=beta, lam=lam)
     if check_normalize(normalize) is None and peak > _LOG_MAX:
         raise ValueError(
@@ -81,28 +94,44 @@ def _check_dm(beta, lam, normalize, max_margin, beta_name="beta"):
             f" beyond float32 (exp({_LOG_MAX:.4g})). Use normalize='batch' (computed in the log "
             f"domain, any {beta_name} works) or a smaller one. Received: {beta_name}={beta}, "
             f"lam={lam}")
-    return beta, lam, max_margin
+    return beta, lam, max_margin, reject_margin
 
 
-def _dm_gradient(beta, lam, max_margin):
+def confident_other(s, reject_margin):
+    """Whether the model gives each example to another class ``k = argmax z != label`` with
+    margin ``z_k - log sum_{j != k} exp z_j = log(p_k / (1 - p_k)) > reject_margin``."""
+    top = ops.one_hot(ops.argmax(s.z, axis=-1), ops.shape(s.z)[-1], dtype=s.z.dtype)
+    z_k = ops.sum(top * s.z, axis=-1)
+    lse_not_k = ops.logsumexp(ops.where(top > 0, ops.full_like(s.z, -math.inf), s.z), axis=-1)
+    other = ops.sum(top * s.onehot, axis=-1) < 0.5
+    return ops.logical_and(other, z_k - lse_not_k > reject_margin)
+
+
+def _dm_gradient(beta, lam, max_margin, reject_margin=None):
     """DM's ``grad_fn``: ``w = exp(beta p^lam (1 - p))`` times ``u``, in the log domain.
 
-    With ``max_margin = M``, an example whose margin ``log(p / (1 - p))`` lies outside
-    ``[-M, M]`` gets no gradient, but still counts with its own ``w`` in the batch mean.
+    An example outside the margin caps (``|log(p / (1 - p))| > max_margin``, or
+    :func:`confident_other` with ``reject_margin``) gets no gradient, but still counts with
+    its own ``w`` in the batch mean: a cap removes force, it does not hand it to the others.
     """
 
     def grad_fn(s):
         log_w = weighting.log_dm(s.p_c, beta=beta, lam=lam, one_minus_p=s.one_minus_p_c)
-        if max_margin is None:
+        capped = None
+        if max_margin is not None:
+            capped = ops.abs(s.margin) > max_margin
+        if reject_margin is not None:
+            rejected = confident_other(s, reject_margin)
+            capped = rejected if capped is None else ops.logical_or(capped, rejected)
+        if capped is None:
             return s.u, log_w, log_w
-        inside = ops.abs(s.margin) <= max_margin
-        return s.u, ops.where(inside, log_w, ops.full_like(log_w, -math.inf)), log_w
+        return s.u, ops.where(capped, ops.full_like(log_w, -math.inf), log_w), log_w
 
     return grad_fn
 
 
 def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True,
-         max_margin=None):
+         max_margin=None, reject_margin=None):
     """IMAE: DM with ``lam = 1, beta = temperature``, i.e. ``w(p) = exp(T p (1 - p))``.
 
     Same arguments and value (``-log p_c``) as :func:`derivative_manipulation`.
@@ -112,10 +141,10 @@ def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True
         Absolute Error Does Not Treat Examples Equally and Gradient Magnitude's Variance
         Matters." arXiv:1903.12141, 2019.
     """
-    _check_dm(temperature, 1.0, normalize, max_margin, beta_name="temperature")
+    _check_dm(temperature, 1.0, normalize, max_margin, reject_margin, beta_name="temperature")
     return derivative_manipulation(
         y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits,
-        max_margin=max_margin)
+        max_margin=max_margin, reject_margin=reject_margin)
 
 
 def categorical_crossentropy(y_true, y_pred, *, normalize=None, from_logits=True):

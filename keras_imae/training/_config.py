@@ -46,6 +46,8 @@ class RunConfig:
     alpha: float | None = None
     max_margin: float | None = None  # DM/IMAE: no gradient outside |log(p / (1 - p))| <= M;
     #                                  0: none (faithful)
+    reject_margin: float | None = None  # DM/IMAE: no gradient when another class k has
+    #                                     log(p_k / (1 - p_k)) > R; 0: none (faithful)
     warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
@@ -60,6 +62,7 @@ class RunConfig:
     input_dropout: float | None = None  # MLPs only
     validation_fraction: float | None = None  # noisy validation share; None: the recipe's
     checkpoint: str | None = None  # "last" or "best" (by the noisy validation split)
+    tune: bool = False  # choose the loss's hyper-parameters on the noisy validation split
     strategy: str = "default"
     tpu: str | None = None
     precision: str = "float32"

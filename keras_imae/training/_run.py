@@ -21,16 +21,11 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import _noise, _results, _select, distribute, export, recipe
+from keras_imae.training import _noise, _results, _select, _tune, distribute, export, recipe
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
-__all__ = ["ExportFailed", "fit_monitor", "run"]
-
-
-class ExportFailed(OSError):
-    """Training finished and its model is saved, but the SavedModel export failed; the
-    message says how to export without training again."""
+__all__ = ["fit_monitor", "run"]
 
 DEMO_NOTE = ("The embedded digits demo draws {rate:.0%} {kind} noise into its training labels "
              "(--noise_type=none trains on the given labels; your own data is never corrupted "
@@ -98,6 +93,12 @@ def run(config, *, dataset=None, strategy=None):
         resolved settings, paths.
     """
     validate(config)
+    if config.tune:
+        return _tune.tuned_run(config, dataset, strategy, _one_run)
+    return _one_run(config, dataset=dataset, strategy=strategy)
+
+
+def _one_run(config, *, dataset=None, strategy=None):
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     distribute.set_precision(config.precision)
@@ -140,7 +141,9 @@ def run(config, *, dataset=None, strategy=None):
                                    train_ids, meta, start, exported)
         target = export_target(config)
         if target and is_chief:
-            results["saved_model"] = _export(model, target, config, model_path)
+            results["saved_model"] = export.export_finished_run(
+                model, target, overwrite=config.overwrite, model_dir=config.model_dir,
+                model_path=model_path)
         run_folder.write_json(folder.file(run_folder.METRICS), results)  # last: finished
         backup.delete()  # only now: a run stopped before this resumes with nothing to train
         _select.delete(folder.path)
@@ -168,19 +171,6 @@ def _select_exported(resolved, model, folder, monitor, transition):
         if name in values:
             exported[name] = values[name]
     return exported
-
-
-def _export(model, target, config, model_path):
-    """The SavedModel export; a failure says how to export without training again."""
-    try:
-        return export.export_saved_model(model, target, overwrite=config.overwrite,
-                                         source=config.model_dir)
-    except (OSError, ValueError) as err:
-        raise ExportFailed(
-            f"Training finished and is saved in {model_path!r}, but the export to "
-            f"{target!r} failed: {err}. Fix that and run the same command again: it resumes "
-            "with nothing left to train and only exports (or export it yourself: python "
-            f"scripts/export.py --model={model_path} --export_dir={target}).") from None
 
 
 def _announce(config, dataset, resolved, noisy, meta, reused):

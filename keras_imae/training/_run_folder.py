@@ -9,6 +9,8 @@ Everything a run writes lives in ``model_dir``::
       log.csv            per-epoch History (CSVLogger, appended on resume)
       tensorboard/       TensorBoard logs
       backup/            BackupAndRestore state while training (deleted when fit completes)
+      checkpoints/       with checkpoint="best": the best epochs' weights (deleted at the end)
+      tune/              with tune=True: one run per grid point (point-0/, point-1/, ...)
       model.keras        the trained model, compiled with its loss
       metrics.json       the results -- written last: a run is *finished* iff it exists
 
@@ -43,7 +45,9 @@ __all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
 
 CONFIG, LOG, METRICS, MODEL = "config.json", "log.csv", "metrics.json", "model.keras"
 BACKUP, TENSORBOARD, LOCK = "backup", "tensorboard", ".lock"
-WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, MODEL, METRICS)
+CHECKPOINTS, TUNE = "checkpoints", "tune"  # checkpoint="best"'s weights; tune=True's runs
+WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, CHECKPOINTS, TUNE,
+           MODEL, METRICS)
 # Keys every run's config.json has had (a RunConfig written by keras_imae.training.run).
 _CONFIG_KEYS = {"dataset", "noise_type", "loss", "model_dir", "epochs"}
 EXPORT_MARKER = "keras_imae_export.json"

@@ -16,9 +16,11 @@ import shutil
 import keras
 import numpy as np
 
+from keras_imae.training import _run_folder as run_folder
+
 __all__ = ["CHECKPOINTS", "checkpoint_callback", "restore_best", "score_key"]
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = run_folder.CHECKPOINTS
 _PATTERN = "epoch-{epoch:04d}.weights.h5"
 
 

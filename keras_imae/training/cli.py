@@ -49,6 +49,11 @@ RUN_FLAGS = {
                    "DM/IMAE option of this project (not the papers'): no gradient for examples "
                    "whose margin |log(p / (1 - p))| exceeds it. Default "
                    f"{_D['max_margin']:g}; 0 = none (the papers' faithful gradient)."),
+    "reject_margin": ("float", None,
+                      "DM/IMAE option of this project (not the papers'): no gradient for an "
+                      "example the model confidently gives to another class k, "
+                      "log(p_k / (1 - p_k)) > R (on from the end of the warm-up). Default "
+                      f"{_D['reject_margin']:g}; 0 = none (the papers' faithful gradient)."),
     "warmup_epochs": ("integer", None,
                       "DM/IMAE option of this project (not the papers'): train the first "
                       "epochs with a flat emphasis (every example weighted the same). Default: "
@@ -78,12 +83,16 @@ RUN_FLAGS = {
                       f"{_D['image_input_dropout']:g} on images, 0 on feature vectors)."),
     "validation_fraction": ("float", None,
                             "Fraction of the (noisy) training set held out for validation "
-                            f"(default {_D['validation_fraction']:g} with --checkpoint=best, "
-                            "else 0)."),
+                            f"(default {_D['validation_fraction']:g} with --checkpoint=best or "
+                            "--tune, else 0)."),
     "checkpoint": ("enum", recipe.CHECKPOINTS,
                    "The epoch exported: 'last', or 'best' by the accuracy on the noisy "
                    "validation split (T-corrected when the run drew the noise). Default "
-                   f"{_D['checkpoint']}."),
+                   f"{_D['checkpoint']} (best with --tune)."),
+    "tune": ("bool", None,
+             "Choose the loss's hyper-parameters on the noisy validation split: train each of "
+             "its 4 grid points (DM: the default lambda, beta and its neighbours) under "
+             "model_dir/tune/ and keep the best one's model (4 trainings' cost)."),
     "strategy": ("enum", distribute.STRATEGIES, "tf.distribute strategy."),
     "tpu": ("string", None, "TPU name or grpc:// address (strategy tpu/auto)."),
     "precision": ("enum", distribute.PRECISIONS, "Keras dtype policy."),

@@ -4,10 +4,11 @@ Protocol (answers the papers' critics: equal tuning budget, no clean validation 
 baselines):
 
 1. Hold out ``validation_fraction`` of the *noisy* training set (stratified by noisy label).
-2. For each loss, train ``selection_seeds`` times per point of its grid (:data:`GRIDS`: the
-   same number of points for every loss; a loss without hyper-parameters gets that many
-   learning rates instead), each time with another seed (``base.seed + s``: another held-out
-   split, initialisation and data order; the corruption stays ``base.noise_seed``'s), and
+2. For each loss, train ``selection_seeds`` times per point of its grid
+   (:func:`keras_imae.training.recipe.grid`, ``--tune``'s: the same number of points for
+   every loss; a loss without hyper-parameters gets that many learning rates instead),
+   each time with another seed (``base.seed + s``: another held-out split, initialisation
+   and data order; the corruption stays ``base.noise_seed``'s), and
    keep the point with the best mean final score on the noisy validation labels. One split
    of a few hundred examples cannot rank close settings (its standard error is several
    points, and the ranking then follows the split, not the setting), so the default
@@ -40,33 +41,19 @@ from keras_imae import losses as losses_module  # `losses` is compare()'s argume
 from keras_imae.training import recipe
 from keras_imae.training._run import run as training_run
 
-__all__ = ["GRIDS", "GRID_SIZE", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
+__all__ = ["GRID_SIZE", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
            "selection_table"]
 
 GRID_SIZE = 4
 SELECTION_SEEDS = 3  # selection runs per grid point (step 2 of the protocol)
-LEARNING_RATE_FACTORS = (0.25, 0.5, 1.0, 2.0)  # grid of the losses without hyper-parameters
-GRIDS = {
-    # The class default, the plain MLP's run defaults (lam=1 / 2, beta=16; the digits
-    # comparisons run the MLP) and lam=2, beta=8; lam=1, beta=T is IMAE's own grid.
-    "dm": [dict(lam=0.5, beta=8.0), dict(lam=1.0, beta=16.0), dict(lam=2.0, beta=8.0),
-           dict(lam=2.0, beta=16.0)],
-    "imae": [dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)],
-    "gce": [dict(q=q) for q in (0.3, 0.5, 0.7, 0.9)],
-    "sce": [dict(alpha=0.1, beta=1.0), dict(alpha=0.5, beta=1.0), dict(alpha=1.0, beta=1.0),
-            dict(alpha=0.1, beta=0.5)],
-    "nce_rce": [dict(alpha=1.0, beta=1.0), dict(alpha=1.0, beta=0.1), dict(alpha=10.0, beta=1.0),
-                dict(alpha=10.0, beta=0.1)],
-}
 _REPORTED = ("test_accuracy_final", "test_accuracy_best", "clean_fit", "noisy_fit",
              "noisy_correct")
 
 
-def grid_for(loss, base):
-    """The grid of ``loss``: dicts of RunConfig overrides, :data:`GRID_SIZE` of them."""
-    if loss in GRIDS:
-        return [dict(point) for point in GRIDS[loss]]
-    return [dict(learning_rate=base.learning_rate * f) for f in LEARNING_RATE_FACTORS]
+def grid_for(loss, base, model):
+    """The grid of ``loss`` (:func:`keras_imae.training.recipe.grid`, ``--tune``'s):
+    dicts of RunConfig overrides, :data:`GRID_SIZE` of them."""
+    return recipe.grid(loss, model, base.learning_rate)
 
 
 def _run(base, work_dir, name, dataset, **overrides):
@@ -134,7 +121,7 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
         scored, grid = [], []
         loss_base = bases[loss]
         default = _run_default(loss_base, model)
-        for i, point in enumerate(grid_for(loss, base)):
+        for i, point in enumerate(grid_for(loss, base, model)):
             results = [_run(loss_base, work_dir, f"{loss}_grid{i}_s{s}", dataset,
                             seed=base.seed + s, validation_fraction=validation_fraction,
                             **point)

@@ -19,7 +19,8 @@ import tensorflow as tf
 from keras_imae import _files
 from keras_imae.training import _run_folder as run_folder
 
-__all__ = ["ENDPOINT", "export_saved_model", "output_kind"]
+__all__ = ["ENDPOINT", "ExportFailed", "export_finished_run", "export_saved_model",
+           "output_kind"]
 
 ENDPOINT = "serve"
 _PROBABILITY_ACTIVATIONS = ("softmax",)
@@ -118,3 +119,24 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
         run_folder.write_export_marker(tmp, source)
 
     return _files.atomic_replace_dir(path, fill, overwrite=True)
+
+
+class ExportFailed(OSError):
+    """Training finished and its model is saved, but the SavedModel export failed; the
+    message says how to export without training again."""
+
+
+def export_finished_run(model, target, *, overwrite, model_dir, model_path):
+    """:func:`export_saved_model` of a finished run's ``model`` (saved in ``model_path``).
+
+    Raises:
+        ExportFailed: the export failed; the message says how to export without training.
+    """
+    try:
+        return export_saved_model(model, target, overwrite=overwrite, source=model_dir)
+    except (OSError, ValueError) as err:
+        raise ExportFailed(
+            f"Training finished and is saved in {model_path!r}, but the export to "
+            f"{target!r} failed: {err}. Fix that and run the same command again: it resumes "
+            "with nothing left to train and only exports (or export it yourself: python "
+            f"scripts/export.py --model={model_path} --export_dir={target}).") from None

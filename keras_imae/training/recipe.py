@@ -31,7 +31,7 @@ import numpy as np
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "Recommended", "build_loss", "compiled_model", "format_resolved",
+__all__ = ["DEFAULTS", "Recommended", "build_loss", "compiled_model", "format_resolved", "grid",
            "loss_settings", "model_for", "noise", "recommended", "resolve", "selection",
            "warmup_epochs", "weight_decay"]
 
@@ -72,13 +72,27 @@ DEFAULTS = {
     # The exported epoch: "last", or "best" by the accuracy on a held-out share of the noisy
     # training labels (T-corrected when the run drew the noise itself).
     "checkpoint": "last",
-    "validation_fraction": 0.1,  # held out when checkpoint="best"
+    "validation_fraction": 0.1,  # held out when checkpoint="best" or tune
     "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
+    "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
     # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
     # probabilities on held-out examples, where every architecture did best with DM lam=2,
     # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
     # 0.781 / 0.918 with beta=16) and no warm-up (their scores were measured without one).
+    # --tune and scripts/compare.py: the grid each loss is tuned on (the same size for
+    # every loss). DM: the run default (lam0, beta0) and its neighbours (lam0 / 2, beta0),
+    # (lam0, beta0 / 2), (lam0, 2 beta0), so the default is always a candidate; losses
+    # without hyper-parameters: the learning rate times these factors.
+    "grids": {
+        "imae": [dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)],
+        "gce": [dict(q=q) for q in (0.3, 0.5, 0.7, 0.9)],
+        "sce": [dict(alpha=0.1, beta=1.0), dict(alpha=0.5, beta=1.0),
+                dict(alpha=1.0, beta=1.0), dict(alpha=0.1, beta=0.5)],
+        "nce_rce": [dict(alpha=1.0, beta=1.0), dict(alpha=1.0, beta=0.1),
+                    dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
+    },
+    "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
     "label_issue_epochs": 20,
     "fold_dm": {"lam": 2.0, "beta": 8.0},
     "fold_warmup_epochs": 0,
@@ -87,7 +101,8 @@ OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
 BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
-LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin")
+LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
+MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
 
 
 def noise(config, dataset):
@@ -132,20 +147,20 @@ def selection(config):
     Raises:
         ValueError: ``checkpoint="best"`` without a validation split to choose by.
     """
-    checkpoint = config.checkpoint or DEFAULTS["checkpoint"]
+    checkpoint = config.checkpoint or ("best" if config.tune else DEFAULTS["checkpoint"])
     fraction = config.validation_fraction
     if fraction is None:
-        fraction = DEFAULTS["validation_fraction"] if checkpoint == "best" else 0.0
-    if checkpoint == "best" and not fraction:
-        raise ValueError("Invalid value for `validation_fraction`: checkpoint='best' chooses "
-                         "the exported epoch on a held-out share of the noisy labels. Expected "
-                         "a fraction in (0, 1). Received: validation_fraction=0")
+        fraction = DEFAULTS["validation_fraction"] if checkpoint == "best" or config.tune else 0.0
+    if (checkpoint == "best" or config.tune) and not fraction:
+        raise ValueError("Invalid value for `validation_fraction`: checkpoint='best' and tune "
+                         "choose on a held-out share of the noisy labels. Expected a fraction "
+                         "in (0, 1). Received: validation_fraction=0")
     return checkpoint, fraction
 
 
 def loss_settings(loss, given, model, normalize="default"):
     """The loss's keyword arguments: ``given`` (the hyper-parameters set, by name), the others
-    from :data:`DEFAULTS` (DM by architecture ``model``; ``max_margin`` for DM and IMAE).
+    from :data:`DEFAULTS` (DM by architecture ``model``; the margin caps for DM and IMAE).
 
     Raises:
         ValueError: an unknown loss, or a hyper-parameter the loss does not take.
@@ -164,11 +179,13 @@ def loss_settings(loss, given, model, normalize="default"):
         defaults = dict(DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"])
     elif loss in DEFAULTS:
         defaults = dict(DEFAULTS[loss])
-    if "max_margin" in accepted:
-        defaults["max_margin"] = DEFAULTS["max_margin"]
+    for cap in MARGIN_CAPS:
+        if cap in accepted:
+            defaults[cap] = DEFAULTS[cap]
     kwargs = {**defaults, **given}
-    if kwargs.get("max_margin") == 0:  # 0: no margin, the papers' faithful gradient
-        kwargs["max_margin"] = None
+    for cap in MARGIN_CAPS:
+        if kwargs.get(cap) == 0:  # 0: no cap, the papers' faithful gradient
+            kwargs[cap] = None
     if normalize != "default":
         kwargs["normalize"] = None if normalize == "none" else normalize
     return kwargs
@@ -205,6 +222,19 @@ def weight_decay(optimizer, decay, batch_size, num_train, epochs):
     if optimizer != "adamw":
         return 0.0
     return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))
+
+
+def grid(loss, model, learning_rate):
+    """The points ``--tune`` and ``scripts/compare.py`` try for ``loss`` on architecture
+    ``model`` (:data:`DEFAULTS` ``"grids"``): dicts of ``RunConfig`` overrides, four each."""
+    if loss == "dm":
+        default = DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"]
+        lam, beta = default["lam"], default["beta"]
+        return [dict(lam=lam / 2, beta=beta), dict(lam=lam, beta=beta / 2),
+                dict(lam=lam, beta=beta), dict(lam=lam, beta=2 * beta)]
+    if loss in DEFAULTS["grids"]:
+        return [dict(point) for point in DEFAULTS["grids"][loss]]
+    return [dict(learning_rate=learning_rate * f) for f in DEFAULTS["learning_rate_factors"]]
 
 
 def given_hparams(config):

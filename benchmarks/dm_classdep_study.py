@@ -1,0 +1,148 @@
+"""DM under class-dependent noise: every variant and rival on the same data, side by side.
+
+    pip install -e ".[study]"
+    python benchmarks/dm_classdep_study.py --out=/tmp/classdep        # MLP, 3 seeds (hours)
+    python benchmarks/dm_classdep_study.py --out=/tmp/classdep --datasets=digits28x \
+        --model=cnn --num_train=4000 --variants=dm,dm_reject0,nce_rce
+
+Each cell is a dataset and a noise (40% symmetric, pair-flip or asymmetric, the digits class
+map 2->7, 3->8, 5<->6, 7->1 for any 10-class data), drawn with ``--seeds`` seeds (the seed
+draws the corruption, the initialisation and the data order). Every run is
+``scripts/train.py``'s: ``training.run`` with the same recipe, on the study data of
+``benchmarks/study_data.py`` read back through ``--dataset=npz:``, its labels from a
+``noisy_labels.npz``. A variant is a set of ``RunConfig`` overrides (:data:`VARIANTS`), so
+``dm`` is whatever ``train.py --loss=dm`` does today.
+
+Printed per cell and variant (mean over seeds, ± the standard deviation of the final
+accuracy): final and best test accuracy, the drop after the best epoch, clean fit and
+memorised (share of the wrong labels the final model predicts); then every variant's final
+accuracy against ``--reference`` cell by cell, its losing cells named. Finished runs are
+kept in ``--out`` and not run again (a study can be stopped and restarted).
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+import study_data  # noqa: E402
+
+from keras_imae import noise, training  # noqa: E402
+from keras_imae.training import cli  # noqa: E402
+
+# name -> RunConfig overrides. "dm" is the run default; the others change one thing.
+VARIANTS = {
+    "dm": {},
+    "dm_reject0": dict(reject_margin=0.0),  # no rejection cap (the default before #21)
+    "dm_reject2": dict(reject_margin=2.0),
+    "dm_reject5": dict(reject_margin=5.0),
+    "dm_faithful": dict(max_margin=0.0, reject_margin=0.0, warmup_epochs=0),  # the papers'
+    "dm_l1": dict(lam=1.0),
+    "dm_b8": dict(beta=8.0),
+    "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),
+    "imae": dict(loss="imae"),
+    "nce_rce": dict(loss="nce_rce"),
+    "gce": dict(loss="gce"),
+    "sce": dict(loss="sce"),
+    "cce": dict(loss="cce"),
+    "mae": dict(loss="mae"),
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Folder of the runs and the npz data (kept; reused).")
+flags.DEFINE_list("datasets", ["digits", "digits28x", "mnist1d", "tabular", "tabular_b"],
+                  "digits | digits28x | mnist1d | tabular | tabular_b.")
+flags.DEFINE_list("noise_types", ["pairflip", "asymmetric", "symmetric"], "Noise types.")
+flags.DEFINE_list("variants", ["dm", "dm_reject0", "nce_rce", "gce", "cce"],
+                  f"Among {sorted(VARIANTS)}.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_string("reference", "dm_reject0", "Variant every other is compared with.")
+flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
+flags.DEFINE_string("model", "mlp", "Architecture (auto: train.py's rule).")
+flags.DEFINE_integer("epochs", 40, "Epochs.")
+flags.DEFINE_integer("num_train", 0, "Train on the first N examples only (0: all).")
+flags.DEFINE_string("checkpoint", "last", "Exported epoch: last | best (reported as 'exported').")
+flags.mark_flag_as_required("out")
+
+
+def _labels(dataset, noise_type, seed):
+    path = os.path.join(FLAGS.out, "labels", f"{dataset.name.replace(':', '_')}_"
+                        f"{len(dataset.y_train)}_{noise_type}_{seed}.npz".replace("/", "_"))
+    if not os.path.exists(path):
+        noisy, is_noisy = noise.corrupt_labels(dataset.y_train, dataset.num_classes, noise_type,
+                                               FLAGS.noise_rate, seed, dataset="digits")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        noise.save_noisy_labels(path, noisy, is_noisy, clean=dataset.y_train)
+    return path
+
+
+def one_run(dataset, name, noise_type, variant, seed):
+    """``metrics.json`` of one run, trained now unless it is already in ``--out``."""
+    tag = f"{FLAGS.model}_{FLAGS.num_train or 'all'}_{FLAGS.epochs}_{FLAGS.checkpoint}"
+    model_dir = os.path.join(FLAGS.out, "runs", tag, f"{name}_{noise_type}_{variant}_s{seed}")
+    metrics = os.path.join(model_dir, "metrics.json")
+    if not os.path.exists(metrics):
+        config = training.RunConfig(
+            noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model,
+            epochs=FLAGS.epochs, seed=seed, checkpoint=FLAGS.checkpoint, model_dir=model_dir,
+            export_dir="", verbose=0, overwrite=True, **VARIANTS[variant])
+        training.run(config, dataset=dataset)
+    with open(metrics) as f:
+        return json.load(f)
+
+
+def _row(runs):
+    final = [r["test_accuracy_final"] for r in runs]
+    values = {
+        "final": np.mean(final), "sd": np.std(final),
+        "best": np.mean([r["test_accuracy_best"] for r in runs]),
+        "clean": np.mean([r["clean_fit"] for r in runs]),
+        "memorised": np.mean([r["noisy_fit"] for r in runs]),
+        "exported": np.mean([r["exported"]["test_accuracy"] for r in runs]),
+    }
+    values["drop"] = values["best"] - values["final"]
+    return values
+
+
+def main(_):
+    cli.quiet_logs(FLAGS)
+    unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"Unknown variants {unknown}; expected among {sorted(VARIANTS)}")
+    seeds = [int(s) for s in FLAGS.seeds]
+    table = {}
+    print(f"model={FLAGS.model} epochs={FLAGS.epochs} checkpoint={FLAGS.checkpoint} "
+          f"noise_rate={FLAGS.noise_rate} seeds={seeds}")
+    print("| data | noise | variant | final | best | drop | clean fit | memorised | exported |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in FLAGS.datasets:
+        dataset = study_data.load(name, FLAGS.out, FLAGS.num_train)
+        for noise_type in FLAGS.noise_types:
+            for variant in FLAGS.variants:
+                runs = [one_run(dataset, name, noise_type, variant, s) for s in seeds]
+                v = table[name, noise_type, variant] = _row(runs)
+                print(f"| {name} | {noise_type} | {variant} | {v['final']:.3f} ± {v['sd']:.3f} "
+                      f"| {v['best']:.3f} | {v['drop']:.3f} | {v['clean']:.3f} "
+                      f"| {v['memorised']:.3f} | {v['exported']:.3f} |", flush=True)
+    reference = FLAGS.reference
+    if reference not in FLAGS.variants:
+        return
+    print(f"\nFinal test accuracy minus {reference}'s, per cell (losing cells: below -0.005):")
+    cells = [(d, n) for d in FLAGS.datasets for n in FLAGS.noise_types]
+    for variant in FLAGS.variants:
+        if variant == reference:
+            continue
+        deltas = [table[d, n, variant]["final"] - table[d, n, reference]["final"]
+                  for d, n in cells]
+        losing = [f"{d}/{n} {x:+.3f}" for (d, n), x in zip(cells, deltas) if x < -0.005]
+        print(f"{variant:>12}: mean {np.mean(deltas):+.3f}, min {min(deltas):+.3f}, "
+              f"losing {len(losing)}/{len(cells)}" + (f" ({', '.join(losing)})" if losing else ""))
+
+
+if __name__ == "__main__":
+    app.run(main)
