@@ -41,7 +41,7 @@ VARIANTS = {
     "dm_reject0": dict(reject_margin=0.0),  # no rejection cap (the default before #21)
     "dm_reject2": dict(reject_margin=2.0),
     "dm_reject5": dict(reject_margin=5.0),
-    "dm_faithful": dict(max_margin=0.0, reject_margin=0.0, warmup_epochs=0),  # the papers'
+    "dm_faithful": dict(faithful=True),  # the papers' DM (no caps, no warm-up)
     "dm_l1": dict(lam=1.0),
     "dm_b8": dict(beta=8.0),
     "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),

@@ -195,3 +195,25 @@ def test_recommended_is_the_run_recipe_for_your_own_model(digits):
     history = model.fit(digits.x_train.astype("float32"), digits.y_train, epochs=r.epochs,
                         batch_size=r.batch_size, callbacks=r.callbacks, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_faithful_is_the_papers_dm_in_one_setting(digits):
+    faithful = recipe.resolve(training.RunConfig(faithful=True), digits, 1347)
+    spelled = recipe.resolve(training.RunConfig(max_margin=0.0, reject_margin=0.0,
+                                                warmup_epochs=0), digits, 1347)
+    assert faithful == spelled
+    assert faithful["loss_settings"] == {"lam": 2.0, "beta": 16.0, "max_margin": None,
+                                         "reject_margin": None}
+    assert faithful["warmup_epochs"] == 0
+    assert recipe.build_loss(faithful).get_config() == losses.DerivativeManipulation(
+        lam=2.0, beta=16.0).get_config()
+    imae = recipe.resolve(training.RunConfig(loss="imae", faithful=True), digits, 1347)
+    assert imae["loss_settings"] == {"temperature": 8.0, "max_margin": None,
+                                     "reject_margin": None}
+    cce = recipe.resolve(training.RunConfig(loss="cce", faithful=True), digits, 1347)
+    assert cce["loss_settings"] == {} and cce["warmup_epochs"] == 0
+    for contradiction in (dict(max_margin=16.0), dict(reject_margin=3.0),
+                          dict(warmup_epochs=2)):
+        (name, value), = contradiction.items()
+        with pytest.raises(ValueError, match=f"contradicts {name}={value}"):
+            training.validate(training.RunConfig(faithful=True, **contradiction))

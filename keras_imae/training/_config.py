@@ -49,6 +49,7 @@ class RunConfig:
     reject_margin: float | None = None  # DM/IMAE: no gradient when another class k has
     #                                     log(p_k / (1 - p_k)) > R; 0: none (faithful)
     warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
+    faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
     epochs: int = 40
@@ -227,7 +228,8 @@ def validate(config):
     # checks do not depend on it)
     losses.get(config.loss, **recipe.loss_settings(config.loss, recipe.given_hparams(config),
                                                    None, config.normalize))
-    recipe.warmup_epochs(config.loss, config.epochs, config.warmup_epochs)
+    recipe.check_faithful(config)
+    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config))
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")
         target = export_target(config)

@@ -63,7 +63,7 @@ def _defaulted(config, resolved):
               "augment": config.augment == "auto",
               "input_dropout": config.input_dropout is None,
               "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),
-              "warmup_epochs": config.warmup_epochs is None,
+              "warmup_epochs": recipe.warmup_setting(config) is None,
               "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
               "checkpoint": config.checkpoint is None,
               "validation_fraction": config.validation_fraction is None}

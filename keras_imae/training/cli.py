@@ -58,6 +58,9 @@ RUN_FLAGS = {
                       "DM/IMAE option of this project (not the papers'): train the first "
                       "epochs with a flat emphasis (every example weighted the same). Default: "
                       f"{_D['warmup_fraction']:g} of --epochs, rounded down. 0 = none."),
+    "faithful": ("bool", None,
+                 "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
+                 "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
     "model": ("enum", ("auto", *models.ARCHITECTURES),

@@ -31,7 +31,8 @@ import numpy as np
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "Recommended", "build_loss", "compiled_model", "format_resolved", "grid",
+__all__ = ["DEFAULTS", "Recommended", "build_loss", "check_faithful", "compiled_model",
+           "format_resolved", "grid",
            "loss_settings", "model_for", "noise", "recommended", "resolve", "selection",
            "warmup_epochs", "weight_decay"]
 
@@ -238,8 +239,35 @@ def grid(loss, model, learning_rate):
 
 
 def given_hparams(config):
-    """The loss hyper-parameters set in ``config``."""
-    return {k: getattr(config, k) for k in LOSS_HPARAMS}
+    """The loss hyper-parameters set in ``config`` (``faithful``: the margin caps at 0, off,
+    for the losses that have them)."""
+    given = {k: getattr(config, k) for k in LOSS_HPARAMS}
+    if getattr(config, "faithful", False) and config.loss in losses.LOSSES:
+        accepted = losses.LOSSES[config.loss].HYPERPARAMETERS
+        given.update({cap: 0.0 for cap in MARGIN_CAPS if cap in accepted and not given[cap]})
+    return given
+
+
+def warmup_setting(config):
+    """``config.warmup_epochs``, 0 (none) for ``faithful`` when unset."""
+    if getattr(config, "faithful", False) and config.warmup_epochs is None:
+        return 0
+    return config.warmup_epochs
+
+
+def check_faithful(config):
+    """``faithful`` with a margin cap or a warm-up set is a contradiction.
+
+    Raises:
+        ValueError: naming the settings that contradict it.
+    """
+    if not config.faithful:
+        return
+    set_ = [f"{k}={getattr(config, k)}" for k in (*MARGIN_CAPS, "warmup_epochs")
+            if getattr(config, k)]
+    if set_:
+        raise ValueError("faithful=True trains the papers' DM/IMAE (no margin caps, no "
+                         f"warm-up) and contradicts {', '.join(set_)}. Drop one or the other.")
 
 
 def resolve(config, dataset, num_train):
@@ -273,7 +301,7 @@ def resolve(config, dataset, num_train):
         "input_dropout": _input_dropout(config, model, dataset.input_shape),
         "loss": config.loss,
         "loss_settings": loss_settings(config.loss, given_hparams(config), model, config.normalize),
-        "warmup_epochs": warmup_epochs(config.loss, config.epochs, config.warmup_epochs),
+        "warmup_epochs": warmup_epochs(config.loss, config.epochs, warmup_setting(config)),
         "optimizer": config.optimizer,
         "learning_rate": config.learning_rate,
         "lr_schedule": None if config.lr_schedule == "none" else config.lr_schedule,
