@@ -231,15 +231,19 @@ def test_xla_matches_eager():
 # ----------------------------------------------------------------------------- distribution
 
 
-def test_batch_normalisation_uses_the_global_batch_under_mirrored_strategy():
+@pytest.mark.parametrize("reject_margin", [None, 2.0])
+def test_batch_normalisation_uses_the_global_batch_under_mirrored_strategy(reject_margin):
     """2 replicas x 32 examples give the logit gradients of 1 device x 64.
 
     Keras' ``Loss.__call__`` divides each replica's loss by the number of replicas. Large
-    logits spread the weights so that a per-replica mean would differ clearly.
+    logits spread the weights so that a per-replica mean would differ clearly. With
+    ``reject_margin`` the classes' alive test sums over the global batch too.
     """
     z, ids = random_logits(64, 10, seed=13, scale=6.0)
-    loss = losses.DerivativeManipulation(beta=12.0, lam=0.5)
+    loss = losses.DerivativeManipulation(beta=12.0, lam=0.5, reject_margin=reject_margin)
     _, single = _gradient(loss, ids, z)
+    if reject_margin:  # some examples are rejected, so the test sees the alive test
+        assert np.any(np.all(single.numpy() == 0, -1))
 
     strategy = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     halves = [(z[:32], ids[:32]), (z[32:], ids[32:])]
@@ -397,7 +401,9 @@ def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None, reject_margin=N
         scale = np.where(np.abs(_log_odds(z, ids)) <= max_margin, scale, 0.0)
     if reject_margin is not None:
         predicted = z.argmax(-1)
-        rejected = (predicted != ids) & (_log_odds(z, predicted) > reject_margin)
+        alive = p.sum(0) >= 0.5 * y.sum(0)  # the model's mass for a class vs its label count
+        rejected = ((predicted != ids) & alive[ids]
+                    & (_log_odds(z, predicted) > reject_margin))
         scale = np.where(rejected, 0.0, scale)
     direction = (p - y) / (2 * (1 - pc))[:, None]
     return scale[:, None] * direction / z.shape[0]
@@ -478,16 +484,22 @@ def test_max_margin_silences_examples_outside_the_window():
 
 def test_reject_margin_silences_examples_confidently_given_to_another_class():
     # Label 0. Rows: another class at log-odds ~5 (rejected with R=3), ~2 (kept), the label
-    # itself the most probable at log-odds ~5 (kept: not another class), a near tie (kept).
-    z = np.float32([[0, 5, -50], [0, 2.2, -50], [5, 0, -50], [0, 0.1, 0]])
-    ids = np.zeros(4, "int64")
+    # itself the most probable at log-odds ~5 (kept: not another class), a near tie (kept),
+    # two fitted rows (class 0's predicted mass 3.4 >= half its 6 labels: alive).
+    z = np.float32([[0, 5, -50], [0, 2.2, -50], [5, 0, -50], [0, 0.1, 0], [9, 0, 0],
+                    [9, 0, 0]])
+    ids = np.zeros(6, "int64")
     loss = losses.DerivativeManipulation(beta=8.0, lam=2.0, reject_margin=3.0)
     _, grad = _gradient(loss, ids, z)
     grad = grad.numpy()
-    assert np.all(grad[0] == 0.0) and np.all(np.abs(grad[1:]).sum(-1) > 0)
+    assert np.all(grad[0] == 0.0) and np.all(np.abs(grad[1:4]).sum(-1) > 0)
     np.testing.assert_allclose(grad, _reference_dm_log_domain(z, ids, 8.0, 2.0,
                                                               reject_margin=3.0),
                                rtol=2e-4, atol=1e-8)
+    # A class the model is losing (mass 1.0 < half its 6 labels) is never rejected: the
+    # same confident-other rows keep their gradient.
+    _, lost = _gradient(loss, ids, np.float32([[0, 5, -50]] * 5 + [[5, 0, -50]]))
+    assert np.all(np.abs(lost.numpy()).sum(-1) > 0)
     # Random batches, both caps together and IMAE, against numpy.
     z, ids = random_logits(64, 6, seed=5, scale=6.0)
     both = losses.DerivativeManipulation(beta=16.0, lam=2.0, max_margin=4.0, reject_margin=2.0)

@@ -93,6 +93,15 @@ def log_global_mean_exp(log_magnitude):
     return ops.where(total == 0, math.inf, top + ops.log(total / count))
 
 
+def global_sum(x):
+    """``sum_i x_i`` over the global batch (axis 0), all-reduced under ``tf.distribute``."""
+    total = ops.sum(x, axis=0)
+    ctx = _replica_context()
+    if ctx is not None:
+        total = ctx.all_reduce(_backend.tf().distribute.ReduceOp.SUM, total)
+    return total
+
+
 def softmax_stats(z, ids):
     """Softmax quantities of float32 logits ``z`` [B, K] for labelled classes ``ids`` [B].
 

@@ -14,7 +14,7 @@ from keras import ops
 from keras_imae import _checks as checks
 from keras_imae.losses import weighting
 from keras_imae.losses._core import (check_normalize, cross_entropy_value, emphasis_gradient,
-                                     gradient_core, log_p, natural_gradient)
+                                     global_sum, gradient_core, log_p, natural_gradient)
 
 __all__ = ["derivative_manipulation", "imae", "categorical_crossentropy", "mean_absolute_error",
            "mean_squared_error", "generalized_cross_entropy", "symmetric_cross_entropy",
@@ -47,11 +47,13 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
             the push on fitted examples, where DM's gradient never vanishes).
         reject_margin: ``R > 0`` or ``None`` (off): no gradient for an example the model
             confidently gives to *another* class ``k``: ``k = argmax p != label`` and
-            ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``; this project's option for
-            class-dependent noise, where a wrong label's class pair is learned early and the
-            emphasis alone no longer makes its ``w`` small). Both capped kinds of example
-            still count with their own ``w`` in the batch mean. ``None`` for both is the
-            papers' DM.
+            ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``), unless its labelled class
+            is losing in the batch (:func:`confident_other`). This project's option for
+            class-dependent noise: DM's emphasis never falls below 1, so once the clean
+            examples are fitted a wrong label pushes as hard as any other example, and
+            under pair-flip all of a class's wrong labels push the same way. Both capped
+            kinds of example still count with their own ``w`` in the batch mean. ``None``
+            for both is the papers' DM.
 
     Returns:
         Per-example loss values ``[B]`` (float32).
@@ -99,12 +101,25 @@ def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta")
 
 def confident_other(s, reject_margin):
     """Whether the model gives each example to another class ``k = argmax z != label`` with
-    margin ``z_k - log sum_{j != k} exp z_j = log(p_k / (1 - p_k)) > reject_margin``."""
+    margin ``z_k - log sum_{j != k} exp z_j = log(p_k / (1 - p_k)) > reject_margin``, while
+    the labelled class ``c`` is alive in the (global) batch.
+
+    Alive: the model's predicted mass for ``c`` is at least half its label count,
+    ``sum_i p_ic >= 1/2 sum_i y_ic``. A model that predicts the true classes passes for every
+    class whose noisy labels are fewer than twice its own examples (for balanced classes, a
+    column of the noise transition matrix summing to less than 2). A class the model is
+    losing (predicted for its clean examples too: absorbed by a pair partner, or a collapse
+    to one class) fails, and its examples keep their gradient: rejection never locks in
+    the model's own mistake.
+    """
     top = ops.one_hot(ops.argmax(s.z, axis=-1), ops.shape(s.z)[-1], dtype=s.z.dtype)
     z_k = ops.sum(top * s.z, axis=-1)
     lse_not_k = ops.logsumexp(ops.where(top > 0, ops.full_like(s.z, -math.inf), s.z), axis=-1)
     other = ops.sum(top * s.onehot, axis=-1) < 0.5
-    return ops.logical_and(other, z_k - lse_not_k > reject_margin)
+    mass = global_sum(ops.exp(s.z - ops.expand_dims(s.lse, -1)))
+    alive = ops.cast(mass >= 0.5 * global_sum(s.onehot), s.z.dtype)
+    label_alive = ops.sum(s.onehot * alive, axis=-1) > 0.5
+    return ops.logical_and(ops.logical_and(other, label_alive), z_k - lse_not_k > reject_margin)
 
 
 def _dm_gradient(beta, lam, max_margin, reject_margin=None):
