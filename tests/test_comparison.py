@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_imae import losses, training
+from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import comparison, recipe
 
 
@@ -91,6 +92,33 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     by_t = selection == "corrected" and corrected
     assert all(("T-corrected" in line) == by_t and "noisy validation accuracy" in line
                for line in lines[:comparison.GRID_SIZE])
+
+
+def test_a_collapsed_grid_point_is_no_candidate(monkeypatch):
+    # T-corrected scores 0.9 - 0.1 i: point 0 would win, but its second split collapses.
+    _fake_runs(monkeypatch, corrected=True)
+    fake = comparison._run
+
+    def run(base, work_dir, name, dataset, **overrides):
+        if name == "gce_grid0_s1":
+            raise TrainingCollapsed("Training collapsed at epoch 1: point 0")
+        return fake(base, work_dir, name, dataset, **overrides)
+
+    monkeypatch.setattr(comparison, "_run", run)
+    lines = []
+    (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
+                                dataset=None, selection_seeds=2, log=lines.append)
+    assert row["chosen"] == recipe.DEFAULTS["grids"]["gce"][1]
+    assert "collapsed, not a candidate" in lines[0] and "point 0" in row["grid"][0]["collapsed"]
+    assert "| collapsed | - | - |" in comparison.selection_table([row]).splitlines()[2]
+
+    def collapse(*args, **kwargs):
+        raise TrainingCollapsed("Training collapsed at epoch 1: every point")
+
+    monkeypatch.setattr(comparison, "_run", collapse)
+    with pytest.raises(TrainingCollapsed, match="every point"):
+        comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
+                           dataset=None, selection_seeds=1, log=lines.append)
 
 
 def test_selection_averages_its_seeds_splits(monkeypatch):

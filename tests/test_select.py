@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_imae import noise, training
+from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import _run_folder, _select, _tune
 
 
@@ -138,6 +139,30 @@ def test_tune_keeps_the_best_point_and_a_tie_goes_to_the_run_default(tmp_path, d
     with pytest.raises(ValueError, match="seed 0 -> 1"):
         _tune.tuned_run(_config(tmp_path, tune=True, checkpoint=None, export_dir="", seed=1),
                         digits, None, _fake_point_run([0.5] * 4, calls))
+
+
+def test_tune_skips_a_collapsed_point_and_fails_only_if_every_point_collapses(tmp_path,
+                                                                               digits):
+    calls = []
+    fake = _fake_point_run([0.9, 0.5, 0.6, 0.7], calls)
+
+    def run(config, *, dataset=None, strategy=None):
+        if config.model_dir.endswith("point-0"):  # the best score, but it collapses
+            raise TrainingCollapsed("Training collapsed at epoch 1: point 0")
+        return fake(config, dataset=dataset, strategy=strategy)
+
+    config = _config(tmp_path, tune=True, checkpoint=None, export_dir="")
+    results = _tune.tuned_run(config, digits, None, run)
+    points = results["tuning"]["points"]
+    assert points[0]["score"] is None and "point 0" in points[0]["collapsed"]
+    assert results["tuning"]["chosen"] == {"lam": 2.0, "beta": 32.0}  # 0.7: the best left
+
+    def collapse(config, **_):
+        raise TrainingCollapsed("Training collapsed at epoch 1: every point")
+
+    with pytest.raises(TrainingCollapsed, match="every point"):
+        _tune.tuned_run(_config(tmp_path / "b", tune=True, checkpoint=None, export_dir=""),
+                        digits, None, collapse)
 
 
 @pytest.mark.slow

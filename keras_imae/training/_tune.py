@@ -8,7 +8,8 @@ with the same held-out share of the noisy labels (the same seed) and the same ``
 (``"best"`` unless set). A point scores what its exported model scores on those held-out
 labels: the accuracy corrected by the noise's ``T`` when the run drew the noise itself, the
 plain noisy accuracy otherwise (real noise: ``T`` unknown). The best point wins (a tie goes to
-the run default, then to the earliest point). Its model is the run's: ``model_dir`` receives
+the run default, then to the earliest point; a point whose training collapses is recorded and
+is no candidate). Its model is the run's: ``model_dir`` receives
 its ``model.keras`` and ``noisy_labels.npz`` and a ``metrics.json`` that is the chosen point's
 plus ``"tuning"`` (every point with its settings and score), and the SavedModel is exported
 from it. Stopped, the same command resumes: finished points are read back, an unfinished one
@@ -21,6 +22,7 @@ import os
 import shutil
 
 from keras_imae import _files, data, noise
+from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training import export, recipe
 from keras_imae.training._config import check_resume, export_target, folder_state
@@ -82,7 +84,13 @@ def tuned_run(config, dataset, strategy, run):
         for index, point in enumerate(grid):
             if config.verbose:
                 print(f"Tuning {config.loss}: point {index + 1} of {len(grid)}, {point}")
-            results = _point_results(config, index, point, dataset, strategy, run)
+            try:
+                results = _point_results(config, index, point, dataset, strategy, run)
+            except TrainingCollapsed as err:  # a failed point, not a failed run
+                collapsed = err
+                points.append({"point": point, "score": None, "collapsed": str(err)})
+                print(f"Tuning {config.loss}: {point} collapsed; not a candidate ({err})")
+                continue
             score, key = _score(results)
             points.append({"point": point, "score": score, "selected_by": key,
                            "default": _is_default(point, config, model),
@@ -90,8 +98,11 @@ def tuned_run(config, dataset, strategy, run):
                            "model_dir": os.path.dirname(results["model_keras"])})
             if config.verbose:
                 print(f"Tuning {config.loss}: {point} scores {key} {score:.4f}")
-        best = max(range(len(points)), key=lambda i: (round(points[i]["score"], 9),
-                                                      points[i]["default"], -i))
+        candidates = [i for i, p in enumerate(points) if p["score"] is not None]
+        if not candidates:
+            raise collapsed
+        best = max(candidates, key=lambda i: (round(points[i]["score"], 9),
+                                              points[i]["default"], -i))
         chosen = run_folder.RunFolder(points[best]["model_dir"])
         with open(chosen.file(run_folder.METRICS)) as f:
             results = json.load(f)

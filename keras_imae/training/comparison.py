@@ -25,7 +25,9 @@ baselines):
    says so. On a tie (a few hundred validation examples often give the same count to
    several settings) the loss's run default wins: the point equal to what ``train.py``
    would use (:func:`keras_imae.training.recipe.loss_settings` for the data's architecture; the
-   base learning rate for the learning-rate grids), then the earliest.
+   base learning rate for the learning-rate grids), then the earliest. A point whose
+   training collapses (:class:`keras_imae.callbacks.TrainingCollapsed`) is logged and is no
+   candidate; only a loss whose every point collapses stops the comparison.
 3. Retrain the chosen setting on the full noisy training set with ``num_seeds`` seeds (each
    seed changes the corruption, the initialisation and the data order) and report mean ±
    std of final and best test accuracy, clean fit, noisy memorisation and noisy correction.
@@ -38,6 +40,7 @@ import numpy as np
 
 from keras_imae import _checks as checks
 from keras_imae import losses as losses_module  # `losses` is compare()'s argument
+from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import recipe
 from keras_imae.training._run import run as training_run
 
@@ -122,10 +125,16 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
         loss_base = bases[loss]
         default = _run_default(loss_base, model)
         for i, point in enumerate(grid_for(loss, base, model)):
-            results = [_run(loss_base, work_dir, f"{loss}_grid{i}_s{s}", dataset,
-                            seed=base.seed + s, validation_fraction=validation_fraction,
-                            **point)
-                       for s in range(selection_seeds)]
+            try:
+                results = [_run(loss_base, work_dir, f"{loss}_grid{i}_s{s}", dataset,
+                                seed=base.seed + s, validation_fraction=validation_fraction,
+                                **point)
+                           for s in range(selection_seeds)]
+            except TrainingCollapsed as err:  # a failed point: no candidate
+                collapsed = err
+                log(f"{loss} {point}: collapsed, not a candidate ({err})")
+                grid.append({"point": point, "collapsed": str(err)})
+                continue
             scores, names = zip(*(_score(r, selection) for r in results))
             score, name = float(np.mean(scores)), names[0]
             log(f"{loss} {point}: {name} {score:.4f}"
@@ -139,6 +148,8 @@ def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dat
                          "corrected": None if None in corrected else float(np.mean(corrected)),
                          "test_final": float(np.mean([r["test_accuracy_final"]
                                                       for r in results]))})
+        if not scored:
+            raise collapsed
         best_score, _, _, chosen = max(scored, key=lambda s: s[:3])
         finals = [_run(loss_base, work_dir, f"{loss}_seed{seed}", dataset,
                        seed=seed, noise_seed=seed, **chosen)
@@ -179,6 +190,9 @@ def selection_table(rows):
     for row in rows:
         for run in row["grid"]:
             setting = ", ".join(f"{k}={v:g}" for k, v in run["point"].items())
+            if "collapsed" in run:
+                lines.append(f"| {row['loss']} | {setting} | collapsed | - | - |")
+                continue
             star = " *" if run["point"] == row["chosen"] else ""
             corrected = "-" if run["corrected"] is None else f"{100 * run['corrected']:.1f}"
             lines.append(f"| {row['loss']} | {setting}{star} | {100 * run['noisy']:.1f} | "
