@@ -45,6 +45,8 @@ VARIANTS = {
     "dm_l1": dict(lam=1.0),
     "dm_b8": dict(beta=8.0),
     "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),
+    "dm_best": dict(checkpoint="best"),  # exports the best epoch on 10% noisy validation
+    "dm_tune": dict(tune=True, checkpoint=None),  # --tune: lambda, beta chosen on that split
     "imae": dict(loss="imae"),
     "nce_rce": dict(loss="nce_rce"),
     "gce": dict(loss="gce"),
@@ -89,8 +91,8 @@ def one_run(dataset, name, noise_type, variant, seed):
     if not os.path.exists(metrics):
         config = training.RunConfig(
             noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model,
-            epochs=FLAGS.epochs, seed=seed, checkpoint=FLAGS.checkpoint, model_dir=model_dir,
-            export_dir="", verbose=0, overwrite=True, **VARIANTS[variant])
+            epochs=FLAGS.epochs, seed=seed, model_dir=model_dir, export_dir="", verbose=0,
+            overwrite=True, **{"checkpoint": FLAGS.checkpoint, **VARIANTS[variant]})
         training.run(config, dataset=dataset)
     with open(metrics) as f:
         return json.load(f)

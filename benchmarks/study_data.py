@@ -10,6 +10,8 @@ reads, so a study runs the library exactly as a user would.
 - ``mnist1d``: ``mnist1d.make_dataset`` (Greydanus 2020; generated from the package's
   templates: never ``get_dataset()``, which downloads), 15,000 signals: 12,000 / 3,000,
   40 float32 features. Needs the ``study`` extra (``pip install -e ".[study]"``).
+- ``mnist1d_image``: the same signals as 40x1 one-channel images, for the CNN (``--model=auto``
+  picks ``cnn`` for them).
 - ``tabular``: ``sklearn.datasets.make_classification`` (40 features, 20 informative,
   10 classes, 2 clusters per class, class separation 1.0, seed 0): 12,000 / 3,000.
 - ``tabular_b``: another ``make_classification`` (30 features, 15 informative, 5 redundant,
@@ -22,7 +24,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-NAMES = ("digits28x", "mnist1d", "tabular", "tabular_b")
+NAMES = ("digits28x", "mnist1d", "mnist1d_image", "tabular", "tabular_b")
 
 
 def _affine_copies(images, labels, count, rng):
@@ -84,11 +86,17 @@ def tabular_b():
                            n_clusters_per_class=3, class_sep=1.5, random_state=1)
 
 
+def mnist1d_image():
+    x, y, x_test, y_test = mnist1d()
+    return x[:, :, None, None], y, x_test[:, :, None, None], y_test
+
+
 def write(name, folder):
     """``folder/name.npz`` (made once; an existing file is reused). Returns its path."""
     path = os.path.join(folder, f"{name}.npz")
     if not os.path.exists(path):
-        x, y, x_test, y_test = {"digits28x": digits28x, "mnist1d": mnist1d, "tabular": tabular,
+        x, y, x_test, y_test = {"digits28x": digits28x, "mnist1d": mnist1d,
+                                "mnist1d_image": mnist1d_image, "tabular": tabular,
                                 "tabular_b": tabular_b}[name]()
         os.makedirs(folder, exist_ok=True)
         np.savez_compressed(path, x_train=x, y_train=y, x_test=x_test, y_test=y_test)

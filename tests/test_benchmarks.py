@@ -39,6 +39,7 @@ RUNS = {
                               "--variants=dm,dm_reject0", "--seeds=0", "--epochs=2"],
                              "| digits | pairflip | dm_reject0 |", True),
     "study_data.py": (["--out=.", "--only=tabular"], "tabular.npz", False),
+    "wrong_labels_in_p.py": (["--epochs=2", "--every=1"], "| 1 | 0.", False),
     "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
                       "--in_memory=false"], "ratio streamed pipeline / model:", True),
 }

@@ -52,7 +52,8 @@ RUN_FLAGS = {
     "reject_margin": ("float", None,
                       "DM/IMAE option of this project (not the papers'): no gradient for an "
                       "example the model confidently gives to another class k, "
-                      "log(p_k / (1 - p_k)) > R (on from the end of the warm-up). Default "
+                      "log(p_k / (1 - p_k)) > R, unless the model is losing the labelled class "
+                      "in the batch (on from the end of the warm-up). Default "
                       f"{_D['reject_margin']:g}; 0 = none (the papers' faithful gradient)."),
     "warmup_epochs": ("integer", None,
                       "DM/IMAE option of this project (not the papers'): train the first "

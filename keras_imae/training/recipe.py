@@ -16,6 +16,11 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
   sees randomly translated images, an MLP on images a random fifth of its pixels dropped.
 - ``max_margin`` (this project's option) stops the push of examples beyond a margin of 16,
   without which DM's logits diverge where nothing opposes that push (clean classes).
+- ``reject_margin`` (this project's option) stops the push towards a label the model gives
+  to another class with ``p_k > sigmoid(3)``, while the labelled class is alive in the batch:
+  DM's emphasis never falls below 1, so once the clean examples are fitted the wrong labels
+  get their full share of the gradient, and under class-dependent noise they all pull the
+  same way (``docs/class_dependent_noise.md``).
 - The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
   emphasis, so regions are sorted by their majority label before the emphasis acts.
 - No loss setting depends on the kind of noise: a user with real noisy labels knows neither
