@@ -3,9 +3,9 @@
 The training set is split into ``K`` folds, stratified by the given label
 (:func:`assign_folds`). For each fold a fresh model is trained on the other ``K - 1`` folds
 and predicts the held-out fold, so every example's ``p(·|x_i)`` comes from a model that never
-saw it (or its label). The model is whatever ``fit`` trains: ``make_fit`` in
-:mod:`keras_imae.label_issues._workflow` builds the robust fold models of
-``scripts/find_label_issues.py``.
+saw it (or its label). The model is whatever ``fit`` trains:
+:func:`keras_imae.label_issues.keras_fit` for any Keras model, and the workflow's own robust
+fold models for ``scripts/find_label_issues.py --method=kfold``.
 """
 
 import collections

@@ -154,10 +154,11 @@ def selection(config):
         ValueError: ``checkpoint="best"`` without a validation split to choose by.
     """
     checkpoint = config.checkpoint or ("best" if config.tune else DEFAULTS["checkpoint"])
+    chooses = checkpoint == "best" or config.tune  # on a held-out share of the noisy labels
     fraction = config.validation_fraction
     if fraction is None:
-        fraction = DEFAULTS["validation_fraction"] if checkpoint == "best" or config.tune else 0.0
-    if (checkpoint == "best" or config.tune) and not fraction:
+        fraction = DEFAULTS["validation_fraction"] if chooses else 0.0
+    if chooses and not fraction:
         raise ValueError("Invalid value for `validation_fraction`: checkpoint='best' and tune "
                          "choose on a held-out share of the noisy labels. Expected a fraction "
                          "in (0, 1). Received: validation_fraction=0")
