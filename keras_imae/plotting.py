@@ -61,7 +61,9 @@ def plot_emphasis(path, *, dm_settings=((0.0, 8.0), (0.5, 8.0), (1.0, 8.0), (2.0
 _RUN_CURVES = (("train_clean_fit", "clean fit (train)"),
                ("train_noisy_fit", "noisy memorisation (train)"),
                ("train_noisy_correct", "noisy correction (train)"),
-               ("test_accuracy", "test accuracy"))
+               ("test_accuracy", "test accuracy"),
+               ("train_rejected", "rejected by DM's cap (train)"),
+               ("train_rejected_wrong", "wrong labels rejected (train)"))
 
 
 _EMPHASIS_CURVES = (("train_emphasis_low", "emphasis mass, p < 0.1"),
@@ -72,9 +74,10 @@ _EMPHASIS_CURVES = (("train_emphasis_low", "emphasis mass, p < 0.1"),
 def plot_run(model_dir, path=None):
     """A run's per-epoch curves, from ``model_dir/log.csv`` (written by a training run).
 
-    Left: clean fit, noisy memorisation, noisy correction and test accuracy. Right: the
-    logit scale (median max |logit|, log axis; a steady climb means the logits diverge) and,
-    for losses with an emphasis density, where the emphasis mass sits by p band.
+    Left: clean fit, noisy memorisation, noisy correction, test accuracy and, for DM with
+    its rejection cap, the share of examples the cap rejects (all, and of the wrong labels).
+    Right: the logit scale (median max |logit|, log axis; a steady climb means the logits
+    diverge) and, for losses with an emphasis density, where the emphasis mass sits by p band.
 
     Raises:
         FileNotFoundError: no ``log.csv`` in ``model_dir``.

@@ -133,6 +133,31 @@ def test_logit_statistics_closed_form():
     assert sorted(callbacks.logit_statistics(z, given)) == ["logit_scale", "top_class_fraction"]
 
 
+def test_rejected_share_follows_the_caps_rule_in_numpy():
+    # Given class 0 for 4 of 6 examples: alive iff sum_i p_i0 >= 2.
+    z = np.float64([[8, 0, 0], [0, -1, 5], [0, 0, 0], [2, -6, 1], [0, 6, 0], [0, 0, 2.5]])
+    given, clean = np.array([0, 0, 1, 0, 0, 2]), np.array([0, 2, 1, 0, 1, 0])
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    k = z.argmax(-1)
+    log_odds = np.log(p[np.arange(6), k] / (1 - p[np.arange(6), k]))  # 8.0, 4.69, 0, ...
+    alive = p.sum(0) >= 0.5 * np.bincount(given, minlength=3)
+    expected = (k != given) & alive[given] & (log_odds > 3.0)
+    assert expected.tolist() == [False, True, False, False, True, False]
+    loss = losses.DerivativeManipulation(reject_margin=3.0)
+    monitor = callbacks.FitMonitor((z.astype("float32"), given, clean))
+    monitor.set_model(identity_model())
+    monitor.model.loss = loss
+    stats = monitor.measure()
+    assert stats["train_rejected"] == pytest.approx(expected.mean())
+    assert stats["train_rejected_wrong"] == pytest.approx(2 / 3)  # examples 1, 4 of 1, 4, 5
+    # A dead class keeps its examples: with class 0 labelled 5 times, sum p_i0 < 2.5.
+    dead = callbacks.logit_statistics(z, np.array([0, 0, 0, 0, 0, 2]), loss)
+    assert p.sum(0)[0] < 2.5 and dead["rejected"] == 0.0
+    loss.flat_emphasis = True  # the warm-up: the cap is off, nothing rejected
+    assert callbacks.logit_statistics(z, given, loss)["rejected"] == 0.0
+    assert "rejected" not in callbacks.logit_statistics(z, given, losses.get("gce"))
+
+
 def test_fit_monitor_runs_one_prediction_pass_per_epoch(monkeypatch):
     model = identity_model()
     calls = []
@@ -202,11 +227,13 @@ def _with_ids(order):
 
 def test_streamed_pass_by_id_equals_the_array_monitor():
     model = identity_model()
+    model.loss = losses.DerivativeManipulation(reject_margin=0.5)  # read by the monitor only
     arrays = callbacks.FitMonitor((LOGITS, GIVEN, CLEAN))
     shuffled = callbacks.FitMonitor(_with_ids(np.random.default_rng(0).permutation(len(LOGITS))))
     for monitor in (arrays, shuffled):
         monitor.set_model(model)
     expected = arrays.measure()
+    assert 0 < expected["train_rejected"] < 1 and "train_rejected_wrong" in expected
     assert shuffled.measure() == pytest.approx(expected)
     np.testing.assert_array_equal(shuffled.last_train_ids, np.arange(len(LOGITS)))
     z = LOGITS.astype("float64")
@@ -219,8 +246,10 @@ def test_streamed_pass_by_id_equals_the_array_monitor():
 
 def test_streamed_pass_keeps_a_few_numbers_per_example_not_logits():
     result = callbacks.predict_pass(identity_model(), _with_ids(np.arange(len(LOGITS))[::-1]))
-    assert result._fields == ("ids", "pred", "given", "clean", "max_abs", "log_p", "log_q")
-    assert all(getattr(result, f).shape == (len(LOGITS),) for f in result._fields)
+    assert result._fields == ("ids", "pred", "given", "clean", "max_abs", "log_p", "log_q",
+                              "top_log_odds", "class_mass")
+    assert all(getattr(result, f).shape == (len(LOGITS),) for f in result._fields[:-1])
+    assert result.class_mass.shape == (LOGITS.shape[1],)  # [K] sums, not per example
     np.testing.assert_array_equal(result.ids, np.arange(len(LOGITS)))
     np.testing.assert_array_equal(result.pred, LOGITS.argmax(-1))
 

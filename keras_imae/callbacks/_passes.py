@@ -27,13 +27,17 @@ def label_ids(y):
 
 
 PassResult = collections.namedtuple(
-    "PassResult", ["ids", "pred", "given", "clean", "max_abs", "log_p", "log_q"])
+    "PassResult", ["ids", "pred", "given", "clean", "max_abs", "log_p", "log_q", "top_log_odds",
+                   "class_mass"])
 PassResult.__doc__ = """Per-example results of one prediction pass, sorted by example id.
 
-``pred`` predicted class, ``given``/``clean`` labels (``clean`` is ``None`` without clean
-labels; -1 marks an unverified example), ``max_abs`` = ``max_k |z_k|``, ``log_p``/``log_q``
-= ``log p_c`` / ``log (1 - p_c)`` of the given class ``c`` (float64): five numbers per
-example, never the logits."""
+``pred`` predicted class ``k``, ``given``/``clean`` labels (``clean`` is ``None`` without
+clean labels; -1 marks an unverified example), ``max_abs`` = ``max_j |z_j|``,
+``log_p``/``log_q`` = ``log p_c`` / ``log (1 - p_c)`` of the given class ``c``,
+``top_log_odds`` = ``log(p_k / (1 - p_k))`` of the predicted class (float64): six numbers
+per example, never the logits. ``class_mass`` is not per example: the ``[K]`` sums
+``sum_i p_ij`` of the predicted probabilities over the pass (what the rejection cap's
+"labelled class alive" rule reads)."""
 
 
 def _targets_of(y, count, position):
@@ -70,23 +74,27 @@ def predict_pass(model, dataset):
             logits = np.asarray(model.predict_on_batch(x))
         given, clean, ids = _targets_of(y, len(logits), position)
         position += len(logits)
-        log_p, log_q = _log_p_given(logits, given)
-        parts.append((ids, logits.argmax(-1), given, clean, np.abs(logits).max(-1), log_p, log_q))
+        parts.append(_pass_from_logits(logits, given, clean, ids))
     if not parts:
         raise ValueError("FitMonitor received an empty dataset.")
-    columns = [None if col[0] is None else np.concatenate(col) for col in zip(*parts)]
+    columns = [None if col[0] is None else np.concatenate(col)
+               for col in zip(*(part[:-1] for part in parts))]
     order = np.argsort(columns[0], kind="stable")
     if len(np.unique(columns[0])) != len(order):
         raise ValueError("FitMonitor: the dataset yields some example id more than once; "
                          "measure an unshuffled, unrepeated pass (e.g. streaming.eval_dataset).")
-    return PassResult(*(None if col is None else col[order] for col in columns))
+    return PassResult(*(None if col is None else col[order] for col in columns),
+                      class_mass=np.sum([part.class_mass for part in parts], axis=0))
 
 
-def _pass_from_logits(logits, given, clean):
+def _pass_from_logits(logits, given, clean, ids=None):
     logits = np.asarray(logits)
     log_p, log_q = _log_p_given(logits, given)
-    return PassResult(np.arange(len(logits)), logits.argmax(-1), given, clean,
-                      np.abs(logits).max(-1), log_p, log_q)
+    pred = logits.argmax(-1)
+    log_p_top, log_q_top = _log_p_given(logits, pred)
+    return PassResult(np.arange(len(logits)) if ids is None else ids, pred, given, clean,
+                      np.abs(logits).max(-1), log_p, log_q, log_p_top - log_q_top,
+                      np.exp(_log_softmax(logits)).sum(0))
 
 
 def _replicated(model):
@@ -118,6 +126,12 @@ def _check_arrays(data):
         )
 
 
+def _log_softmax(logits):
+    z = np.asarray(logits, "float64")
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
 def _log_p_given(logits, ids):
     """``(log p_c, log (1 - p_c))`` of the given classes, float64, without cancellation."""
     z = np.asarray(logits, "float64")
@@ -145,6 +159,12 @@ def logit_statistics(logits, given, loss=None):
       examples with ``p < 0.1``, ``0.1 <= p <= 0.9`` and ``p > 0.9`` -- only for losses with an
       emphasis density (``loss.log_emphasis``; DM, IMAE, CCE, MAE, GCE, SCE). Computed in
       the log domain, exact for any ``beta``.
+    - ``rejected`` (losses with ``reject_margin`` R, e.g. DM's default): share of the examples
+      DM's rejection cap gives no gradient at these weights -- predicted class ``k`` not the
+      given one, ``log(p_k / (1 - p_k)) > R``, the given class alive over the whole set
+      (:func:`keras_imae.losses.confident_other`, with the set for the batch); 0 while the
+      warm-up keeps the cap off. With clean labels, ``rejected_wrong``: the share of the
+      wrongly labelled examples among them that it rejects (the cap at work).
 
     Returns:
         dict of floats.
@@ -175,6 +195,28 @@ def pass_logit_statistics(result, loss=None):
             out["emphasis_low"] = float(w[p < low].sum() / total)
             out["emphasis_mid"] = float(w[(p >= low) & (p <= high)].sum() / total)
             out["emphasis_high"] = float(w[p > high].sum() / total)
+    out.update(_rejected(result, loss))
+    return out
+
+
+def _rejected(result, loss):
+    """``rejected`` and ``rejected_wrong`` of :func:`logit_statistics`."""
+    active = getattr(loss, "_active_hparams", None)
+    margin = active().get("reject_margin", False) if active is not None else False
+    if margin is False or not len(result.given):
+        return {}
+    if margin is None:  # the cap switched off (by the warm-up, or by the user)
+        rejected = np.zeros(len(result.given), bool)
+    else:
+        alive = result.class_mass >= 0.5 * np.bincount(result.given,
+                                                       minlength=len(result.class_mass))
+        rejected = ((result.pred != result.given) & alive[result.given]
+                    & (result.top_log_odds > margin))
+    out = {"rejected": float(rejected.mean())}
+    if result.clean is not None:
+        wrong = (result.clean >= 0) & (result.given != result.clean)
+        if wrong.any():
+            out["rejected_wrong"] = float(rejected[wrong].mean())
     return out
 
 
