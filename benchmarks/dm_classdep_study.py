@@ -39,6 +39,7 @@ from keras_imae.training import cli  # noqa: E402
 VARIANTS = {
     "dm": {},
     "dm_reject0": dict(reject_margin=0.0),  # no rejection cap (the default before #21)
+    "dm_reject1": dict(reject_margin=1.0),
     "dm_reject2": dict(reject_margin=2.0),
     "dm_reject5": dict(reject_margin=5.0),
     "dm_faithful": dict(faithful=True),  # the papers' DM (no caps, no warm-up)
