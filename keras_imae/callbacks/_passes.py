@@ -161,10 +161,11 @@ def logit_statistics(logits, given, loss=None):
       the log domain, exact for any ``beta``.
     - ``rejected`` (losses with ``reject_margin`` R, e.g. DM's default): share of the examples
       DM's rejection cap gives no gradient at these weights -- predicted class ``k`` not the
-      given one, ``log(p_k / (1 - p_k)) > R``, the given class alive over the whole set
-      (:func:`keras_imae.losses.confident_other`, with the set for the batch); 0 while the
-      warm-up keeps the cap off. With clean labels, ``rejected_wrong``: the share of the
-      wrongly labelled examples among them that it rejects (the cap at work).
+      given one, ``log(p_k / (1 - p_k)) > R``, the given class alive (the rule of
+      ``reject_margin`` in :func:`keras_imae.losses.derivative_manipulation`, with this whole
+      set standing in for the batch); 0 while the warm-up keeps the cap off. With clean
+      labels, ``rejected_wrong``: the share of the wrongly labelled examples that it rejects
+      (the cap at work).
 
     Returns:
         dict of floats.
