@@ -42,8 +42,9 @@ class FitMonitor(keras.callbacks.Callback):
 
     and writes into the epoch ``logs`` ``train_accuracy``, ``train_clean_fit``,
     ``train_noisy_fit``, ``train_noisy_correct`` (see :func:`fit_statistics`),
-    ``train_logit_scale``, ``train_top_class_fraction`` and, for losses with an emphasis
-    density, ``train_emphasis_low|mid|high`` (see :func:`logit_statistics`),
+    ``train_logit_scale``, ``train_top_class_fraction``, for losses with an emphasis
+    density ``train_emphasis_low|mid|high`` and, for DM and IMAE, ``train_rejected`` and
+    ``train_rejected_wrong`` (the rejection cap's reach; see :func:`logit_statistics`),
     ``test_accuracy`` and ``best_test_accuracy``. When train and test are arrays of the same
     shape, one prediction pass per epoch covers both. Place it **before** ``CSVLogger``,
     ``TensorBoard``, ``EarlyStopping`` and ``ModelCheckpoint`` in the callbacks list so they see
