@@ -113,3 +113,22 @@ def test_a_held_lock_is_refused_whatever_its_file_says(tmp_path):
         with folder.lock():
             assert run_folder._read_lock(folder.file(run_folder.LOCK))["pid"] == os.getpid()
     assert not os.path.exists(folder.file(run_folder.LOCK))
+
+
+def test_a_resumed_log_keeps_its_header_columns(tmp_path):
+    # A resumed run whose logs carry other keys (here: "a" gone, "c" new) writes its rows
+    # under the header already in log.csv; Keras' own CSVLogger would shift them.
+    log = tmp_path / run_folder.LOG
+    log.write_text("epoch,a,b\n0,1,2\n")
+    writer = run_folder.LogWriter(str(log), append=True)
+    writer.on_train_begin()
+    writer.on_epoch_end(1, {"b": 5.0, "c": 6.0})
+    writer.on_train_end()
+    rows = run_folder.RunFolder(tmp_path).read_log()
+    assert rows == [{"epoch": "0", "a": "1", "b": "2"}, {"epoch": "1", "a": "NA", "b": "5.0"}]
+    fresh = tmp_path / "fresh.csv"  # no file yet: Keras' behaviour, the first epoch's keys
+    writer = run_folder.LogWriter(str(fresh), append=True)
+    writer.on_train_begin()
+    writer.on_epoch_end(0, {"b": 1.0})
+    writer.on_train_end()
+    assert fresh.read_text().splitlines()[0] == "epoch,b,val_b"

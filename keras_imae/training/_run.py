@@ -242,7 +242,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
             callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
             *checkpoints,  # before the log: a logged best epoch has its checkpoint
-            keras.callbacks.CSVLogger(folder.file(run_folder.LOG), append=resuming),
+            run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
             # last: an epoch counts as done only once its log row is written
             backup,

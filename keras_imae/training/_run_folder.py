@@ -35,6 +35,7 @@ import socket
 import time
 import warnings
 
+import keras
 import numpy as np
 
 from keras_imae import _files, noise
@@ -70,6 +71,25 @@ def write_json(path, obj):
     then rename)."""
     _files.atomic_write(
         path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default))
+
+
+class LogWriter(keras.callbacks.CSVLogger):
+    """Keras' ``CSVLogger`` that, appending to a log that has a header, keeps its columns.
+
+    Keras writes the keys of the first epoch it sees under the header already in the file,
+    so a resumed run whose logs carry other keys (a newer keras_imae logs more, a validation
+    split adds some) would shift every value of its rows under the wrong name. Here the
+    resumed rows follow the existing header: a key it lacks is dropped, a key the logs lack
+    is written as ``NA``.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f, delimiter=self.sep), None)
+            if header and header[0] == "epoch":
+                self.keys = header[1:]
 
 
 class RunFolder:
