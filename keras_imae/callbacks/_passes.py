@@ -202,13 +202,12 @@ def pass_logit_statistics(result, loss=None):
 
 def _rejected(result, loss):
     """``rejected`` and ``rejected_wrong`` of :func:`logit_statistics`."""
-    active = getattr(loss, "_active_hparams", None)
-    margin = active().get("reject_margin", False) if active is not None else False
-    if margin is False or not len(result.given):
+    hparams = loss._active_hparams() if hasattr(loss, "_active_hparams") else {}
+    if "reject_margin" not in hparams or not len(result.given):
         return {}
-    if margin is None:  # the cap switched off (by the warm-up, or by the user)
-        rejected = np.zeros(len(result.given), bool)
-    else:
+    margin = hparams["reject_margin"]  # None: the cap is off (the warm-up, or the user)
+    rejected = np.zeros(len(result.given), bool)
+    if margin is not None:
         alive = result.class_mass >= 0.5 * np.bincount(result.given,
                                                        minlength=len(result.class_mass))
         rejected = ((result.pred != result.given) & alive[result.given]
