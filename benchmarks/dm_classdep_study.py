@@ -42,6 +42,7 @@ VARIANTS = {
     "dm_reject1": dict(reject_margin=1.0),
     "dm_reject2": dict(reject_margin=2.0),
     "dm_reject5": dict(reject_margin=5.0),
+    "dm_pairs": dict(pair_margins=True),  # R per class pair from the estimated T
     "dm_faithful": dict(faithful=True),  # the papers' DM (no caps, no warm-up)
     "dm_l1": dict(lam=1.0),
     "dm_b8": dict(beta=8.0),

@@ -34,7 +34,8 @@ _NAMES = {
     "RobustModel": "keras_imae.models",
     "FitMonitor": "keras_imae.callbacks",
     "EmphasisWarmup": "keras_imae.callbacks",
-    "recommended": "keras_imae.training.recipe",
+    "PairMargins": "keras_imae.callbacks",
+    "recommended": "keras_imae.training._recommended",
     "find_label_issues": "keras_imae.label_issues",
     "cross_val_probabilities": "keras_imae.label_issues",
 }

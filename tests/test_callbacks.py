@@ -1,13 +1,14 @@
 """Tests for keras_imae.callbacks.FitMonitor."""
 
 import csv
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, losses, models
+from keras_imae import callbacks, losses, models, noise
 from keras_imae import label_issues
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model
 
@@ -342,3 +343,77 @@ def test_emphasis_warmup_refuses_a_loss_without_emphasis_and_bad_counts():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="epochs"):
             callbacks.EmphasisWarmup(bad)
+
+
+def _pair_case(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(240, 6)).astype("float32")
+    y = (x[:, :3].argmax(-1) + (rng.random(240) < 0.3)) % 3  # 30% pair-flip c -> c + 1
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=losses.DerivativeManipulation(reject_margin=3.0))
+    return model, x, y
+
+
+def test_pair_margins_estimates_the_noise_once_at_its_epoch_and_resumes_from_its_file(
+        tmp_path):
+    model, x, y = _pair_case()
+    path = str(tmp_path / "pair_margins.json")
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):  # after PairMargins: what the loss trains with
+        def on_epoch_begin(self, epoch, logs=None):
+            seen[epoch] = self.model.loss.noise_transition
+            if epoch == 1:  # the estimate, recomputed here from the weights in numpy
+                z = np.asarray(self.model.predict(x, verbose=0), "float64")
+                p = np.exp(z - z.max(-1, keepdims=True))
+                p /= p.sum(-1, keepdims=True)
+                k = p.argmax(-1)
+                seen["expected"] = noise.estimate_transition(
+                    y, k, p[np.arange(len(y)), k], p[np.arange(len(y)), y], 3)
+
+    pairs = callbacks.PairMargins((x, y), at_epoch=1, path=path, batch_size=64)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[pairs, Spy()])
+    assert seen[0] is None
+    np.testing.assert_allclose(seen[1], seen["expected"], atol=1e-9)
+    assert seen[2] is seen[1]  # estimated once
+    with open(path) as f:
+        np.testing.assert_allclose(json.load(f)["transition"], seen[1], atol=1e-12)
+    # A resumed fit (initial_epoch past at_epoch) reads the file, whatever the weights say.
+    written = np.full((3, 3), 0.1) + 0.7 * np.eye(3)
+    with open(path, "w") as f:
+        json.dump({"transition": written.tolist()}, f)
+    resumed, _, _ = _pair_case(seed=1)
+    pairs = callbacks.PairMargins((x, y), at_epoch=1, path=path)
+    resumed.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[pairs])
+    np.testing.assert_array_equal(resumed.loss.noise_transition, written)
+    np.testing.assert_array_equal(pairs.transition, written)
+
+
+def test_pair_margins_refuses_a_loss_without_a_rejection_cap_and_epoch_0():
+    model, x, y = _pair_case()
+    with pytest.raises(ValueError, match="at_epoch"):
+        callbacks.PairMargins((x, y), at_epoch=0)
+    with pytest.raises(ValueError, match="FitMonitor data must be"):
+        callbacks.PairMargins(x, at_epoch=1)
+    model.compile(optimizer="adam", loss=losses.get("gce"))
+    with pytest.raises(ValueError, match="reject_margin"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.PairMargins((x, y), 1)])
+
+
+def test_rejected_share_reads_the_pair_margins():
+    # 40% pair-flip c -> c + 1: label c predicted c - 1 has margin log(0.6 / 0.4), else 3.
+    z = np.float64([[8, 0, 0], [0, -1, 5], [0, 0, 0], [2, -6, 1], [0, 6, 0], [2, 0, 0]])
+    given = np.array([0, 0, 1, 0, 2, 1])
+    loss = losses.DerivativeManipulation(reject_margin=3.0)
+    loss.noise_transition = noise.transition_matrix(3, "pairflip", 0.4)
+    margins = losses.pair_reject_margins(loss.noise_transition, 3.0)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    k = z.argmax(-1)
+    log_odds = np.log(p[np.arange(6), k] / (1 - p[np.arange(6), k]))
+    alive = p.sum(0) >= 0.5 * np.bincount(given, minlength=3)
+    expected = (k != given) & alive[given] & (log_odds > margins[given, k])
+    # Label 1 predicted 0 at log-odds 1.31 (margin log 1.5): rejected now, not with R = 3.
+    assert expected.tolist() == [False, True, False, False, True, True]
+    assert callbacks.logit_statistics(z, given, loss)["rejected"] == pytest.approx(0.5)
+    loss.noise_transition = None
+    assert callbacks.logit_statistics(z, given, loss)["rejected"] == pytest.approx(2 / 6)

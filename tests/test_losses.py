@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras
 import keras_imae
-from keras_imae import losses
+from keras_imae import losses, noise
 from keras_imae.losses import _core as _loss_core, weighting
 from keras_imae.training import distribute
 
@@ -402,6 +402,8 @@ def _reference_dm_log_domain(z, ids, beta, lam, max_margin=None, reject_margin=N
     if reject_margin is not None:
         predicted = z.argmax(-1)
         alive = p.sum(0) >= 0.5 * y.sum(0)  # the model's mass for a class vs its label count
+        if np.ndim(reject_margin) == 2:  # R[label, predicted]
+            reject_margin = np.asarray(reject_margin)[ids, predicted]
         rejected = ((predicted != ids) & alive[ids]
                     & (_log_odds(z, predicted) > reject_margin))
         scale = np.where(rejected, 0.0, scale)
@@ -519,6 +521,92 @@ def test_reject_margin_silences_examples_confidently_given_to_another_class():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="reject_margin"):
             losses.DerivativeManipulation(reject_margin=bad)
+
+
+def test_pair_reject_margins_are_the_clipped_log_ratio_of_the_transition():
+    # T[k, c] = P(label c | true class k): 40% pair-flip 0 -> 1 -> 2 -> 0, plus one pair whose
+    # labels are swapped more often than kept (clipped at 0) and a class with no evidence.
+    t = np.array([[0.6, 0.4, 0.0, 0.0],
+                  [0.0, 0.6, 0.4, 0.0],
+                  [0.4, 0.0, 0.6, 0.0],
+                  [0.0, 0.0, 0.0, 1.0]])
+    t[3] = [0.0, 0.0, 0.7, 0.3]  # class 3's labels read 2 more often than 3
+    margins = losses.pair_reject_margins(t, 3.0)
+    expected = np.full((4, 4), 3.0)
+    for k in range(4):
+        for c in range(4):
+            if t[k, c] > 0 and t[c, c] > 0:
+                expected[c, k] = min(3.0, max(0.0, np.log(t[c, c] / t[k, c])))
+    np.testing.assert_allclose(margins, expected, rtol=1e-6)
+    assert margins[1, 0] == pytest.approx(np.log(1.5)) and margins[2, 3] == 0.0
+    assert margins[0, 1] == 3.0  # class 1's labels never read 0: the configured R
+    # Symmetric 40% over 10 classes: log(0.6 / 0.0444) = 2.60 everywhere off the diagonal.
+    sym = losses.pair_reject_margins(noise.transition_matrix(10, "symmetric", 0.4), 3.0)
+    assert sym[0, 1] == pytest.approx(np.log(0.6 * 9 / 0.4), rel=1e-6)
+    with pytest.raises(ValueError, match="reject_margin"):
+        losses.pair_reject_margins(t, 0.0)
+
+
+def test_a_matrix_reject_margin_rejects_per_class_pair():
+    z, ids = random_logits(64, 6, seed=5, scale=6.0)
+    uniform = np.full((6, 6), 2.0, "float32")
+    for loss in (losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0),
+                 losses.IMAE(temperature=8.0, reject_margin=2.0)):
+        _, scalar = _gradient(loss, ids, z)
+        fn = type(loss)._fn
+        hparams = dict(loss._hparams, reject_margin=uniform)
+        with tf.GradientTape() as tape:
+            zt = tf.constant(z)
+            tape.watch(zt)
+            value = tf.reduce_mean(fn(ids, zt, **hparams))
+        np.testing.assert_allclose(tape.gradient(value, zt).numpy(), scalar.numpy(),
+                                   rtol=1e-6, atol=1e-9)
+    # Pair margins: label 0 predicted 1 at 0.5, every other pair never: only those rejected.
+    margins = np.full((6, 6), np.inf, "float32")
+    margins[0, 1] = 0.5
+    reference = _reference_dm_log_domain(z, ids, 16.0, 2.0, reject_margin=margins)
+    with tf.GradientTape() as tape:
+        zt = tf.constant(z)
+        tape.watch(zt)
+        value = tf.reduce_mean(losses.derivative_manipulation(ids, zt, beta=16.0, lam=2.0,
+                                                              reject_margin=margins))
+    grad = tape.gradient(value, zt).numpy()
+    rejected = np.all(reference == 0, -1)
+    assert rejected.any() and np.all(ids[rejected] == 0) and np.all(z[rejected].argmax(-1) == 1)
+    np.testing.assert_allclose(grad, reference, rtol=2e-3, atol=1e-8)
+    for bad in (np.full((6, 5), 1.0), np.full((6, 6), -1.0), np.full((6, 6), np.nan),
+                np.full((5, 5), 1.0)):
+        with pytest.raises(ValueError, match="reject_margin"):
+            losses.derivative_manipulation(ids, z, reject_margin=bad)
+
+
+def test_noise_transition_sets_the_pair_margins_while_the_emphasis_acts():
+    t = noise.transition_matrix(4, "pairflip", 0.4)
+    loss = losses.DerivativeManipulation(beta=8.0, lam=2.0, reject_margin=3.0)
+    config = loss.get_config()
+    z, ids = random_logits(32, 4, seed=2, scale=6.0)
+    _, before = _gradient(loss, ids, z)
+    loss.noise_transition = t
+    np.testing.assert_array_equal(loss._active_hparams()["reject_margin"],
+                                  losses.pair_reject_margins(t, 3.0))
+    _, after = _gradient(loss, ids, z)
+    np.testing.assert_allclose(after.numpy(), _reference_dm_log_domain(
+        z, ids, 8.0, 2.0, reject_margin=losses.pair_reject_margins(t, 3.0)),
+        rtol=2e-3, atol=1e-8)
+    assert not np.allclose(before.numpy(), after.numpy())
+    assert loss.get_config() == config  # a phase, not a hyper-parameter
+    loss.flat_emphasis = True  # the warm-up keeps the cap off
+    assert loss._active_hparams()["reject_margin"] is None
+    loss.flat_emphasis = False
+    loss.noise_transition = None
+    _, again = _gradient(loss, ids, z)
+    np.testing.assert_array_equal(again.numpy(), before.numpy())
+    # No cap configured: the transition changes nothing.
+    off = losses.DerivativeManipulation(beta=8.0, lam=2.0)
+    off.noise_transition = t
+    assert off._active_hparams()["reject_margin"] is None
+    with pytest.raises(ValueError, match="no reject_margin"):
+        losses.GeneralizedCrossEntropy().noise_transition = t
 
 
 def test_from_logits_must_be_a_bool():

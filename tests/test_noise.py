@@ -417,3 +417,38 @@ class TestCorrectedAccuracy:
             noise.corrected_accuracy([0, 1], [0, 1], t)
         with pytest.raises(ValueError, match="row to sum to 1"):
             noise.corrected_accuracy([0, 1], [0, 1], [[0.5, 0.4], [0.0, 1.0]])
+
+
+def test_estimate_transition_from_right_predictions_is_the_realised_noise():
+    # Predictions = the clean labels, all confident: T is the realised transition
+    # counts(clean k, noisy c) / n_k, computed here directly.
+    rng = np.random.default_rng(3)
+    clean = rng.integers(0, 5, 2000)
+    noisy = noise.corrupt_labels(clean, 5, "pairflip", 0.3, seed=1)[0]
+    counts = np.zeros((5, 5))
+    np.add.at(counts, (clean, noisy), 1)
+    confident = np.full(2000, 0.95)
+    estimate = noise.estimate_transition(noisy, clean, confident, np.where(
+        noisy == clean, 0.95, 0.02), 5)
+    np.testing.assert_allclose(estimate, counts / counts.sum(1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(estimate.sum(1), 1.0)
+
+
+def test_estimate_transition_leaves_out_unsure_predictions():
+    # Class 0 labelled 0 and predicted 0 with p 0.9; three examples labelled 0 predicted 1
+    # with p 0.55, below class 1's threshold (mean p of its labels, 0.75): not counted.
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    predicted = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    p_predicted = np.array([0.9, 0.9, 0.55, 0.55, 0.55, 0.75, 0.75, 0.75])
+    p_labelled = np.array([0.9, 0.9, 0.3, 0.3, 0.3, 0.75, 0.75, 0.75])
+    estimate = noise.estimate_transition(labels, predicted, p_predicted, p_labelled, 3)
+    np.testing.assert_array_equal(estimate, np.eye(3))  # class 2: no evidence, no noise
+    p_predicted[2] = 0.85  # now confident: one of class 1's examples carries label 0
+    estimate = noise.estimate_transition(labels, predicted, p_predicted, p_labelled, 3)
+    # Row 0 of the joint (1 example of 0 counted as 1 in 3) rescaled to class 0's 5 labels.
+    joint_01, joint_11 = 5 / 3, 3.0
+    assert estimate[1, 0] == pytest.approx(joint_01 / (joint_01 + joint_11))
+    with pytest.raises(ValueError, match="one entry per example"):
+        noise.estimate_transition(labels, predicted[:-1], p_predicted, p_labelled, 3)
+    with pytest.raises(ValueError, match="labels"):
+        noise.estimate_transition(labels + 5, predicted, p_predicted, p_labelled, 3)

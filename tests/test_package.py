@@ -133,8 +133,9 @@ def test_main_names_are_exported_at_the_top_level():
         assert getattr(keras_imae, name) is getattr(losses, name)
     assert keras_imae.RobustModel is models.RobustModel
     assert keras_imae.find_label_issues is label_issues.find_label_issues
-    assert keras_imae.recommended is training.recipe.recommended
+    assert keras_imae.recommended is training._recommended.recommended
     assert keras_imae.EmphasisWarmup is callbacks.EmphasisWarmup
+    assert keras_imae.PairMargins is callbacks.PairMargins
     assert set(dir(keras_imae)) >= {"losses", "data", "noise", "models", "training"}
     with pytest.raises(AttributeError, match="has no attribute 'weighting'"):
         keras_imae.weighting  # noqa: B018  (moved: keras_imae.losses.weighting)

@@ -36,8 +36,8 @@ def test_resolve_gives_every_setting_as_a_number(digits):
         "validation_fraction": 0.0, "model": "mlp", "augment": None,
         "input_dropout": 0.2, "loss": "dm",
         "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0, "reject_margin": 3.0},
-        "warmup_epochs": 10, "optimizer": "adamw", "learning_rate": 1e-3,
-        "lr_schedule": "cosine", "momentum": None,
+        "warmup_epochs": 10, "pair_margins": recipe.DEFAULTS["pair_margins"],
+        "optimizer": "adamw", "learning_rate": 1e-3, "lr_schedule": "cosine", "momentum": None,
         "weight_decay": pytest.approx(15 * math.sqrt(64 / (1347 * 40))),
         "epochs": 40, "batch_size": 64}
     sgd = recipe.resolve(training.RunConfig(optimizer="sgd", loss="gce", q=0.5), digits, 100)
@@ -187,6 +187,19 @@ def test_recommended_is_the_run_recipe_for_your_own_model(digits):
     assert keras_imae.recommended(num_examples=100, loss="cce").callbacks == []
     with pytest.raises(ValueError, match="Unknown settings"):
         keras_imae.recommended(num_examples=100, gamma=1.0)
+    # Pair margins need the training data (and a cap); with it, PairMargins after the warm-up.
+    data = (digits.x_train.astype("float32"), digits.y_train)
+    paired = keras_imae.recommended(num_examples=1347, train_data=data, pair_margins=True)
+    assert [type(c).__name__ for c in paired.callbacks] == ["EmphasisWarmup", "PairMargins"]
+    assert paired.callbacks[1].at_epoch == run["warmup_epochs"]
+    assert paired.settings["pair_margins"] is True
+    default = keras_imae.recommended(num_examples=1347, train_data=data)
+    assert default.settings["pair_margins"] is recipe.DEFAULTS["pair_margins"]
+    assert keras_imae.recommended(num_examples=1347).settings["pair_margins"] is False
+    for bad in (dict(pair_margins=True), dict(pair_margins=True, train_data=data,
+                                               reject_margin=0.0)):
+        with pytest.raises(ValueError, match="pair_margins=True needs"):
+            keras_imae.recommended(num_examples=100, **bad)
     # It trains as given: one epoch of the recipe on digits.
     model = keras_imae.models.build_model("mlp", (8, 8, 1), 10, mean=digits.mean,
                                           std=digits.std, seed=0)

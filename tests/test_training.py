@@ -194,6 +194,9 @@ def test_noisy_labels_argument_shares_a_corruption(tmp_path, digits):
     (dict(loss="dm", q=0.5), "does not take `q`"),
     (dict(warmup_epochs=2), "Expected < epochs"),
     (dict(loss="cce", warmup_epochs=1), "no emphasis to warm up"),
+    (dict(loss="gce", pair_margins=True), "pair_margins"),
+    (dict(faithful=True, pair_margins=True), "pair_margins"),
+    (dict(reject_margin=0.0, pair_margins=True), "pair_margins"),
 ])
 def test_bad_config_fails_before_training(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -358,6 +361,32 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
     training.run(config, dataset=digits)
     assert phases == [(1, True), (2, False)]
     assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
+
+
+def test_pair_margins_estimate_at_the_end_of_the_warmup_and_survive_a_resume(tmp_path, digits,
+                                                                           monkeypatch):
+    # warm-up of 1 epoch: the estimate is taken at the start of epoch 1 and written to the run
+    # folder; interrupted after epoch 1, the resumed run trains epoch 2 with the same margins.
+    config = _config(tmp_path, epochs=3, warmup_epochs=1, pair_margins=True, export_dir="")
+    _run_interrupted(config, digits, 1)
+    path = os.path.join(config.model_dir, "pair_margins.json")
+    with open(path) as f:
+        estimate = np.array(json.load(f)["transition"])
+    assert estimate.shape == (10, 10)
+    np.testing.assert_allclose(estimate.sum(1), 1.0)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, self.model.loss.noise_transition))
+    monkeypatch.setattr(keras.Model, "fit", _fit_adding(Spy())[0])
+    results = training.run(config, dataset=digits)
+    assert [epoch for epoch, _ in seen] == [2]
+    np.testing.assert_array_equal(seen[0][1], estimate)
+    assert results["resolved"]["pair_margins"] is True
+    assert recipe.resolve(_config(tmp_path, pair_margins=False), digits, 100)[
+        "pair_margins"] is False
+    assert recipe.resolve(_config(tmp_path, loss="gce"), digits, 100)["pair_margins"] is False
 
 
 def test_a_run_resolves_dm_defaults_for_its_architecture(tmp_path, digits):

@@ -210,6 +210,8 @@ def _rejected(result, loss):
     if margin is not None:
         alive = result.class_mass >= 0.5 * np.bincount(result.given,
                                                        minlength=len(result.class_mass))
+        if np.ndim(margin) == 2:  # per class pair (PairMargins): R[label, predicted]
+            margin = margin[result.given, result.pred]
         rejected = ((result.pred != result.given) & alive[result.given]
                     & (result.top_log_odds > margin))
     out = {"rejected": float(rejected.mean())}

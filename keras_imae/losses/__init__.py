@@ -49,7 +49,7 @@ from keras_imae.losses._core import NORMALIZE_OPTIONS, CoreLoss
 from keras_imae.losses._functions import (
     categorical_crossentropy, derivative_manipulation, generalized_cross_entropy, imae,
     mean_absolute_error, mean_squared_error, normalized_cross_entropy_reverse,
-    symmetric_cross_entropy)
+    pair_reject_margins, symmetric_cross_entropy)
 
 __all__ = [
     "DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
@@ -57,5 +57,5 @@ __all__ = [
     "NormalizedCrossEntropyReverse", "derivative_manipulation", "imae", "categorical_crossentropy",
     "mean_absolute_error", "mean_squared_error", "generalized_cross_entropy",
     "symmetric_cross_entropy", "normalized_cross_entropy_reverse", "get", "LOSSES",
-    "NORMALIZE_OPTIONS", "CoreLoss", "weighting",
+    "NORMALIZE_OPTIONS", "CoreLoss", "weighting", "pair_reject_margins",
 ]

@@ -8,7 +8,7 @@ from keras_imae.losses._core import CoreLoss
 from keras_imae.losses._functions import (
     _alpha_beta, _check_dm, categorical_crossentropy, derivative_manipulation,
     generalized_cross_entropy, imae, mean_absolute_error, mean_squared_error,
-    normalized_cross_entropy_reverse, symmetric_cross_entropy)
+    normalized_cross_entropy_reverse, pair_reject_margins, symmetric_cross_entropy)
 
 __all__ = ["DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
            "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
@@ -38,6 +38,7 @@ class DerivativeManipulation(CoreLoss):
     _fn = staticmethod(derivative_manipulation)
     HYPERPARAMETERS = ("beta", "lam", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "beta"
+    _pair_margins = staticmethod(pair_reject_margins)
 
     def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
                  max_margin=None, reject_margin=None, reduction=_SUM,
@@ -68,6 +69,7 @@ class IMAE(CoreLoss):
     _fn = staticmethod(imae)
     HYPERPARAMETERS = ("temperature", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "temperature"
+    _pair_margins = staticmethod(pair_reject_margins)
 
     def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
                  max_margin=None, reject_margin=None, reduction=_SUM, name="imae", dtype=None):

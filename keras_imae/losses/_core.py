@@ -248,6 +248,8 @@ class CoreLoss(keras.losses.Loss):
     EMPHASIS_STRENGTH = None
     # Hyper-parameters that act with the emphasis and are off (None) while it is flat.
     WITH_EMPHASIS = ("reject_margin",)
+    # (transition, reject_margin) -> [K, K] margins, for losses with a rejection cap.
+    _pair_margins = None
 
     def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -263,6 +265,7 @@ class CoreLoss(keras.losses.Loss):
         self.from_logits = bool(from_logits)
         self._eager_call = {}
         self._flat_emphasis = False
+        self._noise_transition = None
 
     @property
     def flat_emphasis(self):
@@ -281,11 +284,34 @@ class CoreLoss(keras.losses.Loss):
         self._flat_emphasis = bool(value)
         self._eager_call = {}  # the eager path's traced functions read the old value
 
+    @property
+    def noise_transition(self):
+        """A noise transition ``T[k, c] = P(label c | true class k)`` estimated from the
+        training data (:func:`keras_imae.noise.estimate_transition`), or ``None``. When set,
+        a loss with a ``reject_margin`` R rejects per class pair, with the margins
+        ``keras_imae.losses.pair_reject_margins(T, R)``, at most R. A training-phase state
+        like :attr:`flat_emphasis`: not in ``get_config``; the compiled step function must be
+        rebuilt after a change (:class:`keras_imae.callbacks.PairMargins` does both)."""
+        return self._noise_transition
+
+    @noise_transition.setter
+    def noise_transition(self, value):
+        if self._pair_margins is None:
+            raise ValueError(f"Loss {self.name!r} has no reject_margin to set per class pair "
+                             "(only DerivativeManipulation and IMAE have one).")
+        self._noise_transition = None if value is None else np.asarray(value, "float64")
+        self._eager_call = {}
+
     def _active_hparams(self):
-        """The hyper-parameters the loss computes with now (see :attr:`flat_emphasis`)."""
+        """The hyper-parameters the loss computes with now (see :attr:`flat_emphasis` and
+        :attr:`noise_transition`)."""
         if self._flat_emphasis:
             off = {k: None for k in self.WITH_EMPHASIS if k in self._hparams}
             return {**self._hparams, **off, self.EMPHASIS_STRENGTH: 0.0}
+        margin = self._hparams.get("reject_margin")
+        if self._noise_transition is not None and margin is not None:
+            return {**self._hparams,
+                    "reject_margin": type(self)._pair_margins(self._noise_transition, margin)}
         return self._hparams
 
     def __call__(self, y_true, y_pred, sample_weight=None):

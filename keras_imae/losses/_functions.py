@@ -18,7 +18,7 @@ from keras_imae.losses._core import (check_normalize, cross_entropy_value, empha
 
 __all__ = ["derivative_manipulation", "imae", "categorical_crossentropy", "mean_absolute_error",
            "mean_squared_error", "generalized_cross_entropy", "symmetric_cross_entropy",
-           "normalized_cross_entropy_reverse"]
+           "normalized_cross_entropy_reverse", "pair_reject_margins"]
 
 _LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 beyond this
 
@@ -45,7 +45,8 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         max_margin: ``M > 0`` or ``None`` (off): no gradient for an example whose margin
             ``log(p / (1 - p))`` lies outside ``[-M, M]`` (this project's option; it stops
             the push on fitted examples, where DM's gradient never vanishes).
-        reject_margin: ``R > 0`` or ``None`` (off): no gradient for an example the model
+        reject_margin: ``R > 0``, a ``[K, K]`` matrix ``R[label, predicted]``
+            (:func:`pair_reject_margins`) or ``None`` (off): no gradient for an example the model
             confidently gives to *another* class ``k``: ``k = argmax p != label`` and
             ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``), unless its labelled class
             is losing in the batch (:func:`confident_other`). This project's option for
@@ -70,6 +71,11 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
     """
     beta, lam, max_margin, reject_margin = _check_dm(beta, lam, normalize, max_margin,
                                                      reject_margin)
+    num_classes = getattr(y_pred, "shape", np.shape(y_pred))[-1]
+    if np.ndim(reject_margin) == 2 and num_classes not in (None, len(reject_margin)):
+        raise ValueError(
+            f"Invalid value for argument `reject_margin`: a {len(reject_margin)}x"
+            f"{len(reject_margin)} matrix for logits of {num_classes} classes.")
     return gradient_core(
         y_true, y_pred,
         value_fn=cross_entropy_value,
@@ -87,7 +93,7 @@ def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta")
     if max_margin is not None:
         max_margin = checks.number("max_margin", max_margin, low_open=True)
     if reject_margin is not None:
-        reject_margin = checks.number("reject_margin", reject_margin, low_open=True)
+        reject_margin = _check_reject_margin(reject_margin)
     peak = weighting.log_dm_peak(beta=beta, lam=lam)
     if check_normalize(normalize) is None and peak > _LOG_MAX:
         raise ValueError(
@@ -97,6 +103,52 @@ def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta")
             f"domain, any {beta_name} works) or a smaller one. Received: {beta_name}={beta}, "
             f"lam={lam}")
     return beta, lam, max_margin, reject_margin
+
+
+def _check_reject_margin(reject_margin):
+    """A number ``R > 0``, or a ``[K, K]`` matrix of margins ``R[c, k] >= 0`` (``inf``:
+    never) as float32 (:func:`pair_reject_margins`)."""
+    if np.ndim(reject_margin) == 0:
+        return checks.number("reject_margin", reject_margin, low_open=True)
+    margins = np.asarray(reject_margin, "float32")
+    problem = None
+    if margins.ndim != 2 or margins.shape[0] != margins.shape[1]:
+        problem = f"shape {margins.shape}"
+    elif np.isnan(margins).any():
+        problem = f"NaN at {tuple(int(i) for i in np.argwhere(np.isnan(margins))[0])}"
+    elif (margins < 0).any():
+        i, j = np.argwhere(margins < 0)[0]
+        problem = f"reject_margin[{i}, {j}]={margins[i, j]}"
+    if problem:
+        raise ValueError(
+            "Invalid value for argument `reject_margin`. Expected a number > 0 or a square "
+            f"[K, K] matrix of margins >= 0 (no NaN). Received: a matrix with {problem}")
+    return np.minimum(margins, np.finfo("float32").max)  # inf * 0 would be NaN in a matmul
+
+
+def pair_reject_margins(transition, reject_margin):
+    """Per class-pair rejection margins from a noise transition ``T[k, c] = P(label c | true
+    class k)``: ``R[c, k] = clip(log(T[c, c] / T[k, c]), 0, reject_margin)``.
+
+    Bayes' rule for an example labelled ``c`` whose true class is ``k`` or ``c``: the label is
+    the likelier wrong when ``q_k T[k, c] > q_c T[c, c]`` (``q``: the clean class
+    probabilities), i.e. ``log(q_k / q_c) > log(T[c, c] / T[k, c])``. The cap's statistic
+    ``log(p_k / (1 - p_k))`` is at most ``log(p_k / p_c)``, so the rule stays conservative.
+    Where the labels of ``k`` often read ``c`` (pair-flip 40%: ``log(0.6 / 0.4) = 0.4``) the
+    margin falls; where they rarely do (symmetric 40% of 10 classes: ``log(0.6 / 0.044) =
+    2.6``) or never (``T[k, c] = 0``, or no evidence ``T[c, c] = 0``), it stays at
+    ``reject_margin``.
+
+    Returns:
+        float32 ``[K, K]``, ``R[c, k]`` for label ``c`` and predicted class ``k``.
+    """
+    t = np.asarray(transition, "float64")
+    ceiling = checks.number("reject_margin", reject_margin, low_open=True)
+    diag = np.diag(t)[None, :]  # T[c, c] for column c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        margins = np.log(diag / t)  # [k, c]: log(T[c, c] / T[k, c])
+    margins = np.where((t > 0) & (diag > 0), np.clip(margins, 0.0, ceiling), ceiling)
+    return margins.T.astype("float32")  # [c, k]
 
 
 def confident_other(s, reject_margin):
@@ -111,8 +163,14 @@ def confident_other(s, reject_margin):
     losing (predicted for its clean examples too: absorbed by a pair partner, or a collapse
     to one class) fails, and its examples keep their gradient: rejection never locks in
     the model's own mistake.
+
+    ``reject_margin`` may be a ``[K, K]`` matrix: the margin ``R[c, k]`` of the example's
+    label ``c`` and predicted class ``k`` (:func:`pair_reject_margins`).
     """
     top = ops.one_hot(ops.argmax(s.z, axis=-1), ops.shape(s.z)[-1], dtype=s.z.dtype)
+    if np.ndim(reject_margin) == 2:
+        reject_margin = ops.sum(ops.matmul(s.onehot, ops.convert_to_tensor(reject_margin))
+                                * top, axis=-1)
     z_k = ops.sum(top * s.z, axis=-1)
     lse_not_k = ops.logsumexp(ops.where(top > 0, ops.full_like(s.z, -math.inf), s.z), axis=-1)
     other = ops.sum(top * s.onehot, axis=-1) < 0.5

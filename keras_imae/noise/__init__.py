@@ -14,6 +14,7 @@ machine. Re-drawing noise per epoch is the caller's business (call again with an
 runs (the ``noisy_labels.npz`` file).
 """
 
+from keras_imae.noise._estimate import estimate_transition
 from keras_imae.noise._files import (NOISY_LABELS_FILENAME, load_noisy_labels,
                                      noisy_labels_path, save_noisy_labels)
 from keras_imae.noise._quality import ranking_quality
@@ -27,5 +28,6 @@ from keras_imae.noise._transition import (ASYMMETRIC_CLASS_MAPS, ASYMMETRIC_DATA
 __all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CIFAR10_CLASS_MAP", "MAX_CONDITION",
            "MNIST_CLASS_MAP", "NOISE_TYPES", "NOISY_LABELS_FILENAME", "NoiseSummary",
            "check_labels", "check_num_classes", "corrected_accuracy", "corrupt_labels",
+           "estimate_transition",
            "largest_remainder", "load_noisy_labels", "noise_summary", "noisy_labels_path",
            "ranking_quality", "save_noisy_labels", "transition_matrix"]

@@ -1,7 +1,8 @@
 """Training runs: the recipe, one run end to end, its folder, strategies, export, the CLI.
 
 - :mod:`.recipe`: every default in one table (``DEFAULTS``), resolved once per run into the
-  numbers it trains with; :func:`recipe.recommended` for your own Keras code.
+  numbers it trains with; ``keras_imae.recommended`` (``_recommended``) the same for your own
+  Keras code.
 - :func:`run` (``_run``): one run -- data, noise, model, ``fit`` with the monitor, results,
   export -- configured by a :class:`RunConfig` (``_config``, with :func:`validate`).
 - ``_run_folder``: what a run writes, its lock, resuming; :mod:`.export` and

@@ -49,6 +49,8 @@ class RunConfig:
     reject_margin: float | None = None  # DM/IMAE: no gradient when another class k has
     #                                     log(p_k / (1 - p_k)) > R; 0: none (faithful)
     warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
+    pair_margins: bool | None = None  # DM/IMAE: reject_margin per class pair, from the
+    #                                   noise T the run estimates; None: the recipe's
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
@@ -230,6 +232,7 @@ def validate(config):
                                                    None, config.normalize))
     recipe.check_faithful(config)
     recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config))
+    recipe.pair_margins(config)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")
         target = export_target(config)

@@ -64,6 +64,7 @@ def _defaulted(config, resolved):
               "input_dropout": config.input_dropout is None,
               "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),
               "warmup_epochs": recipe.warmup_setting(config) is None,
+              "pair_margins": config.pair_margins is None,
               "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
               "checkpoint": config.checkpoint is None,
               "validation_fraction": config.validation_fraction is None}
@@ -211,6 +212,17 @@ def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None
         previous_test_accuracy=previous_test_accuracy)
 
 
+def _pair_margins(resolved, dataset, noisy, train_ids, folder):
+    """``[PairMargins]`` when the run sets DM's rejection margins per class pair, else ``[]``;
+    the estimate is kept in the run folder for a resume."""
+    if not resolved.get("pair_margins"):
+        return []
+    at_epoch = max(1, resolved["warmup_epochs"])  # the end of the warm-up
+    train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=eval_batch_size(
+        dataset.input_shape, resolved["batch_size"]))
+    return [callbacks.PairMargins(train, at_epoch, path=folder.file(run_folder.PAIR_MARGINS))]
+
+
 def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup):
     """``model.fit`` with the monitor, the collapse guard, the checkpoints of the best epochs
     (``checkpoint="best"``), logs and the backup; returns the monitor."""
@@ -237,6 +249,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         callbacks=[
             # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
             callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
+            *_pair_margins(resolved, dataset, noisy, train_ids, folder),
             keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
             monitor,  # writes its values into the logs the others record
             # stops a collapsed run before its epoch is logged or backed up: no save, no export

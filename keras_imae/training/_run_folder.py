@@ -47,8 +47,9 @@ __all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
 CONFIG, LOG, METRICS, MODEL = "config.json", "log.csv", "metrics.json", "model.keras"
 BACKUP, TENSORBOARD, LOCK = "backup", "tensorboard", ".lock"
 CHECKPOINTS, TUNE = "checkpoints", "tune"  # checkpoint="best"'s weights; tune=True's runs
+PAIR_MARGINS = "pair_margins.json"  # pair_margins=True's noise estimate (read on resume)
 WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, CHECKPOINTS, TUNE,
-           MODEL, METRICS)
+           PAIR_MARGINS, MODEL, METRICS)
 # Keys every run's config.json has had (a RunConfig written by keras_imae.training.run).
 _CONFIG_KEYS = {"dataset", "noise_type", "loss", "model_dir", "epochs"}
 EXPORT_MARKER = "keras_imae_export.json"

@@ -59,6 +59,12 @@ RUN_FLAGS = {
                       "DM/IMAE option of this project (not the papers'): train the first "
                       "epochs with a flat emphasis (every example weighted the same). Default: "
                       f"{_D['warmup_fraction']:g} of --epochs, rounded down. 0 = none."),
+    "pair_margins": ("bool", None,
+                     "DM/IMAE option of this project: at the end of the warm-up, estimate the "
+                     "noise transition T from the model's predictions on its noisy training "
+                     "set and reject per class pair, with margin min(R, log(T[c,c] / "
+                     "T[k,c])) for label c and predicted class k (lower for pairs whose labels "
+                     "are often swapped)."),
     "faithful": ("bool", None,
                  "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
                  "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),

@@ -27,19 +27,17 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
   its type nor its rate.
 """
 
-import dataclasses
 import math
 
-import keras
 import numpy as np
 
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "Recommended", "build_loss", "check_faithful", "compiled_model",
-           "format_resolved", "grid",
-           "loss_settings", "model_for", "noise", "recommended", "resolve", "selection",
-           "warmup_epochs", "weight_decay"]
+__all__ = ["DEFAULTS", "build_loss", "check_faithful", "compiled_model",
+           "format_resolved", "grid", "loss_settings", "model_for", "noise",
+           "pair_margins", "resolve", "selection", "warmup_epochs",
+           "weight_decay"]
 
 # The one table. A run's RunConfig field left at None (or "auto") takes the value here.
 DEFAULTS = {
@@ -82,6 +80,9 @@ DEFAULTS = {
     "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
+    # DM and IMAE with reject_margin R: one margin per class pair, min(R, log(T_cc / T_kc)),
+    # from the noise transition T the run estimates at the end of the warm-up.
+    "pair_margins": False,
     # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
     # probabilities on held-out examples, where every architecture did best with DM lam=2,
     # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
@@ -261,6 +262,26 @@ def warmup_setting(config):
     return config.warmup_epochs
 
 
+def pair_margins(config):
+    """Whether DM's (IMAE's) rejection cap takes one margin per class pair from the noise the
+    run estimates at the end of its warm-up (:class:`keras_imae.callbacks.PairMargins`):
+    ``config.pair_margins``, else :data:`DEFAULTS`; off for a loss without a cap.
+
+    Raises:
+        ValueError: ``pair_margins=True`` without a cap (a loss other than DM or IMAE,
+            ``reject_margin=0`` or ``faithful``).
+    """
+    settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
+    has_cap = settings.get("reject_margin") is not None
+    if config.pair_margins and not has_cap:
+        raise ValueError(
+            "pair_margins=True sets DM's (IMAE's) rejection margin per class pair: it needs "
+            f"loss dm or imae with a reject_margin > 0. Received: loss={config.loss!r}, "
+            f"reject_margin={config.reject_margin}, faithful={config.faithful}")
+    chosen = DEFAULTS["pair_margins"] if config.pair_margins is None else config.pair_margins
+    return bool(chosen and has_cap)
+
+
 def check_faithful(config):
     """``faithful`` with a margin cap or a warm-up set is a contradiction.
 
@@ -288,6 +309,7 @@ def resolve(config, dataset, num_train):
         A dict: ``noise_type``, ``noise_rate``, ``checkpoint``, ``validation_fraction``,
         ``model``, ``augment``, ``input_dropout``,
         ``loss`` (name), ``loss_settings`` (keyword arguments), ``warmup_epochs``,
+        ``pair_margins``,
         ``optimizer``, ``learning_rate``, ``lr_schedule``, ``momentum``, ``weight_decay``,
         ``epochs``, ``batch_size``.
     """
@@ -308,6 +330,7 @@ def resolve(config, dataset, num_train):
         "loss": config.loss,
         "loss_settings": loss_settings(config.loss, given_hparams(config), model, config.normalize),
         "warmup_epochs": warmup_epochs(config.loss, config.epochs, warmup_setting(config)),
+        "pair_margins": pair_margins(config),
         "optimizer": config.optimizer,
         "learning_rate": config.learning_rate,
         "lr_schedule": None if config.lr_schedule == "none" else config.lr_schedule,
@@ -358,84 +381,3 @@ def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
         weight_decay=decay if decoupled else None)
     model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
     return model
-
-
-@dataclasses.dataclass
-class Recommended:
-    """The recipe for your own Keras code (see :func:`recommended`).
-
-    Attributes:
-        loss: the ``keras.losses.Loss`` to compile with.
-        optimizer: the ``keras.optimizers.Optimizer`` to compile with.
-        callbacks: the callbacks to pass to ``fit`` (DM/IMAE: the flat-emphasis warm-up).
-        epochs, batch_size: to pass to ``fit`` (the schedule and decay assume them).
-        settings: every value, as :func:`resolve` would give a run.
-    """
-
-    loss: object
-    optimizer: object
-    callbacks: list
-    epochs: int
-    batch_size: int
-    settings: dict
-
-    def __str__(self):
-        return format_resolved(self.settings)
-
-
-def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",
-                **loss_settings):
-    """The settings ``scripts/train.py`` would train with, for your own Keras model.
-
-    Example:
-        >>> r = keras_imae.recommended(model, num_examples=len(x_train))
-        >>> model.compile(optimizer=r.optimizer, loss=r.loss)
-        >>> model.fit(x_train, y_noisy, epochs=r.epochs, batch_size=r.batch_size,
-        ...           callbacks=r.callbacks)
-
-    Args:
-        model: your model, or ``None``; one with ``BatchNormalization`` layers gets the
-            BatchNorm networks' DM setting.
-        num_examples: training examples per epoch (sets the weight decay and the schedule).
-        epochs, batch_size: default from :data:`DEFAULTS`.
-        loss: a loss name (``dm``, ``imae``, ``cce``, ...).
-        **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...).
-
-    Returns:
-        A :class:`Recommended` (``print`` it for the settings).
-    """
-    from keras_imae import callbacks  # only here: the run's own callbacks are set by _run
-
-    epochs = DEFAULTS["epochs"] if epochs is None else epochs
-    batch_size = DEFAULTS["batch_size"] if batch_size is None else batch_size
-    batch_norm = model is not None and any(
-        isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
-    unknown = sorted(set(loss_settings) - set(LOSS_HPARAMS))
-    if unknown:
-        raise ValueError(f"Unknown settings {unknown}. Expected loss hyper-parameters among "
-                         f"{list(LOSS_HPARAMS)}.")
-    kwargs = loss_settings_of(loss, loss_settings, "mlp_bn" if batch_norm else "mlp")
-    warmup = warmup_epochs(loss, epochs)
-    decay = weight_decay(DEFAULTS["optimizer"], None, batch_size, num_examples, epochs)
-    optimizer = optimizers.make_optimizer(
-        DEFAULTS["optimizer"], learning_rate=DEFAULTS["learning_rate"],
-        schedule=DEFAULTS["lr_schedule"], epochs=epochs,
-        steps_per_epoch=int(np.ceil(num_examples / batch_size)), weight_decay=decay)
-    settings = {"loss": loss, "loss_settings": kwargs, "warmup_epochs": warmup,
-                "optimizer": DEFAULTS["optimizer"], "learning_rate": DEFAULTS["learning_rate"],
-                "lr_schedule": DEFAULTS["lr_schedule"], "weight_decay": decay,
-                "epochs": epochs, "batch_size": batch_size}
-    return Recommended(losses.get(loss, **kwargs), optimizer,
-                       [callbacks.EmphasisWarmup(warmup)] if warmup else [], epochs,
-                       batch_size, settings)
-
-
-loss_settings_of = loss_settings  # recommended()'s keyword hides the function's name
-
-
-def _layers(model):
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []))

@@ -1,0 +1,99 @@
+"""DM's rejection margins per class pair, from the noise the run estimates in its own data."""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_imae import _checks as checks
+from keras_imae import _files, noise
+from keras_imae.callbacks._passes import (_check_arrays, _pass_from_logits, _predict_arrays,
+                                          is_tf_dataset, label_ids, predict_pass)
+
+__all__ = ["PairMargins"]
+
+
+class PairMargins(keras.callbacks.Callback):
+    """Estimates the noise transition of the training labels once, at the start of epoch
+    ``at_epoch``, and from then on lets DM's (or IMAE's) rejection cap use one margin per
+    class pair.
+
+    Why: the cap (``reject_margin`` R) stops the push towards a label the model gives to
+    another class ``k`` with ``log(p_k / (1 - p_k)) > R``. By Bayes' rule the label ``c`` is
+    the likelier wrong once ``log(q_k / q_c) > log(T[c, c] / T[k, c])``, so the right margin
+    depends on how often class ``k``'s labels read ``c``: under pair-flip 40% about 0.4 for
+    the flipped pair, under symmetric 40% of 10 classes about 2.6 for every pair. One R for
+    all noise therefore rejects too little of coherent noise or too much of diffuse noise
+    (``docs/class_dependent_noise.md``). This callback reads ``T`` from the model's own
+    predictions on the noisy training set (:func:`keras_imae.noise.estimate_transition`,
+    confident learning's joint) after the flat warm-up has sorted the regions by their
+    majority label, and sets ``model.loss.noise_transition``: the margins become
+    ``min(R, max(0, log(T[c, c] / T[k, c])))`` (:func:`keras_imae.losses.pair_reject_margins`),
+    never above the configured R.
+
+    The estimate is taken once: re-estimated later, a memorised pair would look like clean
+    labels and raise its own margin. With ``path``, it is written there (atomically) and read
+    back by a resumed run, which then trains with the same margins.
+
+    Args:
+        data: the training set without augmentation and with its noisy labels: ``(x,
+            labels)`` arrays or a dataset yielding ``(x, labels)`` / ``(x, {"label": ...})``.
+        at_epoch: the epoch (0-based) whose start takes the estimate, ``>= 1`` (after some
+            training); before it the loss's single R applies. A run uses the warm-up's
+            length.
+        path: JSON file that keeps the estimate, or ``None``.
+        batch_size: prediction batch size for array data.
+
+    Attributes:
+        transition: the estimate (``None`` before ``at_epoch``).
+    """
+
+    def __init__(self, data, at_epoch, *, path=None, batch_size=1024):
+        super().__init__()
+        if not is_tf_dataset(data):
+            _check_arrays(data)
+        self.data, self.path, self.batch_size = data, path, batch_size
+        self.at_epoch = checks.integer("at_epoch", at_epoch, low=1)
+        self.transition = None
+
+    def on_train_begin(self, logs=None):
+        if getattr(type(self.model.loss), "_pair_margins", None) is None:
+            raise ValueError(
+                "PairMargins needs a model compiled with one loss that has a reject_margin "
+                "(keras_imae.losses.DerivativeManipulation or IMAE). Received: "
+                f"loss={self.model.loss!r}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch < self.at_epoch:
+            self._set(None)
+        elif self.model.loss.noise_transition is None:
+            self._set(self._load() if self._saved() else self._estimate())
+
+    def _saved(self):
+        return self.path is not None and os.path.exists(self.path)
+
+    def _load(self):
+        with open(self.path) as f:
+            return np.asarray(json.load(f)["transition"], "float64")
+
+    def _estimate(self):
+        if is_tf_dataset(self.data):
+            result = predict_pass(self.model, self.data)
+        else:
+            logits = _predict_arrays(self.model, self.data[0], self.batch_size)
+            result = _pass_from_logits(logits, label_ids(self.data[1]), None)
+        transition = noise.estimate_transition(
+            result.given, result.pred, 1.0 / (1.0 + np.exp(-result.top_log_odds)),
+            np.exp(result.log_p), len(result.class_mass))
+        if self.path is not None:
+            _files.atomic_write(self.path, lambda f: json.dump(
+                {"transition": transition.tolist()}, f))
+        return transition
+
+    def _set(self, transition):
+        self.transition = transition
+        if self.model.loss.noise_transition is None and transition is None:
+            return
+        self.model.loss.noise_transition = transition
+        self.model.make_train_function(force=True)
