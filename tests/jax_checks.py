@@ -70,6 +70,22 @@ def test_imae_equals_dm_with_lambda_one():
             np.testing.assert_array_equal(a, b)
 
 
+def test_pair_margins_equal_a_uniform_scalar_margin_and_reject_per_pair():
+    # Margins at 0 (every pair equally noisy) reject more than R; no noise seen is R itself.
+    z, ids = random_logits(64, 6, seed=5, scale=6.0)
+    scalar = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
+    paired = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
+    paired.noise_transition = np.full((6, 6), 1.0 / 6)  # log(T_cc / T_kc) = 0 -> margin 0
+    for jit in (False, True):
+        _, a = _jax_gradient(scalar, ids, z, jit=jit)
+        _, b = _jax_gradient(paired, ids, z, jit=jit)
+        silenced_a, silenced_b = np.all(a == 0, -1), np.all(b == 0, -1)
+        assert np.all(silenced_b[silenced_a]) and silenced_b.sum() > silenced_a.sum()
+    paired.noise_transition = np.eye(6)  # no noise seen: R for every pair, the scalar rule
+    for a, b in zip(_jax_gradient(scalar, ids, z), _jax_gradient(paired, ids, z)):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 @pytest.mark.parametrize("normalize", [None, "batch"])
 def test_extreme_logits_match_float64_closed_forms(name, normalize):

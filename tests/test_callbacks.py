@@ -401,8 +401,9 @@ def test_pair_margins_refuses_a_loss_without_a_rejection_cap_and_epoch_0():
 
 
 def test_rejected_share_reads_the_pair_margins():
-    # 40% pair-flip c -> c + 1: label c predicted c - 1 has margin log(0.6 / 0.4), else 3.
-    z = np.float64([[8, 0, 0], [0, -1, 5], [0, 0, 0], [2, -6, 1], [0, 6, 0], [2, 0, 0]])
+    # 40% pair-flip c -> c + 1 of 3 classes: label c predicted c - 1 stands log 2 above its
+    # column's mean, margin 3 - log 2 = 2.31; every other pair 3.
+    z = np.float64([[8, 0, 0], [0, -1, 5], [0, 0, 0], [2, -6, 1], [0, 6, 0], [3.2, 0, 0]])
     given = np.array([0, 0, 1, 0, 2, 1])
     loss = losses.DerivativeManipulation(reject_margin=3.0)
     loss.noise_transition = noise.transition_matrix(3, "pairflip", 0.4)
@@ -412,7 +413,7 @@ def test_rejected_share_reads_the_pair_margins():
     log_odds = np.log(p[np.arange(6), k] / (1 - p[np.arange(6), k]))
     alive = p.sum(0) >= 0.5 * np.bincount(given, minlength=3)
     expected = (k != given) & alive[given] & (log_odds > margins[given, k])
-    # Label 1 predicted 0 at log-odds 1.31 (margin log 1.5): rejected now, not with R = 3.
+    # Label 1 predicted 0 at log-odds 2.51 (margin 2.31): rejected now, not with R = 3.
     assert expected.tolist() == [False, True, False, False, True, True]
     assert callbacks.logit_statistics(z, given, loss)["rejected"] == pytest.approx(0.5)
     loss.noise_transition = None

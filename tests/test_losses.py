@@ -523,26 +523,30 @@ def test_reject_margin_silences_examples_confidently_given_to_another_class():
             losses.DerivativeManipulation(reject_margin=bad)
 
 
-def test_pair_reject_margins_are_the_clipped_log_ratio_of_the_transition():
-    # T[k, c] = P(label c | true class k): 40% pair-flip 0 -> 1 -> 2 -> 0, plus one pair whose
-    # labels are swapped more often than kept (clipped at 0) and a class with no evidence.
+def test_pair_reject_margins_lower_r_by_how_far_a_pair_stands_above_its_column():
+    # T[k, c] = P(label c | true class k): 40% pair-flip 0 -> 1 -> 2 -> 0 among 4 classes,
+    # class 3 clean; column c's mean over j != c is T[c - 1, c] / 3.
     t = np.array([[0.6, 0.4, 0.0, 0.0],
                   [0.0, 0.6, 0.4, 0.0],
                   [0.4, 0.0, 0.6, 0.0],
                   [0.0, 0.0, 0.0, 1.0]])
-    t[3] = [0.0, 0.0, 0.7, 0.3]  # class 3's labels read 2 more often than 3
     margins = losses.pair_reject_margins(t, 3.0)
     expected = np.full((4, 4), 3.0)
-    for k in range(4):
-        for c in range(4):
-            if t[k, c] > 0 and t[c, c] > 0:
-                expected[c, k] = min(3.0, max(0.0, np.log(t[c, c] / t[k, c])))
+    for c in range(4):
+        column_mean = np.mean([t[j, c] for j in range(4) if j != c])
+        for k in range(4):
+            if k != c and t[k, c] > 0:
+                expected[c, k] = min(3.0, max(0.0, 3.0 - np.log(t[k, c] / column_mean)))
     np.testing.assert_allclose(margins, expected, rtol=1e-6)
-    assert margins[1, 0] == pytest.approx(np.log(1.5)) and margins[2, 3] == 0.0
-    assert margins[0, 1] == 3.0  # class 1's labels never read 0: the configured R
-    # Symmetric 40% over 10 classes: log(0.6 / 0.0444) = 2.60 everywhere off the diagonal.
+    assert margins[1, 0] == pytest.approx(3.0 - np.log(3.0))  # label 1, predicted 0
+    assert margins[0, 1] == 3.0 and margins[3, 2] == 3.0  # never seen, clean class
+    # Even noise keeps R everywhere; pair-flip among 10 classes: R - log 9; clipped at 0.
     sym = losses.pair_reject_margins(noise.transition_matrix(10, "symmetric", 0.4), 3.0)
-    assert sym[0, 1] == pytest.approx(np.log(0.6 * 9 / 0.4), rel=1e-6)
+    np.testing.assert_allclose(sym, 3.0, rtol=1e-6)
+    flip = losses.pair_reject_margins(noise.transition_matrix(10, "pairflip", 0.4), 3.0)
+    assert flip[1, 0] == pytest.approx(3.0 - np.log(9.0), rel=1e-6)
+    assert losses.pair_reject_margins(noise.transition_matrix(10, "pairflip", 0.4), 1.0)[
+        1, 0] == 0.0
     with pytest.raises(ValueError, match="reject_margin"):
         losses.pair_reject_margins(t, 0.0)
 

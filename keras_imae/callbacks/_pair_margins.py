@@ -20,17 +20,17 @@ class PairMargins(keras.callbacks.Callback):
     class pair.
 
     Why: the cap (``reject_margin`` R) stops the push towards a label the model gives to
-    another class ``k`` with ``log(p_k / (1 - p_k)) > R``. By Bayes' rule the label ``c`` is
-    the likelier wrong once ``log(q_k / q_c) > log(T[c, c] / T[k, c])``, so the right margin
-    depends on how often class ``k``'s labels read ``c``: under pair-flip 40% about 0.4 for
-    the flipped pair, under symmetric 40% of 10 classes about 2.6 for every pair. One R for
-    all noise therefore rejects too little of coherent noise or too much of diffuse noise
+    another class ``k`` with ``log(p_k / (1 - p_k)) > R``. By Bayes' rule the evidence a label
+    ``c`` needs against it depends on the pair: it is the likelier wrong once ``log(q_k /
+    q_c) > log(T[c, c] / T[k, c])``. One R for every pair therefore rejects too little of
+    coherent noise (under pair-flip the flipped pair's labels are wrong 40% of the time) or,
+    set lower, too much of spread-out noise on a weak model
     (``docs/class_dependent_noise.md``). This callback reads ``T`` from the model's own
     predictions on the noisy training set (:func:`keras_imae.noise.estimate_transition`,
     confident learning's joint) after the flat warm-up has sorted the regions by their
-    majority label, and sets ``model.loss.noise_transition``: the margins become
-    ``min(R, max(0, log(T[c, c] / T[k, c])))`` (:func:`keras_imae.losses.pair_reject_margins`),
-    never above the configured R.
+    majority label, and sets ``model.loss.noise_transition``: a pair whose labels read ``c``
+    ``e^x`` times as often as the average of ``c``'s column gets the margin ``R - x``
+    (:func:`keras_imae.losses.pair_reject_margins`), never above R.
 
     The estimate is taken once: re-estimated later, a memorised pair would look like clean
     labels and raise its own margin. With ``path``, it is written there (atomically) and read

@@ -62,9 +62,9 @@ RUN_FLAGS = {
     "pair_margins": ("bool", None,
                      "DM/IMAE option of this project: at the end of the warm-up, estimate the "
                      "noise transition T from the model's predictions on its noisy training "
-                     "set and reject per class pair, with margin min(R, log(T[c,c] / "
-                     "T[k,c])) for label c and predicted class k (lower for pairs whose labels "
-                     "are often swapped)."),
+                     "set and lower --reject_margin R for each class pair whose labels are "
+                     "swapped more often than average: R - log(T[k,c] / mean_j T[j,c]) for "
+                     "label c and predicted class k, clipped to [0, R]."),
     "faithful": ("bool", None,
                  "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
                  "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),

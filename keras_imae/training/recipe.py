@@ -80,7 +80,8 @@ DEFAULTS = {
     "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
-    # DM and IMAE with reject_margin R: one margin per class pair, min(R, log(T_cc / T_kc)),
+    # DM and IMAE with reject_margin R: one margin per class pair, R - log(T_kc / mean_j T_jc)
+    # in [0, R] (losses.pair_reject_margins),
     # from the noise transition T the run estimates at the end of the warm-up.
     "pair_margins": False,
     # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
