@@ -57,6 +57,8 @@ flags.DEFINE_integer("epochs", 20, "Epochs of every training (a run, or a fold m
 flags.DEFINE_integer("digits28x_train", 4000, "Training images of digits28x (first N).")
 flags.DEFINE_string("data_dir", None, "Folder of the generated npz files (default: temporary).")
 flags.DEFINE_string("output", None, "Markdown file for the table.")
+flags.DEFINE_bool("pair_margins", None, "DM's per-pair rejection margins in the run "
+                  "(default: the recipe's; --nopair_margins: one margin for every pair).")
 
 
 def _require(module):
@@ -92,7 +94,7 @@ def cell(dataset, noise_type, folder):
     labels_file = noise.save_noisy_labels(os.path.join(folder, "noisy.npz"), noisy, is_noisy,
                                           clean=dataset.y_train)
     base = training.RunConfig(noisy_labels=labels_file, epochs=FLAGS.epochs, seed=FLAGS.seed,
-                              verbose=0)
+                              verbose=0, pair_margins=FLAGS.pair_margins)
     rows, one_training = {}, None
     for method in FLAGS.methods:
         start = time.time()
@@ -105,7 +107,7 @@ def cell(dataset, noise_type, folder):
         name = "keras_imae (run)" if method == "run" else f"keras_imae ({FLAGS.folds}-fold)"
         rows[name] = (result["quality"], seconds)
     start = time.time()
-    result = label_issues.run(dataclasses.replace(base, loss="cce"),
+    result = label_issues.run(dataclasses.replace(base, loss="cce", pair_margins=None),
                               output_dir=os.path.join(folder, "cce"), method="kfold",
                               folds=FLAGS.folds, dataset=dataset, log=None)
     flagged, scores = _cleanlab(noisy, result["probs"])

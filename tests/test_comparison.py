@@ -157,13 +157,13 @@ def test_a_sweep_warmup_applies_to_the_losses_with_an_emphasis(monkeypatch):
     warmups = {}
 
     def run(base, work_dir, name, dataset, **overrides):
-        warmups.setdefault(base.loss, set()).add(base.warmup_epochs)
+        warmups.setdefault(base.loss, set()).add((base.warmup_epochs, base.pair_margins))
         return {**{key: 0.5 for key in comparison._REPORTED}, "val_accuracy_final": 0.5}
     monkeypatch.setattr(comparison, "_run", run)
-    base = training.RunConfig(warmup_epochs=3)
+    base = training.RunConfig(warmup_epochs=3, pair_margins=True)
     comparison.compare(base, ["dm", "imae", "cce"], num_seeds=1, work_dir="unused",
                        dataset=None, selection_seeds=1, log=lambda line: None)
-    assert warmups == {"dm": {3}, "imae": {3}, "cce": {None}}
+    assert warmups == {"dm": {(3, True)}, "imae": {(3, True)}, "cce": {(None, None)}}
     # a count no run could use fails before the first run
     warmups.clear()
     with pytest.raises(ValueError, match="Expected < epochs"):

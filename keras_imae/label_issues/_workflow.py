@@ -143,12 +143,13 @@ def _run_probabilities(config, dataset, given, output_dir):
 
 def _fold_config(config):
     """``config`` with the fold models' DM defaults (``recipe.DEFAULTS["fold_dm"]``) for the
-    hyper-parameters left unset, and no warm-up."""
+    hyper-parameters left unset, and no warm-up (so no pair margins, estimated at its end:
+    a fold model trains without callbacks)."""
     unset = {}
     if config.loss == "dm":
         unset = {k: v for k, v in recipe.DEFAULTS["fold_dm"].items()
                  if getattr(config, k) is None}
-    return dataclasses.replace(config, **unset,
+    return dataclasses.replace(config, **unset, pair_margins=False,
                                warmup_epochs=recipe.DEFAULTS["fold_warmup_epochs"])
 
 

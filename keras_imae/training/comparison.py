@@ -79,11 +79,13 @@ def _score(result, selection):
 
 
 def _for_loss(base, loss):
-    """``base`` for ``loss``: a warm-up set for the sweep applies to the losses that have an
-    emphasis (DM, IMAE); the others keep their own (none)."""
+    """``base`` for ``loss``: a warm-up or pair margins set for the sweep apply to the losses
+    that have an emphasis and a rejection cap (DM, IMAE); the others keep their own (none)."""
     known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
     if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
         base = dataclasses.replace(base, warmup_epochs=None)
+    if base.pair_margins is not None and known and known._pair_margins is None:
+        base = dataclasses.replace(base, pair_margins=None)
     return dataclasses.replace(base, loss=loss)
 
 

@@ -81,9 +81,9 @@ DEFAULTS = {
     "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
     "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
     # DM and IMAE with reject_margin R: one margin per class pair, R - log(T_kc / mean_j T_jc)
-    # in [0, R] (losses.pair_reject_margins),
-    # from the noise transition T the run estimates at the end of the warm-up.
-    "pair_margins": False,
+    # in [0, R] (losses.pair_reject_margins), from the noise transition T the run estimates
+    # in its own labels at the end of the warm-up (callbacks.PairMargins).
+    "pair_margins": True,
     # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
     # probabilities on held-out examples, where every architecture did best with DM lam=2,
     # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
