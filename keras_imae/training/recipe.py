@@ -23,6 +23,10 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
   same way (``docs/class_dependent_noise.md``).
 - The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
   emphasis, so regions are sorted by their majority label before the emphasis acts.
+- ``pair_margins``: at the end of the warm-up the run estimates the noise transition from
+  its own predictions and lowers ``reject_margin`` for the class pairs whose labels are
+  swapped more often than their column's average: one R cannot serve coherent (pair-flip)
+  and spread-out noise alike.
 - No loss setting depends on the kind of noise: a user with real noisy labels knows neither
   its type nor its rate.
 """
