@@ -22,7 +22,7 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from keras_imae import losses, models  # noqa: E402
+from keras_imae import losses, models, noise  # noqa: E402
 from loss_cases import (EXTREME_IDS, EXTREME_Z, REFERENCES, random_logits,  # noqa: E402
                         reference_gradient, stable_reference, toy_data)
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model  # noqa: E402
@@ -71,11 +71,12 @@ def test_imae_equals_dm_with_lambda_one():
 
 
 def test_pair_margins_equal_a_uniform_scalar_margin_and_reject_per_pair():
-    # Margins at 0 (every pair equally noisy) reject more than R; no noise seen is R itself.
+    # Pair-flip c -> c + 1: the flipped pairs' margin 2 - log 5 rejects more than R = 2
+    # everywhere; no noise seen is R itself.
     z, ids = random_logits(64, 6, seed=5, scale=6.0)
     scalar = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
     paired = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
-    paired.noise_transition = np.full((6, 6), 1.0 / 6)  # log(T_cc / T_kc) = 0 -> margin 0
+    paired.noise_transition = noise.transition_matrix(6, "pairflip", 0.4)
     for jit in (False, True):
         _, a = _jax_gradient(scalar, ids, z, jit=jit)
         _, b = _jax_gradient(paired, ids, z, jit=jit)
