@@ -393,7 +393,7 @@ def test_pair_margins_refuses_a_loss_without_a_rejection_cap_and_epoch_0():
     model, x, y = _pair_case()
     with pytest.raises(ValueError, match="at_epoch"):
         callbacks.PairMargins((x, y), at_epoch=0)
-    with pytest.raises(ValueError, match="FitMonitor data must be"):
+    with pytest.raises(ValueError, match="PairMargins data must be"):
         callbacks.PairMargins(x, at_epoch=1)
     model.compile(optimizer="adam", loss=losses.get("gce"))
     with pytest.raises(ValueError, match="reject_margin"):

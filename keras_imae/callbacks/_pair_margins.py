@@ -52,7 +52,7 @@ class PairMargins(keras.callbacks.Callback):
     def __init__(self, data, at_epoch, *, path=None, batch_size=1024):
         super().__init__()
         if not is_tf_dataset(data):
-            _check_arrays(data)
+            _check_arrays(data, "PairMargins")
         self.data, self.path, self.batch_size = data, path, batch_size
         self.at_epoch = checks.integer("at_epoch", at_epoch, low=1)
         self.transition = None

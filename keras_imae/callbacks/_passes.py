@@ -117,10 +117,10 @@ def _predict_arrays(model, x, batch_size):
                            for i in range(0, len(x), batch_size)])
 
 
-def _check_arrays(data):
+def _check_arrays(data, who="FitMonitor"):
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise ValueError(
-            "FitMonitor data must be a tf.data.Dataset or a tuple (x, labels) / "
+            f"{who} data must be a tf.data.Dataset or a tuple (x, labels) / "
             f"(x, noisy_labels, clean_labels). Received: {type(data).__name__}"
             + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
         )
