@@ -342,7 +342,7 @@ def test_normalize_none_string_is_accepted():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="dm, imae, cce, mae, mse, gce, sce, nce_rce"):
+    with pytest.raises(ValueError, match="dm, imae, cce, mae, mse, gce, sce, nce_rce, forward"):
         losses.get("focal")
     with pytest.raises(ValueError, match="Unknown loss"):
         losses.get(3)
@@ -688,3 +688,90 @@ def test_log_mean_exp_across_replicas_with_an_all_zero_replica():
             lambda ctx: tf.constant(np.float32([-np.inf, -np.inf]))),))
     assert all(np.isposinf(float(s)) for s in strategy.experimental_local_results(
         everything_zero))  # +inf: the normalised gradient is 0
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+def _random_transition(k, seed, noise_mass=0.4):
+    rng = np.random.default_rng(seed)
+    off = rng.dirichlet(np.ones(k - 1), size=k) * noise_mass
+    matrix = np.zeros((k, k))
+    for i in range(k):
+        matrix[i, np.arange(k) != i] = off[i]
+        matrix[i, i] = 1 - noise_mass
+    return matrix
+
+
+def _forward_reference(z, ids, matrix, normalize):
+    """Value and batch-mean gradient through the chain rule: dL/dp_k = -T[k, c] / q_c."""
+    p = softmax(z.astype(np.float64))
+    column = matrix[:, ids].T  # [B, K]: T[k, c_i]
+    q = (p * column).sum(-1, keepdims=True)
+    g = (p * (-column / q) - p * (p * (-column / q)).sum(-1, keepdims=True))
+    if normalize == "batch":
+        g = g / np.abs(g).sum(-1).mean()
+    return -np.log(q[:, 0]), g / len(z)
+
+
+@pytest.mark.parametrize("normalize", [None, "batch"])
+@pytest.mark.parametrize("batch,k", [(7, 3), (32, 10)])
+def test_forward_correction_matches_the_chain_rule(normalize, batch, k):
+    z, ids = random_logits(batch, k, seed=batch + k)
+    matrix = _random_transition(k, seed=k)
+    want_value, want_grad = _forward_reference(z, ids, matrix, normalize)
+    loss = losses.ForwardCorrection(transition=matrix, normalize=normalize, reduction=None)
+    np.testing.assert_allclose(np.asarray(loss(ids, z)), want_value, rtol=1e-5)
+    _, grad = _gradient(losses.ForwardCorrection(transition=matrix, normalize=normalize),
+                        ids, z)
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=2e-4, atol=1e-7)
+
+
+def test_forward_correction_with_identity_or_no_transition_is_cross_entropy():
+    z, ids = random_logits(16, 5, seed=2)
+    cce_value, cce_grad = _gradient(losses.CategoricalCrossentropy(), ids, z)
+    for transition in (None, np.eye(5)):
+        value, grad = _gradient(losses.ForwardCorrection(transition=transition), ids, z)
+        np.testing.assert_allclose(value.numpy(), cce_value.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(grad.numpy(), cce_grad.numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_forward_correction_is_finite_where_the_label_is_impossible():
+    """The model puts all its mass on a class that never carries the label (T[k, c] = 0)."""
+    matrix = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.4], [0.0, 0.4, 0.6]])
+    z = np.array([[1e4, 0.0, 0.0], [0.0, 50.0, 0.0], [-60.0, 40.0, 0.0]], np.float32)
+    value, grad = _gradient(losses.ForwardCorrection(transition=matrix, reduction=None),
+                            np.array([1, 0, 1]), z)
+    assert np.isfinite(value.numpy()).all() and np.isfinite(grad.numpy()).all()
+
+
+def test_forward_correction_config_keeps_its_transition(tmp_path):
+    matrix = _random_transition(4, seed=0)
+    loss = losses.get("forward", transition=matrix)
+    config = loss.get_config()
+    np.testing.assert_allclose(config["transition"], matrix)
+    assert losses.ForwardCorrection.from_config(config).get_config() == config
+    x, y = toy_data(k=4)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored.loss.get_config()["transition"], matrix)
+
+
+@pytest.mark.parametrize("transition, match", [
+    (np.ones((3, 2)) / 2, r"K x K transition matrix \(K >= 2\)"),
+    (np.array([[0.5, 0.6], [0.0, 1.0]]), r"transition\[0\]"),
+    (np.array([[1.0, 0.0], [1.5, -0.5]]), r"transition\[1\]"),
+    ([0.5, 0.5], "shape"),
+])
+def test_forward_correction_refuses_bad_transitions(transition, match):
+    with pytest.raises(ValueError, match=match):
+        losses.ForwardCorrection(transition=transition)
+
+
+def test_forward_correction_refuses_a_transition_of_another_size():
+    z, ids = random_logits(4, 3, seed=1)
+    with pytest.raises(ValueError, match="a 2 x 2 matrix for logits of 3 classes"):
+        losses.forward_correction(ids, z, transition=np.eye(2))

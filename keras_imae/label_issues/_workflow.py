@@ -28,7 +28,7 @@ from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae.training import _run_folder, recipe
+from keras_imae.training import _noise, _run_folder, recipe
 from keras_imae.training import run as training_run
 from keras_imae.training._config import NOISE_TYPES
 
@@ -111,9 +111,7 @@ def given_labels(config, dataset):
     noise_type, noise_rate = recipe.noise(config, dataset)
     if noise_type == "none":
         return y.copy(), None, None, {"dataset": dataset.name, "noise_type": "none"}
-    noisy, is_noisy = noise.corrupt_labels(
-        y, k, noise_type, noise_rate, config.noise_seed,
-        dataset=dataset.name, superclasses=dataset.superclasses)
+    noisy, is_noisy = _noise.corrupt(dataset, noise_type, noise_rate, config.noise_seed)
     meta = {"dataset": dataset.name, "noise_type": noise_type,
             "noise_rate": noise_rate, "noise_seed": config.noise_seed}
     return noisy, is_noisy, y, meta

@@ -9,7 +9,8 @@ with the emphasis ``w`` of :mod:`keras_imae.losses.weighting` and the unit-L1 di
 
 computed stably as ``u_j = softmax(z with z_c = -inf)_j / 2`` for ``j != c`` and
 ``u_c = -1/2`` (no epsilon, finite for all finite logits). MSE and NCE+RCE keep their natural
-gradient (closed forms below).
+gradient (closed forms below), and so does forward correction (Patrini et al. 2017, the
+baseline for instance-dependent and class-dependent noise with ``T`` estimated from the data).
 
 ``normalize="batch"`` divides each example's gradient by the mean L1 norm over the *global*
 batch, ``g_i <- g_i / mean_j ||g_j||_1`` (``= w_j`` for the emphasis losses): a cross-replica
@@ -42,19 +43,22 @@ References:
 
 from keras_imae.losses import weighting
 from keras_imae.losses._classes import (
-    IMAE, LOSSES, CategoricalCrossentropy, DerivativeManipulation, GeneralizedCrossEntropy,
+    IMAE, LOSSES, CategoricalCrossentropy, DerivativeManipulation, ForwardCorrection,
+    GeneralizedCrossEntropy,
     MeanAbsoluteError, MeanSquaredError, NormalizedCrossEntropyReverse, SymmetricCrossEntropy,
     get)
 from keras_imae.losses._core import NORMALIZE_OPTIONS, CoreLoss
 from keras_imae.losses._functions import (
-    categorical_crossentropy, derivative_manipulation, generalized_cross_entropy, imae,
+    categorical_crossentropy, derivative_manipulation, forward_correction,
+    generalized_cross_entropy, imae,
     mean_absolute_error, mean_squared_error, normalized_cross_entropy_reverse,
     pair_reject_margins, symmetric_cross_entropy)
 
 __all__ = [
     "DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
     "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
-    "NormalizedCrossEntropyReverse", "derivative_manipulation", "imae", "categorical_crossentropy",
+    "NormalizedCrossEntropyReverse", "ForwardCorrection", "derivative_manipulation",
+    "forward_correction", "imae", "categorical_crossentropy",
     "mean_absolute_error", "mean_squared_error", "generalized_cross_entropy",
     "symmetric_cross_entropy", "normalized_cross_entropy_reverse", "get", "LOSSES",
     "NORMALIZE_OPTIONS", "CoreLoss", "weighting", "pair_reject_margins",

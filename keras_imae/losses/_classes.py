@@ -6,13 +6,14 @@ from keras_imae import _checks as checks
 from keras_imae.losses import weighting
 from keras_imae.losses._core import CoreLoss
 from keras_imae.losses._functions import (
-    _alpha_beta, _check_dm, categorical_crossentropy, derivative_manipulation,
+    _alpha_beta, _check_dm, categorical_crossentropy, check_transition,
+    derivative_manipulation, forward_correction,
     generalized_cross_entropy, imae, mean_absolute_error, mean_squared_error,
     normalized_cross_entropy_reverse, pair_reject_margins, symmetric_cross_entropy)
 
 __all__ = ["DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
            "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
-           "NormalizedCrossEntropyReverse", "LOSSES", "get"]
+           "NormalizedCrossEntropyReverse", "ForwardCorrection", "LOSSES", "get"]
 
 _PACKAGE = "keras_imae"
 
@@ -164,6 +165,30 @@ class NormalizedCrossEntropyReverse(CoreLoss):
                          from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ForwardCorrection(CoreLoss):
+    """Forward loss correction ``-log (T^T p)_c``; see :func:`forward_correction`.
+
+    ``transition`` is part of the loss's config (a nested list in ``get_config``), so a saved
+    model reloads with the ``T`` it trained with. ``scripts/train.py --loss=forward``
+    estimates ``T`` from the noisy labels before training (``training/_noise.py``).
+
+    References:
+        G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. "Making Deep Neural Networks
+        Robust to Label Noise: a Loss Correction Approach." CVPR 2017.
+    """
+
+    _fn = staticmethod(forward_correction)
+    HYPERPARAMETERS = ("transition",)
+
+    def __init__(self, *, transition=None, normalize=None, from_logits=True, reduction=_SUM,
+                 name="forward_correction", dtype=None):
+        matrix = check_transition(transition)
+        super().__init__({"transition": None if matrix is None else matrix.tolist()},
+                         normalize=normalize, from_logits=from_logits, reduction=reduction,
+                         name=name, dtype=dtype)
+
+
 # ----------------------------------------------------------------------------- get()
 
 LOSSES = {
@@ -175,11 +200,13 @@ LOSSES = {
     "gce": GeneralizedCrossEntropy,
     "sce": SymmetricCrossEntropy,
     "nce_rce": NormalizedCrossEntropyReverse,
+    "forward": ForwardCorrection,
 }
 
 
 def get(identifier, **kwargs):
-    """A loss from its short name (``dm imae cce mae mse gce sce nce_rce``) and keywords.
+    """A loss from its short name (``dm imae cce mae mse gce sce nce_rce forward``) and
+    keywords.
 
     A ``keras.losses.Loss`` instance is returned as is (then no keywords are allowed).
 

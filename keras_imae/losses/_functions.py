@@ -18,9 +18,11 @@ from keras_imae.losses._core import (check_normalize, cross_entropy_value, empha
 
 __all__ = ["derivative_manipulation", "imae", "categorical_crossentropy", "mean_absolute_error",
            "mean_squared_error", "generalized_cross_entropy", "symmetric_cross_entropy",
-           "normalized_cross_entropy_reverse", "pair_reject_margins"]
+           "normalized_cross_entropy_reverse", "pair_reject_margins", "forward_correction",
+           "check_transition"]
 
 _LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 beyond this
+_TINY = float(np.finfo(np.float32).tiny)
 
 
 
@@ -344,3 +346,69 @@ def normalized_cross_entropy_reverse(y_true, y_pred, *, alpha=1.0, beta=1.0, nor
         + 4.0 * beta * s.one_minus_p_c,
         grad_fn=grad_fn, normalize=normalize, from_logits=from_logits,
     )
+
+
+def check_transition(transition, name="transition"):
+    """``None``, or ``transition`` as a float64 ``[K, K]`` row-stochastic array (rows summing
+    to 1 within 1e-3, as an estimate rounded to a few digits does); else ``ValueError``."""
+    if transition is None:
+        return None
+    matrix = np.asarray(transition, dtype=np.float64) if np.ndim(transition) == 2 else None
+    if matrix is None or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a K x K transition "
+                         f"matrix (K >= 2). Received: {name} with shape {np.shape(transition)}")
+    bad = ~np.isfinite(matrix).all(1) | (matrix < 0).any(1) | (np.abs(matrix.sum(1) - 1) > 1e-3)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"Invalid value for argument `{name}`. Expected rows of non-negative "
+                         f"probabilities summing to 1. Received: {name}[{i}]={matrix[i]!r:.80}")
+    return matrix
+
+
+def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_logits=True):
+    """Forward loss correction (Patrini et al. 2017): cross-entropy of the *noisy* label under
+    the noisy-label distribution the model implies, ``q = T^T p``:
+
+        loss = -log q_c,   q_c = sum_k p_k T[k, c],   T[k, c] = P(noisy = c | clean = k).
+
+    The model's ``p`` then estimates the clean class while ``q`` fits the noisy labels.
+    Natural gradient: ``dloss/dz_j = p_j (1 - T[j, c] / q_c)`` (it sums to 0 over classes;
+    with ``T = I`` it is cross-entropy's ``p - y``). ``q_c`` is floored at float32's tiny
+    value, so the loss stays finite when the model puts all its mass where ``T[., c] = 0``.
+
+    Args:
+        y_true: class ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]`` (the noisy labels).
+        y_pred: logits ``[B, K]`` (probabilities if ``from_logits=False``).
+        transition: ``[K, K]`` row-stochastic ``T``, estimated from the noisy labels
+            (a run uses ``training._noise.estimate_noise_transition``); ``None`` = identity.
+        normalize: ``None`` or ``"batch"``.
+
+    References:
+        G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. "Making Deep Neural Networks
+        Robust to Label Noise: a Loss Correction Approach." CVPR 2017.
+    """
+    matrix = check_transition(transition)
+    if matrix is None:
+        return categorical_crossentropy(y_true, y_pred, normalize=normalize,
+                                        from_logits=from_logits)
+    num_classes = y_pred.shape[-1]
+    if num_classes is not None and num_classes != len(matrix):
+        raise ValueError(f"Invalid value for argument `transition`: a {len(matrix)} x "
+                         f"{len(matrix)} matrix for logits of {num_classes} classes.")
+    t = ops.convert_to_tensor(matrix.T.astype("float32"))  # row c: T[:, c]
+
+    def column_and_q(s):
+        p = ops.exp(log_p(s))
+        column = ops.matmul(s.onehot, t)  # [B, K]: T[k, c_i]
+        return p, column, ops.sum(p * column, axis=-1)
+
+    def value_fn(s):
+        return -ops.log(ops.maximum(column_and_q(s)[2], _TINY))
+
+    def grad_fn(s):
+        p, column, q = column_and_q(s)
+        share = ops.where(q[:, None] > 0, p * column / ops.maximum(q, _TINY)[:, None], 0.0)
+        return natural_gradient(p - share)
+
+    return gradient_core(y_true, y_pred, value_fn=value_fn, grad_fn=grad_fn,
+                         normalize=normalize, from_logits=from_logits)

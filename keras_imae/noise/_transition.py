@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 
 from keras_imae import _checks as checks
+from keras_imae.noise._instance import (INSTANCE_NOISE_TYPES, confusion_noise,
+                                        confusion_probabilities, instance_noise)
 
 # --- Constants: asymmetric class maps (clean class -> noisy class) ---------------------------
 # Zhang & Sabuncu 2018 / Wang et al. 2019 (SCE) / Ma et al. 2020 (APL) use exactly these maps.
@@ -21,8 +23,9 @@ ASYMMETRIC_CLASS_MAPS = {
 # CIFAR-100 has no fixed map: the next fine class within the same real superclass (needs the
 # fine -> coarse map, `superclasses=`, which `keras_imae.data.load("cifar100")` gives).
 ASYMMETRIC_DATASETS = ("cifar10", "cifar100", "mnist", "digits")
-NOISE_TYPES = ("symmetric", "pairflip", "asymmetric")
-__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "NOISE_TYPES", "check_labels",
+CLASS_NOISE_TYPES = ("symmetric", "pairflip", "asymmetric")  # one transition matrix each
+NOISE_TYPES = (*CLASS_NOISE_TYPES, *INSTANCE_NOISE_TYPES)
+__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CLASS_NOISE_TYPES", "NOISE_TYPES", "check_labels",
            "check_num_classes", "corrupt_labels", "largest_remainder", "transition_matrix"]
 _ROW_SUM_ATOL = 1e-6
 
@@ -162,10 +165,12 @@ def transition_matrix(num_classes, noise_type, rate, *, dataset=None, superclass
                 f"probabilities, so `rate` must be None. Received: rate={rate!r}"
             )
         return matrix
-    if noise_type not in NOISE_TYPES:
+    if noise_type not in CLASS_NOISE_TYPES:
+        extra = (" (instance-dependent noise has no single transition matrix)"
+                 if noise_type in INSTANCE_NOISE_TYPES else "")
         raise ValueError(
-            f"Invalid value for argument `noise_type`. Expected one of {NOISE_TYPES} or a "
-            f"K x K transition matrix. Received: noise_type={noise_type!r}"
+            f"Invalid value for argument `noise_type`. Expected one of {CLASS_NOISE_TYPES} or "
+            f"a K x K transition matrix{extra}. Received: noise_type={noise_type!r}"
         )
     rate = _check_rate(rate)
     eye = np.eye(num_classes)
@@ -209,8 +214,13 @@ def largest_remainder(quota, rng=None):
 
 
 def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
-                   superclasses=None):
+                   superclasses=None, features=None, pred_probs=None):
     """Corrupts integer labels with an exact number of flips per class.
+
+    Instance-dependent types (exact number of flips overall, not per class):
+    ``"instance"`` (Xia et al. 2020, needs ``features``; :func:`instance_noise`) and
+    ``"confusion"`` (Chen et al. 2021: needs ``pred_probs``, a classifier's probabilities, or
+    ``features`` to train one, :func:`confusion_probabilities`; :func:`confusion_noise`).
 
     For each clean class ``c`` with ``n_c`` examples and nominal row ``T[c]`` (see
     :func:`transition_matrix`), exactly ``round(n_c (1 - T[c, c]))`` examples (chosen by a
@@ -260,6 +270,9 @@ def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
     """
     num_classes = check_num_classes(num_classes)
     labels = check_labels(labels, num_classes)
+    if isinstance(noise_type, str) and noise_type in INSTANCE_NOISE_TYPES:
+        return _instance_dependent(labels, num_classes, noise_type, rate, seed, features,
+                                   pred_probs)
     matrix = transition_matrix(
         num_classes, noise_type, rate, dataset=dataset, superclasses=superclasses
     )
@@ -272,3 +285,17 @@ def corrupt_labels(labels, num_classes, noise_type, rate, seed, *, dataset=None,
         counts = largest_remainder(off_diagonal * len(members), rng)
         noisy[members[: counts.sum()]] = np.repeat(np.arange(num_classes), counts)
     return noisy, noisy != labels
+
+
+def _instance_dependent(labels, num_classes, noise_type, rate, seed, features, pred_probs):
+    if noise_type == "confusion" and pred_probs is not None:
+        return confusion_noise(labels, pred_probs, rate, seed)
+    if features is None:
+        needs = "`features` (or `pred_probs`)" if noise_type == "confusion" else "`features`"
+        raise ValueError(f"Invalid value for argument `features`: noise_type={noise_type!r} "
+                         f"needs {needs}, the inputs of the labelled examples. Received: "
+                         "features=None")
+    if noise_type == "instance":
+        return instance_noise(labels, features, num_classes, rate, seed)
+    probs = confusion_probabilities(features, labels, num_classes, seed)
+    return confusion_noise(labels, probs, rate, seed)

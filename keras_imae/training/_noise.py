@@ -5,10 +5,43 @@ import warnings
 
 import numpy as np
 
-from keras_imae import noise
+from keras_imae import data, noise
 
-__all__ = ["noise_report", "noisy_labels", "nominal_transition", "realised_rate",
-           "usable_transition"]
+__all__ = ["FEATURE_VALUES", "corrupt", "estimate_noise_transition", "invertible",
+           "noise_features", "noise_report", "noisy_labels", "nominal_transition", "realised_rate"]
+
+# Instance-dependent noise reads each training image area-resized to at most this many values
+# (32 x 32 x 3): Xia et al.'s projection and the confusion classifier cost O(values).
+FEATURE_VALUES = 3072
+
+
+def noise_features(dataset, batch_size=1024):
+    """``[N, D]`` float32 rows of the training inputs by example id, for instance-dependent
+    noise: feature vectors as they are, images area-resized so ``D <= FEATURE_VALUES``. One
+    pass over the reader, in memory or streamed alike (the same images give the same rows)."""
+    shape = dataset.input_shape
+    size = None
+    if len(shape) == 3 and int(np.prod(shape)) > FEATURE_VALUES:
+        scale = (FEATURE_VALUES / np.prod(shape)) ** 0.5
+        size = (max(1, int(shape[0] * scale)), max(1, int(shape[1] * scale)))
+    rows = []
+    for x in data.eval_dataset(dataset.train, batch_size=batch_size):
+        if size is not None:
+            import tensorflow as tf  # noqa: PLC0415 -- only for images that must shrink
+
+            x = tf.image.resize(x, size, method="area")
+        rows.append(np.asarray(x, np.float32).reshape(len(x), -1))
+    return np.concatenate(rows)
+
+
+def corrupt(dataset, noise_type, noise_rate, seed):
+    """``(noisy, is_noisy)``: :func:`keras_imae.noise.corrupt_labels` of the training labels,
+    given the inputs (:func:`noise_features`) when the noise depends on them."""
+    features = (noise_features(dataset) if noise_type in noise.INSTANCE_NOISE_TYPES
+                else None)
+    return noise.corrupt_labels(dataset.y_train, dataset.num_classes, noise_type, noise_rate,
+                                seed, dataset=dataset.name, superclasses=dataset.superclasses,
+                                features=features)
 
 
 def _meta(config, dataset, noise_type, noise_rate):
@@ -51,16 +84,15 @@ def noisy_labels(config, dataset, resuming, noise_type, noise_rate):
         return given, is_noisy, {**meta, "labels": "given by the source"}, None
     if noise_rate == 0:
         return y.copy(), np.zeros(len(y), bool), meta, None
-    noisy, is_noisy = noise.corrupt_labels(
-        y, k, noise_type, noise_rate, config.noise_seed, dataset=dataset.name,
-        superclasses=dataset.superclasses)
+    noisy, is_noisy = corrupt(dataset, noise_type, noise_rate, config.noise_seed)
     return noisy, is_noisy, meta, None
 
 
 def nominal_transition(dataset, meta):
     """The nominal ``T`` of the noise described by ``meta``, or ``None`` when the labels did
-    not come from this library's corruption (label files, real noise: ``T`` unknown)."""
-    if meta.get("noise_type") not in noise.NOISE_TYPES or not meta.get("noise_rate") or (
+    not come from this library's class-conditional corruption (label files, real noise,
+    instance-dependent noise: no single ``T``)."""
+    if meta.get("noise_type") not in noise.CLASS_NOISE_TYPES or not meta.get("noise_rate") or (
             "labels" in meta):
         return None
     with warnings.catch_warnings():  # rate past the identifiability limit: warned at the start
@@ -70,10 +102,27 @@ def nominal_transition(dataset, meta):
                                        superclasses=dataset.superclasses)
 
 
-def usable_transition(dataset, meta):
-    """:func:`nominal_transition` when it can be inverted usefully (condition number up to
+def estimate_noise_transition(dataset, noisy, seed):
+    """The noise transition ``T[k, c] ~ P(label c | true class k)`` estimated from the noisy
+    labels alone: what forward correction trains with and what chooses an epoch or a setting
+    on a noisy validation split.
+
+    A run never reads the ``T`` its noise was drawn with (a user with real noise has none):
+    a softmax regression scores every training example out of fold, trained on the *noisy*
+    labels of the others (:func:`keras_imae.noise.confusion_probabilities`), and confident
+    learning counts its confident disagreements (:func:`keras_imae.noise.estimate_transition`).
+    One model outside the run, the same for every loss and every grid point; deterministic.
+    """
+    k = dataset.num_classes
+    probs = noise.confusion_probabilities(noise_features(dataset), noisy, k, seed)
+    rows = np.arange(len(noisy))
+    return noise.estimate_transition(noisy, probs.argmax(1), probs.max(1), probs[rows, noisy],
+                                     k)
+
+
+def invertible(transition):
+    """``transition`` when it can be inverted usefully (condition number up to
     :data:`keras_imae.noise.MAX_CONDITION`), else ``None``."""
-    transition = nominal_transition(dataset, meta)
     if transition is None or np.linalg.cond(transition) > noise.MAX_CONDITION:
         return None
     return transition
@@ -90,8 +139,8 @@ def noise_report(dataset, noisy, meta, reused):
     clean = dataset.y_train
     verified = clean >= 0
     nominal = meta.get("noise_rate") or None
-    if not reused and nominal:
-        nominal = nominal_transition(dataset, meta)
+    if not reused and nominal and nominal_transition(dataset, meta) is not None:
+        nominal = nominal_transition(dataset, meta)  # else the rate: no single T
     summary = str(noise.noise_summary(clean[verified], noisy[verified], dataset.num_classes,
                                       nominal=nominal))
     if not verified.all():

@@ -94,7 +94,7 @@ def format_results(results):
         rows.append(("validation accuracy on noisy labels, final",
                      f"{results['val_accuracy_final']:.4f}"))
     if results.get("val_accuracy_corrected_final") is not None:
-        rows.append(("  corrected by the noise's T (clean estimate)",
+        rows.append(("  corrected by the T estimated from the noisy labels",
                      f"{results['val_accuracy_corrected_final']:.4f}"))
     exported = results.get("exported") or {}
     if exported.get("selected_by"):

@@ -118,6 +118,11 @@ def _one_run(config, *, dataset=None, strategy=None):
                                                             noise_type, noise_rate)
         train_ids, val_ids = _split(config, noisy)
         resolved = recipe.resolve(config, dataset, len(train_ids))
+        estimate = None  # T from the noisy labels: forward correction's, and the selection's
+        if val_ids is not None or resolved["loss"] == "forward":
+            estimate = _noise.estimate_noise_transition(dataset, noisy, config.noise_seed)
+        if resolved["loss"] == "forward":
+            resolved["loss_settings"]["transition"] = estimate.tolist()
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
@@ -132,7 +137,7 @@ def _one_run(config, *, dataset=None, strategy=None):
             _announce(config, dataset, resolved, noisy, meta, reused)
         noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
         backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
-        transition = _noise.usable_transition(dataset, meta) if val_ids is not None else None
+        transition = _noise.invertible(estimate) if val_ids is not None else None
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup)
         exported = _select_exported(resolved, model, folder, monitor, transition)

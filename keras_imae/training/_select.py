@@ -2,9 +2,11 @@
 
 With ``checkpoint="best"`` a run holds out a stratified share of its *noisy* training labels
 (``validation_fraction``) and scores every epoch on it (:class:`keras_imae.callbacks.FitMonitor`):
-by the accuracy corrected by the noise's transition matrix ``T`` when the run drew the noise
-itself (an unbiased estimate of clean accuracy, :func:`keras_imae.noise.corrected_accuracy`),
-else by the plain accuracy on the noisy labels (real noise: ``T`` unknown). Keras'
+by the accuracy corrected by a transition matrix ``T`` *estimated from the noisy labels*
+(:func:`keras_imae.noise.corrected_accuracy` with ``training._noise.estimated_transition``),
+else, when that estimate is too close to singular, by the plain accuracy on the noisy labels.
+Drawn and real noise are scored alike: the ``T`` a synthetic noise was drawn with is never
+read, so a study measures what a user with real noise gets. Keras'
 ``ModelCheckpoint`` keeps the weights of every epoch that beats the best so far; after
 training the run loads the best epoch's weights, measures that model and exports it. The same
 rule applies to every loss, so comparisons stay fair.
@@ -25,8 +27,8 @@ _PATTERN = "epoch-{epoch:04d}.weights.h5"
 
 
 def score_key(transition):
-    """The log key an epoch is chosen by: T-corrected validation accuracy when ``T`` is
-    known, plain noisy validation accuracy otherwise."""
+    """The log key an epoch is chosen by: validation accuracy corrected by the estimated
+    ``T`` when there is one, plain noisy validation accuracy otherwise."""
     return "val_accuracy" if transition is None else "val_accuracy_corrected"
 
 

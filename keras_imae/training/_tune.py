@@ -6,8 +6,9 @@ default ``(lam, beta)`` and three neighbours; four points for every loss, the gr
 ``scripts/compare.py``) is trained as a full run in ``model_dir/tune/point-<i>/``, every point
 with the same held-out share of the noisy labels (the same seed) and the same ``checkpoint``
 (``"best"`` unless set). A point scores what its exported model scores on those held-out
-labels: the accuracy corrected by the noise's ``T`` when the run drew the noise itself, the
-plain noisy accuracy otherwise (real noise: ``T`` unknown). The best point wins (a tie goes to
+labels: the accuracy corrected by the ``T`` estimated from the noisy labels
+(:mod:`keras_imae.training._select`; never the ``T`` a synthetic noise was drawn with), the
+plain noisy accuracy when that estimate is too close to singular. The best point wins (a tie goes to
 the run default, then to the earliest point; a point whose training collapses is recorded and
 is no candidate). Its model is the run's: ``model_dir`` receives
 its ``model.keras`` and ``noisy_labels.npz`` and a ``metrics.json`` that is the chosen point's
@@ -33,8 +34,8 @@ POINTS = run_folder.TUNE  # model_dir/tune/point-<i>/: one run per grid point
 
 
 def _score(results):
-    """``(score, key)``: the exported model's T-corrected validation accuracy when known,
-    else its plain accuracy on the noisy validation labels."""
+    """``(score, key)``: the exported model's validation accuracy corrected by the ``T``
+    estimated from the noisy labels when there is one, else its plain noisy accuracy."""
     exported = results["exported"]
     key = "val_accuracy_corrected" if exported.get("val_accuracy_corrected") is not None \
         else "val_accuracy"

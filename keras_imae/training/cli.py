@@ -31,7 +31,10 @@ RUN_FLAGS = {
     "noise_type": ("enum", NOISE_TYPES,
                    "Noise drawn into the training labels. 'auto': 40% symmetric for the "
                    "embedded digits demo, none for any other dataset (its labels are used as "
-                   "given)."),
+                   "given). Class-conditional: symmetric, pairflip, asymmetric; "
+                   "instance-dependent: 'instance' (Xia et al. 2020), 'confusion' (the hard "
+                   "examples get a simple classifier's likeliest wrong class, Chen et al. "
+                   "2021)."),
     "noise_rate": ("float", None, "Fraction of training labels corrupted (with --noise_type)."),
     "noise_seed": ("integer", None, "Seed of the corruption."),
     "noisy_labels": ("string", None,

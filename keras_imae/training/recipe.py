@@ -348,6 +348,8 @@ def resolve(config, dataset, num_train):
 
 
 def _fmt(value):
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return f"[{len(value)} x {len(value[0])} matrix, in config.json]"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
