@@ -6,7 +6,8 @@
         --model=cnn --num_train=4000 --variants=dm,dm_reject0,nce_rce
 
 Each cell is a dataset and a noise (40% symmetric, pair-flip or asymmetric, the digits class
-map 2->7, 3->8, 5<->6, 7->1 for any 10-class data), drawn with ``--seeds`` seeds (the seed
+map 2->7, 3->8, 5<->6, 7->1 for any 10-class data; or instance-dependent, ``instance`` or
+``confusion``, as ``train.py --noise_type`` draws them), drawn with ``--seeds`` seeds (the seed
 draws the corruption, the initialisation and the data order). Every run is
 ``scripts/train.py``'s: ``training.run`` with the same recipe, on the study data of
 ``benchmarks/study_data.py`` read back through ``--dataset=npz:``, its labels from a
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 import study_data  # noqa: E402
 
 from keras_imae import noise, training  # noqa: E402
-from keras_imae.training import cli  # noqa: E402
+from keras_imae.training import _noise, cli  # noqa: E402
 
 # name -> RunConfig overrides. "dm" is the run default; the others change one thing. The
 # variants measured before pair margins became the default (2026-12-06) keep them off.
@@ -57,6 +58,10 @@ VARIANTS = {
     "sce": dict(loss="sce"),
     "cce": dict(loss="cce"),
     "mae": dict(loss="mae"),
+    "forward": dict(loss="forward"),  # T estimated from the noisy labels
+    "forward_best": dict(loss="forward", checkpoint="best"),
+    "cce_best": dict(loss="cce", checkpoint="best"),
+    "nce_rce_best": dict(loss="nce_rce", checkpoint="best"),
 }
 
 FLAGS = flags.FLAGS
@@ -78,19 +83,25 @@ flags.mark_flag_as_required("out")
 
 def _labels(dataset, noise_type, seed):
     path = os.path.join(FLAGS.out, "labels", f"{dataset.name.replace(':', '_')}_"
-                        f"{len(dataset.y_train)}_{noise_type}_{seed}.npz".replace("/", "_"))
-    if not os.path.exists(path):
+                        f"{len(dataset.y_train)}_{noise_type}_r{FLAGS.noise_rate:g}_{seed}.npz"
+                        .replace("/", "_"))
+    if os.path.exists(path):
+        return path
+    if noise_type in noise.INSTANCE_NOISE_TYPES:  # as train.py draws it, from the inputs
+        noisy, is_noisy = _noise.corrupt(dataset, noise_type, FLAGS.noise_rate, seed)
+    else:
         noisy, is_noisy = noise.corrupt_labels(dataset.y_train, dataset.num_classes, noise_type,
                                                FLAGS.noise_rate, seed, dataset="digits")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        noise.save_noisy_labels(path, noisy, is_noisy, clean=dataset.y_train)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    noise.save_noisy_labels(path, noisy, is_noisy, clean=dataset.y_train)
     return path
 
 
 def one_run(dataset, name, noise_type, variant, seed):
     """``metrics.json`` of one run, trained now unless it is already in ``--out``."""
     tag = f"{FLAGS.model}_{FLAGS.num_train or 'all'}_{FLAGS.epochs}_{FLAGS.checkpoint}"
-    model_dir = os.path.join(FLAGS.out, "runs", tag, f"{name}_{noise_type}_{variant}_s{seed}")
+    model_dir = os.path.join(FLAGS.out, "runs", tag,
+                             f"{name}_{noise_type}_r{FLAGS.noise_rate:g}_{variant}_s{seed}")
     metrics = os.path.join(model_dir, "metrics.json")
     if not os.path.exists(metrics):
         config = training.RunConfig(

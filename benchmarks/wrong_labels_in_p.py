@@ -2,6 +2,7 @@
 
     python benchmarks/wrong_labels_in_p.py --noise_type=pairflip --reject_margin=0
     python benchmarks/wrong_labels_in_p.py --noise_type=pairflip              # the default, 3
+    python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz
 
 The recipe of ``keras_imae.recommended`` (DM at the run's lambda, beta, margin caps and
 warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=npz:...``),
@@ -35,10 +36,11 @@ from absl import app, flags  # noqa: E402
 
 import keras_imae  # noqa: E402
 from keras_imae import data, noise, training  # noqa: E402
+from keras_imae.training import _noise  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "A keras_imae.data source (digits, npz:PATH, ...).")
-flags.DEFINE_enum("noise_type", "pairflip", ["symmetric", "pairflip", "asymmetric"], "Noise.")
+flags.DEFINE_enum("noise_type", "pairflip", list(noise.NOISE_TYPES), "Noise.")
 flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
 flags.DEFINE_float("reject_margin", None, "DM's rejection cap (default: the recipe's).")
 flags.DEFINE_integer("epochs", 40, "Epochs.")
@@ -73,8 +75,7 @@ def probe(model, x, noisy, is_noisy, lam, beta, max_margin):
 def main(argv):
     del argv
     ds = data.load(FLAGS.dataset)
-    noisy, is_noisy = noise.corrupt_labels(ds.y_train, ds.num_classes, FLAGS.noise_type,
-                                           FLAGS.noise_rate, seed=FLAGS.seed)
+    noisy, is_noisy = _noise.corrupt(ds, FLAGS.noise_type, FLAGS.noise_rate, FLAGS.seed)
     keras.utils.set_random_seed(FLAGS.seed)
     images = len(ds.input_shape) > 1
     model = keras_imae.models.build_model(
