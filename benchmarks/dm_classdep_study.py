@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import study_data  # noqa: E402
 
-from keras_imae import noise, training  # noqa: E402
+from keras_imae import label_issues, noise, training  # noqa: E402
 from keras_imae.training import _noise, cli  # noqa: E402
 
 # name -> RunConfig overrides. "dm" is the run default; the others change one thing. The
@@ -49,6 +49,8 @@ VARIANTS = {
     "dm_l1": dict(lam=1.0, pair_margins=False),
     "dm_b8": dict(beta=8.0, pair_margins=False),
     "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),
+    "dm_mm4": dict(max_margin=4.0),  # stop every push at a margin of 4 (p = 0.982), not 16
+    "dm_mm8": dict(max_margin=8.0),
     # exports the best epoch on 10% noisy validation; --tune: lambda, beta chosen on it
     "dm_best": dict(checkpoint="best", pair_margins=False),
     "dm_tune": dict(tune=True, checkpoint=None, pair_margins=False),
@@ -62,6 +64,9 @@ VARIANTS = {
     "forward_best": dict(loss="forward", checkpoint="best"),
     "cce_best": dict(loss="cce", checkpoint="best"),
     "nce_rce_best": dict(loss="nce_rce", checkpoint="best"),
+    # the two-stage workflow: find_label_issues.py --retrain=remove --retrain_loss=cce (its
+    # 20-epoch DM detection run, then cross-entropy on the labels it keeps, 20 epochs)
+    "detect_retrain": dict(epochs=label_issues.DEFAULT_EPOCHS),
 }
 
 FLAGS = flags.FLAGS
@@ -103,12 +108,18 @@ def one_run(dataset, name, noise_type, variant, seed):
     model_dir = os.path.join(FLAGS.out, "runs", tag,
                              f"{name}_{noise_type}_r{FLAGS.noise_rate:g}_{variant}_s{seed}")
     metrics = os.path.join(model_dir, "metrics.json")
+    if variant == "detect_retrain":  # the cleaned run's metrics
+        metrics = os.path.join(model_dir, "retrain_cleaned", "metrics.json")
     if not os.path.exists(metrics):
         config = training.RunConfig(
             noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model,
             epochs=FLAGS.epochs, seed=seed, model_dir=model_dir, export_dir="", verbose=0,
             overwrite=True, **{"checkpoint": FLAGS.checkpoint, **VARIANTS[variant]})
-        training.run(config, dataset=dataset)
+        if variant == "detect_retrain":
+            label_issues.run(config, output_dir=model_dir, retrain="remove",
+                             retrain_loss="cce", dataset=dataset, log=None)
+        else:
+            training.run(config, dataset=dataset)
     with open(metrics) as f:
         return json.load(f)
 

@@ -143,3 +143,35 @@ def test_run_draws_saves_and_reuses_confusion_noise(digits, tmp_path, capsys):
     np.testing.assert_array_equal(noisy, expected)
     assert results["noise_rate_realised"] == pytest.approx(269 / 1347)
     assert results.get("val_accuracy_corrected_final") is None  # no T for this noise
+
+
+def test_transition_from_labels_finds_the_flips_without_clean_labels():
+    """From inputs and pair-flipped labels alone: the largest off-diagonal entry of each row
+    is the flip's target, and the diagonal is no higher than the real one plus sampling."""
+    labels, features, _ = _clusters(n_per_class=200)
+    noisy, _ = noise.corrupt_labels(labels, K, "pairflip", 0.3, seed=0)
+    estimate = noise.transition_from_labels(features, noisy, K, seed=0)
+    np.testing.assert_allclose(estimate.sum(1), 1.0)
+    off = estimate - np.diag(np.diag(estimate))
+    np.testing.assert_array_equal(off.argmax(1), (np.arange(K) + 1) % K)
+    assert (np.diag(estimate) < 0.85).all()
+
+
+def test_recommended_forward_estimates_its_transition():
+    import keras
+
+    import keras_imae
+
+    labels, features, _ = _clusters()
+    noisy, _ = noise.corrupt_labels(labels, K, "pairflip", 0.3, seed=0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(K)])
+    r = keras_imae.recommended(model, num_examples=len(noisy), loss="forward",
+                               train_data=(features, noisy))
+    np.testing.assert_allclose(r.loss.get_config()["transition"],
+                               noise.transition_from_labels(features, noisy, K))
+    given = keras_imae.recommended(model, num_examples=10, loss="forward", transition=np.eye(K))
+    np.testing.assert_array_equal(given.loss.get_config()["transition"], np.eye(K))
+    with pytest.raises(ValueError, match="loss='forward' needs its transition matrix"):
+        keras_imae.recommended(model, num_examples=10, loss="forward")
+    with pytest.raises(ValueError, match="does not take `transition`"):
+        keras_imae.recommended(model, num_examples=10, loss="cce", transition=np.eye(K))

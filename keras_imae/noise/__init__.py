@@ -15,7 +15,7 @@ machine. Re-drawing noise per epoch is the caller's business (call again with an
 runs (the ``noisy_labels.npz`` file).
 """
 
-from keras_imae.noise._estimate import estimate_transition
+from keras_imae.noise._estimate import estimate_transition, transition_from_labels
 from keras_imae.noise._instance import (INSTANCE_NOISE_TYPES, confusion_noise,
                                         confusion_probabilities, instance_noise)
 from keras_imae.noise._files import (NOISY_LABELS_FILENAME, load_noisy_labels,
@@ -35,4 +35,5 @@ __all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CIFAR10_CLASS_MAP",
            "corrected_accuracy", "corrupt_labels", "instance_noise",
            "estimate_transition",
            "largest_remainder", "load_noisy_labels", "noise_summary", "noisy_labels_path",
-           "ranking_quality", "save_noisy_labels", "transition_matrix"]
+           "ranking_quality", "save_noisy_labels", "transition_from_labels",
+           "transition_matrix"]

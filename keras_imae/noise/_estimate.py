@@ -2,9 +2,10 @@
 
 import numpy as np
 
+from keras_imae.noise._instance import confusion_probabilities
 from keras_imae.noise._transition import check_labels, check_num_classes
 
-__all__ = ["estimate_transition"]
+__all__ = ["estimate_transition", "transition_from_labels"]
 
 
 def estimate_transition(labels, predicted, p_predicted, p_labelled, num_classes):
@@ -50,3 +51,29 @@ def estimate_transition(labels, predicted, p_predicted, p_labelled, num_classes)
     transition = np.where(columns[:, None] > 0, joint.T / np.maximum(columns[:, None], 1e-300),
                           np.eye(num_classes))
     return transition
+
+
+def transition_from_labels(features, labels, num_classes, seed=0):
+    """``T[k, c] ~ P(label c | true class k)`` from the inputs and their noisy labels alone.
+
+    A softmax regression scores every example out of fold, trained on the *noisy* labels of
+    the others (:func:`confusion_probabilities`), and :func:`estimate_transition` counts its
+    confident disagreements. No model of yours is needed and nothing clean is read: what a
+    run corrects its validation accuracy with, and what forward correction trains with. A
+    linear model sees only part of the noise (on digits under 40% pair-flip its diagonal is
+    about 0.49 against the real 0.60).
+
+    Args:
+        features: the inputs, one row (any shape, flattened) per label.
+        labels: the noisy labels.
+        num_classes: ``K``.
+        seed: seed of the fold split.
+
+    Returns:
+        float64 ``[K, K]``, rows summing to 1.
+    """
+    labels = check_labels(labels, check_num_classes(num_classes))
+    probs = confusion_probabilities(features, labels, num_classes, seed)
+    rows = np.arange(len(labels))
+    return estimate_transition(labels, probs.argmax(1), probs.max(1), probs[rows, labels],
+                               num_classes)

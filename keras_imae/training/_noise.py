@@ -103,21 +103,13 @@ def nominal_transition(dataset, meta):
 
 
 def estimate_noise_transition(dataset, noisy, seed):
-    """The noise transition ``T[k, c] ~ P(label c | true class k)`` estimated from the noisy
-    labels alone: what forward correction trains with and what chooses an epoch or a setting
-    on a noisy validation split.
-
-    A run never reads the ``T`` its noise was drawn with (a user with real noise has none):
-    a softmax regression scores every training example out of fold, trained on the *noisy*
-    labels of the others (:func:`keras_imae.noise.confusion_probabilities`), and confident
-    learning counts its confident disagreements (:func:`keras_imae.noise.estimate_transition`).
-    One model outside the run, the same for every loss and every grid point; deterministic.
-    """
-    k = dataset.num_classes
-    probs = noise.confusion_probabilities(noise_features(dataset), noisy, k, seed)
-    rows = np.arange(len(noisy))
-    return noise.estimate_transition(noisy, probs.argmax(1), probs.max(1), probs[rows, noisy],
-                                     k)
+    """The noise transition estimated from the run's inputs and noisy labels alone
+    (:func:`keras_imae.noise.transition_from_labels` on :func:`noise_features`): what
+    forward correction trains with and what chooses an epoch or a setting on a noisy
+    validation split. A run never reads the ``T`` its noise was drawn with (a user with real
+    noise has none); one model outside the run, the same for every loss; deterministic."""
+    return noise.transition_from_labels(noise_features(dataset), noisy, dataset.num_classes,
+                                        seed)
 
 
 def invertible(transition):

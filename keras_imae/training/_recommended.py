@@ -58,7 +58,9 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         pair_margins: DM/IMAE: one rejection margin per class pair from that estimate
             (``None``: the recipe's default, applied when ``train_data`` is given;
             ``True`` needs ``train_data``).
-        **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...).
+        **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...);
+            for ``loss="forward"``, ``transition=T``, else ``T`` is estimated from
+            ``train_data`` arrays (:func:`keras_imae.noise.transition_from_labels`).
 
     Returns:
         A :class:`Recommended` (``print`` it for the settings).
@@ -69,7 +71,9 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
     batch_size = DEFAULTS["batch_size"] if batch_size is None else batch_size
     batch_norm = model is not None and any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
-    unknown = sorted(set(loss_settings) - set(LOSS_HPARAMS))
+    if loss == "forward" and "transition" not in loss_settings:
+        loss_settings["transition"] = _forward_transition(model, train_data)
+    unknown = sorted(set(loss_settings) - set(LOSS_HPARAMS) - {"transition"})
     if unknown:
         raise ValueError(f"Unknown settings {unknown}. Expected loss hyper-parameters among "
                          f"{list(LOSS_HPARAMS)}.")
@@ -105,6 +109,19 @@ def _pair_margins(kwargs, warmup, train_data, chosen):
     if not (chosen and has_cap and train_data is not None):
         return []
     return [callbacks.PairMargins(train_data, max(1, warmup))]
+
+
+def _forward_transition(model, train_data):
+    """Forward correction's ``T`` from ``(x, noisy_labels)`` arrays."""
+    from keras_imae import noise
+
+    if not isinstance(train_data, tuple) or model is None:
+        raise ValueError("loss='forward' needs its transition matrix: pass transition=T, or "
+                         "the model and train_data=(x, noisy_labels) arrays to estimate it "
+                         f"from. Received: model={'None' if model is None else 'given'}, "
+                         f"train_data={type(train_data).__name__}")
+    x, labels = train_data
+    return noise.transition_from_labels(np.asarray(x), labels, model.output_shape[-1])
 
 
 loss_settings_of = loss_settings  # recommended()'s keyword hides the function's name
