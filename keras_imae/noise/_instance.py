@@ -221,22 +221,25 @@ def confusion_probabilities(features, labels, num_classes, seed, *, folds=CONFUS
     return probs
 
 
+def _softmax(logits):
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
 def _softmax_regression(x, y, x_eval, num_classes, steps, l2, learning_rate=0.05):
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 1e-8, std, 1.0)  # constant features carry nothing
     x, x_eval = (x - mean) / std, (x_eval - mean) / std
     onehot = np.eye(num_classes)[y]
-    w = np.zeros((x.shape[1] + 1, num_classes))
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    for t in range(1, steps + 1):  # Adam (Kingma & Ba 2015) on the mean cross-entropy
-        logits = xb @ w
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        grad = xb.T @ (p - onehot) / len(x) + l2 * np.vstack([w[:-1], np.zeros((1, w.shape[1]))])
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad ** 2
-        w -= learning_rate * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-    logits = np.hstack([x_eval, np.ones((len(x_eval), 1))]) @ w
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
+    params = [np.zeros((x.shape[1], num_classes)), np.zeros(num_classes)]  # weights, bias
+    moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
+    for t in range(1, steps + 1):  # Adam (Kingma & Ba 2015) on the mean cross-entropy + L2
+        error = (_softmax(x @ params[0] + params[1]) - onehot) / len(x)
+        grads = [x.T @ error + l2 * params[0], error.sum(0)]
+        for p, g, (m, v) in zip(params, grads, moments):
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g ** 2
+            p -= learning_rate * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return _softmax(x_eval @ params[0] + params[1])
