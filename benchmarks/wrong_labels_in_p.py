@@ -15,7 +15,10 @@ warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=np
   normaliser, once the warm-up ends);
 - ``g_wrong``, ``g_other``: share of the normalised gradient (its L1 mass) that goes to all
   wrong labels, and to the confidently-other wrong labels, before the rejection cap
-  (``w`` of the examples outside the margin cap set to 0; the emphasis as after the warm-up).
+  (``w`` of the examples outside the margin cap set to 0; the emphasis as after the warm-up);
+- ``g_mem``: share that goes to the wrong labels the model already predicts (memorised),
+  with the rejection cap too (the confidently-other ones get nothing): what keeps fitting
+  them.
 
 Then, per clean class, the share of its wrong labels the final model has memorised (which
 class pairs are absorbed).
@@ -65,11 +68,13 @@ def probe(model, x, noisy, is_noisy, lam, beta, max_margin):
     margin = np.log(np.maximum(p_c, 1e-300)) - np.log(np.maximum(1 - p_c, 1e-300))
     w_cap = np.where(np.abs(margin) > max_margin, 0.0, w)
     hit = predicted == noisy
+    w_kept = np.where(other, 0.0, w_cap)
     return {"mem": hit[is_noisy].mean(), "clean_fit": hit[~is_noisy].mean(),
             "other": other[is_noisy].mean(),
             "mid": ((p_c > 0.05) & (p_c < 0.95))[is_noisy].mean(), "w_mean": w.mean(),
             "g_wrong": w_cap[is_noisy].sum() / w_cap.sum(),
-            "g_other": w_cap[is_noisy & other].sum() / w_cap.sum()}
+            "g_other": w_cap[is_noisy & other].sum() / w_cap.sum(),
+            "g_mem": w_kept[is_noisy & hit].sum() / w_kept.sum()}
 
 
 def main(argv):
@@ -95,8 +100,8 @@ def main(argv):
     model.fit(data.plain_dataset(ds.x_train, noisy, batch_size=r.batch_size, seed=FLAGS.seed),
               validation_data=(ds.x_test, ds.y_test), epochs=r.epochs, verbose=0,
               callbacks=[*r.callbacks, log])
-    print("| epoch | test | mem | clean_fit | other | mid | w_mean | g_wrong | g_other |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| epoch | test | mem | clean_fit | other | mid | w_mean | g_wrong | g_other | g_mem |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows[::FLAGS.every] + ([rows[-1]] if (len(rows) - 1) % FLAGS.every else []):
         print("| " + " | ".join(str(v) if k == "epoch" else f"{v:.3f}"
                                 for k, v in row.items()) + " |")

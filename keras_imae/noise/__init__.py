@@ -24,7 +24,8 @@ from keras_imae.noise._quality import ranking_quality
 from keras_imae.noise._summary import (MAX_CONDITION, NoiseSummary, corrected_accuracy,
                                        noise_summary)
 from keras_imae.noise._transition import (ASYMMETRIC_CLASS_MAPS, ASYMMETRIC_DATASETS,
-                                          CIFAR10_CLASS_MAP, CLASS_NOISE_TYPES, MNIST_CLASS_MAP, NOISE_TYPES,
+                                          CIFAR10_CLASS_MAP, CLASS_NOISE_TYPES, MNIST_CLASS_MAP,
+                                          NOISE_TYPES,
                                           check_labels, check_num_classes, corrupt_labels,
                                           largest_remainder, transition_matrix)
 

@@ -25,8 +25,9 @@ ASYMMETRIC_CLASS_MAPS = {
 ASYMMETRIC_DATASETS = ("cifar10", "cifar100", "mnist", "digits")
 CLASS_NOISE_TYPES = ("symmetric", "pairflip", "asymmetric")  # one transition matrix each
 NOISE_TYPES = (*CLASS_NOISE_TYPES, *INSTANCE_NOISE_TYPES)
-__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CLASS_NOISE_TYPES", "NOISE_TYPES", "check_labels",
-           "check_num_classes", "corrupt_labels", "largest_remainder", "transition_matrix"]
+__all__ = ["ASYMMETRIC_CLASS_MAPS", "ASYMMETRIC_DATASETS", "CLASS_NOISE_TYPES", "NOISE_TYPES",
+           "check_labels", "check_num_classes", "corrupt_labels", "largest_remainder",
+           "transition_matrix"]
 _ROW_SUM_ATOL = 1e-6
 
 

@@ -4,11 +4,13 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from keras_imae import data, noise
 
 __all__ = ["FEATURE_VALUES", "corrupt", "estimate_noise_transition", "invertible",
-           "noise_features", "noise_report", "noisy_labels", "nominal_transition", "realised_rate"]
+           "noise_features", "noise_report", "noisy_labels", "nominal_transition",
+           "realised_rate"]
 
 # Instance-dependent noise reads each training image area-resized to at most this many values
 # (32 x 32 x 3): Xia et al.'s projection and the confusion classifier cost O(values).
@@ -27,8 +29,6 @@ def noise_features(dataset, batch_size=1024):
     rows = []
     for x in data.eval_dataset(dataset.train, batch_size=batch_size):
         if size is not None:
-            import tensorflow as tf  # noqa: PLC0415 -- only for images that must shrink
-
             x = tf.image.resize(x, size, method="area")
         rows.append(np.asarray(x, np.float32).reshape(len(x), -1))
     return np.concatenate(rows)

@@ -8,10 +8,10 @@ with the same held-out share of the noisy labels (the same seed) and the same ``
 (``"best"`` unless set). A point scores what its exported model scores on those held-out
 labels: the accuracy corrected by the ``T`` estimated from the noisy labels
 (:mod:`keras_imae.training._select`; never the ``T`` a synthetic noise was drawn with), the
-plain noisy accuracy when that estimate is too close to singular. The best point wins (a tie goes to
-the run default, then to the earliest point; a point whose training collapses is recorded and
-is no candidate). Its model is the run's: ``model_dir`` receives
-its ``model.keras`` and ``noisy_labels.npz`` and a ``metrics.json`` that is the chosen point's
+plain noisy accuracy when that estimate is too close to singular. The best point wins (a tie
+goes to the run default, then to the earliest point; a point whose training collapses is
+recorded and is no candidate). Its model is the run's: ``model_dir`` receives its
+``model.keras`` and ``noisy_labels.npz`` and a ``metrics.json`` that is the chosen point's
 plus ``"tuning"`` (every point with its settings and score), and the SavedModel is exported
 from it. Stopped, the same command resumes: finished points are read back, an unfinished one
 resumes from its backup.
