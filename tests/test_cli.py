@@ -1,12 +1,12 @@
-"""Tests for keras_imae.cli and the scripts' flags, in process.
+"""Tests for keras_imae.cli (the commands) and keras_imae.training.cli (their flags).
 
-Each script's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
-and its ``main`` called with it; ``tests/test_scripts.py`` keeps one subprocess run proving
-that a bad flag makes the script exit non-zero with the same message.
+Each command's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
+and its ``main`` called with it; ``tests/test_scripts.py`` runs the scripts and the installed
+commands' functions in subprocesses (a bad flag, ``--help``).
 """
 
 import dataclasses
-import importlib.util
+import importlib
 import os
 import socket
 import sys
@@ -16,17 +16,13 @@ from absl import app, flags
 
 from keras_imae import label_issues, training
 from keras_imae.training import _run_folder as run_folder
+from keras_imae import cli as commands
 from keras_imae.training import cli
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(SCRIPTS,
-                                                                                 f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module of command ``name`` (``scripts/<name>.py`` and ``keras-imae-<name>``)."""
+    return importlib.import_module(f"keras_imae.cli._{name}")
 
 
 def parse(name, *args, monkeypatch=None):
@@ -165,19 +161,31 @@ def test_missing_or_corrupt_inputs_are_usage_errors(tmp_path, monkeypatch, scrip
         script.main([])
 
 
-def test_train_help_is_readable(monkeypatch, capsys):
-    # absl %-formats the module docstring for --help: a bare "40% s..." used to print the
-    # program name in the middle of the sentence.
-    script = load_script("train")
-    monkeypatch.setitem(sys.modules, "__main__", script)
+def test_train_help_is_readable_and_grouped_by_topic(monkeypatch, capsys):
+    # absl %-formats the usage text for --help: a bare "40% s..." used to print the program
+    # name in the middle of the sentence (the docstring and --noise_type's help have one).
+    script, flag_values = parse("train")
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__",
+                        commands.usage(script.__doc__, flag_values, list(flag_values)))
     monkeypatch.setattr(sys, "argv", ["train.py"])
     app.usage(shorthelp=True)
     output = capsys.readouterr().err
     assert "draws 40 percent symmetric noise" in output and "train.pyymmetric" not in output
+    assert "'auto': 40% symmetric" in output
+    topics = [output.index(f"\n{topic}:\n") for topic in cli.TOPICS]
+    assert topics == sorted(topics)  # in the table's order
+    flag = {name: output.index(f"\n  --{name}:") for name in ("noise_type", "seed", "tpu")}
+    assert topics[0] < flag["noise_type"] < topics[1] < flag["seed"] < topics[2]
+    assert topics[-1] < flag["tpu"]
 
 
-def test_no_script_docstring_has_a_bare_percent_sign():
+def test_every_run_flag_has_one_topic():
+    names = [name for topic in cli.TOPICS.values() for name in topic]
+    assert sorted(names) == sorted(cli.RUN_FLAGS)
+
+
+def test_no_command_docstring_has_a_bare_percent_sign():
     # absl %-formats the docstring for --help; a bare % garbles it (see the test above).
-    for name in sorted(n for n in os.listdir(SCRIPTS) if n.endswith(".py")):
-        doc = load_script(name[:-3]).__doc__ or ""
-        assert doc.count("%") == 2 * doc.count("%%"), f"scripts/{name}: write % as %%"
+    for name in commands.COMMANDS:
+        doc = load_script(name).__doc__
+        assert doc.count("%") == 2 * doc.count("%%"), f"keras_imae/cli/_{name}.py: write %%"
