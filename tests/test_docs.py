@@ -2,7 +2,9 @@
 every relative link and anchor resolves.
 
 A block runs as written, in a fresh process, in a fresh folder that holds ``mine.npz`` (the
-digits as a user's own npz file) and links to ``scripts/`` and ``benchmarks/``. Where a block
+digits as a user's own npz file) and links to ``scripts/`` and ``benchmarks/``; the installed
+commands (``keras-imae-train``, ...) are on ``PATH``, each calling the function its
+console-script entry point calls, so a fresh checkout needs no ``pip install`` for them. Where a block
 would take minutes, an HTML comment right above it shrinks it, visibly in the markdown source:
 ``<!-- test: replace "--epochs=40" "--epochs=2" -->`` (one or more ``replace "A" "B"``).
 """
@@ -59,6 +61,14 @@ def scratch(tmp_path):
              y_test=y[1400:])
     for folder in ("scripts", "benchmarks"):
         os.symlink(os.path.join(ROOT, folder), cwd / folder)
+    bin_dir = tmp_path / "bin"  # setup.cfg's console scripts, as pip writes them
+    bin_dir.mkdir()
+    from keras_imae import cli
+
+    for name in cli.COMMANDS:
+        shim = bin_dir / f"keras-imae-{name.replace('_', '-')}"
+        shim.write_text(f"#!{sys.executable}\nfrom keras_imae import cli\ncli.{name}()\n")
+        shim.chmod(0o755)
     return cwd
 
 
@@ -72,7 +82,8 @@ def test_block_runs(lang, body, directives, scratch, tmp_path):
         script.write_text(body)
         command = [sys.executable, str(script)]
     else:
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+        env["PATH"] = os.pathsep.join([str(tmp_path / "bin"), os.path.dirname(sys.executable),
+                                       env["PATH"]])
         command = ["bash", "-euo", "pipefail", "-c", body]
     proc = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True,
                           timeout=900)
