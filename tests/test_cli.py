@@ -8,6 +8,7 @@ commands' functions in subprocesses (a bad flag, ``--help``).
 import dataclasses
 import importlib
 import os
+import re
 import socket
 import sys
 
@@ -90,12 +91,41 @@ def test_label_issue_settings_are_checked_before_any_work(flag, message):
         label_issues.validate(config, folds=flag_values.folds, retrain=flag_values.retrain)
 
 
-def test_a_finished_run_needs_overwrite(finished_run, monkeypatch):
+def _one_line_exit(script, capsys):
+    """``main``'s one-line reason (status 1); nothing else printed, no usage text."""
+    with pytest.raises(SystemExit) as stop:
+        script.main([])
+    reason = str(stop.value.code)
+    assert "\n" not in reason and "flags:" not in reason, reason
+    assert capsys.readouterr().out == ""
+    return reason
+
+
+def test_a_finished_run_with_other_settings_needs_overwrite(finished_run, monkeypatch,
+                                                            capsys):
     config, _ = finished_run
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--noise_rate=0.2",
                       monkeypatch=monkeypatch)
-    with pytest.raises(app.UsageError, match="already holds a finished run.*--overwrite"):
-        script.main([])
+    assert re.match(r"ValueError: model_dir .* already holds a finished run.*--overwrite",
+                    _one_line_exit(script, capsys))
+
+
+def test_the_same_command_again_prints_the_finished_run(finished_run, monkeypatch, capsys):
+    config, results = finished_run
+    script, _ = parse("train", f"--model_dir={config.model_dir}", "--epochs=3",
+                      f"--export_dir={config.export_dir}", "--verbose=2",  # may change
+                      monkeypatch=monkeypatch)
+    script.main([])  # returns: status 0
+    out = capsys.readouterr().out
+    assert training.format_results(results) in out
+    assert out.splitlines()[-1].endswith("finished: nothing to train (--overwrite trains it "
+                                         "again).")
+
+
+def test_a_bad_setting_is_one_line_not_the_usage_text(tmp_path, monkeypatch, capsys):
+    script, _ = parse("train", "--loss=imae", "--beta=16", f"--model_dir={tmp_path / 'r'}",
+                      monkeypatch=monkeypatch)
+    assert _one_line_exit(script, capsys).startswith("ValueError: Loss 'imae' does not take")
 
 
 def test_a_folder_in_use_is_refused_with_a_reason(tmp_path, monkeypatch):
@@ -141,7 +171,7 @@ def test_export_refuses_an_existing_target_without_overwrite(finished_run, monke
     script, _ = parse("export", f"--model={results['model_keras']}",
                       f"--export_dir={results['saved_model']}", monkeypatch=monkeypatch)
     before = sorted(os.listdir(results["saved_model"]))
-    with pytest.raises(app.UsageError, match="holds the export of"):
+    with pytest.raises(SystemExit, match="holds the export of"):
         script.main([])
     assert sorted(os.listdir(results["saved_model"])) == before
 
@@ -153,12 +183,15 @@ def test_export_refuses_an_existing_target_without_overwrite(finished_run, monke
     ("evaluate", ["--model={tmp}/missing"], "No model at"),
     ("export", ["--model={tmp}/missing.keras", "--export_dir={tmp}/x"], "No model at"),
 ])
-def test_missing_or_corrupt_inputs_are_usage_errors(tmp_path, monkeypatch, script, args,
-                                                    message):
+def test_missing_or_corrupt_inputs_stop_with_one_line(tmp_path, monkeypatch, capsys, script,
+                                                      args, message):
     (tmp_path / "corrupt.keras").write_bytes(b"garbage")
     script, _ = parse(script, *(a.format(tmp=tmp_path) for a in args), monkeypatch=monkeypatch)
-    with pytest.raises(app.UsageError, match=message):
-        script.main([])
+    if not args:  # no flag at all: a usage error, with the usage text
+        with pytest.raises(app.UsageError, match=message):
+            script.main([])
+    else:
+        assert message in _one_line_exit(script, capsys)
 
 
 def test_train_help_is_readable_and_grouped_by_topic(monkeypatch, capsys):

@@ -6,7 +6,7 @@ r"""Compare every loss on the same data, noise and budget (tuned on a noisy vali
 See keras_imae/training/comparison.py for the protocol. Prints and writes a markdown table.
 """
 
-from absl import app, flags
+from absl import flags
 
 from keras_imae import _files, data, losses
 from keras_imae.training import cli, comparison
@@ -41,12 +41,13 @@ def define_flags(flag_values=flags.FLAGS):
 def main(_):
     cli.quiet_logs(FLAGS)
     base = cli.run_config(FLAGS, validation_fraction=0.0)
-    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming=FLAGS.streaming)
-    rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
-                              validation_fraction=FLAGS.validation_fraction,
-                              work_dir=FLAGS.work_dir, dataset=dataset,
-                              selection=FLAGS.selection,
-                              selection_seeds=FLAGS.selection_seeds)
+    with cli.one_line_errors("The same command again starts its runs afresh."):
+        dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming=FLAGS.streaming)
+        rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
+                                  validation_fraction=FLAGS.validation_fraction,
+                                  work_dir=FLAGS.work_dir, dataset=dataset,
+                                  selection=FLAGS.selection,
+                                  selection_seeds=FLAGS.selection_seeds)
     title = (f"{dataset.name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
              f"{FLAGS.epochs} epochs, {FLAGS.num_seeds} seeds")
     table = (comparison.markdown_table(rows, title=title) + "\n\nSelection runs (* chosen; "

@@ -6,7 +6,7 @@ r"""Evaluate a SavedModel folder or a .keras file on a dataset's test split.
 Prints accuracy and per-class accuracy; --output writes them as JSON.
 """
 
-from absl import app, flags
+from absl import flags
 
 from keras_imae import data
 from keras_imae.training import cli, evaluation, write_json
@@ -27,16 +27,14 @@ def define_flags(flag_values=flags.FLAGS):
 
 def main(_):
     cli.quiet_logs(FLAGS)
-    try:
+    with cli.one_line_errors("Nothing was written."):  # a missing or bad model: one line
         predict = evaluation.load_predictor(FLAGS.model)
-    except (FileNotFoundError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
-    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
-    try:
-        results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
-                                      dataset.num_classes)
-    except ValueError as err:
-        raise app.UsageError(f"{err} (--dataset={FLAGS.dataset})") from None
+        dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
+        try:
+            results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
+                                          dataset.num_classes)
+        except ValueError as err:
+            raise ValueError(f"{err} (--dataset={FLAGS.dataset})") from None
     print(f"{FLAGS.model} on {dataset.name} test ({results['num_examples']} examples): "
           f"accuracy {results['accuracy']:.4f}")
     print("| class | accuracy |\n|---|---|")

@@ -7,7 +7,7 @@ The SavedModel's `serve` endpoint (also `serving_default`) takes raw images (flo
 returns {"probabilities", "classes"}. An existing target is refused unless --overwrite.
 """
 
-from absl import app, flags
+from absl import flags
 
 from keras_imae.training import cli, evaluation, export
 
@@ -23,10 +23,8 @@ def define_flags(flag_values=flags.FLAGS):
 
 def main(_):
     cli.quiet_logs(FLAGS)
-    try:
+    with cli.one_line_errors("The target was left as it was."):  # one line, status 1
         model = evaluation.load_keras_model(FLAGS.model)
         path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
                                          source=FLAGS.model)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
     print(f"Exported {FLAGS.model} to {path}")

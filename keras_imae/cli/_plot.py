@@ -27,7 +27,5 @@ def main(_):
     if FLAGS.emphasis:
         print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
     if FLAGS.model_dir:
-        try:
+        with cli.one_line_errors("Run the command again."):  # no log: one line, status 1
             print("Wrote", plotting.plot_run(FLAGS.model_dir, FLAGS.output))
-        except FileNotFoundError as err:
-            raise app.UsageError(str(err)) from None

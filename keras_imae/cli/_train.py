@@ -17,6 +17,7 @@ Prints the settings it resolved, the realised noise, a Keras progress bar per ep
 loss, accuracy, clean_fit, noisy_fit (memorised) and test_accuracy (--verbose=2: every
 metric), then a results table; writes config.json, metrics.json, log.csv, TensorBoard logs and
 model.keras into --model_dir and a SavedModel into saved_models/<run name>/ (or --export_dir).
+The same command again after the run finished prints its results and exits with status 0.
 Exits with status 1 and a one-line reason when the run cannot start or must stop (a bad flag,
 data it cannot train on, a folder another run is using, a collapsed run, a full disk, a failed
 export); nothing is exported then. Ctrl-C (status 130) or SIGTERM (143) stop it cleanly: run
@@ -24,7 +25,7 @@ the same command again to resume.
 """
 # absl %-formats this docstring for --help: write a percent sign as %% (or in words).
 
-from absl import app, flags
+from absl import flags
 
 from keras_imae import training
 from keras_imae.training import cli
@@ -40,11 +41,14 @@ def define_flags(flag_values=flags.FLAGS):
 def main(_):
     cli.quiet_logs(FLAGS)
     config = cli.run_config(FLAGS)
+    done = training.finished_results(config)
+    if done is not None:  # the same command again, after the run finished
+        print(training.format_results(done))
+        print(f"{config.model_dir} already holds this run, finished: nothing to train "
+              "(--overwrite trains it again).")
+        return
     with cli.one_line_errors(_INTERRUPTED):
-        try:
-            training.validate(config)  # RunLocked too, for a folder in use
-        except ValueError as err:
-            raise app.UsageError(str(err)) from None
+        training.validate(config)  # a bad setting: one line, status 1; RunLocked too
         results = training.run(config)
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"
