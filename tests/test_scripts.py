@@ -53,6 +53,20 @@ def test_every_command_is_installed():
         assert callable(getattr(importlib.import_module(module), function)), name
 
 
+def test_the_installed_train_runs_anywhere_quietly_and_reruns_with_status_0(tmp_path):
+    """keras-imae-train's function from a scratch folder, TF_CPP_MIN_LOG_LEVEL unset."""
+    output = _script(None, "--epochs=1", command="train", cwd=tmp_path, quiet=False)
+    assert os.path.isfile(tmp_path / "runs" / "digits_dm" / "metrics.json")
+    for chatter in ("cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
+        assert chatter not in output, output[:3000]
+    # verbose=1's bar: the figures a person watches; log.csv keeps every value
+    assert "test_accuracy: " in output and "noisy_correct:" not in output
+    assert "noisy_correct" in (tmp_path / "runs" / "digits_dm" / "log.csv").read_text()
+    again = _script(None, "--epochs=1", command="train", cwd=tmp_path)  # status 0
+    assert "test accuracy, final" in again and "nothing to train" in again
+    assert "flags:" not in again and "Epoch 1/1" not in again
+
+
 # each command's --help: its own flags (under their topics), no absl or TensorFlow flag
 @pytest.mark.parametrize("name,own", [
     ("train", ["data and noise:", "--noise_type", "loss:", "--loss", "run folder and export:",
