@@ -10,6 +10,7 @@ The package, layer by layer (a module imports only from the layers above it)::
     training/      the recipe (one table of defaults), run(), run folder, export, CLI
     label_issues/  find_label_issues (numpy) and the K-fold workflow
     plotting.py    emphasis curves and a run's fit curves
+    cli/           the commands (keras-imae-train, ...; scripts/*.py call them)
 
 The main names are here too: the losses (``keras_imae.DerivativeManipulation``, ...),
 ``RobustModel``, ``recommended`` (the recipe for your own Keras code) and

@@ -1,66 +1,10 @@
-r"""Compare every loss on the same data, noise and budget (tuned on a noisy validation split).
+"""Compare every loss on the same data, noise and budget (tuned on a noisy validation split).
 
-    python scripts/compare.py --noise_type=symmetric --noise_rate=0.4 --num_seeds=3 \
-        --output=results/digits_sym40.md
-
-See keras_imae/comparison.py for the protocol. Prints and writes a markdown table.
+The installed command `keras-imae-compare` is the same program; its code and its --help text are in
+keras_imae/cli/_compare.py. Run `python scripts/compare.py --help` for the flags.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
-
-from absl import app, flags
-
-from keras_imae import _files, data, losses
-from keras_imae.training import cli, comparison
-
-FLAGS = flags.FLAGS
-# Set per run by the protocol (loss and its grid, seeds, folders), so not flags here.
-_SET_BY_PROTOCOL = ("loss", "beta", "lam", "temperature", "q", "alpha", "noise_seed", "seed",
-                    "noisy_labels", "model_dir", "export_dir", "overwrite", "verbose")
-
-
-def define_flags(flag_values=flags.FLAGS):
-    fv = {"flag_values": flag_values}
-    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2}, **fv)
-    flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **fv)
-    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", **fv)
-    flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **fv)
-    flags.DEFINE_string("output", None, "Markdown file for the table.", **fv)
-    flags.DEFINE_enum("selection", "corrected", list(comparison.SELECTIONS),
-                      "Score that picks each loss's setting on the noisy validation split: "
-                      "accuracy corrected by the injected noise's transition matrix (an "
-                      "unbiased clean-accuracy estimate; plain accuracy when the labels were "
-                      "not corrupted here) or plain noisy accuracy.", **fv)
-    flags.DEFINE_integer("selection_seeds", comparison.SELECTION_SEEDS,
-                         "Selection runs per grid point, each on its own noisy validation "
-                         "split (another seed); the mean score picks the setting.", lower_bound=1,
-                         **fv)
-    flags.register_validator(
-        "losses", lambda names: all(n in losses.LOSSES for n in names),
-        message=f"--losses takes names among: {', '.join(losses.LOSSES)}", **fv)
-
-def main(_):
-    cli.quiet_logs(FLAGS)
-    base = cli.run_config(FLAGS, validation_fraction=0.0)
-    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming=FLAGS.streaming)
-    rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
-                              validation_fraction=FLAGS.validation_fraction,
-                              work_dir=FLAGS.work_dir, dataset=dataset,
-                              selection=FLAGS.selection,
-                              selection_seeds=FLAGS.selection_seeds)
-    title = (f"{dataset.name}, {FLAGS.noise_rate:.0%} {FLAGS.noise_type} noise, "
-             f"{FLAGS.epochs} epochs, {FLAGS.num_seeds} seeds")
-    table = (comparison.markdown_table(rows, title=title) + "\n\nSelection runs (* chosen; "
-             f"means over {FLAGS.selection_seeds} noisy validation splits; test accuracy of "
-             "the models trained on the rest):\n\n"
-             + comparison.selection_table(rows))
-    print(table)
-    if FLAGS.output:  # atomically: an interrupted write never leaves half a table
-        _files.atomic_write(FLAGS.output, lambda f: f.write(table + "\n"))
-
+from keras_imae import cli
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.compare()

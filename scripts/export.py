@@ -1,40 +1,10 @@
-r"""Export a .keras model (logits out) as a serving SavedModel, atomically.
+"""Export a .keras model (logits out) as a serving SavedModel, atomically.
 
-    python scripts/export.py --model=runs/digits_dm/model.keras \
-        --export_dir=saved_models/digits_dm_v2 [--overwrite]
-
-The SavedModel's `serve` endpoint (also `serving_default`) takes raw images (float32) and
-returns {"probabilities", "classes"}. An existing target is refused unless --overwrite.
+The installed command `keras-imae-export` is the same program; its code and its --help text are in
+keras_imae/cli/_export.py. Run `python scripts/export.py --help` for the flags.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
-
-from absl import app, flags
-
-from keras_imae.training import cli, evaluation, export
-
-FLAGS = flags.FLAGS
-
-
-def define_flags(flag_values=flags.FLAGS):
-    fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model", None, ".keras file to export.", required=True, **fv)
-    flags.DEFINE_string("export_dir", None, "Target SavedModel folder.", required=True, **fv)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing target.", **fv)
-
-def main(_):
-    cli.quiet_logs(FLAGS)
-    try:
-        model = evaluation.load_keras_model(FLAGS.model)
-        path = export.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
-                                         source=FLAGS.model)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
-    print(f"Exported {FLAGS.model} to {path}")
-
+from keras_imae import cli
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.export()

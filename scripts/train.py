@@ -1,60 +1,10 @@
-r"""Train a classifier on noisily labelled data and report what it fits.
+"""Train a classifier on noisily labelled data and report what it fits.
 
-With no flags: DM on the embedded digits dataset (scikit-learn), into whose training labels the
-demo draws 40 percent symmetric noise, an MLP, under a minute on a laptop CPU. Your own data is
-never corrupted unless --noise_type asks for it. Examples:
-
-    python scripts/train.py
-    python scripts/train.py --loss=cce --model_dir=runs/digits_cce
-    python scripts/train.py --dataset=npz:mine.npz --model_dir=runs/mine     # your labels
-    python scripts/train.py --dataset=cifar10 --noise_type=symmetric --noise_rate=0.4 \
-        --loss=dm --model=resnet56 --epochs=120 --batch_size=128 \
-        --lr_schedule=step --strategy=mirrored --model_dir=runs/c10_dm
-    python scripts/train.py --flagfile=my_run.flags
-
-Prints the settings it resolved, the realised noise, Keras progress bars with clean_fit /
-noisy_fit / noisy_correct, then a results table; writes config.json, metrics.json, log.csv,
-TensorBoard logs and model.keras into --model_dir and a SavedModel into
-saved_models/<run name>/ (or --export_dir).
-Exits with status 1 and a one-line reason when the run cannot start or must stop (a bad flag,
-data it cannot train on, a folder another run is using, a collapsed run, a full disk, a failed
-export); nothing is exported then. Ctrl-C (status 130) or SIGTERM (143) stop it cleanly: run
-the same command again to resume.
+The installed command `keras-imae-train` is the same program; its code and its --help text are in
+keras_imae/cli/_train.py. Run `python scripts/train.py --help` for the flags.
 """
-# absl %-formats this docstring for --help: write a percent sign as %% (or in words).
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; export 0 to see it
-
-from absl import app, flags
-
-from keras_imae import training
-from keras_imae.training import cli
-
-FLAGS = flags.FLAGS
-_INTERRUPTED = "Run the same command again to resume from the last finished epoch."
-
-
-def define_flags(flag_values=flags.FLAGS):
-    cli.define_run_flags(flag_values=flag_values)
-
-
-def main(_):
-    cli.quiet_logs(FLAGS)
-    config = cli.run_config(FLAGS)
-    with cli.one_line_errors(_INTERRUPTED):
-        try:
-            training.validate(config)  # RunLocked too, for a folder in use
-        except ValueError as err:
-            raise app.UsageError(str(err)) from None
-        results = training.run(config)
-    print(training.format_results(results))
-    print(f"Wrote {config.model_dir}/metrics.json"
-          + (f" and the SavedModel {results['saved_model']}" if "saved_model" in results
-             else ""))
-
+from keras_imae import cli
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.train()

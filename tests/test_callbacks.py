@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -87,6 +88,29 @@ def test_keys_reach_history_and_csv_logger(tmp_path):
     logs = model.evaluate(x, {"label": noisy, "clean_label": clean}, verbose=0, return_dict=True)
     for name in ("clean_fit", "noisy_fit", "noisy_correct"):
         assert monitor.last[f"train_{name}"] == pytest.approx(logs[name], abs=1e-7)
+
+
+def test_progress_bar_shows_the_watched_figures_and_the_logs_keep_every_value(tmp_path,
+                                                                              capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    clean = (x[:, 0] > 0).astype("int32")
+    noisy = np.where(np.arange(40) % 4 == 0, 1 - clean, clean)
+    model = models.build_model("mlp", (4,), 2, seed=0)
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    monitor = callbacks.FitMonitor((x, noisy, clean), (x[:10], clean[:10]))
+    path = tmp_path / "log.csv"
+    model.fit(x, {"label": noisy, "clean_label": clean}, batch_size=8, epochs=2, verbose=1,
+              callbacks=[monitor, callbacks.ProgressBar(),
+                         keras.callbacks.CSVLogger(str(path))])
+    out = capsys.readouterr().out
+    last = out.replace("\r", "\n").strip().splitlines()[-1]  # epoch 2's final bar
+    shown = re.findall(r" - (\w+): [\d.]+", last)
+    assert shown == ["accuracy", "clean_fit", "loss", "noisy_fit", "test_accuracy"], last
+    assert "noisy_correct" not in out and "train_" not in out
+    with open(path) as f:
+        row = list(csv.DictReader(f))[-1]
+    assert {"noisy_correct", "train_noisy_fit", "best_test_accuracy", *shown} <= set(row)
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,14 @@
-"""Tests for keras_imae.cli and the scripts' flags, in process.
+"""Tests for keras_imae.cli (the commands) and keras_imae.training.cli (their flags).
 
-Each script's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
-and its ``main`` called with it; ``tests/test_scripts.py`` keeps one subprocess run proving
-that a bad flag makes the script exit non-zero with the same message.
+Each command's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
+and its ``main`` called with it; ``tests/test_scripts.py`` runs the scripts and the installed
+commands' functions in subprocesses (a bad flag, ``--help``).
 """
 
 import dataclasses
-import importlib.util
+import importlib
 import os
+import re
 import socket
 import sys
 
@@ -16,17 +17,13 @@ from absl import app, flags
 
 from keras_imae import label_issues, training
 from keras_imae.training import _run_folder as run_folder
+from keras_imae import cli as commands
 from keras_imae.training import cli
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(SCRIPTS,
-                                                                                 f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module of command ``name`` (``scripts/<name>.py`` and ``keras-imae-<name>``)."""
+    return importlib.import_module(f"keras_imae.cli._{name}")
 
 
 def parse(name, *args, monkeypatch=None):
@@ -94,12 +91,41 @@ def test_label_issue_settings_are_checked_before_any_work(flag, message):
         label_issues.validate(config, folds=flag_values.folds, retrain=flag_values.retrain)
 
 
-def test_a_finished_run_needs_overwrite(finished_run, monkeypatch):
+def _one_line_exit(script, capsys):
+    """``main``'s one-line reason (status 1); nothing else printed, no usage text."""
+    with pytest.raises(SystemExit) as stop:
+        script.main([])
+    reason = str(stop.value.code)
+    assert "\n" not in reason and "flags:" not in reason, reason
+    assert capsys.readouterr().out == ""
+    return reason
+
+
+def test_a_finished_run_with_other_settings_needs_overwrite(finished_run, monkeypatch,
+                                                            capsys):
     config, _ = finished_run
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--noise_rate=0.2",
                       monkeypatch=monkeypatch)
-    with pytest.raises(app.UsageError, match="already holds a finished run.*--overwrite"):
-        script.main([])
+    assert re.match(r"ValueError: model_dir .* already holds a finished run.*--overwrite",
+                    _one_line_exit(script, capsys))
+
+
+def test_the_same_command_again_prints_the_finished_run(finished_run, monkeypatch, capsys):
+    config, results = finished_run
+    script, _ = parse("train", f"--model_dir={config.model_dir}", "--epochs=3",
+                      f"--export_dir={config.export_dir}", "--verbose=2",  # may change
+                      monkeypatch=monkeypatch)
+    script.main([])  # returns: status 0
+    out = capsys.readouterr().out
+    assert training.format_results(results) in out
+    assert out.splitlines()[-1].endswith("finished: nothing to train (--overwrite trains it "
+                                         "again).")
+
+
+def test_a_bad_setting_is_one_line_not_the_usage_text(tmp_path, monkeypatch, capsys):
+    script, _ = parse("train", "--loss=imae", "--beta=16", f"--model_dir={tmp_path / 'r'}",
+                      monkeypatch=monkeypatch)
+    assert _one_line_exit(script, capsys).startswith("ValueError: Loss 'imae' does not take")
 
 
 def test_a_folder_in_use_is_refused_with_a_reason(tmp_path, monkeypatch):
@@ -145,7 +171,7 @@ def test_export_refuses_an_existing_target_without_overwrite(finished_run, monke
     script, _ = parse("export", f"--model={results['model_keras']}",
                       f"--export_dir={results['saved_model']}", monkeypatch=monkeypatch)
     before = sorted(os.listdir(results["saved_model"]))
-    with pytest.raises(app.UsageError, match="holds the export of"):
+    with pytest.raises(SystemExit, match="holds the export of"):
         script.main([])
     assert sorted(os.listdir(results["saved_model"])) == before
 
@@ -157,27 +183,42 @@ def test_export_refuses_an_existing_target_without_overwrite(finished_run, monke
     ("evaluate", ["--model={tmp}/missing"], "No model at"),
     ("export", ["--model={tmp}/missing.keras", "--export_dir={tmp}/x"], "No model at"),
 ])
-def test_missing_or_corrupt_inputs_are_usage_errors(tmp_path, monkeypatch, script, args,
-                                                    message):
+def test_missing_or_corrupt_inputs_stop_with_one_line(tmp_path, monkeypatch, capsys, script,
+                                                      args, message):
     (tmp_path / "corrupt.keras").write_bytes(b"garbage")
     script, _ = parse(script, *(a.format(tmp=tmp_path) for a in args), monkeypatch=monkeypatch)
-    with pytest.raises(app.UsageError, match=message):
-        script.main([])
+    if not args:  # no flag at all: a usage error, with the usage text
+        with pytest.raises(app.UsageError, match=message):
+            script.main([])
+    else:
+        assert message in _one_line_exit(script, capsys)
 
 
-def test_train_help_is_readable(monkeypatch, capsys):
-    # absl %-formats the module docstring for --help: a bare "40% s..." used to print the
-    # program name in the middle of the sentence.
-    script = load_script("train")
-    monkeypatch.setitem(sys.modules, "__main__", script)
+def test_train_help_is_readable_and_grouped_by_topic(monkeypatch, capsys):
+    # absl %-formats the usage text for --help: a bare "40% s..." used to print the program
+    # name in the middle of the sentence (the docstring and --noise_type's help have one).
+    script, flag_values = parse("train")
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__",
+                        commands.usage(script.__doc__, flag_values, list(flag_values)))
     monkeypatch.setattr(sys, "argv", ["train.py"])
     app.usage(shorthelp=True)
     output = capsys.readouterr().err
     assert "draws 40 percent symmetric noise" in output and "train.pyymmetric" not in output
+    assert "'auto': 40% symmetric" in output
+    topics = [output.index(f"\n{topic}:\n") for topic in cli.TOPICS]
+    assert topics == sorted(topics)  # in the table's order
+    flag = {name: output.index(f"\n  --{name}:") for name in ("noise_type", "seed", "tpu")}
+    assert topics[0] < flag["noise_type"] < topics[1] < flag["seed"] < topics[2]
+    assert topics[-1] < flag["tpu"]
 
 
-def test_no_script_docstring_has_a_bare_percent_sign():
+def test_every_run_flag_has_one_topic():
+    names = [name for topic in cli.TOPICS.values() for name in topic]
+    assert sorted(names) == sorted(cli.RUN_FLAGS)
+
+
+def test_no_command_docstring_has_a_bare_percent_sign():
     # absl %-formats the docstring for --help; a bare % garbles it (see the test above).
-    for name in sorted(n for n in os.listdir(SCRIPTS) if n.endswith(".py")):
-        doc = load_script(name[:-3]).__doc__ or ""
-        assert doc.count("%") == 2 * doc.count("%%"), f"scripts/{name}: write % as %%"
+    for name in commands.COMMANDS:
+        doc = load_script(name).__doc__
+        assert doc.count("%") == 2 * doc.count("%%"), f"keras_imae/cli/_{name}.py: write %%"

@@ -1,8 +1,11 @@
-"""The documentation works: every Python and shell block of README.md and docs/ runs, and
-every relative link and anchor resolves.
+"""The documentation works: every Python and shell block of README.md and docs/ runs, every
+relative link and anchor resolves, and every code name cited (a dotted ``keras_imae`` name,
+a ``RunConfig`` field, a flag, a ``.py`` file; also ``keras_imae`` names in docstrings) exists.
 
 A block runs as written, in a fresh process, in a fresh folder that holds ``mine.npz`` (the
-digits as a user's own npz file) and links to ``scripts/`` and ``benchmarks/``. Where a block
+digits as a user's own npz file) and links to ``scripts/`` and ``benchmarks/``; the installed
+commands (``keras-imae-train``, ...) are on ``PATH``, each calling the function its
+console-script entry point calls, so a fresh checkout needs no ``pip install`` for them. Where a block
 would take minutes, an HTML comment right above it shrinks it, visibly in the markdown source:
 ``<!-- test: replace "--epochs=40" "--epochs=2" -->`` (one or more ``replace "A" "B"``).
 """
@@ -59,6 +62,14 @@ def scratch(tmp_path):
              y_test=y[1400:])
     for folder in ("scripts", "benchmarks"):
         os.symlink(os.path.join(ROOT, folder), cwd / folder)
+    bin_dir = tmp_path / "bin"  # setup.cfg's console scripts, as pip writes them
+    bin_dir.mkdir()
+    from keras_imae import cli
+
+    for name in cli.COMMANDS:
+        shim = bin_dir / f"keras-imae-{name.replace('_', '-')}"
+        shim.write_text(f"#!{sys.executable}\nfrom keras_imae import cli\ncli.{name}()\n")
+        shim.chmod(0o755)
     return cwd
 
 
@@ -70,9 +81,12 @@ def test_block_runs(lang, body, directives, scratch, tmp_path):
     if RUN[lang] == "python":
         script = tmp_path / "block.py"
         script.write_text(body)
-        command = [sys.executable, str(script)]
+        # a quick start that warns is not quick: scikit-learn's unscaled-data warning fails it
+        command = [sys.executable, "-W", "error::sklearn.exceptions.ConvergenceWarning",
+                   str(script)]
     else:
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+        env["PATH"] = os.pathsep.join([str(tmp_path / "bin"), os.path.dirname(sys.executable),
+                                       env["PATH"]])
         command = ["bash", "-euo", "pipefail", "-c", body]
     proc = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -122,3 +136,96 @@ def test_readme_is_a_front_page():
     lines = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().count("\n")
     assert lines <= 300
     assert len(list(_blocks())) >= 5  # the blocks above exist and are collected
+
+
+# -- every code name the docs cite exists -------------------------------------------------------
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+# a package name, alone or as keras_imae.xxx; not keras.losses.Loss (preceded by a dot)
+DOTTED = re.compile(r"(?<![\w.])(?:keras_imae|recipe|training|losses|noise|data|models|callbacks"
+                    r"|label_issues)(?:\.[A-Za-z_]\w*)+")
+FILE_SUFFIXES = {"py", "md", "csv", "png", "json", "npz", "keras", "pb", "flags"}
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)(?![\w-])")  # not pip's --no-deps
+PY_FILE = re.compile(r"(?<![\w/.-])([\w/]+\.py)\b")
+ABSL_FLAGS = {"help", "helpfull", "helpshort", "flagfile", "undefok", "verbosity"}
+
+
+def _cited(pattern, *, spans_only=True):
+    """``{name: [where, ...]}`` of ``pattern``'s matches in the docs' code spans (or text)."""
+    found = {}
+    for path in DOCS:
+        text = open(path, encoding="utf-8").read()
+        chunks = CODE_SPAN.findall(text) if spans_only else [text]
+        for chunk in chunks:
+            for name in pattern.findall(chunk):
+                found.setdefault(name, []).append(os.path.relpath(path, ROOT))
+    return found
+
+
+def _resolves(dotted):
+    import importlib
+
+    first, *rest = dotted.split(".")
+    parts = {"keras_imae": ["keras_imae"], "recipe": ["keras_imae", "training", "recipe"]}.get(
+        first, ["keras_imae", first]) + rest
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def _known_flags():
+    """Every command's flags, absl's own, and the benchmarks' (absl DEFINEs)."""
+    import importlib
+    from absl import flags
+
+    from keras_imae import cli
+
+    known = set(ABSL_FLAGS)
+    for name in cli.COMMANDS:
+        flag_values = flags.FlagValues()
+        importlib.import_module(f"keras_imae.cli._{name}").define_flags(flag_values)
+        known |= set(flag_values)
+    for name in os.listdir(os.path.join(ROOT, "benchmarks")):
+        if name.endswith(".py"):
+            source = open(os.path.join(ROOT, "benchmarks", name), encoding="utf-8").read()
+            known |= set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source))
+    return known
+
+
+def test_every_code_name_the_docs_cite_exists():
+    from keras_imae import training
+
+    missing = [(name, where[0]) for name, where in _cited(DOTTED).items()
+               if name.rsplit(".", 1)[-1] not in FILE_SUFFIXES and not _resolves(name)]
+    fields = set(training.RunConfig.__dataclass_fields__)
+    for span, where in _cited(re.compile(r"RunConfig\(([^)]*)\)")).items():
+        missing += [(f"RunConfig({key}=)", where[0])
+                    for key in re.findall(r"(\w+)=", span) if key not in fields]
+    known = _known_flags()
+    missing += [(f"--{name}", where[0]) for name, where in _cited(FLAG).items()
+                if name not in known and not (name.startswith("no") and name[2:] in known)]
+    files = {os.path.basename(p) for p in subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()}
+    files |= {n for _, _, names in os.walk(ROOT) for n in names if n.endswith(".py")}
+    missing += [(name, where[0]) for name, where in _cited(PY_FILE, spans_only=False).items()
+                if not os.path.exists(os.path.join(ROOT, name))
+                and os.path.basename(name) not in files]
+    assert not missing, "cited but not found:\n" + "\n".join(f"{n} ({w})" for n, w in missing)
+
+
+def test_every_keras_imae_name_the_docstrings_cite_exists():
+    cited = set()
+    for folder, _, names in os.walk(os.path.join(ROOT, "keras_imae")):
+        for name in names:
+            if name.endswith(".py"):
+                source = open(os.path.join(folder, name), encoding="utf-8").read()
+                cited |= {(name, dotted) for dotted in re.findall(r"`~?(keras_imae(?:\.\w+)+)",
+                                                                    source)}
+    assert sorted((where, name) for where, name in cited if not _resolves(name)) == []

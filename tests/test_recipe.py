@@ -180,6 +180,7 @@ def test_recommended_is_the_run_recipe_for_your_own_model(digits):
     assert [type(c).__name__ for c in r.callbacks] == ["EmphasisWarmup"]
     assert r.callbacks[0].epochs == run["warmup_epochs"]
     assert "lam=2" in str(r) and "weight_decay" in str(r)
+    assert "config.json" not in str(r)  # a run writes one; recommended() writes nothing
     bn = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.BatchNormalization()(x)))
     assert keras_imae.recommended(bn, num_examples=100).loss.beta == recipe.DEFAULTS[
         "dm_batchnorm"]["beta"]

@@ -79,7 +79,7 @@ def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digit
     config = _interrupted_run(tmp_path, digits, monkeypatch)
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--loss=cce", "--epochs=3",
                       monkeypatch=monkeypatch)
-    with pytest.raises(app.UsageError, match="Cannot resume the run .* loss 'dm' -> 'cce'"):
+    with pytest.raises(SystemExit, match="Cannot resume the run .* loss 'dm' -> 'cce'"):
         script.main([])
 
 

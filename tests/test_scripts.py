@@ -1,9 +1,14 @@
-"""Smoke tests of the scripts, run as a user runs them: in a subprocess.
+"""Smoke tests of the scripts and the installed commands, run as a user runs them: in a
+subprocess.
 
 Their flags and error paths are tested in process by tests/test_cli.py; here one bad flag
-proves that the script itself exits non-zero with absl's message.
+proves that the script itself exits non-zero with absl's message, and ``--help`` that each
+lists its own flags. An installed command (setup.cfg's console_scripts) is its function in
+``keras_imae.cli``, called here as ``python -c`` from a scratch folder.
 """
 
+import configparser
+import importlib
 import json
 import os
 import subprocess
@@ -17,13 +22,70 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
-def _script(name, *args, cwd=None, expect=0):
+def _script(name, *args, cwd=None, expect=0, command=None, quiet=True):
+    """Run ``scripts/<name>`` (or, given ``command``, the installed command's function)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
-                          cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if not quiet:  # as a user runs it: the command itself silences TensorFlow
+        env.pop("TF_CPP_MIN_LOG_LEVEL")
+    program = ([sys.executable, "-c", f"from keras_imae import cli; cli.{command}()"]
+               if command else [sys.executable, os.path.join(ROOT, "scripts", name)])
+    proc = subprocess.run([*program, *args], cwd=cwd or ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == expect, output[-3000:]
     return output
+
+
+def _console_scripts():
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(ROOT, "setup.cfg"))
+    lines = setup["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(line.replace(" ", "").split("=") for line in lines)
+
+
+def test_every_command_is_installed():
+    from keras_imae import cli
+
+    entries = _console_scripts()
+    assert sorted(entries) == sorted(f"keras-imae-{c.replace('_', '-')}" for c in cli.COMMANDS)
+    for name, target in entries.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_the_installed_train_runs_anywhere_quietly_and_reruns_with_status_0(tmp_path):
+    """keras-imae-train's function from a scratch folder, TF_CPP_MIN_LOG_LEVEL unset."""
+    output = _script(None, "--epochs=1", command="train", cwd=tmp_path, quiet=False)
+    assert os.path.isfile(tmp_path / "runs" / "digits_dm" / "metrics.json")
+    for chatter in ("cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
+        assert chatter not in output, output[:3000]
+    # verbose=1's bar: the figures a person watches; log.csv keeps every value
+    assert "test_accuracy: " in output and "noisy_correct:" not in output
+    assert "noisy_correct" in (tmp_path / "runs" / "digits_dm" / "log.csv").read_text()
+    again = _script(None, "--epochs=1", command="train", cwd=tmp_path)  # status 0
+    assert "test accuracy, final" in again and "nothing to train" in again
+    assert "flags:" not in again and "Epoch 1/1" not in again
+
+
+# each command's --help: its own flags (under their topics), no absl or TensorFlow flag
+@pytest.mark.parametrize("name,own", [
+    ("train", ["data and noise:", "--noise_type", "loss:", "--loss", "run folder and export:",
+               "--model_dir", "distribution:", "--tpu"]),
+    ("compare", ["comparison:", "--losses", "optimisation:", "--epochs"]),
+    ("evaluate", ["--model", "--output"]),
+    ("export", ["--export_dir", "--overwrite"]),
+    ("plot", ["--emphasis", "--model_dir"]),
+    ("find_label_issues", ["label issues:", "--retrain", "--noise_type"]),
+])
+def test_help_lists_the_command_s_own_flags(name, own, tmp_path):
+    # the scripts, and the installed commands' functions from a scratch folder
+    output = (_script(f"{name}.py", "--help", expect=1) if name in ("train", "evaluate")
+              else _script(None, "--help", command=name, cwd=tmp_path, expect=1))
+    for text in own:
+        assert text in output, text
+    for absl_or_tf in ("--test_srcdir", "--verbosity", "--logtostderr", "--flagfile"):
+        assert f"\n  {absl_or_tf}" not in output, absl_or_tf
+    assert len(output.splitlines()) < 250  # --helpfull: every absl and TensorFlow flag too
 
 
 @pytest.fixture(scope="module")

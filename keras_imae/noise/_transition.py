@@ -203,7 +203,7 @@ def largest_remainder(quota, rng=None):
 
     Largest-remainder rounding; ties are broken by a random order drawn from ``rng``, or by
     index (lower first) when ``rng`` is ``None``. Used by the corruption here and by the
-    stratified validation split (:func:`keras_imae.pipelines.stratified_split`).
+    stratified validation split (:func:`keras_imae.data.stratified_split`).
     """
     quota = np.asarray(quota, np.float64)
     total = int(np.floor(quota.sum() + 0.5))

@@ -12,13 +12,14 @@
 """
 
 from keras_imae.training import recipe
-from keras_imae.training._config import NOISE_TYPES, RunConfig, export_target, validate
+from keras_imae.training._config import (NOISE_TYPES, RunConfig, export_target, finished_results,
+                                        validate)
 from keras_imae.training._results import format_results, read_log
 from keras_imae.training._run import fit_monitor, run
 from keras_imae.training.export import ExportFailed
 from keras_imae.training._run_folder import RunLocked, write_json
 
 __all__ = ["ExportFailed", "NOISE_TYPES", "RunConfig", "RunLocked", "export_target",
-           "fit_monitor",
+           "finished_results", "fit_monitor",
            "format_results",
            "read_log", "recipe", "run", "validate", "write_json"]

@@ -111,6 +111,22 @@ def folder_state(config):
     return bool(folder.written()) and not config.overwrite
 
 
+def finished_results(config):
+    """The ``metrics.json`` results of the finished run in ``config.model_dir`` when it was
+    trained with these settings (those :func:`check_resume` compares) and ``overwrite`` is
+    not set: running the same command again has nothing to do. ``None`` otherwise (then
+    :func:`validate` says what is wrong, if anything)."""
+    folder = run_folder.RunFolder(config.model_dir)
+    if config.overwrite or not folder.finished or folder.foreign():
+        return None
+    try:
+        check_resume(config)
+        with open(folder.file(run_folder.METRICS)) as f:
+            return json.load(f)
+    except (OSError, ValueError):  # other settings, or an unreadable record
+        return None
+
+
 def _differences(recorded, current):
     return [f"{key} {recorded[key]!r} -> {value!r}" for key, value in current.items()
             if key in recorded and recorded[key] != value]

@@ -33,7 +33,8 @@ class Recommended:
     settings: dict
 
     def __str__(self):
-        return format_resolved(self.settings)
+        # a run's block, less its config.json: nothing is written here
+        return format_resolved(self.settings, title="Recommended settings (also in .settings):")
 
 
 def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",

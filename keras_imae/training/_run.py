@@ -257,6 +257,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             *_pair_margins(resolved, dataset, noisy, train_ids, folder),
             keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
             monitor,  # writes its values into the logs the others record
+            # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
+            *([callbacks.ProgressBar()] if config.verbose == 1 else []),
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
             callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
             *checkpoints,  # before the log: a logged best epoch has its checkpoint

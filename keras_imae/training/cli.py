@@ -1,7 +1,7 @@
-"""absl flags for :class:`keras_imae.training.RunConfig`, shared by the scripts.
+"""absl flags for :class:`keras_imae.training.RunConfig`, shared by the commands.
 
 One table, :data:`RUN_FLAGS`, defines a flag per ``RunConfig`` field (default taken from the
-dataclass), so ``scripts/train.py`` and ``scripts/compare.py`` accept the same spelling, choices
+dataclass), so ``keras-imae-train`` and ``keras-imae-compare`` accept the same spelling, choices
 and help for the same setting. Nothing is defined at import time.
 """
 
@@ -16,7 +16,7 @@ from keras_imae import data, losses, models
 from keras_imae.training import distribute, optimizers, recipe
 from keras_imae.training._config import NOISE_TYPES, RunConfig
 
-__all__ = ["RUN_FLAGS", "define_run_flags", "one_line_errors", "run_config", "quiet_logs"]
+__all__ = ["RUN_FLAGS", "TOPICS", "define_run_flags", "one_line_errors", "run_config", "quiet_logs"]
 
 # field -> (kind, choices or None, help)
 _D = recipe.DEFAULTS
@@ -126,6 +126,20 @@ RUN_FLAGS = {
                         "training set exceeds this: the logits are diverging. 0 disables."),
 }
 
+# topic -> its flags, in --help's order; absl groups flags by the module that defines them, so
+# each flag is defined with its topic as ``module_name`` (--help and --helpfull show the topics).
+TOPICS = {
+    "data and noise": ("dataset", "data_dir", "streaming", "noise_type", "noise_rate",
+                       "noise_seed", "noisy_labels", "validation_fraction", "augment"),
+    "model": ("model", "input_dropout", "seed"),
+    "loss": ("loss", "beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin",
+             "warmup_epochs", "pair_margins", "faithful", "normalize", "tune"),
+    "optimisation": ("epochs", "batch_size", "optimizer", "learning_rate", "momentum",
+                     "lr_schedule", "weight_decay", "max_logit_scale"),
+    "run folder and export": ("model_dir", "export_dir", "overwrite", "checkpoint", "verbose"),
+    "distribution": ("strategy", "tpu", "precision", "jit_compile"),
+}
+
 
 def define_run_flags(*, exclude=(), defaults=None, flag_values=flags.FLAGS):
     """Define one absl flag per ``RunConfig`` field, except those in ``exclude``.
@@ -133,15 +147,19 @@ def define_run_flags(*, exclude=(), defaults=None, flag_values=flags.FLAGS):
     ``defaults`` overrides the dataclass defaults (e.g. a script's own validation share).
     A ``--dataset`` that no source knows fails at flag parsing with the list of sources.
     ``flag_values``: where to define them (tests parse into a fresh ``flags.FlagValues()``).
+    Each flag's defining module, for absl's help, is its topic in :data:`TOPICS`.
     """
     base = {**dataclasses.asdict(RunConfig()), **(defaults or {})}
-    for name, (kind, choices, text) in RUN_FLAGS.items():
-        if name in exclude:
-            continue
-        if kind == "enum":
-            flags.DEFINE_enum(name, base[name], list(choices), text, flag_values=flag_values)
-        else:
-            getattr(flags, f"DEFINE_{kind}")(name, base[name], text, flag_values=flag_values)
+    for topic, names in TOPICS.items():
+        for name in names:
+            if name in exclude:
+                continue
+            kind, choices, text = RUN_FLAGS[name]
+            fv = {"flag_values": flag_values, "module_name": topic}
+            if kind == "enum":
+                flags.DEFINE_enum(name, base[name], list(choices), text, **fv)
+            else:
+                getattr(flags, f"DEFINE_{kind}")(name, base[name], text, **fv)
     if "dataset" not in exclude:
         flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP,
                                  flag_values=flag_values)

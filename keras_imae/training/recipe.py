@@ -357,9 +357,13 @@ def _fmt(value):
     return str(value)
 
 
-def format_resolved(resolved, defaulted=()):
-    """The block a run prints at its start: one line per setting, ``*`` for a default."""
-    lines = ["Settings (* = default; written to config.json under 'resolved'):"]
+RUN_SETTINGS_TITLE = "Settings (* = default; written to config.json under 'resolved'):"
+
+
+def format_resolved(resolved, defaulted=(), *, title=RUN_SETTINGS_TITLE):
+    """The block a run prints at its start: ``title``, then one line per setting, ``*`` for
+    a default."""
+    lines = [title]
     for key, value in resolved.items():
         mark = "*" if key in defaulted else " "
         lines.append(f"  {mark} {key:<15} {_fmt(value)}")
