@@ -25,7 +25,7 @@ def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
     cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2}, **fv)
     flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **fv)
-    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", **fv)
+    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", lower_bound=1, **fv)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **fv)
     flags.DEFINE_string("output", None, "Markdown file for the table.", **fv)
     flags.DEFINE_enum("selection", "corrected", list(comparison.SELECTIONS),

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import data
+from keras_imae import _files, data
 from keras_imae.training import cli, evaluation, write_json
 
 FLAGS = flags.FLAGS
@@ -27,25 +27,39 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("output", None, "Optional JSON file for the results.", **fv)
     flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)
 
+def _check_output(path):
+    """``--output`` must be a file we can write: not a folder, no file in its path."""
+    if os.path.isdir(path):
+        raise app.UsageError(f"--output={path!r} is a folder; expected the path of a JSON file.")
+    try:
+        _files.check_writable_dir(os.path.dirname(os.path.abspath(path)), "--output's folder")
+    except OSError as err:
+        raise app.UsageError(str(err)) from None
+
+
 def main(_):
     cli.quiet_logs(FLAGS)
-    try:
-        predict = evaluation.load_predictor(FLAGS.model)
-    except (FileNotFoundError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
-    dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
-    try:
-        results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
-                                      dataset.num_classes)
-    except ValueError as err:
-        raise app.UsageError(f"{err} (--dataset={FLAGS.dataset})") from None
+    if FLAGS.output:
+        _check_output(FLAGS.output)  # before any work
+    with cli.one_line_errors("Nothing was written."):
+        try:
+            predict = evaluation.load_predictor(FLAGS.model)
+            dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
+        except (FileNotFoundError, ValueError) as err:
+            raise app.UsageError(str(err)) from None
+        try:
+            results = evaluation.evaluate(predict, dataset.x_test, dataset.y_test,
+                                          dataset.num_classes)
+        except ValueError as err:
+            raise app.UsageError(f"{err} (--dataset={FLAGS.dataset})") from None
     print(f"{FLAGS.model} on {dataset.name} test ({results['num_examples']} examples): "
           f"accuracy {results['accuracy']:.4f}")
     print("| class | accuracy |\n|---|---|")
     for name, acc in zip(dataset.class_names, results["per_class_accuracy"]):
         print(f"| {name} | {acc:.4f} |")
     if FLAGS.output:
-        write_json(FLAGS.output, results)
+        with cli.one_line_errors("Nothing was written."):
+            write_json(FLAGS.output, results)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,22 @@ def test_failed_export_replacement_keeps_the_previous_export(tmp_path, monkeypat
     monkeypatch.undo()
     assert sorted(os.listdir(target)) == before
     assert sorted(os.listdir(tmp_path)) == ["sm"]
+
+
+def test_a_full_disk_during_a_runs_export_says_the_training_is_kept(tmp_path, monkeypatch):
+    class FullDisk:  # TF's SavedModel writer raises ResourceExhaustedError, not OSError
+        def write_out(self, path, **kwargs):
+            os.makedirs(os.path.join(path, "variables"))
+            raise tf.errors.ResourceExhaustedError(None, None, "out of disk")
+
+    monkeypatch.setattr(export, "_serving_archive", lambda model: FullDisk())
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(export.ExportFailed, match=r"Training finished and is saved in 'run/"
+                                                  r"model.keras', but the export to .* failed: "
+                                                  r"\[Errno 28\] No space left on device .*"
+                                                  r"\(out of disk\); "
+                                                  r"nothing was replaced\. .*run the same "
+                                                  r"command again"):
+        export.export_finished_run(model, str(tmp_path / "sm"), overwrite=False,
+                                   model_dir="run", model_path="run/model.keras")
+    assert os.listdir(tmp_path) == []

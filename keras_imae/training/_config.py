@@ -156,6 +156,8 @@ def _check_numbers(config):
             f"Received: noise_type={config.noise_type!r}")
     for name in ("epochs", "batch_size"):
         checks.integer(name, getattr(config, name), low=1)
+    for name in ("seed", "noise_seed"):  # numpy's seeds: [0, 2**32)
+        checks.integer(name, getattr(config, name), low=0, high=2**32 - 1)
     if config.validation_fraction is not None:
         checks.number("validation_fraction", config.validation_fraction, high=1.0,
                       high_open=True)
