@@ -74,6 +74,23 @@ def test_a_changed_default_is_refused_too(tmp_path, digits, monkeypatch):
         training.run(config, dataset=digits)
 
 
+def test_a_default_passed_explicitly_resumes_and_a_real_change_is_still_refused(
+        tmp_path, digits, monkeypatch):
+    config = _interrupted_run(tmp_path, digits, monkeypatch)
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        resolved = json.load(f)["resolved"]
+    changed = training.RunConfig(**{**config.__dict__, "beta": 4.0})
+    with pytest.raises(ValueError, match=r"Cannot resume .*: beta None \(resolved 16.0\) "
+                                         r"-> 4.0\."):
+        training.validate(changed)
+    # --beta=16 --pair_margins on a run started without them: the same run (issue #32, was
+    # refused as "beta None -> 16")
+    explicit = training.RunConfig(**{**config.__dict__, "beta": resolved["loss_settings"]["beta"],
+                                     "pair_margins": resolved["pair_margins"]})
+    training.validate(explicit)
+    assert training.run(explicit, dataset=digits)["epochs"] == 3
+
+
 def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digits,
                                                                   monkeypatch):
     config = _interrupted_run(tmp_path, digits, monkeypatch)
