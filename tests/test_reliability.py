@@ -91,6 +91,14 @@ def test_a_default_passed_explicitly_resumes_and_a_real_change_is_still_refused(
     assert training.run(explicit, dataset=digits)["epochs"] == 3
 
 
+def test_a_deleted_log_does_not_change_the_exported_epoch(tmp_path, digits, monkeypatch):
+    config = _interrupted_run(tmp_path, digits, monkeypatch, after=2)
+    os.remove(os.path.join(config.model_dir, "log.csv"))
+    results = training.run(config, dataset=digits)
+    assert len(training.read_log(config.model_dir)) == 1  # only the resumed epoch is logged
+    assert results["exported"]["epoch"] == 3  # the backup's count, not log.csv's rows
+
+
 def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digits,
                                                                   monkeypatch):
     config = _interrupted_run(tmp_path, digits, monkeypatch)
