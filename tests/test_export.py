@@ -80,3 +80,26 @@ def test_a_full_disk_during_a_runs_export_says_the_training_is_kept(tmp_path, mo
         export.export_finished_run(model, str(tmp_path / "sm"), overwrite=False,
                                    model_dir="run", model_path="run/model.keras")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_export_that_loses_the_race_for_a_new_target_is_refused(tmp_path, monkeypatch):
+    # Another export claims the target while this one is writing (issue #32): without
+    # --overwrite this one is refused and the winner's export stays whole.
+    first = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    second = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    target = tmp_path / "sm"
+    marker = export.run_folder.write_export_marker
+
+    def racing_marker(folder, source):
+        monkeypatch.setattr(export.run_folder, "write_export_marker", marker)
+        export.export_saved_model(second, target)  # the other export finishes first
+        marker(folder, source)
+
+    monkeypatch.setattr(export.run_folder, "write_export_marker", racing_marker)
+    with pytest.raises(FileExistsError, match="was written by another process meanwhile"):
+        export.export_saved_model(first, target)
+    x = np.ones((1, 3), np.float32)
+    loaded = tf.saved_model.load(str(target))
+    np.testing.assert_allclose(loaded.serve(x)["probabilities"].numpy(),
+                               tf.nn.softmax(second(x)).numpy(), atol=1e-6)
+    assert os.listdir(tmp_path) == ["sm"]

@@ -4,6 +4,9 @@ stops with one line -- no traceback, nothing left behind."""
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -169,12 +172,16 @@ def test_an_export_killed_midway_is_cleaned_up_by_the_next_one(tmp_path, finishe
     model = keras.models.load_model(results["model_keras"])
     target = tmp_path / "saved"
     export.export_saved_model(model, target)
-    # a SIGKILL left a half-written copy, and an old export moved aside but not put back
-    (tmp_path / ".saved.tmp-abc").mkdir()
-    (tmp_path / ".saved.tmp-abc" / "saved_model.pb").write_bytes(b"half")
+    # a SIGKILL left a half-written copy, and an old export moved aside but not put back;
+    # their owner (the pid in their names) is dead
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = f"{dead.pid}@{socket.gethostname()}~abc"
+    (tmp_path / f".saved.tmp-{owner}").mkdir()
+    (tmp_path / f".saved.tmp-{owner}" / "saved_model.pb").write_bytes(b"half")
     os.rename(target, tmp_path / "moved")
-    (tmp_path / ".saved.old-xyz").mkdir()
-    os.rename(tmp_path / "moved", tmp_path / ".saved.old-xyz" / "saved")
+    (tmp_path / f".saved.old-{owner}").mkdir()
+    os.rename(tmp_path / "moved", tmp_path / f".saved.old-{owner}" / "saved")
     export.export_saved_model(model, target, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["saved"]
 

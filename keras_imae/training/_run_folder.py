@@ -127,8 +127,12 @@ class RunFolder:
         return [] if _CONFIG_KEYS <= keys else self.written()
 
     def clear(self):
-        """Delete the entries a run writes, and nothing else."""
-        for name in self.written():
+        """Delete the entries a run writes and their temporary files (``.model.keras.tmp-*``
+        of a writer killed mid-save: the folder is locked, so no one is writing them), and
+        nothing else."""
+        temporary = tuple(f".{name}.tmp-" for name in WRITTEN)
+        leftovers = [entry for entry in os.listdir(self.path) if entry.startswith(temporary)]
+        for name in self.written() + leftovers:
             target = self.file(name)
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)

@@ -115,6 +115,8 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
             f"Target {os.path.abspath(path)!r} already exists; pass overwrite=True "
             "(--overwrite) to replace it.")
     run_folder.check_export_target(path, source, overwrite=overwrite)
+    # allowed above; a new target is claimed atomically (of two exports, one wins)
+    replace = overwrite or os.path.lexists(path)
     archive = _serving_archive(model)
 
     def fill(tmp):
@@ -122,7 +124,7 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
         run_folder.write_export_marker(tmp, source)
 
     try:
-        return _files.atomic_replace_dir(path, fill, overwrite=True)
+        return _files.atomic_replace_dir(path, fill, overwrite=replace)
     except tf.errors.ResourceExhaustedError as err:  # TF's writer on a full disk
         raise OSError(errno.ENOSPC, f"No space left on device while writing the SavedModel "
                       f"{os.path.abspath(path)!r} ({err.message.splitlines()[0]}); nothing "
