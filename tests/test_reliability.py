@@ -111,6 +111,30 @@ def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digit
         script.main([])
 
 
+def test_tune_with_bad_data_writes_and_deletes_nothing(tmp_path):
+    x = np.ones((20, 3), np.float32)
+    x[7, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4],
+             y_test=[0, 1, 0, 1])
+    bad = f"npz:{tmp_path / 'bad.npz'}"
+    # a new folder: no config.json is left that would refuse the corrected command
+    with pytest.raises(data.DataError, match="inputs must be finite"):
+        training.run(_config(tmp_path, dataset=bad, tune=True))
+    assert not os.path.exists(tmp_path / "run")
+    # a finished run is not deleted by --tune --overwrite before the data is known good
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    recorded = {**training.RunConfig(model_dir=str(finished)).__dict__, "resolved": {}}
+    files = {"config.json": json.dumps(recorded), "metrics.json": "{}", "model.keras": "m"}
+    for name, text in files.items():
+        (finished / name).write_text(text)
+    with pytest.raises(data.DataError, match="inputs must be finite"):
+        training.run(_config(tmp_path, dataset=bad, tune=True, overwrite=True,
+                             model_dir=str(finished)))
+    assert {name: (finished / name).read_text() for name in files} == files
+    assert sorted(os.listdir(finished)) == sorted(files)
+
+
 # -- 2. finished training survives a failed export ---------------------------------------------
 def test_the_export_target_is_checked_before_training(tmp_path, digits):
     (tmp_path / "afile").write_text("not a folder")

@@ -70,17 +70,19 @@ def tuned_run(config, dataset, strategy, run):
     with folder.lock():
         if folder_state(config):
             check_resume(config)
-        if config.overwrite:
-            folder.clear()
-        run_folder.write_json(folder.file(run_folder.CONFIG), dataclasses.asdict(config))
+        record = dataclasses.asdict(config)
         checkpoint, fraction = recipe.selection(config)
         config = dataclasses.replace(config, checkpoint=checkpoint, validation_fraction=fraction)
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
                                 streaming=config.streaming)
         model = recipe.model_for(config, dataset.input_shape)
-        points = []
         grid = recipe.grid(config.loss, model, config.learning_rate)
+        # Nothing was written so far: bad data leaves a finished run, or no folder, as it was.
+        if config.overwrite:
+            folder.clear()
+        run_folder.write_json(folder.file(run_folder.CONFIG), record)
+        points = []
         for index, point in enumerate(grid):
             if config.verbose:
                 print(f"Tuning {config.loss}: point {index + 1} of {len(grid)}, {point}")
