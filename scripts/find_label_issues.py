@@ -58,7 +58,7 @@ def main(_):
     options = dict(method=FLAGS.method, folds=FLAGS.folds, retrain=FLAGS.retrain,
                    retrain_loss=FLAGS.retrain_loss)
     try:
-        label_issues.validate(config, **options)
+        label_issues.validate(config, output_dir=FLAGS.output_dir, **options)
     except ValueError as err:
         raise app.UsageError(str(err)) from None
     with cli.one_line_errors("Nothing final was written; run the command again."):

@@ -97,6 +97,23 @@ def test_label_issue_settings_are_checked_before_any_work(flag, message):
         label_issues.validate(config, folds=flag_values.folds, retrain=flag_values.retrain)
 
 
+def test_label_issues_refuse_an_output_dir_holding_a_run_or_an_export(tmp_path, monkeypatch):
+    # issue #32: find_label_issues.py --output_dir=<a train.py run> replaced its noisy labels
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "noisy_labels.npz").write_bytes(b"theirs")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "saved_model.pb").write_bytes(b"pb")
+    for output, message in (("run", r"holds a training run \(config.json\); its files"),
+                            ("export/out", "is inside the SavedModel export")):
+        script, _ = parse("find_label_issues", f"--output_dir={tmp_path / output}",
+                          monkeypatch=monkeypatch)
+        with pytest.raises(app.UsageError, match=rf"Invalid value for `output_dir`: .*{message}"):
+            script.main([])
+    assert (tmp_path / "run" / "noisy_labels.npz").read_bytes() == b"theirs"
+    assert not os.path.exists(tmp_path / "export" / "out")
+
+
 def test_a_finished_run_needs_overwrite(finished_run, monkeypatch):
     config, _ = finished_run
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--noise_rate=0.2",

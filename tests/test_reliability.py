@@ -157,6 +157,25 @@ def test_the_export_target_is_checked_before_training(tmp_path, digits):
         os.chmod(locked, 0o700)
 
 
+def test_a_run_folder_and_its_export_stay_apart(tmp_path):
+    # issue #32: --model_dir=X --export_dir=X trained, then the export replaced the run
+    for run, target, message in (("x", "x", "are the same folder"),
+                                 ("p/x", "p", "are nested in each other"),
+                                 ("x", "x/tune/e", "are nested in each other")):
+        with pytest.raises(ValueError, match=message):
+            training.validate(_config(tmp_path, model_dir=str(tmp_path / run),
+                                      export_dir=str(tmp_path / target), overwrite=True))
+    (tmp_path / "old_export").mkdir()  # an export: replaced whole by the next one
+    (tmp_path / "old_export" / "keras_imae_export.json").write_text('{"source": "elsewhere"}')
+    with pytest.raises(ValueError, match="is inside the SavedModel export .*old_export"):
+        training.validate(_config(tmp_path, model_dir=str(tmp_path / "old_export" / "run"),
+                                  overwrite=True))
+    assert sorted(os.listdir(tmp_path)) == ["old_export"]
+    # an export folder inside the run folder, but not in what a run writes, is allowed
+    training.validate(_config(tmp_path, model_dir=str(tmp_path / "r"),
+                              export_dir=str(tmp_path / "r" / "saved_models" / "r")))
+
+
 def test_a_failed_export_keeps_the_training_and_the_rerun_only_exports(tmp_path, digits,
                                                                       monkeypatch):
     config = _config(tmp_path)

@@ -277,6 +277,14 @@ def validate(config):
             run_folder.check_export_target(target, config.model_dir, overwrite=config.overwrite)
     except OSError as err:  # a file in the way, no permission, a foreign export
         raise ValueError(str(err)) from None
+    export = run_folder.enclosing_export(config.model_dir)
+    if export is not None:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} is inside the SavedModel export {export!r}: an "
+            "export is replaced whole, so a run there would be deleted with it. Choose a "
+            "model_dir outside every export.")
+    if target:
+        run_folder.check_apart(config.model_dir, target)
     if folder_state(config):
         check_resume(config)
     run_folder.RunFolder(config.model_dir).check_unlocked()
