@@ -307,22 +307,32 @@ def test_bad_inputs_stop_with_one_line(tmp_path, finished_run, monkeypatch):
         assert json.load(f)["accuracy"] == pytest.approx(results["test_accuracy_final"])
 
 
-@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), ("sigterm", 143)])
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (signal.SIGTERM, 143),
+                                        (signal.SIGINT, 130)])
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_resume(tmp_path, digits, monkeypatch,
                                                           capsys, stop, code):
     config = _config(tmp_path, epochs=3)
     fit = keras.Model.fit
+    batches_after_the_signal = []
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
 
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                if stop == "sigterm":
-                    os.kill(os.getpid(), signal.SIGTERM)
-                else:
+    class Stop(keras.callbacks.Callback):  # after the run's callbacks
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.signalled:
+                batches_after_the_signal.append(batch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2 and not self.model.signalled:  # mid-epoch, as a scheduler would
+                self.model.signalled = True
+                if stop is KeyboardInterrupt:
                     raise KeyboardInterrupt()
+                os.kill(os.getpid(), stop)  # the handler only records it (issue #32)
 
-    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
-        self, *a, callbacks=[*callbacks, Stop()], **k))
+    def stopped_fit(self, *a, callbacks=(), **k):
+        self.signalled = False
+        return fit(self, *a, callbacks=[*callbacks, Stop()], **k)
+
+    monkeypatch.setattr(keras.Model, "fit", stopped_fit)
     monkeypatch.setattr(data, "load", lambda *a, **k: digits)
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--epochs=3", "--verbose=0",
                       "--export_dir=", monkeypatch=monkeypatch)
@@ -333,6 +343,8 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_resume(tmp_path, digits, monk
     assert err[-1].startswith("Stopped (") and "run the same command again to resume" in (
         err[-1].lower())
     assert not os.path.exists(os.path.join(config.model_dir, ".lock"))
+    assert batches_after_the_signal == []  # stopped before the next batch
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers
     monkeypatch.setattr(keras.Model, "fit", fit)
     results = training.run(training.RunConfig(**{**config.__dict__, "export_dir": ""}),
                            dataset=digits)

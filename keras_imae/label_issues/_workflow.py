@@ -28,7 +28,7 @@ from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae.training import _run_folder, recipe
+from keras_imae.training import _run_folder, _signals, recipe
 from keras_imae.training import run as training_run
 from keras_imae.training._config import NOISE_TYPES
 
@@ -193,7 +193,8 @@ def _fold_fit(config, dataset):
         model = recipe.compiled_model(resolved, dataset, len(part), seed=seed)
         train = data.train_dataset(dataset, table, ids=part.ids, batch_size=config.batch_size,
                                    augment=resolved["augment"], seed=seed)
-        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False)
+        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False,
+                  callbacks=[_signals.StopOnSignal()])
         return lambda held_out: np.log(np.maximum(
             _probabilities(model, dataset, held_out.ids), 1e-300))
 

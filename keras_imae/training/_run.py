@@ -21,7 +21,8 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import _noise, _results, _select, _tune, distribute, export, recipe
+from keras_imae.training import (_noise, _results, _select, _signals, _tune, distribute, export,
+                                 recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -141,6 +142,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
                                    train_ids, meta, start, exported)
         target = export_target(config)
+        _signals.check()  # stopped now, the same command only exports
         if target and is_chief:
             results["saved_model"] = export.export_finished_run(
                 model, target, overwrite=config.overwrite, model_dir=config.model_dir,
@@ -258,7 +260,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             *checkpoints,  # before the log: a logged best epoch has its checkpoint
             run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
-            # last: an epoch counts as done only once its log row is written
+            # an epoch counts as done only once its log row is written
             backup,
+            _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
         ])
     return monitor

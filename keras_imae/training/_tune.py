@@ -24,7 +24,7 @@ import shutil
 from keras_imae import _files, data, noise
 from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import _run_folder as run_folder
-from keras_imae.training import export, recipe
+from keras_imae.training import _signals, export, recipe
 from keras_imae.training._config import check_resume, export_target, folder_state
 
 __all__ = ["POINTS", "tuned_run"]
@@ -84,6 +84,7 @@ def tuned_run(config, dataset, strategy, run):
         run_folder.write_json(folder.file(run_folder.CONFIG), record)
         points = []
         for index, point in enumerate(grid):
+            _signals.check()  # SIGTERM/Ctrl-C between points (each fit checks per batch)
             if config.verbose:
                 print(f"Tuning {config.loss}: point {index + 1} of {len(grid)}, {point}")
             try:
@@ -115,6 +116,7 @@ def tuned_run(config, dataset, strategy, run):
                        tuning={"chosen": points[best]["point"], "points": points})
         results.pop("saved_model", None)
         target = export_target(config)
+        _signals.check()
         if target:
             from keras_imae import load_model
 
