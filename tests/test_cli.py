@@ -285,6 +285,9 @@ def test_plot_checks_its_output_and_names_a_bad_log_cell(tmp_path, monkeypatch):
                       monkeypatch=monkeypatch)
     with pytest.raises(app.UsageError, match="is a file, not a folder"):
         script.main([])
+    script, _ = parse("plot", f"--emphasis={tmp_path}", monkeypatch=monkeypatch)
+    with pytest.raises(app.UsageError, match="is a folder; expected the path of a PNG"):
+        script.main([])
     run = tmp_path / "run"
     run.mkdir()
     (run / "log.csv").write_text("epoch,train_clean_fit\n0,0.5\n1,NA\n2,abc\n")
@@ -306,3 +309,21 @@ def test_plot_checks_its_output_and_names_a_bad_log_cell(tmp_path, monkeypatch):
 def test_count_flags_must_be_positive(script, flag, message):
     with pytest.raises(flags.IllegalFlagValueError, match=message):
         parse(script, flag)
+
+
+def test_signals_are_recorded_and_raised_at_the_next_check():
+    import signal
+
+    from keras_imae.training import _signals
+
+    with _signals.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded: nothing is raised in the handler
+        with pytest.raises(_signals.Stopped) as stopped:
+            _signals.check()
+        assert stopped.value.signum == signal.SIGTERM
+    _signals.check()  # outside deferred(): nothing recorded, nothing raised
+    with pytest.raises(KeyboardInterrupt) as second:
+        with _signals.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C stops at once
+    assert not isinstance(second.value, _signals.Stopped)

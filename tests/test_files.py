@@ -1,5 +1,6 @@
 """Tests for keras_imae.files: atomic writes of files and folders."""
 
+import errno
 import os
 import socket
 import subprocess
@@ -132,3 +133,20 @@ def test_a_killed_atomic_write_leaves_a_temporary_the_next_write_removes(tmp_pat
     alive.write_bytes(b"writing")
     files.atomic_write(tmp_path / "model.keras", lambda f: f.write("m"))
     assert sorted(os.listdir(tmp_path)) == sorted(["model.keras", alive.name])
+
+
+def test_an_overwrite_that_keeps_losing_the_target_gives_up(tmp_path, monkeypatch):
+    target = tmp_path / "sm"
+    files.atomic_replace_dir(target, lambda d: open(os.path.join(d, "v1"), "w").close())
+    real_rename = os.rename
+
+    def always_taken(src, dst):  # another export renames its folder in every time
+        if ".tmp-" in os.fspath(src):
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", always_taken)
+    with pytest.raises(FileExistsError, match="kept being replaced by other processes"):
+        files.atomic_replace_dir(target, lambda d: None, overwrite=True)
+    monkeypatch.undo()
+    assert os.listdir(target) == ["v1"] and os.listdir(tmp_path) == ["sm"]  # put back
