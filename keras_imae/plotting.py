@@ -81,15 +81,26 @@ def plot_run(model_dir, path=None):
 
     Raises:
         FileNotFoundError: no ``log.csv`` in ``model_dir``.
+        ValueError: a cell of ``log.csv`` is not a number (``NA`` is accepted), naming the
+            line and the column.
     """
     rows = run_folder.RunFolder(model_dir).read_log()
     fig = _figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+
+    def value(i, key):
+        cell = rows[i].get(key) or "NA"  # a column a resumed run's version did not log: NA
+        try:
+            return float("nan" if cell == "NA" else cell)
+        except ValueError:
+            raise ValueError(f"{os.path.join(model_dir, run_folder.LOG)!r}, line {i + 2}: "
+                             f"column {key!r} holds {cell!r}, not a number.") from None
+
+    epochs = [value(i, "epoch") + 1 for i in range(len(rows))]
 
     def curve(ax, key, label, **style):
         if rows and rows[0].get(key, "") != "":
-            ax.plot(epochs, [float(r[key]) for r in rows], label=label, **style)
+            ax.plot(epochs, [value(i, key) for i in range(len(rows))], label=label, **style)
             return True
         return False
 

@@ -411,6 +411,15 @@ def test_pair_margins_estimates_the_noise_once_at_its_epoch_and_resumes_from_its
     resumed.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[pairs])
     np.testing.assert_array_equal(resumed.loss.noise_transition, written)
     np.testing.assert_array_equal(pairs.transition, written)
+    # A damaged file is named, whatever is wrong with it (issue #32: was a bare JSONDecodeError).
+    for damaged in ("", '{"transition": [[1, 0]]}', '{"other": 1}'):
+        with open(path, "w") as f:
+            f.write(damaged)
+        resumed, _, _ = _pair_case(seed=1)
+        pairs = callbacks.PairMargins((x, y), at_epoch=1, path=path)
+        with pytest.raises(ValueError, match=rf"The saved noise estimate '{path}' is damaged "
+                                             r"\(.*\)\. Delete it and run again"):
+            resumed.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[pairs])
 
 
 def test_pair_margins_refuses_a_loss_without_a_rejection_cap_and_epoch_0():

@@ -5,6 +5,7 @@ and its ``main`` called with it; ``tests/test_scripts.py`` runs the scripts and 
 commands' functions in subprocesses (a bad flag, ``--help``).
 """
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -71,6 +72,9 @@ def test_bad_flags_list_the_choices(script, flag, choices):
     (["--noise_rate=1.5"], "noise_rate=1.5"),
     (["--loss=imae", "--beta=16"], r"'imae' does not take `beta`.*temperature"),
     (["--optimizer=adam", "--momentum=0.5"], "`momentum` applies to optimizer='sgd' only"),
+    (["--seed=-1"], r"Invalid value for argument `seed`. Expected an integer in \[0, "
+                    r"4294967295\]. Received: seed=-1"),
+    (["--noise_seed=-1"], "noise_seed=-1"),
 ])
 def test_bad_run_settings_are_refused_before_any_work(tmp_path, args, message):
     _, flag_values = parse("train", *args, f"--model_dir={tmp_path / 'run'}")
@@ -99,6 +103,23 @@ def _one_line_exit(script, capsys):
     assert "\n" not in reason and "flags:" not in reason, reason
     assert capsys.readouterr().out == ""
     return reason
+
+
+def test_label_issues_refuse_an_output_dir_holding_a_run_or_an_export(tmp_path, monkeypatch):
+    # issue #32: find_label_issues.py --output_dir=<a train.py run> replaced its noisy labels
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "noisy_labels.npz").write_bytes(b"theirs")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "saved_model.pb").write_bytes(b"pb")
+    for output, message in (("run", r"holds a training run \(config.json\); its files"),
+                            ("export/out", "is inside the SavedModel export")):
+        script, _ = parse("find_label_issues", f"--output_dir={tmp_path / output}",
+                          monkeypatch=monkeypatch)
+        with _stops(rf"Invalid value for `output_dir`: .*{message}"):
+            script.main([])
+    assert (tmp_path / "run" / "noisy_labels.npz").read_bytes() == b"theirs"
+    assert not os.path.exists(tmp_path / "export" / "out")
 
 
 def test_a_finished_run_with_other_settings_needs_overwrite(finished_run, monkeypatch,
@@ -222,3 +243,135 @@ def test_no_command_docstring_has_a_bare_percent_sign():
     for name in commands.COMMANDS:
         doc = load_script(name).__doc__
         assert doc.count("%") == 2 * doc.count("%%"), f"keras_imae/cli/_{name}.py: write %%"
+
+
+# -- issue #32: every script stops with one line, before any work, leaving nothing behind -------
+@contextlib.contextmanager
+def _stops(pattern):
+    """The command stops with one line (status 1, ``Name: message``) matching ``pattern``."""
+    with pytest.raises(SystemExit) as stop:
+        yield
+    assert re.search(pattern, str(stop.value.code)), stop.value.code
+def _tiny_model(path):
+    """A digits-shaped logits model saved as ``path`` (a .keras file)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    model.save(path)
+    return path
+
+
+def test_evaluate_checks_its_output_first_and_names_a_missing_dataset(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "folder").mkdir()
+    for output, message in ((tmp_path / "afile" / "r.json", "is a file, not a folder"),
+                            (tmp_path / "folder", "is a folder; expected the path of a JSON")):
+        # the model does not exist either: --output is checked before anything is loaded
+        script, _ = parse("evaluate", f"--model={tmp_path / 'none.keras'}", f"--output={output}",
+                          monkeypatch=monkeypatch)
+        with _stops(message):
+            script.main([])
+    model = _tiny_model(str(tmp_path / "m.keras"))
+    script, _ = parse("evaluate", f"--model={model}", f"--dataset=npz:{tmp_path / 'no.npz'}",
+                      f"--output={tmp_path / 'r.json'}", monkeypatch=monkeypatch)
+    with _stops(r"No npz file at .*no\.npz"):
+        script.main([])
+    assert sorted(os.listdir(tmp_path)) == ["afile", "folder", "m.keras"]
+
+
+def test_export_takes_a_run_folder_and_refuses_a_folder_without_a_model(tmp_path, monkeypatch,
+                                                                      capsys):
+    import tensorflow as tf
+
+    _tiny_model(str(tmp_path / "run" / "model.keras"))
+    script, _ = parse("export", f"--model={tmp_path / 'run'}",
+                      f"--export_dir={tmp_path / 'exp'}", monkeypatch=monkeypatch)
+    script.main([])
+    assert f"Exported {tmp_path / 'run' / 'model.keras'} to" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(tmp_path / "exp"))  # keep it: it owns the variables
+    assert loaded.serve(tf.zeros((2, 8, 8, 1)))["probabilities"].shape == (2, 10)
+    (tmp_path / "empty").mkdir()
+    script, _ = parse("export", f"--model={tmp_path / 'empty'}",
+                      f"--export_dir={tmp_path / 'exp2'}", monkeypatch=monkeypatch)
+    with _stops("it is a folder without a model.keras"):
+        script.main([])  # Keras said "UnboundLocalError: weights_store"
+
+
+def test_export_to_an_unwritable_target_or_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    model = _tiny_model(str(tmp_path / "m.keras"))
+    (tmp_path / "afile").write_text("x")  # a target under a file cannot be written (as root too)
+    script, _ = parse("export", f"--model={model}", f"--export_dir={tmp_path / 'afile' / 'e'}",
+                      monkeypatch=monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        script.main([])
+    assert str(stop.value.code).startswith("NotADirectoryError: The folder of export target")
+
+    class FullDisk:  # TF's SavedModel writer on a full disk
+        def write_out(self, path, **kwargs):
+            os.makedirs(os.path.join(path, "variables"), exist_ok=True)  # a partial write
+            raise tf.errors.ResourceExhaustedError(None, None, "disk full")
+
+    monkeypatch.setattr(training.export, "_serving_archive", lambda model: FullDisk())
+    script, _ = parse("export", f"--model={model}", f"--export_dir={tmp_path / 'e'}",
+                      monkeypatch=monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        script.main([])
+    assert str(stop.value.code) == (
+        f"OSError: No space left on device while writing the SavedModel "
+        f"{str(tmp_path / 'e')!r} (disk full); nothing was replaced. {model!r} is kept and the "
+        "target is unchanged: free some space and run the same command again.")
+    assert sorted(os.listdir(tmp_path)) == ["afile", "m.keras"]  # no partial folder left
+
+
+def test_plot_checks_its_output_and_names_a_bad_log_cell(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    script, _ = parse("plot", f"--emphasis={tmp_path / 'afile' / 'e.png'}",
+                      monkeypatch=monkeypatch)
+    with _stops("is a file, not a folder"):
+        script.main([])
+    script, _ = parse("plot", f"--emphasis={tmp_path}", monkeypatch=monkeypatch)
+    with _stops("is a folder; expected the path of a PNG"):
+        script.main([])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,train_clean_fit\n0,0.5\n1,NA\n2,abc\n")
+    script, _ = parse("plot", f"--model_dir={run}", monkeypatch=monkeypatch)
+    with _stops(r"log\.csv', line 4: column 'train_clean_fit' "
+                                             r"holds 'abc', not a number"):
+        script.main([])
+    (run / "log.csv").write_text("epoch,train_clean_fit\n0,0.5\n1,NA\n")  # NA: not logged
+    script, _ = parse("plot", f"--model_dir={run}", f"--output={tmp_path / 'f.png'}",
+                      monkeypatch=monkeypatch)
+    script.main([])
+    assert os.path.isfile(tmp_path / "f.png")
+
+
+@pytest.mark.parametrize("script,flag,message", [
+    ("compare", "--num_seeds=0", "num_seeds"),
+    ("compare", "--selection_seeds=0", "selection_seeds"),
+])
+def test_count_flags_must_be_positive(script, flag, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        parse(script, flag)
+
+
+def test_signals_are_recorded_and_raised_at_the_next_check():
+    import signal
+
+    from keras_imae.training import _signals
+
+    with _signals.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded: nothing is raised in the handler
+        with pytest.raises(_signals.Stopped) as stopped:
+            _signals.check()
+        assert stopped.value.signum == signal.SIGTERM
+    _signals.check()  # outside deferred(): nothing recorded, nothing raised
+    with pytest.raises(KeyboardInterrupt) as second:
+        with _signals.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C stops at once
+    assert not isinstance(second.value, _signals.Stopped)

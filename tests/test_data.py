@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_imae import data
+from keras_imae import data, models
 
 
 def _batches(ds):
@@ -141,6 +141,35 @@ class TestNpz:
         assert ds.class_names == ["0", "1", "2", "3"] and ds.mean.shape == (7,)
         np.testing.assert_allclose(ds.std, x.std(0), rtol=1e-5)
         np.testing.assert_array_equal(ds.y_test, [0, 1, 1])
+
+    def test_constant_features_and_channels_are_centred_not_refused(self, tmp_path):
+        # load_digits flattened has constant (blank) columns; an all-zero colour channel too.
+        x = np.random.default_rng(0).normal(size=(10, 4))
+        x[:, 1], x[:, 3] = 0.0, 0.1
+        np.savez(tmp_path / "t.npz", x_train=x, y_train=np.arange(10) % 2, x_test=x[:3],
+                 y_test=[0, 1, 1])
+        with pytest.warns(UserWarning, match=r"2 of 4 channels \(features\) are constant "
+                                             r"in the training data \(ids \[1, 3\]\)"):
+            ds = data.load(f"npz:{tmp_path / 't.npz'}")
+        np.testing.assert_array_equal(ds.std[[1, 3]], [1, 1])
+        np.testing.assert_allclose(ds.std[[0, 2]], x[:, [0, 2]].std(0), rtol=1e-5)
+        model = models.build_model("mlp", ds.input_shape, 2, mean=ds.mean, std=ds.std)
+        assert np.isfinite(model.predict(ds.x_test, verbose=0)).all()
+        images = np.random.default_rng(1).integers(0, 256, (6, 4, 4, 3)).astype(np.uint8)
+        images[..., 2] = 0
+        with pytest.warns(UserWarning, match=r"1 of 3 channels .* \(ids \[2\]\)"):
+            mean, std = data.channel_stats([images], 3)
+        assert std[2] == 1 and mean[2] == 0 and 0 < std[0] != 1
+
+    def test_labels_implying_too_many_classes_are_refused_before_anything_grows(self, tmp_path):
+        y = np.arange(10) % 2
+        np.savez(tmp_path / "big.npz", x_train=np.zeros((10, 3)), y_train=y + 2**40,
+                 x_test=np.zeros((2, 3)), y_test=[0, 1])
+        with pytest.raises(data.DataError, match=r"`y_train, y_test`: label 1099511627777 "
+                                                 r"implies 1,099,511,627,778 classes, more "
+                                                 r"than MAX_CLASSES=100,000"):
+            data.load(f"npz:{tmp_path / 'big.npz'}")
+        assert data.MAX_CLASSES == 100_000
 
     @pytest.mark.parametrize("arrays,match", [
         ({"x_train": np.zeros((2, 3)), "y_train": [0, 1]},

@@ -80,7 +80,8 @@ def test_flags_equal_the_rules_definition(seed):
     k = 5
     labels = rng.integers(0, k - 1, 200)  # class 4 never given: its threshold is inf
     probs = rng.dirichlet(np.full(k, 0.5), 200)
-    probs[:20] = np.round(probs[:20], 1)  # ties between classes and with the thresholds
+    # ties between classes and with the thresholds: rows of tenths (still distributions)
+    probs[:20] = rng.multinomial(10, probs[:20]) / 10
     result = label_issues.find_label_issues(labels, probs)
     flags, suggested, thresholds = brute_force_rule(labels, probs)
     np.testing.assert_allclose(result.thresholds, thresholds)
@@ -96,6 +97,11 @@ def test_flags_equal_the_rules_definition(seed):
     (np.array([[1.5, -0.5], [0.5, 0.5]]), "Invalid value for argument `pred_probs`"),
     (np.array([[np.nan, 1.0], [0.5, 0.5]]), "Invalid value for argument `pred_probs`"),
     (np.full((3, 2), 0.5), "one label per row"),
+    (np.array([[0.5, 0.5], [5.0, 5.0]]), r"Expected each row to be a probability distribution "
+                                         r"\(summing to 1 within 0.001; .*Received: "
+                                         r"pred_probs\[1\]=\[5. 5.\] summing to 10 \(1 such"),
+    (np.array([[0.0, 0.0], [0.5, 0.5]]), r"Received: pred_probs\[0\]=\[0. 0.\] summing to 0"),
+    (np.array([[0.5, 0.5], [0.9, 0.102]]), r"pred_probs\[1\]=.* summing to 1.002"),
 ])
 def test_bad_probabilities_raise(probs, match):
     with pytest.raises(ValueError, match=match):

@@ -4,6 +4,9 @@ stops with one line -- no traceback, nothing left behind."""
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -74,6 +77,31 @@ def test_a_changed_default_is_refused_too(tmp_path, digits, monkeypatch):
         training.run(config, dataset=digits)
 
 
+def test_a_default_passed_explicitly_resumes_and_a_real_change_is_still_refused(
+        tmp_path, digits, monkeypatch):
+    config = _interrupted_run(tmp_path, digits, monkeypatch)
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        resolved = json.load(f)["resolved"]
+    changed = training.RunConfig(**{**config.__dict__, "beta": 4.0})
+    with pytest.raises(ValueError, match=r"Cannot resume .*: beta None \(resolved 16.0\) "
+                                         r"-> 4.0\."):
+        training.validate(changed)
+    # --beta=16 --pair_margins on a run started without them: the same run (issue #32, was
+    # refused as "beta None -> 16")
+    explicit = training.RunConfig(**{**config.__dict__, "beta": resolved["loss_settings"]["beta"],
+                                     "pair_margins": resolved["pair_margins"]})
+    training.validate(explicit)
+    assert training.run(explicit, dataset=digits)["epochs"] == 3
+
+
+def test_a_deleted_log_does_not_change_the_exported_epoch(tmp_path, digits, monkeypatch):
+    config = _interrupted_run(tmp_path, digits, monkeypatch, after=2)
+    os.remove(os.path.join(config.model_dir, "log.csv"))
+    results = training.run(config, dataset=digits)
+    assert len(training.read_log(config.model_dir)) == 1  # only the resumed epoch is logged
+    assert results["exported"]["epoch"] == 3  # the backup's count, not log.csv's rows
+
+
 def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digits,
                                                                   monkeypatch):
     config = _interrupted_run(tmp_path, digits, monkeypatch)
@@ -81,6 +109,30 @@ def test_the_train_script_refuses_a_changed_resume_with_one_line(tmp_path, digit
                       monkeypatch=monkeypatch)
     with pytest.raises(SystemExit, match="Cannot resume the run .* loss 'dm' -> 'cce'"):
         script.main([])
+
+
+def test_tune_with_bad_data_writes_and_deletes_nothing(tmp_path):
+    x = np.ones((20, 3), np.float32)
+    x[7, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4],
+             y_test=[0, 1, 0, 1])
+    bad = f"npz:{tmp_path / 'bad.npz'}"
+    # a new folder: no config.json is left that would refuse the corrected command
+    with pytest.raises(data.DataError, match="inputs must be finite"):
+        training.run(_config(tmp_path, dataset=bad, tune=True))
+    assert not os.path.exists(tmp_path / "run")
+    # a finished run is not deleted by --tune --overwrite before the data is known good
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    recorded = {**training.RunConfig(model_dir=str(finished)).__dict__, "resolved": {}}
+    files = {"config.json": json.dumps(recorded), "metrics.json": "{}", "model.keras": "m"}
+    for name, text in files.items():
+        (finished / name).write_text(text)
+    with pytest.raises(data.DataError, match="inputs must be finite"):
+        training.run(_config(tmp_path, dataset=bad, tune=True, overwrite=True,
+                             model_dir=str(finished)))
+    assert {name: (finished / name).read_text() for name in files} == files
+    assert sorted(os.listdir(finished)) == sorted(files)
 
 
 # -- 2. finished training survives a failed export ---------------------------------------------
@@ -103,6 +155,25 @@ def test_the_export_target_is_checked_before_training(tmp_path, digits):
                 training.validate(_config(tmp_path, model_dir=str(locked / "run")))
     finally:
         os.chmod(locked, 0o700)
+
+
+def test_a_run_folder_and_its_export_stay_apart(tmp_path):
+    # issue #32: --model_dir=X --export_dir=X trained, then the export replaced the run
+    for run, target, message in (("x", "x", "are the same folder"),
+                                 ("p/x", "p", "are nested in each other"),
+                                 ("x", "x/tune/e", "are nested in each other")):
+        with pytest.raises(ValueError, match=message):
+            training.validate(_config(tmp_path, model_dir=str(tmp_path / run),
+                                      export_dir=str(tmp_path / target), overwrite=True))
+    (tmp_path / "old_export").mkdir()  # an export: replaced whole by the next one
+    (tmp_path / "old_export" / "keras_imae_export.json").write_text('{"source": "elsewhere"}')
+    with pytest.raises(ValueError, match="is inside the SavedModel export .*old_export"):
+        training.validate(_config(tmp_path, model_dir=str(tmp_path / "old_export" / "run"),
+                                  overwrite=True))
+    assert sorted(os.listdir(tmp_path)) == ["old_export"]
+    # an export folder inside the run folder, but not in what a run writes, is allowed
+    training.validate(_config(tmp_path, model_dir=str(tmp_path / "r"),
+                              export_dir=str(tmp_path / "r" / "saved_models" / "r")))
 
 
 def test_a_failed_export_keeps_the_training_and_the_rerun_only_exports(tmp_path, digits,
@@ -144,12 +215,16 @@ def test_an_export_killed_midway_is_cleaned_up_by_the_next_one(tmp_path, finishe
     model = keras.models.load_model(results["model_keras"])
     target = tmp_path / "saved"
     export.export_saved_model(model, target)
-    # a SIGKILL left a half-written copy, and an old export moved aside but not put back
-    (tmp_path / ".saved.tmp-abc").mkdir()
-    (tmp_path / ".saved.tmp-abc" / "saved_model.pb").write_bytes(b"half")
+    # a SIGKILL left a half-written copy, and an old export moved aside but not put back;
+    # their owner (the pid in their names) is dead
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = f"{dead.pid}@{socket.gethostname()}~abc"
+    (tmp_path / f".saved.tmp-{owner}").mkdir()
+    (tmp_path / f".saved.tmp-{owner}" / "saved_model.pb").write_bytes(b"half")
     os.rename(target, tmp_path / "moved")
-    (tmp_path / ".saved.old-xyz").mkdir()
-    os.rename(tmp_path / "moved", tmp_path / ".saved.old-xyz" / "saved")
+    (tmp_path / f".saved.old-{owner}").mkdir()
+    os.rename(tmp_path / "moved", tmp_path / f".saved.old-{owner}" / "saved")
     export.export_saved_model(model, target, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["saved"]
 
@@ -232,22 +307,32 @@ def test_bad_inputs_stop_with_one_line(tmp_path, finished_run, monkeypatch):
         assert json.load(f)["accuracy"] == pytest.approx(results["test_accuracy_final"])
 
 
-@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), ("sigterm", 143)])
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (signal.SIGTERM, 143),
+                                        (signal.SIGINT, 130)])
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_resume(tmp_path, digits, monkeypatch,
                                                           capsys, stop, code):
     config = _config(tmp_path, epochs=3)
     fit = keras.Model.fit
+    batches_after_the_signal = []
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
 
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                if stop == "sigterm":
-                    os.kill(os.getpid(), signal.SIGTERM)
-                else:
+    class Stop(keras.callbacks.Callback):  # after the run's callbacks
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.signalled:
+                batches_after_the_signal.append(batch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2 and not self.model.signalled:  # mid-epoch, as a scheduler would
+                self.model.signalled = True
+                if stop is KeyboardInterrupt:
                     raise KeyboardInterrupt()
+                os.kill(os.getpid(), stop)  # the handler only records it (issue #32)
 
-    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
-        self, *a, callbacks=[*callbacks, Stop()], **k))
+    def stopped_fit(self, *a, callbacks=(), **k):
+        self.signalled = False
+        return fit(self, *a, callbacks=[*callbacks, Stop()], **k)
+
+    monkeypatch.setattr(keras.Model, "fit", stopped_fit)
     monkeypatch.setattr(data, "load", lambda *a, **k: digits)
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--epochs=3", "--verbose=0",
                       "--export_dir=", monkeypatch=monkeypatch)
@@ -258,6 +343,8 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_resume(tmp_path, digits, monk
     assert err[-1].startswith("Stopped (") and "run the same command again to resume" in (
         err[-1].lower())
     assert not os.path.exists(os.path.join(config.model_dir, ".lock"))
+    assert batches_after_the_signal == []  # stopped before the next batch
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers
     monkeypatch.setattr(keras.Model, "fit", fit)
     results = training.run(training.RunConfig(**{**config.__dict__, "export_dir": ""}),
                            dataset=digits)

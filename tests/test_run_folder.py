@@ -17,14 +17,16 @@ from keras_imae.training._backup import RunBackup
 def test_clear_deletes_only_what_a_run_writes(tmp_path):
     folder = run_folder.RunFolder(tmp_path)
     for name in (run_folder.CONFIG, run_folder.LOG, run_folder.METRICS, run_folder.MODEL,
-                 noise.NOISY_LABELS_FILENAME, "notes.txt", "data.npz"):
+                 noise.NOISY_LABELS_FILENAME, "notes.txt", "data.npz",
+                 ".model.keras.tmp-abc.keras", ".notes.txt.tmp-abc"):  # a save killed mid-write
         (tmp_path / name).write_text("x")
     for name in (run_folder.BACKUP, run_folder.TENSORBOARD, "saved_models"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "inner").write_text("x")
     assert folder.finished
     folder.clear()
-    assert sorted(os.listdir(tmp_path)) == ["data.npz", "notes.txt", "saved_models"]
+    assert sorted(os.listdir(tmp_path)) == [".notes.txt.tmp-abc", "data.npz", "notes.txt",
+                                            "saved_models"]
     assert (tmp_path / "saved_models" / "inner").exists() and not folder.finished
 
 

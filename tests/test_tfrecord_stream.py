@@ -88,6 +88,11 @@ def test_errors_name_the_file(tmp_path):
         stream_load(f"tfrecord:{tmp_path}")
     _write(tmp_path, "train", 1, 2, seed=0)
     _write(tmp_path, "test", 1, 2, seed=0, label_of=lambda i: 5 * i)
+    _write(tmp_path, "train", 1, 2, seed=0, label_of=lambda i: i * 2**40)
+    with pytest.raises(data.DataError, match=r"label 1099511627776 implies 1,099,511,627,777 "
+                                             r"classes, more than MAX_CLASSES=100,000"):
+        stream_load(f"tfrecord:{tmp_path}")  # refused before a class list grows with it
+    _write(tmp_path, "train", 1, 2, seed=0)
     (tmp_path / "classes.txt").write_text("a\nb\nc\n")
     with pytest.raises(data.DataError, match=r"test-000\.tfrecord: record 1 has label 5, "
                                              r"outside the 3 classes"):

@@ -74,8 +74,18 @@ class PairMargins(keras.callbacks.Callback):
         return self.path is not None and os.path.exists(self.path)
 
     def _load(self):
-        with open(self.path) as f:
-            return np.asarray(json.load(f)["transition"], "float64")
+        try:
+            with open(self.path) as f:
+                transition = np.asarray(json.load(f)["transition"], "float64")
+            if transition.ndim != 2 or transition.shape[0] != transition.shape[1] or not (
+                    np.isfinite(transition).all()):
+                raise ValueError(f"a {transition.shape} matrix, not a square finite one")
+        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+            raise ValueError(
+                f"The saved noise estimate {self.path!r} is damaged ({type(err).__name__}: "
+                f"{err}). Delete it and run again: the estimate is then taken again from the "
+                "resumed weights.") from None
+        return transition
 
     def _estimate(self):
         if is_tf_dataset(self.data):

@@ -22,7 +22,7 @@ def define_flags(flag_values=flags.FLAGS):
     own = {**fv, "module_name": "comparison"}  # its --help topic
     cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2}, **fv)
     flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **own)
-    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", **own)
+    flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", lower_bound=1, **own)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **own)
     flags.DEFINE_string("output", None, "Markdown file for the table.", **own)
     flags.DEFINE_enum("selection", "corrected", list(comparison.SELECTIONS),

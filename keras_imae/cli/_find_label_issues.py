@@ -55,7 +55,8 @@ def main(_):
     options = dict(method=FLAGS.method, folds=FLAGS.folds, retrain=FLAGS.retrain,
                    retrain_loss=FLAGS.retrain_loss)
     with cli.one_line_errors("Nothing final was written; run the command again."):
-        label_issues.validate(config, **options)  # a bad setting: one line, status 1
+        label_issues.validate(config, output_dir=FLAGS.output_dir,
+                              **options)  # a bad setting: one line, status 1
         results = label_issues.run(config, output_dir=FLAGS.output_dir,
                                    num_suspects=FLAGS.num_suspects, **options)
     print(label_issues.format_summary(results))

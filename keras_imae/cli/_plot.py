@@ -4,9 +4,11 @@ r"""Plot emphasis curves w(p) of every loss and of DM, and/or a run's per-epoch 
     keras-imae-plot --model_dir=runs/digits_dm          # -> runs/digits_dm/fit_curves.png
 """
 
+import os
+
 from absl import app, flags
 
-from keras_imae import plotting
+from keras_imae import _files, plotting
 from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
@@ -24,8 +26,15 @@ def main(_):
     cli.quiet_logs(FLAGS)
     if not FLAGS.emphasis and not FLAGS.model_dir:
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
-    if FLAGS.emphasis:
-        print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
-    if FLAGS.model_dir:
-        with cli.one_line_errors("Run the command again."):  # no log: one line, status 1
+    with cli.one_line_errors("Nothing more was written."):  # one line, status 1
+        for flag in ("emphasis", "output"):  # before any work: a PNG path we can write
+            path = FLAGS[flag].value
+            if path and os.path.isdir(path):
+                raise ValueError(f"--{flag}={path!r} is a folder; expected the path of a PNG.")
+            if path:
+                _files.check_writable_dir(os.path.dirname(os.path.abspath(path)),
+                                          f"--{flag}'s folder")
+        if FLAGS.emphasis:
+            print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
+        if FLAGS.model_dir:
             print("Wrote", plotting.plot_run(FLAGS.model_dir, FLAGS.output))

@@ -33,11 +33,12 @@ from keras_imae.data._readers import (ArrayReader, FileReader, RecordReader, cha
                                       materialize)
 from keras_imae.data._sources import (HUMAN_LABEL_DATASETS, SOURCES_HELP, check_data_dir,
                                       gives_own_noise, is_known_source, parse)
-from keras_imae.data._split import Split, split_ids, split_validation, stratified_split
+from keras_imae.data._split import (MAX_CLASSES, Split, split_ids, split_validation,
+                                    stratified_split)
 from keras_imae.data._tfds import DownloadFailed, human_label_key
 
 __all__ = ["AUGMENTATIONS", "ArrayReader", "DataError", "Dataset", "DownloadFailed", "FileReader",
-           "HUMAN_LABEL_DATASETS", "RecordReader", "SOURCES_HELP", "STREAMING_MODES",
+           "HUMAN_LABEL_DATASETS", "MAX_CLASSES", "RecordReader", "SOURCES_HELP", "STREAMING_MODES",
            "STREAM_ABOVE_BYTES", "Split", "UNVERIFIED", "augment_pad", "augmentation",
            "channel_stats", "check_data_dir", "eval_dataset", "gives_own_noise", "human_label_key",
            "is_known_source", "load", "materialize", "parse", "pipeline_options", "plain_dataset",

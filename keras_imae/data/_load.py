@@ -83,7 +83,7 @@ def _npz(path):
     if "class_names" in arrays:
         class_names = [str(c) for c in arrays["class_names"]]
     else:
-        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+        num_classes = _split.classes_from_labels([y_train, y_test], "y_train, y_test")
         class_names = [str(c) for c in range(num_classes)]
         empty = np.setdiff1d(np.arange(num_classes), y_train)  # a test-only id counts too
         if len(empty):

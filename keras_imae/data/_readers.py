@@ -22,6 +22,7 @@ least as many as workers, are split by file (per-file id offsets).
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -186,7 +187,10 @@ def channel_stats(chunks, channels):
     """float32 per-channel ``(mean, std)`` of arrays ``(..., channels)`` given in chunks.
 
     Sums of values and squares accumulate in float64, chunk by chunk; ``std`` is
-    ``sqrt(max(E[x^2] - E[x]^2, 0))``. Image pixels are integers, so their float64 sums are
+    ``sqrt(max(E[x^2] - E[x]^2, 0))``. A constant channel or feature (``std < 1e-6 *
+    max(1, |mean|)``: a blank column of flattened digits, an all-zero colour channel) gets
+    ``std = 1``, so standardising centres it instead of dividing by zero; one warning names
+    how many there are. Image pixels are integers, so their float64 sums are
     exact below 2^53 (any dataset under ~10^11 pixel values) in any chunking: an array and a
     streamed pass over the same images give bit-identical statistics.
     """
@@ -201,6 +205,14 @@ def channel_stats(chunks, channels):
     count = max(count, 1)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    constant = std < 1e-6 * np.maximum(1.0, np.abs(mean))
+    if constant.any():
+        ids = np.flatnonzero(constant)
+        warnings.warn(
+            f"{len(ids)} of {channels} channels (features) are constant in the training data "
+            f"(ids {ids[:10].tolist()}{' ...' if len(ids) > 10 else ''}): they are "
+            "standardised with std 1 (centred only).", UserWarning, stacklevel=2)
+        std = np.where(constant, 1.0, std)
     return mean.astype(np.float32), std.astype(np.float32)
 
 

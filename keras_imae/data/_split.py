@@ -7,10 +7,13 @@ import numpy as np
 from keras_imae import _checks as checks
 from keras_imae.noise import largest_remainder
 
-__all__ = ["SPLIT_SEED", "Split", "check_labels", "split_ids", "split_validation",
-           "stratified_split"]
+__all__ = ["MAX_CLASSES", "SPLIT_SEED", "Split", "check_labels", "classes_from_labels",
+           "split_ids", "split_validation", "stratified_split"]
 
 SPLIT_SEED = 0  # fixed seed of the built-in train/test splits (digits, single image folders)
+# Most classes ``K = max label + 1`` may imply when no class list is given: a label such as
+# ``y + 2**40`` is refused at once instead of growing class-sized arrays until memory runs out.
+MAX_CLASSES = 100_000
 
 Split = collections.namedtuple(
     "Split", ["x_train", "y_train", "x_val", "y_val", "train_index", "val_index"])
@@ -24,6 +27,22 @@ def check_labels(y, name, num_examples, num_classes=None):
             f"Invalid value for `{name}`. Expected {num_examples} labels (one per example). "
             f"Received: {len(y)} labels")
     return y.astype(np.int64)
+
+
+def classes_from_labels(labels, name):
+    """``K = max label + 1`` over the label arrays ``labels``.
+
+    Raises:
+        ValueError: ``K`` above :data:`MAX_CLASSES`, naming ``name`` and the label.
+    """
+    top = max(int(np.max(y, initial=0)) for y in labels)
+    if top >= MAX_CLASSES:
+        raise ValueError(
+            f"Invalid value in `{name}`: label {top} implies {top + 1:,} classes, more than "
+            f"MAX_CLASSES={MAX_CLASSES:,} (keras_imae.data.MAX_CLASSES). Expected class ids "
+            "0..K-1; list the classes (`class_names` in an npz, classes.txt in a TFRecord "
+            "folder) to use more.")
+    return top + 1
 
 
 def stratified_split(y, num_holdout, seed):

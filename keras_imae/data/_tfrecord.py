@@ -22,7 +22,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_imae.data import _images, _label_file
+from keras_imae.data import _images, _label_file, _split
 from keras_imae.data._dataset import Parts
 from keras_imae.data._images import DataError
 from keras_imae.data._readers import RecordReader
@@ -88,8 +88,11 @@ def open_parts(root, image_size):
     test_labels = [_file_labels(f) for f in test_files]
     class_names = _label_file.read_classes(root)
     if class_names is None:
-        top = max(int(y.max(initial=0)) for y in train_labels + test_labels)
-        class_names = [str(c) for c in range(max(top + 1, 2))]
+        try:
+            num_classes = _split.classes_from_labels(train_labels + test_labels, "label")
+        except ValueError as err:
+            raise DataError(f"{root}: {err}") from None
+        class_names = [str(c) for c in range(max(num_classes, 2))]
     _check_range(train_labels + test_labels, train_files + test_files, len(class_names))
     train = _reader(train_files, [len(y) for y in train_labels], image_size)
     test = _reader(test_files, [len(y) for y in test_labels], image_size)

@@ -57,6 +57,8 @@ from keras_imae.noise import ranking_quality
 
 __all__ = ["LabelIssues", "class_thresholds", "find_label_issues", "issue_quality"]
 
+PROB_SUM_TOLERANCE = 1e-3  # |sum of a pred_probs row - 1| above this is not a distribution
+
 LabelIssues = collections.namedtuple(
     "LabelIssues", ["scores", "is_issue", "suggested_labels", "thresholds"])
 LabelIssues.__doc__ = """What :func:`find_label_issues` returns, one entry per example.
@@ -103,6 +105,15 @@ def _check_probs(probs, labels):
             "Invalid value for argument `pred_probs`. Expected finite non-negative "
             f"probabilities of shape (N, K), K >= 2. Received: pred_probs with shape "
             f"{probs.shape}")
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_TOLERANCE)
+    if len(bad):
+        row = int(bad[0])
+        raise ValueError(
+            "Invalid value for argument `pred_probs`. Expected each row to be a probability "
+            f"distribution (summing to 1 within {PROB_SUM_TOLERANCE:g}; pass softmax outputs, "
+            f"not logits or scores). Received: pred_probs[{row}]={probs[row]} summing to "
+            f"{sums[row]:g} ({len(bad)} such rows)")
     labels = checks.label_ids(labels, probs.shape[1])
     if len(labels) != len(probs):
         raise ValueError(
@@ -119,7 +130,8 @@ def find_label_issues(labels, pred_probs):
 
     Args:
         labels: ``(N,)`` given (noisy) integer labels.
-        pred_probs: ``(N, K)`` out-of-sample probabilities, from any model
+        pred_probs: ``(N, K)`` out-of-sample probabilities (non-negative rows summing to 1
+            within :data:`PROB_SUM_TOLERANCE`, as cleanlab requires), from any model
             (:func:`cross_val_probabilities` makes them by K-fold training).
 
     Returns:

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from keras_imae import data
+from keras_imae.training import _signals
 from keras_imae.training.export import output_kind
 
 __all__ = ["keras_fit"]
@@ -39,7 +40,8 @@ def keras_fit(build_model, *, epochs, batch_size=64, augment=None, seed=0, verbo
         kind = output_kind(model)
         train = data.plain_dataset(x, labels, batch_size=batch_size, augment=augment,
                                    seed=seed * 1000 + fold)
-        model.fit(train, epochs=epochs, verbose=verbose, callbacks=list(callbacks))
+        model.fit(train, epochs=epochs, verbose=verbose,
+                  callbacks=[*callbacks, _signals.StopOnSignal()])
 
         def predict(x_held_out):
             batches = data.eval_dataset(x_held_out, batch_size=max(batch_size, 256))

@@ -28,7 +28,7 @@ from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae.training import _noise, _run_folder, recipe
+from keras_imae.training import _noise, _run_folder, _signals, recipe
 from keras_imae.training import run as training_run
 from keras_imae.training._config import NOISE_TYPES
 
@@ -59,8 +59,28 @@ def _loss_of(config):
         config.loss, recipe.given_hparams(config), None, config.normalize))
 
 
-def validate(config, *, method="run", folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None):
-    """Checks that need no data: the method, ``folds``, the losses, ``retrain``."""
+def check_output_dir(output_dir):
+    """Raise ``ValueError`` if ``output_dir`` holds a training run of ``scripts/train.py``
+    (its ``noisy_labels.npz`` would be replaced) or is inside a SavedModel export."""
+    folder = _run_folder.RunFolder(output_dir)
+    theirs = [name for name in folder.written()
+              if name != noise.NOISY_LABELS_FILENAME]  # this workflow writes that one too
+    if theirs:
+        raise ValueError(
+            f"Invalid value for `output_dir`: {output_dir!r} holds a training run "
+            f"({', '.join(theirs)}); its files would be replaced. Choose another output_dir.")
+    export = _run_folder.enclosing_export(output_dir)
+    if export is not None:
+        raise ValueError(f"Invalid value for `output_dir`: {output_dir!r} is inside the "
+                         f"SavedModel export {export!r}. Choose another output_dir.")
+
+
+def validate(config, *, method="run", folds=DEFAULT_FOLDS, retrain="none", retrain_loss=None,
+             output_dir=None):
+    """Checks that need no data: the method, ``folds``, the losses, ``retrain``, and that
+    ``output_dir`` (when given) holds no training run or export (:func:`check_output_dir`)."""
+    if output_dir is not None:
+        check_output_dir(output_dir)
     if method not in METHODS:
         raise ValueError(f"Invalid value for argument `method`. Expected one of "
                          f"{list(METHODS)}. Received: method={method!r}")
@@ -171,7 +191,8 @@ def _fold_fit(config, dataset):
         model = recipe.compiled_model(resolved, dataset, len(part), seed=seed)
         train = data.train_dataset(dataset, table, ids=part.ids, batch_size=config.batch_size,
                                    augment=resolved["augment"], seed=seed)
-        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False)
+        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False,
+                  callbacks=[_signals.StopOnSignal()])
         return lambda held_out: np.log(np.maximum(
             _probabilities(model, dataset, held_out.ids), 1e-300))
 
@@ -257,7 +278,7 @@ def run(config, *, output_dir, method="run", folds=DEFAULT_FOLDS, retrain="none"
         ``probs`` and ``fold_of`` (``None`` for ``"run"``), not written to ``summary.json``.
     """
     loss = validate(config, method=method, folds=folds, retrain=retrain,
-                    retrain_loss=retrain_loss)
+                    retrain_loss=retrain_loss, output_dir=output_dir)
     log = log or (lambda *_: None)
     start = time.time()
     if dataset is None:

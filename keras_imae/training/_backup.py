@@ -105,6 +105,12 @@ class RunBackup(keras.callbacks.Callback):
         self.delete_when_done = delete_when_done
         self._epoch = 0
 
+    @property
+    def epoch(self):
+        """Epochs the model has trained: restored from the backup, then one per epoch ended
+        (what a run exports as its last epoch; ``log.csv`` may have lost rows)."""
+        return self._epoch
+
     def on_train_begin(self, logs=None):
         self._clean_temporary()
         epoch, weights = good_generation(self.backup_dir)

@@ -127,9 +127,40 @@ def finished_results(config):
         return None
 
 
+# Fields the recipe resolves when left unset (None or "auto"): ``resolved`` holds their values.
+_RESOLVED_FIELDS = ("noise_type", "beta", "lam", "temperature", "q", "alpha", "max_margin",
+                    "reject_margin", "warmup_epochs", "pair_margins", "model", "momentum",
+                    "weight_decay", "augment", "input_dropout", "validation_fraction",
+                    "checkpoint")
+
+
 def _differences(recorded, current):
     return [f"{key} {recorded[key]!r} -> {value!r}" for key, value in current.items()
             if key in recorded and recorded[key] != value]
+
+
+def _field_differences(recorded, fields):
+    """Differences of the raw fields. A field the recipe resolves, left unset (None/"auto")
+    on one side, is the same setting when it equals what the run resolved: an explicit
+    value is compared with the recorded resolution now, an unset one once it is resolved
+    (``check_resume(config, resolved)``)."""
+    resolved = recorded.get("resolved")
+    if not isinstance(resolved, dict):
+        return _differences(recorded, fields)  # an old record: raw values only
+    differences = []
+    for key, value in fields.items():
+        if key not in recorded or recorded[key] == value:
+            continue
+        if key in _RESOLVED_FIELDS and value in (None, "auto"):
+            continue  # compared once resolved
+        if key in _RESOLVED_FIELDS and recorded[key] in (None, "auto"):
+            settings = resolved.get("loss_settings") or {}
+            was = settings.get(key) if key in settings else resolved.get(key, recorded[key])
+            if was != value:
+                differences.append(f"{key} {recorded[key]!r} (resolved {was!r}) -> {value!r}")
+            continue
+        differences.append(f"{key} {recorded[key]!r} -> {value!r}")
+    return differences
 
 
 def _refuse_resume(model_dir, differences):
@@ -145,7 +176,9 @@ def check_resume(config, resolved=None):
 
     Compares every ``RunConfig`` field but :data:`RESUME_MAY_CHANGE` with the recorded
     ``config.json`` and, given ``resolved``, the settings the run resolved (a changed default
-    of a newer version counts too).
+    of a newer version counts too). A field left to the recipe (``None``/``"auto"``) on one
+    side only is compared through the resolved settings, so passing a default explicitly
+    resumes.
 
     Raises:
         ValueError: naming each differing setting, its recorded and its new value.
@@ -157,7 +190,9 @@ def check_resume(config, resolved=None):
     except (OSError, ValueError):
         return  # no record yet: nothing trained
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE}
-    differences = _differences(recorded, fields)
+    # A default passed explicitly (--beta=16 where 16 is the default) is the same run, not
+    # "beta None -> 16".
+    differences = _field_differences(recorded, fields)
     if resolved is not None and isinstance(recorded.get("resolved"), dict):
         differences += _differences(recorded["resolved"],
                                     json.loads(json.dumps(resolved, default=float)))
@@ -172,6 +207,8 @@ def _check_numbers(config):
             f"Received: noise_type={config.noise_type!r}")
     for name in ("epochs", "batch_size"):
         checks.integer(name, getattr(config, name), low=1)
+    for name in ("seed", "noise_seed"):  # numpy's seeds: [0, 2**32)
+        checks.integer(name, getattr(config, name), low=0, high=2**32 - 1)
     if config.validation_fraction is not None:
         checks.number("validation_fraction", config.validation_fraction, high=1.0,
                       high_open=True)
@@ -256,6 +293,14 @@ def validate(config):
             run_folder.check_export_target(target, config.model_dir, overwrite=config.overwrite)
     except OSError as err:  # a file in the way, no permission, a foreign export
         raise ValueError(str(err)) from None
+    export = run_folder.enclosing_export(config.model_dir)
+    if export is not None:
+        raise ValueError(
+            f"model_dir {config.model_dir!r} is inside the SavedModel export {export!r}: an "
+            "export is replaced whole, so a run there would be deleted with it. Choose a "
+            "model_dir outside every export.")
+    if target:
+        run_folder.check_apart(config.model_dir, target)
     if folder_state(config):
         check_resume(config)
     run_folder.RunFolder(config.model_dir).check_unlocked()

@@ -21,7 +21,8 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import _noise, _results, _select, _tune, distribute, export, recipe
+from keras_imae.training import (_noise, _results, _select, _signals, _tune, distribute, export,
+                                 recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -140,12 +141,13 @@ def _one_run(config, *, dataset=None, strategy=None):
         transition = _noise.invertible(estimate) if val_ids is not None else None
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup)
-        exported = _select_exported(resolved, model, folder, monitor, transition)
+        exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
         model_path = folder.file(run_folder.MODEL)
         _files.atomic_write(model_path, model.save, path_only=True)
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
                                    train_ids, meta, start, exported)
         target = export_target(config)
+        _signals.check()  # stopped now, the same command only exports
         if target and is_chief:
             results["saved_model"] = export.export_finished_run(
                 model, target, overwrite=config.overwrite, model_dir=config.model_dir,
@@ -156,19 +158,20 @@ def _one_run(config, *, dataset=None, strategy=None):
     return results
 
 
-def _select_exported(resolved, model, folder, monitor, transition):
-    """Load the weights of the epoch the run exports into ``model`` (the last one is already
-    there) and return what that model scores: ``{"epoch", "selected_by", "test_accuracy",
-    "clean_fit", "noisy_fit", "noisy_correct", ...}``."""
+def _select_exported(resolved, model, folder, monitor, transition, last_epoch):
+    """Load the weights of the epoch the run exports into ``model`` (the last one,
+    ``last_epoch`` by the backup's count, is already there) and return what that model
+    scores: ``{"epoch", "selected_by", "test_accuracy", "clean_fit", "noisy_fit",
+    "noisy_correct", ...}``."""
     rows = folder.read_log()
     if monitor.last_train_scores is None:  # no epoch left to train (a finished fit resumed)
         monitor.last = monitor.measure()
     if resolved["checkpoint"] == "last":
-        values, epoch, key = monitor.last, len(rows), None
+        values, epoch, key = monitor.last, last_epoch, None
     else:
         key = _select.score_key(transition)
         epoch = _select.restore_best(model, folder.path, rows, key)
-        values = monitor.measure() if epoch != len(rows) else monitor.last
+        values = monitor.measure() if epoch != last_epoch else monitor.last
     exported = {"epoch": epoch, "selected_by": key,
                 "test_accuracy": values.get("test_accuracy")}
     for name in ("clean_fit", "noisy_fit", "noisy_correct", "accuracy"):
@@ -264,7 +267,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             *checkpoints,  # before the log: a logged best epoch has its checkpoint
             run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
-            # last: an epoch counts as done only once its log row is written
+            # an epoch counts as done only once its log row is written
             backup,
+            _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
         ])
     return monitor

@@ -41,8 +41,8 @@ import numpy as np
 from keras_imae import _files, noise
 from keras_imae.training._backup import good_generation
 
-__all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_export_target",
-           "write_export_marker", "write_json"]
+__all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_apart", "check_export_target",
+           "enclosing_export", "write_export_marker", "write_json"]
 
 CONFIG, LOG, METRICS, MODEL = "config.json", "log.csv", "metrics.json", "model.keras"
 BACKUP, TENSORBOARD, LOCK = "backup", "tensorboard", ".lock"
@@ -127,8 +127,12 @@ class RunFolder:
         return [] if _CONFIG_KEYS <= keys else self.written()
 
     def clear(self):
-        """Delete the entries a run writes, and nothing else."""
-        for name in self.written():
+        """Delete the entries a run writes and their temporary files (``.model.keras.tmp-*``
+        of a writer killed mid-save: the folder is locked, so no one is writing them), and
+        nothing else."""
+        temporary = tuple(f".{name}.tmp-" for name in WRITTEN)
+        leftovers = [entry for entry in os.listdir(self.path) if entry.startswith(temporary)]
+        for name in self.written() + leftovers:
             target = self.file(name)
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
@@ -265,6 +269,36 @@ def _read_lock(path):
 
 
 # -- exports --------------------------------------------------------------------------------
+def enclosing_export(path):
+    """The SavedModel folder (one with :data:`EXPORT_MARKER` or ``saved_model.pb``) that is
+    ``path`` or holds it, else ``None``: an export is replaced whole, so nothing else may live
+    inside one."""
+    folder = os.path.abspath(os.fspath(path))
+    while True:
+        if any(os.path.isfile(os.path.join(folder, name))
+               for name in (EXPORT_MARKER, "saved_model.pb")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def check_apart(model_dir, export_dir):
+    """Raise ``ValueError`` unless a run folder and its export target stay apart: not the same
+    folder, the run folder not inside the export (replacing the export would delete the run),
+    the export not inside an entry the run writes (``--overwrite`` would delete it)."""
+    run, target = os.path.abspath(os.fspath(model_dir)), os.path.abspath(os.fspath(export_dir))
+    inside = [os.path.join(run, name) for name in WRITTEN]
+    if run == target or run.startswith(target + os.sep) or any(
+            target == entry or target.startswith(entry + os.sep) for entry in inside):
+        raise ValueError(
+            f"model_dir {model_dir!r} and the export target {export_dir!r} are "
+            f"{'the same folder' if run == target else 'nested in each other'}: an export "
+            "replaces its whole folder and --overwrite clears the run's. Choose an "
+            "--export_dir outside --model_dir.")
+
+
 def write_export_marker(export_dir, source):
     """Record inside a SavedModel folder what wrote it (``source``: a run folder or file)."""
     write_json(os.path.join(export_dir, EXPORT_MARKER),

@@ -25,7 +25,7 @@ import shutil
 from keras_imae import _files, data, noise
 from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import _run_folder as run_folder
-from keras_imae.training import export, recipe
+from keras_imae.training import _signals, export, recipe
 from keras_imae.training._config import check_resume, export_target, folder_state
 
 __all__ = ["POINTS", "tuned_run"]
@@ -71,18 +71,21 @@ def tuned_run(config, dataset, strategy, run):
     with folder.lock():
         if folder_state(config):
             check_resume(config)
-        if config.overwrite:
-            folder.clear()
-        run_folder.write_json(folder.file(run_folder.CONFIG), dataclasses.asdict(config))
+        record = dataclasses.asdict(config)
         checkpoint, fraction = recipe.selection(config)
         config = dataclasses.replace(config, checkpoint=checkpoint, validation_fraction=fraction)
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
                                 streaming=config.streaming)
         model = recipe.model_for(config, dataset.input_shape)
-        points = []
         grid = recipe.grid(config.loss, model, config.learning_rate)
+        # Nothing was written so far: bad data leaves a finished run, or no folder, as it was.
+        if config.overwrite:
+            folder.clear()
+        run_folder.write_json(folder.file(run_folder.CONFIG), record)
+        points = []
         for index, point in enumerate(grid):
+            _signals.check()  # SIGTERM/Ctrl-C between points (each fit checks per batch)
             if config.verbose:
                 print(f"Tuning {config.loss}: point {index + 1} of {len(grid)}, {point}")
             try:
@@ -114,6 +117,7 @@ def tuned_run(config, dataset, strategy, run):
                        tuning={"chosen": points[best]["point"], "points": points})
         results.pop("saved_model", None)
         target = export_target(config)
+        _signals.check()
         if target:
             from keras_imae import load_model
 

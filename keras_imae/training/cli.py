@@ -13,7 +13,7 @@ import sys
 from absl import flags, logging
 
 from keras_imae import data, losses, models
-from keras_imae.training import distribute, optimizers, recipe
+from keras_imae.training import _signals, distribute, optimizers, recipe
 from keras_imae.training._config import NOISE_TYPES, RunConfig
 
 __all__ = ["RUN_FLAGS", "TOPICS", "define_run_flags", "one_line_errors", "run_config", "quiet_logs"]
@@ -177,31 +177,24 @@ def quiet_logs(flag_values):
         logging.set_verbosity(logging.WARNING)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so that clean-up (locks, temporary files) runs."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated()
-
-
 @contextlib.contextmanager
 def one_line_errors(interrupted):
     """A script's body: every stop is one line on stderr, never a traceback.
 
     Ctrl-C exits with status 130 and SIGTERM with 143, printing ``interrupted`` (say how to
-    resume); an error of the library (``ValueError``, ``OSError`` and the library's own:
-    a folder in use, bad data, a failed download, a collapsed run, a failed export) exits
-    with status 1 and ``Name: message``. ``finally`` clauses run first in every case.
+    resume); the signals are recorded and a run stops at its next safe point (before the
+    next batch, after an epoch's backup, between tuning points, before an export:
+    :mod:`keras_imae.training._signals`). An error of the library (``ValueError``,
+    ``OSError`` and the library's own: a folder in use, bad data, a failed download, a
+    collapsed run, a failed export) exits with status 1 and ``Name: message``. ``finally``
+    clauses run first in every case.
     """
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        yield
+        with _signals.deferred():
+            yield
     except KeyboardInterrupt as err:
-        print(f"Stopped ({'SIGTERM' if isinstance(err, _Terminated) else 'Ctrl-C'}). "
-              f"{interrupted}", file=sys.stderr)
-        sys.exit(143 if isinstance(err, _Terminated) else 130)
+        term = isinstance(err, _signals.Stopped) and err.signum == signal.SIGTERM
+        print(f"Stopped ({'SIGTERM' if term else 'Ctrl-C'}). {interrupted}", file=sys.stderr)
+        sys.exit(143 if term else 130)
     except (ValueError, OSError, RuntimeError) as err:
         sys.exit(f"{type(err).__name__}: {err}")
-    finally:
-        signal.signal(signal.SIGTERM, previous)

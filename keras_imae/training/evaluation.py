@@ -16,7 +16,7 @@ import keras_imae.losses  # noqa: F401  (registers the losses for load_model)
 import keras_imae.models  # noqa: F401  (registers RobustModel for load_model)
 from keras_imae.training import export
 
-__all__ = ["load_predictor", "load_keras_model", "evaluate"]
+__all__ = ["load_predictor", "load_keras_model", "evaluate", "run_model"]
 
 
 def load_predictor(path):
@@ -36,10 +36,7 @@ def load_predictor(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r} (expected a SavedModel folder or a "
                                 "`.keras` file).")
-    run_model = os.path.join(path, "model.keras")
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")) and (
-            os.path.isfile(run_model)):
-        path = run_model  # a run folder: its trained model
+    path = run_model(path)
     if os.path.isdir(path):
         try:
             loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
@@ -59,16 +56,33 @@ def load_predictor(path):
     return predict
 
 
+def run_model(path):
+    """``path/model.keras`` when ``path`` is a run folder of ``scripts/train.py`` (a folder
+    with a ``model.keras`` and no ``saved_model.pb``), else ``path`` unchanged."""
+    model = os.path.join(path, "model.keras")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")) and (
+            os.path.isfile(model)):
+        return model
+    return path
+
+
 def load_keras_model(path):
-    """``keras.models.load_model(path, compile=False)`` with clear errors.
+    """``keras.models.load_model(path, compile=False)`` with clear errors; a run folder of
+    ``scripts/train.py`` loads its ``model.keras`` (:func:`run_model`).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
-        ValueError: ``path`` is not a loadable ``.keras`` file (corrupt, another format).
+        ValueError: ``path`` is not a loadable ``.keras`` file (corrupt, another format, a
+            folder that is not a run folder).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at {path!r}.")
+    path = run_model(path)
+    if os.path.isdir(path):  # Keras: "UnboundLocalError: weights_store"
+        raise ValueError(f"Could not load {path!r} as a Keras model: it is a folder without "
+                         "a model.keras (expected a .keras file or a run folder of "
+                         "scripts/train.py).")
     if path.endswith(".keras") and not zipfile.is_zipfile(path):  # Keras: "File not found"
         raise ValueError(f"Could not load the Keras model file {path!r}: not a valid .keras "
                          "(zip) file -- truncated, corrupt or another format.")

@@ -11,6 +11,7 @@ The archive is written to a temporary sibling folder and renamed into place, so 
 sees a half-written export and an interrupted export leaves the old one intact.
 """
 
+import errno
 import os
 
 import keras
@@ -98,6 +99,8 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
 
     Raises:
         FileExistsError: ``path`` may not be replaced.
+        OSError: the export could not be written (``errno.ENOSPC`` for a full disk, TF's
+            ``ResourceExhaustedError`` included); a previous export is left in place.
         ValueError: the model has no defined input (not built), or outputs neither logits
             nor softmax probabilities.
     """
@@ -112,13 +115,20 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
             f"Target {os.path.abspath(path)!r} already exists; pass overwrite=True "
             "(--overwrite) to replace it.")
     run_folder.check_export_target(path, source, overwrite=overwrite)
+    # allowed above; a new target is claimed atomically (of two exports, one wins)
+    replace = overwrite or os.path.lexists(path)
     archive = _serving_archive(model)
 
     def fill(tmp):
         archive.write_out(tmp, verbose=False)
         run_folder.write_export_marker(tmp, source)
 
-    return _files.atomic_replace_dir(path, fill, overwrite=True)
+    try:
+        return _files.atomic_replace_dir(path, fill, overwrite=replace)
+    except tf.errors.ResourceExhaustedError as err:  # TF's writer on a full disk
+        raise OSError(errno.ENOSPC, f"No space left on device while writing the SavedModel "
+                      f"{os.path.abspath(path)!r} ({err.message.splitlines()[0]}); nothing "
+                      "was replaced") from None
 
 
 class ExportFailed(OSError):
