@@ -51,6 +51,8 @@ VARIANTS = {
     "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),
     "dm_mm4": dict(max_margin=4.0),  # stop every push at a margin of 4 (p = 0.982), not 16
     "dm_mm8": dict(max_margin=8.0),
+    "dm_mm0": dict(max_margin=0.0),  # no margin cap: fitted examples are pushed without end
+    "dm_warm0": dict(warmup_epochs=0),  # the emphasis and the caps from the first epoch
     # exports the best epoch on 10% noisy validation; --tune: lambda, beta chosen on it
     "dm_best": dict(checkpoint="best", pair_margins=False),
     "dm_tune": dict(tune=True, checkpoint=None, pair_margins=False),

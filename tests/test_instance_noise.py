@@ -175,3 +175,18 @@ def test_recommended_forward_estimates_its_transition():
         keras_imae.recommended(model, num_examples=10, loss="forward")
     with pytest.raises(ValueError, match="does not take `transition`"):
         keras_imae.recommended(model, num_examples=10, loss="cce", transition=np.eye(K))
+
+
+@pytest.mark.slow
+def test_a_forward_run_estimates_its_transition_from_its_own_model(digits, tmp_path):
+    import json
+
+    config = training.RunConfig(epochs=4, verbose=0, model_dir=str(tmp_path / "run"),
+                                export_dir="", loss="forward", noise_type="pairflip")
+    results = training.run(config, dataset=digits)
+    with open(tmp_path / "run" / "pair_margins.json") as f:  # taken at epoch 1 of 4
+        estimate = np.asarray(json.load(f)["transition"])
+    np.testing.assert_allclose(estimate.sum(1), 1.0)
+    off = estimate - np.diag(np.diag(estimate))
+    assert (off.argmax(1) == (np.arange(10) + 1) % 10).mean() >= 0.8  # mostly the flips
+    assert results["resolved"]["loss_settings"] == {}  # no T given: the estimate is a phase

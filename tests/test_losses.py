@@ -609,7 +609,7 @@ def test_noise_transition_sets_the_pair_margins_while_the_emphasis_acts():
     off = losses.DerivativeManipulation(beta=8.0, lam=2.0)
     off.noise_transition = t
     assert off._active_hparams()["reject_margin"] is None
-    with pytest.raises(ValueError, match="no reject_margin"):
+    with pytest.raises(ValueError, match="has no use for a noise transition"):
         losses.GeneralizedCrossEntropy().noise_transition = t
 
 
@@ -775,3 +775,16 @@ def test_forward_correction_refuses_a_transition_of_another_size():
     z, ids = random_logits(4, 3, seed=1)
     with pytest.raises(ValueError, match="a 2 x 2 matrix for logits of 3 classes"):
         losses.forward_correction(ids, z, transition=np.eye(2))
+
+
+def test_forward_correction_takes_an_estimated_transition_as_its_phase():
+    z, ids = random_logits(8, 4, seed=4)
+    matrix = _random_transition(4, seed=1)
+    loss = losses.ForwardCorrection()
+    assert loss.takes_noise_transition
+    loss.noise_transition = matrix  # what callbacks.PairMargins sets after its estimate
+    np.testing.assert_allclose(_gradient(loss, ids, z)[1].numpy(), _gradient(
+        losses.ForwardCorrection(transition=matrix), ids, z)[1].numpy(), rtol=1e-6)
+    assert loss.get_config()["transition"] is None  # a training phase, not the config
+    with pytest.raises(ValueError, match="has no use for a noise transition"):
+        losses.CategoricalCrossentropy().noise_transition = matrix

@@ -32,6 +32,11 @@ class PairMargins(keras.callbacks.Callback):
     ``e^x`` times as often as the average of ``c``'s column gets the margin ``R - x``
     (:func:`keras_imae.losses.pair_reject_margins`), never above R.
 
+    Forward correction (:class:`keras_imae.losses.ForwardCorrection` without a ``transition``
+    of its own) takes the same estimate as its ``T``: before ``at_epoch`` it is plain
+    cross-entropy, then it trains on ``T^T p`` (Patrini et al. 2017 estimate ``T`` from a
+    network trained on the noisy labels, as here).
+
     The estimate is taken once: re-estimated later, a memorised pair would look like clean
     labels and raise its own margin. With ``path``, it is written there (atomically) and read
     back by a resumed run, which then trains with the same margins.
@@ -58,10 +63,11 @@ class PairMargins(keras.callbacks.Callback):
         self.transition = None
 
     def on_train_begin(self, logs=None):
-        if getattr(type(self.model.loss), "_pair_margins", None) is None:
+        if not getattr(self.model.loss, "takes_noise_transition", False):
             raise ValueError(
-                "PairMargins needs a model compiled with one loss that has a reject_margin "
-                "(keras_imae.losses.DerivativeManipulation or IMAE). Received: "
+                "PairMargins needs a model compiled with one loss that takes a noise "
+                "transition (keras_imae.losses.DerivativeManipulation or IMAE, for their "
+                "reject_margin; ForwardCorrection). Received: "
                 f"loss={self.model.loss!r}")
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -170,8 +170,11 @@ class ForwardCorrection(CoreLoss):
     """Forward loss correction ``-log (T^T p)_c``; see :func:`forward_correction`.
 
     ``transition`` is part of the loss's config (a nested list in ``get_config``), so a saved
-    model reloads with the ``T`` it trained with. ``scripts/train.py --loss=forward``
-    estimates ``T`` from the noisy labels before training (``training/_noise.py``).
+    model reloads with the ``T`` it trained with. Without one the loss is cross-entropy until
+    a ``T`` is set as :attr:`noise_transition`: ``scripts/train.py --loss=forward`` estimates
+    it from its own model's predictions after a quarter of the epochs
+    (:class:`keras_imae.callbacks.PairMargins`), as Patrini et al. estimate it from a network
+    trained on the noisy labels.
 
     References:
         G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. "Making Deep Neural Networks

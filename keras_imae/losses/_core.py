@@ -285,20 +285,28 @@ class CoreLoss(keras.losses.Loss):
         self._eager_call = {}  # the eager path's traced functions read the old value
 
     @property
+    def takes_noise_transition(self):
+        """Whether :attr:`noise_transition` means something to this loss: DM's and IMAE's
+        per-pair rejection margins, forward correction's ``T``."""
+        return self._pair_margins is not None or "transition" in self._hparams
+
+    @property
     def noise_transition(self):
         """A noise transition ``T[k, c] = P(label c | true class k)`` estimated from the
         training data (:func:`keras_imae.noise.estimate_transition`), or ``None``. When set,
         a loss with a ``reject_margin`` R rejects per class pair, with the margins
-        ``keras_imae.losses.pair_reject_margins(T, R)``, at most R. A training-phase state
+        ``keras_imae.losses.pair_reject_margins(T, R)``, at most R; forward correction
+        without a ``transition`` of its own trains with it. A training-phase state
         like :attr:`flat_emphasis`: not in ``get_config``; the compiled step function must be
         rebuilt after a change (:class:`keras_imae.callbacks.PairMargins` does both)."""
         return self._noise_transition
 
     @noise_transition.setter
     def noise_transition(self, value):
-        if self._pair_margins is None:
-            raise ValueError(f"Loss {self.name!r} has no reject_margin to set per class pair "
-                             "(only DerivativeManipulation and IMAE have one).")
+        if not self.takes_noise_transition:
+            raise ValueError(f"Loss {self.name!r} has no use for a noise transition (only "
+                             "DerivativeManipulation and IMAE, for their reject_margin, and "
+                             "ForwardCorrection take one).")
         self._noise_transition = None if value is None else np.asarray(value, "float64")
         self._eager_call = {}
 
@@ -308,6 +316,8 @@ class CoreLoss(keras.losses.Loss):
         if self._flat_emphasis:
             off = {k: None for k in self.WITH_EMPHASIS if k in self._hparams}
             return {**self._hparams, **off, self.EMPHASIS_STRENGTH: 0.0}
+        if self._noise_transition is not None and self._hparams.get("transition", 0) is None:
+            return {**self._hparams, "transition": self._noise_transition}
         margin = self._hparams.get("reject_margin")
         if self._noise_transition is not None and margin is not None:
             return {**self._hparams,

@@ -380,7 +380,9 @@ def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_
         y_true: class ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]`` (the noisy labels).
         y_pred: logits ``[B, K]`` (probabilities if ``from_logits=False``).
         transition: ``[K, K]`` row-stochastic ``T``, estimated from the noisy labels
-            (a run uses ``training._noise.estimate_noise_transition``); ``None`` = identity.
+            (a run estimates it from its own model, :class:`keras_imae.callbacks.PairMargins`;
+            :func:`keras_imae.noise.transition_from_labels` needs no model); ``None`` =
+            identity, cross-entropy.
         normalize: ``None`` or ``"batch"``.
 
     References:

@@ -119,11 +119,6 @@ def _one_run(config, *, dataset=None, strategy=None):
                                                             noise_type, noise_rate)
         train_ids, val_ids = _split(config, noisy)
         resolved = recipe.resolve(config, dataset, len(train_ids))
-        estimate = None  # T from the noisy labels: forward correction's, and the selection's
-        if val_ids is not None or resolved["loss"] == "forward":
-            estimate = _noise.estimate_noise_transition(dataset, noisy, config.noise_seed)
-        if resolved["loss"] == "forward":
-            resolved["loss_settings"]["transition"] = estimate.tolist()
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
@@ -138,7 +133,10 @@ def _one_run(config, *, dataset=None, strategy=None):
             _announce(config, dataset, resolved, noisy, meta, reused)
         noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
         backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
-        transition = _noise.invertible(estimate) if val_ids is not None else None
+        transition = None  # the selection's: T estimated from the noisy labels, not the drawn
+        if val_ids is not None:
+            transition = _noise.invertible(
+                _noise.estimate_noise_transition(dataset, noisy, config.noise_seed))
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup)
         exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
@@ -221,11 +219,17 @@ def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None
 
 
 def _pair_margins(resolved, dataset, noisy, train_ids, folder):
-    """``[PairMargins]`` when the run sets DM's rejection margins per class pair, else ``[]``;
-    the estimate is kept in the run folder for a resume."""
-    if not resolved.get("pair_margins"):
+    """``[PairMargins]`` when the run sets DM's rejection margins per class pair (at the end
+    of the warm-up) or trains forward correction without a given ``T`` (after the share of
+    the epochs the warm-up would take), else ``[]``; the estimate is kept in the run folder
+    for a resume."""
+    forward = (resolved["loss"] == "forward"
+               and resolved["loss_settings"].get("transition") is None)
+    if not (resolved.get("pair_margins") or forward):
         return []
     at_epoch = max(1, resolved["warmup_epochs"])  # the end of the warm-up
+    if forward:
+        at_epoch = max(1, int(recipe.DEFAULTS["warmup_fraction"] * resolved["epochs"]))
     train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=eval_batch_size(
         dataset.input_shape, resolved["batch_size"]))
     return [callbacks.PairMargins(train, at_epoch, path=folder.file(run_folder.PAIR_MARGINS))]
