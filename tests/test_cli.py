@@ -127,8 +127,9 @@ def test_a_finished_run_with_other_settings_needs_overwrite(finished_run, monkey
     config, _ = finished_run
     script, _ = parse("train", f"--model_dir={config.model_dir}", "--noise_rate=0.2",
                       monkeypatch=monkeypatch)
-    assert re.match(r"ValueError: model_dir .* already holds a finished run.*--overwrite",
-                    _one_line_exit(script, capsys))
+    reason = _one_line_exit(script, capsys)
+    assert re.match(r"ValueError: model_dir .* already holds a finished run.*--overwrite", reason)
+    assert "with other settings (recorded -> now: " in reason and "noise_rate 0.4 -> 0.2" in reason
 
 
 def test_the_same_command_again_prints_the_finished_run(finished_run, monkeypatch, capsys):

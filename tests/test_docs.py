@@ -5,8 +5,9 @@ a ``RunConfig`` field, a flag, a ``.py`` file; also ``keras_imae`` names in docs
 A block runs as written, in a fresh process, in a fresh folder that holds ``mine.npz`` (the
 digits as a user's own npz file) and links to ``scripts/`` and ``benchmarks/``; the installed
 commands (``keras-imae-train``, ...) are on ``PATH``, each calling the function its
-console-script entry point calls, so a fresh checkout needs no ``pip install`` for them. Where a block
-would take minutes, an HTML comment right above it shrinks it, visibly in the markdown source:
+console-script entry point calls, so a fresh checkout needs no ``pip install`` for them.
+Where a block would take minutes, an HTML comment right above it shrinks it, visibly in the
+markdown source:
 ``<!-- test: replace "--epochs=40" "--epochs=2" -->`` (one or more ``replace "A" "B"``).
 """
 import os

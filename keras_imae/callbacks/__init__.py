@@ -25,5 +25,5 @@ from keras_imae.callbacks._progress import PROGRESS_METRICS, ProgressBar
 from keras_imae.callbacks._warmup import EmphasisWarmup
 
 __all__ = ["CollapseGuard", "EMPHASIS_BANDS", "EmphasisWarmup", "FitMonitor", "PROGRESS_METRICS",
-           "PairMargins", "PassResult", "ProgressBar", "TrainingCollapsed", "fit_statistics", "logit_statistics",
-           "pass_logit_statistics", "predict_pass"]
+           "PairMargins", "PassResult", "ProgressBar", "TrainingCollapsed", "fit_statistics",
+           "logit_statistics", "pass_logit_statistics", "predict_pass"]

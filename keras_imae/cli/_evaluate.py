@@ -21,8 +21,8 @@ def define_flags(flag_values=flags.FLAGS):
     own = {**fv, "module_name": "evaluation"}  # its --help topic
     flags.DEFINE_string("model", None, "SavedModel folder or .keras file.", required=True,
                         **own)
-    flags.DEFINE_string("dataset", "digits", "Dataset whose test split is used (see keras-imae-train).",
-                        **own)
+    flags.DEFINE_string("dataset", "digits",
+                        "Dataset whose test split is used (see keras-imae-train).", **own)
     flags.DEFINE_string("data_dir", None, "TFDS data directory.", **own)
     flags.DEFINE_string("output", None, "Optional JSON file for the results.", **own)
     flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)

@@ -105,25 +105,29 @@ def folder_state(config):
             f"run wrote (no run's {run_folder.CONFIG} there): a run would replace them, so it "
             "is refused, with or without --overwrite. Choose another model_dir.")
     if folder.finished and not config.overwrite:
+        changed = recorded_differences(config)
         raise ValueError(
-            f"model_dir {config.model_dir!r} already holds a finished run (metrics.json). "
-            "Pass overwrite=True (--overwrite) to replace it, or choose another model_dir.")
+            f"model_dir {config.model_dir!r} already holds a finished run (metrics.json)"
+            + (f" with other settings (recorded -> now: {'; '.join(changed)})" if changed
+               else "")
+            + ". Pass overwrite=True (--overwrite) to replace it, or choose another model_dir.")
     return bool(folder.written()) and not config.overwrite
 
 
 def finished_results(config):
     """The ``metrics.json`` results of the finished run in ``config.model_dir`` when it was
-    trained with these settings (those :func:`check_resume` compares) and ``overwrite`` is
+    trained with these settings (no :func:`recorded_differences`) and ``overwrite`` is
     not set: running the same command again has nothing to do. ``None`` otherwise (then
     :func:`validate` says what is wrong, if anything)."""
     folder = run_folder.RunFolder(config.model_dir)
     if config.overwrite or not folder.finished or folder.foreign():
         return None
+    if recorded_differences(config):
+        return None
     try:
-        check_resume(config)
         with open(folder.file(run_folder.METRICS)) as f:
             return json.load(f)
-    except (OSError, ValueError):  # other settings, or an unreadable record
+    except (OSError, ValueError):  # an unreadable record
         return None
 
 
@@ -171,24 +175,19 @@ def _refuse_resume(model_dir, differences):
         "start afresh.")
 
 
-def check_resume(config, resolved=None):
-    """Refuse to resume the unfinished run in ``config.model_dir`` with other settings.
-
-    Compares every ``RunConfig`` field but :data:`RESUME_MAY_CHANGE` with the recorded
-    ``config.json`` and, given ``resolved``, the settings the run resolved (a changed default
-    of a newer version counts too). A field left to the recipe (``None``/``"auto"``) on one
+def recorded_differences(config, resolved=None):
+    """``["name recorded -> now", ...]``: every ``RunConfig`` field but
+    :data:`RESUME_MAY_CHANGE` that differs from ``model_dir``'s ``config.json`` and, given
+    ``resolved``, every resolved setting (a changed default of a newer version counts too);
+    ``[]`` without a readable record. A field left to the recipe (``None``/``"auto"``) on one
     side only is compared through the resolved settings, so passing a default explicitly
-    resumes.
-
-    Raises:
-        ValueError: naming each differing setting, its recorded and its new value.
-    """
+    is the same run."""
     path = os.path.join(config.model_dir, run_folder.CONFIG)
     try:
         with open(path) as f:
             recorded = json.load(f)
     except (OSError, ValueError):
-        return  # no record yet: nothing trained
+        return []  # no record yet: nothing trained
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE}
     # A default passed explicitly (--beta=16 where 16 is the default) is the same run, not
     # "beta None -> 16".
@@ -196,6 +195,17 @@ def check_resume(config, resolved=None):
     if resolved is not None and isinstance(recorded.get("resolved"), dict):
         differences += _differences(recorded["resolved"],
                                     json.loads(json.dumps(resolved, default=float)))
+    return differences
+
+
+def check_resume(config, resolved=None):
+    """Refuse to resume the unfinished run in ``config.model_dir`` with other settings
+    (:func:`recorded_differences`).
+
+    Raises:
+        ValueError: naming each differing setting, its recorded and its new value.
+    """
+    differences = recorded_differences(config, resolved)
     if differences:
         _refuse_resume(config.model_dir, differences)
 
