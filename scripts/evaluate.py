@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import _files, data
+from keras_imae import data
 from keras_imae.training import cli, evaluation, write_json
 
 FLAGS = flags.FLAGS
@@ -27,20 +27,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("output", None, "Optional JSON file for the results.", **fv)
     flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)
 
-def _check_output(path):
-    """``--output`` must be a file we can write: not a folder, no file in its path."""
-    if os.path.isdir(path):
-        raise app.UsageError(f"--output={path!r} is a folder; expected the path of a JSON file.")
-    try:
-        _files.check_writable_dir(os.path.dirname(os.path.abspath(path)), "--output's folder")
-    except OSError as err:
-        raise app.UsageError(str(err)) from None
-
-
 def main(_):
     cli.quiet_logs(FLAGS)
     if FLAGS.output:
-        _check_output(FLAGS.output)  # before any work
+        cli.check_output_file("output", FLAGS.output, "JSON file")  # before any work
     with cli.one_line_errors("Nothing was written."):
         try:
             predict = evaluation.load_predictor(FLAGS.model)

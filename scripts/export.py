@@ -3,8 +3,9 @@ r"""Export a .keras model (logits out) as a serving SavedModel, atomically.
     python scripts/export.py --model=runs/digits_dm/model.keras \
         --export_dir=saved_models/digits_dm_v2 [--overwrite]
 
---model may also be a run folder of train.py (its model.keras is exported). The SavedModel's `serve` endpoint (also `serving_default`) takes raw images (float32) and
-returns {"probabilities", "classes"}. An existing target is refused unless --overwrite.
+--model may also be a run folder of train.py (its model.keras is exported). The SavedModel's
+`serve` endpoint (also `serving_default`) takes raw images (float32) and returns
+{"probabilities", "classes"}. An existing target is refused unless --overwrite.
 """
 
 import errno
@@ -21,7 +22,8 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
-    flags.DEFINE_string("model", None, ".keras file (or train.py run folder) to export.", required=True, **fv)
+    flags.DEFINE_string("model", None, ".keras file (or train.py run folder) to export.",
+                        required=True, **fv)
     flags.DEFINE_string("export_dir", None, "Target SavedModel folder.", required=True, **fv)
     flags.DEFINE_bool("overwrite", False, "Replace an existing target.", **fv)
 

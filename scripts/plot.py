@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ start-up chatter; e
 
 from absl import app, flags
 
-from keras_imae import _files, plotting
+from keras_imae import plotting
 from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
@@ -27,16 +27,9 @@ def main(_):
     cli.quiet_logs(FLAGS)
     if not FLAGS.emphasis and not FLAGS.model_dir:
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
-    for flag in ("emphasis", "output"):  # before any work: a PNG path we can write
-        path = FLAGS[flag].value
-        if path and os.path.isdir(path):
-            raise app.UsageError(f"--{flag}={path!r} is a folder; expected the path of a PNG.")
-        if path:
-            try:
-                _files.check_writable_dir(os.path.dirname(os.path.abspath(path)),
-                                          f"--{flag}'s folder")
-            except OSError as err:
-                raise app.UsageError(str(err)) from None
+    for flag in ("emphasis", "output"):
+        if FLAGS[flag].value:
+            cli.check_output_file(flag, FLAGS[flag].value, "PNG")
     with cli.one_line_errors("Nothing more was written."):
         if FLAGS.emphasis:
             print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
