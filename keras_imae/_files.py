@@ -4,9 +4,9 @@ Everything is written to a temporary sibling first and moved into place with ``o
 / ``os.rename`` (atomic on POSIX within one file system). A temporary sibling is named after
 its owner, ``.NAME.tmp-PID@HOST~...``: it is removed by its owner when writing fails, and by
 anyone else only when its owner is provably dead (that pid is not alive on this host), never
-while another process may still be writing it. Temporary files are removed when writing fails, and the result gets the permissions a plain ``open()``/``mkdir`` would have
-given under the current umask (``tempfile`` creates 0600 files and 0700 folders, which other
-users -- a serving process, say -- could not read).
+while another process may still be writing it. The result gets the permissions a plain
+``open()``/``mkdir`` would have given under the current umask (``tempfile`` creates 0600
+files and 0700 folders, which other users -- a serving process, say -- could not read).
 """
 
 import errno

@@ -6,11 +6,9 @@ r"""Evaluate a SavedModel folder or a .keras file on a dataset's test split.
 Prints accuracy and per-class accuracy; --output writes them as JSON.
 """
 
-import os
-
 from absl import flags
 
-from keras_imae import _files, data
+from keras_imae import data
 from keras_imae.training import cli, evaluation, write_json
 
 FLAGS = flags.FLAGS
@@ -27,18 +25,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("output", None, "Optional JSON file for the results.", **own)
     flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)
 
-def _check_output(path):
-    """``--output`` must be a file we can write: not a folder, no file in its path."""
-    if os.path.isdir(path):
-        raise ValueError(f"--output={path!r} is a folder; expected the path of a JSON file.")
-    _files.check_writable_dir(os.path.dirname(os.path.abspath(path)), "--output's folder")
-
-
 def main(_):
     cli.quiet_logs(FLAGS)
     with cli.one_line_errors("Nothing was written."):  # a missing or bad model: one line
         if FLAGS.output:
-            _check_output(FLAGS.output)  # before any work
+            cli.check_output_file("output", FLAGS.output, "JSON file")  # before any work
         predict = evaluation.load_predictor(FLAGS.model)
         dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
         try:

@@ -4,11 +4,9 @@ r"""Plot emphasis curves w(p) of every loss and of DM, and/or a run's per-epoch 
     keras-imae-plot --model_dir=runs/digits_dm          # -> runs/digits_dm/fit_curves.png
 """
 
-import os
-
 from absl import app, flags
 
-from keras_imae import _files, plotting
+from keras_imae import plotting
 from keras_imae.training import cli
 
 FLAGS = flags.FLAGS
@@ -28,12 +26,8 @@ def main(_):
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
     with cli.one_line_errors("Nothing more was written."):  # one line, status 1
         for flag in ("emphasis", "output"):  # before any work: a PNG path we can write
-            path = FLAGS[flag].value
-            if path and os.path.isdir(path):
-                raise ValueError(f"--{flag}={path!r} is a folder; expected the path of a PNG.")
-            if path:
-                _files.check_writable_dir(os.path.dirname(os.path.abspath(path)),
-                                          f"--{flag}'s folder")
+            if FLAGS[flag].value:
+                cli.check_output_file(flag, FLAGS[flag].value, "PNG")
         if FLAGS.emphasis:
             print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
         if FLAGS.model_dir:

@@ -7,16 +7,18 @@ and help for the same setting. Nothing is defined at import time.
 
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 
 from absl import flags, logging
 
-from keras_imae import data, losses, models
+from keras_imae import _files, data, losses, models
 from keras_imae.training import _signals, distribute, optimizers, recipe
 from keras_imae.training._config import NOISE_TYPES, RunConfig
 
-__all__ = ["RUN_FLAGS", "TOPICS", "define_run_flags", "one_line_errors", "run_config", "quiet_logs"]
+__all__ = ["RUN_FLAGS", "TOPICS", "check_output_file", "define_run_flags", "one_line_errors",
+           "run_config", "quiet_logs"]
 
 # field -> (kind, choices or None, help)
 _D = recipe.DEFAULTS
@@ -175,6 +177,15 @@ def quiet_logs(flag_values):
     """absl/TF INFO logs off unless ``--verbosity`` was given."""
     if "verbosity" not in flag_values or not flag_values["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def check_output_file(flag, path, kind):
+    """Before any work: ``--flag=path`` must be a ``kind`` file we can write -- not a folder,
+    no file in its path, its nearest existing folder writable. Raises ``ValueError`` or
+    ``OSError`` (one line under :func:`one_line_errors`)."""
+    if os.path.isdir(path):
+        raise ValueError(f"--{flag}={path!r} is a folder; expected the path of a {kind}.")
+    _files.check_writable_dir(os.path.dirname(os.path.abspath(path)), f"--{flag}'s folder")
 
 
 @contextlib.contextmanager
