@@ -114,9 +114,9 @@ def one_run(dataset, name, noise_type, variant, seed):
         metrics = os.path.join(model_dir, "retrain_cleaned", "metrics.json")
     if not os.path.exists(metrics):
         config = training.RunConfig(
-            noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model,
-            epochs=FLAGS.epochs, seed=seed, model_dir=model_dir, export_dir="", verbose=0,
-            overwrite=True, **{"checkpoint": FLAGS.checkpoint, **VARIANTS[variant]})
+            noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model, seed=seed,
+            model_dir=model_dir, export_dir="", verbose=0, overwrite=True,
+            **{"epochs": FLAGS.epochs, "checkpoint": FLAGS.checkpoint, **VARIANTS[variant]})
         if variant == "detect_retrain":
             label_issues.run(config, output_dir=model_dir, retrain="remove",
                              retrain_loss="cce", dataset=dataset, log=None)
