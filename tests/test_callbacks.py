@@ -66,7 +66,9 @@ def test_best_and_final_test_accuracy():
                                  "final_test_accuracy": 0.25}
 
 
-def test_keys_reach_history_and_csv_logger(tmp_path):
+def _monitored_case():
+    """``(model, x, noisy, clean, monitor)``: a compiled 2-class MLP on 40 examples, a quarter
+    of them flipped, with its FitMonitor."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 4)).astype("float32")
     clean = (x[:, 0] > 0).astype("int32")
@@ -74,6 +76,11 @@ def test_keys_reach_history_and_csv_logger(tmp_path):
     model = models.build_model("mlp", (4,), 2, seed=0)
     model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
     monitor = callbacks.FitMonitor((x, noisy, clean), (x[:10], clean[:10]))
+    return model, x, noisy, clean, monitor
+
+
+def test_keys_reach_history_and_csv_logger(tmp_path):
+    model, x, noisy, clean, monitor = _monitored_case()
     path = tmp_path / "log.csv"
     history = model.fit(x, {"label": noisy, "clean_label": clean}, batch_size=8, epochs=2,
                         verbose=0, callbacks=[monitor, keras.callbacks.CSVLogger(str(path))])
@@ -92,13 +99,7 @@ def test_keys_reach_history_and_csv_logger(tmp_path):
 
 def test_progress_bar_shows_the_watched_figures_and_the_logs_keep_every_value(tmp_path,
                                                                               capsys):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 4)).astype("float32")
-    clean = (x[:, 0] > 0).astype("int32")
-    noisy = np.where(np.arange(40) % 4 == 0, 1 - clean, clean)
-    model = models.build_model("mlp", (4,), 2, seed=0)
-    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    monitor = callbacks.FitMonitor((x, noisy, clean), (x[:10], clean[:10]))
+    model, x, noisy, clean, monitor = _monitored_case()
     path = tmp_path / "log.csv"
     model.fit(x, {"label": noisy, "clean_label": clean}, batch_size=8, epochs=2, verbose=1,
               callbacks=[monitor, callbacks.ProgressBar(),
