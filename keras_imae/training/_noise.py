@@ -131,8 +131,9 @@ def noise_report(dataset, noisy, meta, reused):
     clean = dataset.y_train
     verified = clean >= 0
     nominal = meta.get("noise_rate") or None
-    if not reused and nominal and nominal_transition(dataset, meta) is not None:
-        nominal = nominal_transition(dataset, meta)  # else the rate: no single T
+    matrix = nominal_transition(dataset, meta) if not reused and nominal else None
+    if matrix is not None:  # else the rate: instance-dependent noise has no single T
+        nominal = matrix
     summary = str(noise.noise_summary(clean[verified], noisy[verified], dataset.num_classes,
                                       nominal=nominal))
     if not verified.all():
