@@ -15,7 +15,9 @@ import math
 
 import numpy as np
 
-__all__ = ["number", "integer", "label_ids"]
+__all__ = ["number", "integer", "label_ids", "probability_rows"]
+
+PROB_SUM_TOLERANCE = 1e-3  # |sum of a pred_probs row - 1| above this is not a distribution
 
 
 def _bound(value):
@@ -104,3 +106,33 @@ def label_ids(labels, num_classes=None, name="labels", *, one_hot=False):
                 f"[0, {num_classes}). Received: {name}[{int(np.argmax(bad))}]={labels[bad][0]}"
             )
     return labels
+
+
+def probability_rows(probs, labels):
+    """``(probs, labels)``: ``pred_probs`` as a float64 ``(N, K)`` array of probability rows
+    (finite, non-negative, each summing to 1 within :data:`PROB_SUM_TOLERANCE`, ``K >= 2``)
+    and one integer label id per row, as int64; else ``ValueError`` naming the first bad row.
+    """
+    probs = np.asarray(probs, "float64")
+    if probs.ndim != 2 or probs.shape[1] < 2 or not np.all(np.isfinite(probs)) or np.any(
+        probs < 0
+    ):
+        raise ValueError(
+            "Invalid value for argument `pred_probs`. Expected finite non-negative "
+            f"probabilities of shape (N, K), K >= 2. Received: pred_probs with shape "
+            f"{probs.shape}")
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_TOLERANCE)
+    if len(bad):
+        row = int(bad[0])
+        raise ValueError(
+            "Invalid value for argument `pred_probs`. Expected each row to be a probability "
+            f"distribution (summing to 1 within {PROB_SUM_TOLERANCE:g}; pass softmax outputs, "
+            f"not logits or scores). Received: pred_probs[{row}]={probs[row]} summing to "
+            f"{sums[row]:g} ({len(bad)} such rows)")
+    labels = label_ids(labels, probs.shape[1])
+    if len(labels) != len(probs):
+        raise ValueError(
+            "Invalid value for argument `labels`. Expected one label per row of `pred_probs` "
+            f"({len(probs)}). Received: {len(labels)} labels")
+    return probs, labels.astype(np.int64)

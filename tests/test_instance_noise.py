@@ -93,10 +93,10 @@ def test_confusion_noise_flips_hard_examples_to_their_likeliest_wrong_class():
 
 
 @pytest.mark.parametrize("probs, message", [
-    (np.array([[0.5, 0.6], [1.0, 0.0]]), r"row 0 is array\(\[0.5, 0.6\]\)"),
-    (np.array([[-0.5, 1.5], [1.0, 0.0]]), "row 0"),
-    (np.array([[1.0, 0.0]]), "1 rows for 2 labels"),
-    (np.array([0.5, 0.5]), r"\[N, K\] array"),
+    (np.array([[0.5, 0.6], [1.0, 0.0]]), r"pred_probs\[0\]=\[0.5 0.6\] summing to 1.1"),
+    (np.array([[-0.5, 1.5], [1.0, 0.0]]), "Expected finite non-negative probabilities"),
+    (np.array([[1.0, 0.0]]), r"one label per row of `pred_probs` \(1\). Received: 2 labels"),
+    (np.array([0.5, 0.5]), r"of shape \(N, K\), K >= 2"),
 ])
 def test_confusion_noise_refuses_bad_probabilities(probs, message):
     with pytest.raises(ValueError, match=message):

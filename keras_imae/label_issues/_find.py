@@ -57,8 +57,6 @@ from keras_imae.noise import ranking_quality
 
 __all__ = ["LabelIssues", "class_thresholds", "find_label_issues", "issue_quality"]
 
-PROB_SUM_TOLERANCE = 1e-3  # |sum of a pred_probs row - 1| above this is not a distribution
-
 LabelIssues = collections.namedtuple(
     "LabelIssues", ["scores", "is_issue", "suggested_labels", "thresholds"])
 LabelIssues.__doc__ = """What :func:`find_label_issues` returns, one entry per example.
@@ -96,32 +94,6 @@ def class_thresholds(probs, labels):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
 
-def _check_probs(probs, labels):
-    probs = np.asarray(probs, "float64")
-    if probs.ndim != 2 or probs.shape[1] < 2 or not np.all(np.isfinite(probs)) or np.any(
-        probs < 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `pred_probs`. Expected finite non-negative "
-            f"probabilities of shape (N, K), K >= 2. Received: pred_probs with shape "
-            f"{probs.shape}")
-    sums = probs.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_TOLERANCE)
-    if len(bad):
-        row = int(bad[0])
-        raise ValueError(
-            "Invalid value for argument `pred_probs`. Expected each row to be a probability "
-            f"distribution (summing to 1 within {PROB_SUM_TOLERANCE:g}; pass softmax outputs, "
-            f"not logits or scores). Received: pred_probs[{row}]={probs[row]} summing to "
-            f"{sums[row]:g} ({len(bad)} such rows)")
-    labels = checks.label_ids(labels, probs.shape[1])
-    if len(labels) != len(probs):
-        raise ValueError(
-            "Invalid value for argument `labels`. Expected one label per row of `pred_probs` "
-            f"({len(probs)}). Received: {len(labels)} labels")
-    return probs, labels.astype(np.int64)
-
-
 def find_label_issues(labels, pred_probs):
     """Score, flag and suggest a label for every example (the rule in the module docstring).
 
@@ -131,8 +103,8 @@ def find_label_issues(labels, pred_probs):
     Args:
         labels: ``(N,)`` given (noisy) integer labels.
         pred_probs: ``(N, K)`` out-of-sample probabilities (non-negative rows summing to 1
-            within :data:`PROB_SUM_TOLERANCE`, as cleanlab requires), from any model
-            (:func:`cross_val_probabilities` makes them by K-fold training).
+            within ``keras_imae._checks.PROB_SUM_TOLERANCE``, as cleanlab requires), from any
+            model (:func:`cross_val_probabilities` makes them by K-fold training).
 
     Returns:
         A :class:`LabelIssues`.
@@ -147,7 +119,7 @@ def find_label_issues(labels, pred_probs):
         C. G. Northcutt, L. Jiang, I. L. Chuang. "Confident Learning: Estimating Uncertainty
         in Dataset Labels." JAIR 70, 2021.
     """
-    probs, labels = _check_probs(pred_probs, labels)
+    probs, labels = checks.probability_rows(pred_probs, labels)
     rows = np.arange(len(labels))
     scores = 1.0 - probs[rows, labels]
     thresholds = class_thresholds(probs, labels)

@@ -59,7 +59,8 @@ def transition_from_labels(features, labels, num_classes, seed=0):
     A softmax regression scores every example out of fold, trained on the *noisy* labels of
     the others (:func:`confusion_probabilities`), and :func:`estimate_transition` counts its
     confident disagreements. No model of yours is needed and nothing clean is read: what a
-    run corrects its validation accuracy with, and what forward correction trains with. A
+    run corrects its validation accuracy with, and what ``recommended(loss="forward",
+    train_data=...)`` gives forward correction (a run estimates its own from its model). A
     linear model sees only part of the noise (on digits under 40% pair-flip its diagonal is
     about 0.49 against the real 0.60).
 

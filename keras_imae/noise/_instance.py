@@ -158,17 +158,7 @@ def confusion_noise(labels, pred_probs, rate, seed):
         Chen, Shen, Ye, Lu, Chen, Wang, Zeng, Chen, Li, Tang. Beyond Class-Conditional
         Assumption: A Primary Attempt to Combat Instance-Dependent Label Noise. AAAI 2021.
     """
-    probs = np.asarray(pred_probs, np.float64)
-    if probs.ndim != 2 or probs.shape[1] < 2:
-        raise ValueError("Invalid value for argument `pred_probs`. Expected an [N, K] array "
-                         f"with K >= 2. Received: shape {probs.shape}")
-    labels = checks.label_ids(labels, probs.shape[1])
-    bad = ~np.isfinite(probs).all(1) | (probs < 0).any(1) | (np.abs(probs.sum(1) - 1) > 1e-3)
-    if len(probs) != len(labels) or bad.any():
-        where = (f"row {int(np.argmax(bad))} is {probs[np.argmax(bad)]!r:.80}" if bad.any()
-                 else f"{len(probs)} rows for {len(labels)} labels")
-        raise ValueError("Invalid value for argument `pred_probs`. Expected one probability "
-                         f"row (non-negative, summing to 1) per label. Received: {where}")
+    probs, labels = checks.probability_rows(pred_probs, labels)
     count = _flip_count(rate, len(labels))
     rng = _rng(seed)
     rows = np.arange(len(labels))
