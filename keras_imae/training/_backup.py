@@ -103,6 +103,7 @@ class RunBackup(keras.callbacks.Callback):
         super().__init__()
         self.backup_dir = os.fspath(backup_dir)
         self.delete_when_done = delete_when_done
+        self.restore = True  # False: the next fit continues from the model in memory
         self._epoch = 0
 
     @property
@@ -113,6 +114,8 @@ class RunBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._clean_temporary()
+        if not self.restore:
+            return
         epoch, weights = good_generation(self.backup_dir)
         self._epoch = epoch
         if weights is None:

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import (_noise, _results, _select, _signals, _tune, distribute, export,
-                                 recipe)
+from keras_imae.training import (_backup, _noise, _results, _select, _signals, _tune, distribute,
+                                 export, recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -68,7 +68,10 @@ def _defaulted(config, resolved):
               "pair_margins": config.pair_margins is None,
               "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
               "checkpoint": config.checkpoint is None,
-              "validation_fraction": config.validation_fraction is None}
+              "validation_fraction": config.validation_fraction is None,
+              "image_size": config.image_size is None,
+              "head_epochs": config.head_epochs is None,
+              "finetune_learning_rate": config.finetune_learning_rate is None}
     return {key for key, default in fields.items() if default and key in resolved}
 
 
@@ -138,7 +141,7 @@ def _one_run(config, *, dataset=None, strategy=None):
             transition = _noise.invertible(
                 _noise.estimate_noise_transition(dataset, noisy, config.noise_seed))
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
-                       transition, resuming, backup)
+                       transition, resuming, backup, strategy)
         exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
         model_path = folder.file(run_folder.MODEL)
         _files.atomic_write(model_path, model.save, path_only=True)
@@ -235,9 +238,11 @@ def _pair_margins(resolved, dataset, noisy, train_ids, folder):
     return [callbacks.PairMargins(train, at_epoch, path=folder.file(run_folder.PAIR_MARGINS))]
 
 
-def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup):
+def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup,
+         strategy):
     """``model.fit`` with the monitor, the collapse guard, the checkpoints of the best epochs
-    (``checkpoint="best"``), logs and the backup; returns the monitor."""
+    (``checkpoint="best"``), logs and the backup; returns the monitor. A backbone with
+    ``head_epochs`` trains in two fits (:func:`_two_phases`)."""
     train_ids, val_ids = split
     done = []
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
@@ -255,24 +260,57 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
     if resolved["checkpoint"] == "best":
         checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
                                                    done)]
-    model.fit(
-        train, epochs=config.epochs, verbose=config.verbose,
-        shuffle=False,  # the pipeline shuffles (seeded)
-        callbacks=[
-            # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
-            callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
-            *_pair_margins(resolved, dataset, noisy, train_ids, folder),
-            keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
-            monitor,  # writes its values into the logs the others record
-            # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
-            *([callbacks.ProgressBar()] if config.verbose == 1 else []),
-            # stops a collapsed run before its epoch is logged or backed up: no save, no export
-            callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
-            *checkpoints,  # before the log: a logged best epoch has its checkpoint
-            run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
-            keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
-            # an epoch counts as done only once its log row is written
-            backup,
-            _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
-        ])
+    log = run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming)
+    fit_callbacks = [
+        # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
+        callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
+        *_pair_margins(resolved, dataset, noisy, train_ids, folder),
+        keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
+        monitor,  # writes its values into the logs the others record
+        # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
+        *([callbacks.ProgressBar()] if config.verbose == 1 else []),
+        # stops a collapsed run before its epoch is logged or backed up: no save, no export
+        callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+        *checkpoints,  # before the log: a logged best epoch has its checkpoint
+        log,
+        keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
+        # an epoch counts as done only once its log row is written
+        backup,
+        _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
+    ]
+
+    def fit(epochs, initial_epoch=0):
+        # shuffle=False: the pipeline shuffles (seeded)
+        model.fit(train, epochs=epochs, initial_epoch=initial_epoch, verbose=config.verbose,
+                  shuffle=False, callbacks=fit_callbacks)
+
+    if not resolved.get("head_epochs"):
+        fit(config.epochs)
+    else:
+        _two_phases(fit, model, resolved, len(train_ids), backup, log, monitor, folder,
+                    strategy, config.jit_compile)
     return monitor
+
+
+def _two_phases(fit, model, resolved, num_train, backup, log, monitor, folder, strategy,
+                jit_compile):
+    """Fine-tuning in Keras' two phases: the head alone for ``head_epochs`` (the model comes
+    compiled so), then the whole network (:func:`recipe.compile_phase`). The backup of the
+    last head epoch holds the head's optimizer: a run resumed there restores it in the first
+    phase (which then trains no epoch) and starts the second with a new optimizer; a run
+    resumed later restores the second phase's own backup."""
+    head = resolved["head_epochs"]
+    stored = _backup.good_generation(backup.backup_dir, warn=False)[0]
+    if stored <= head:
+        fit(head)
+        if model.stop_training:  # TerminateOnNaN ended the first phase
+            return
+        log.append = True
+        monitor.previous_test_accuracy = [float(r["test_accuracy"]) for r in folder.read_log()]
+    with strategy.scope():
+        recipe.compile_phase(model, resolved, num_train, "finetune", jit_compile=jit_compile)
+    backup.restore = stored > head
+    try:
+        fit(resolved["epochs"], initial_epoch=head)
+    finally:
+        backup.restore = True

@@ -38,7 +38,8 @@ import numpy as np
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "build_loss", "check_faithful", "compiled_model",
+__all__ = ["DEFAULTS", "PHASES", "batch_norm", "build_loss", "check_faithful", "compile_phase",
+           "compiled_model", "convolutional", "finetune",
            "format_resolved", "grid", "loss_settings", "model_for", "noise",
            "pair_margins", "resolve", "selection", "warmup_epochs",
            "weight_decay"]
@@ -105,6 +106,12 @@ DEFAULTS = {
                     dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
     },
     "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
+    # Fine-tuning a keras.applications backbone (--model=NAME --weights=...): the first
+    # quarter of the epochs trains the new head alone (backbone frozen), then the whole
+    # network trains at a tenth of the learning rate (Keras' transfer-learning guide's two
+    # phases); the backbone's BatchNorm stays in inference mode throughout.
+    "head_fraction": 0.25,
+    "finetune_lr_factor": 0.1,
     "label_issue_epochs": 20,
     "fold_dm": {"lam": 2.0, "beta": 8.0},
     "fold_warmup_epochs": 0,
@@ -113,6 +120,17 @@ OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
 BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
+
+
+def convolutional(model):
+    """Whether architecture ``model`` is convolutional (a ``keras.applications`` backbone
+    is)."""
+    return model in CONVOLUTIONAL or models.is_backbone(model)
+
+
+def batch_norm(model):
+    """Whether ``model`` takes DM's BatchNorm-network defaults (a backbone does)."""
+    return model in BATCH_NORM or models.is_backbone(model)
 LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
 MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
 
@@ -142,14 +160,14 @@ def _augment(config, dataset, model):
     if known is not None:
         return known
     image = len(dataset.input_shape) == 3
-    return DEFAULTS["conv_augment"] if model in CONVOLUTIONAL and image else None
+    return DEFAULTS["conv_augment"] if convolutional(model) and image else None
 
 
 def _input_dropout(config, model, input_shape):
     if config.input_dropout is not None:
         return config.input_dropout
     image = len(input_shape) == 3
-    return DEFAULTS["image_input_dropout"] if model not in CONVOLUTIONAL and image else 0.0
+    return DEFAULTS["image_input_dropout"] if not convolutional(model) and image else 0.0
 
 
 def selection(config):
@@ -189,7 +207,7 @@ def loss_settings(loss, given, model, normalize="default"):
             + ", ".join(f"{k}={given[k]}" for k in unused))
     defaults = {}
     if loss == "dm":
-        defaults = dict(DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"])
+        defaults = dict(DEFAULTS["dm_batchnorm" if batch_norm(model) else "dm"])
     elif loss in DEFAULTS:
         defaults = dict(DEFAULTS[loss])
     for cap in MARGIN_CAPS:
@@ -241,7 +259,7 @@ def grid(loss, model, learning_rate):
     """The points ``--tune`` and ``scripts/compare.py`` try for ``loss`` on architecture
     ``model`` (:data:`DEFAULTS` ``"grids"``): dicts of ``RunConfig`` overrides, four each."""
     if loss == "dm":
-        default = DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"]
+        default = DEFAULTS["dm_batchnorm" if batch_norm(model) else "dm"]
         lam, beta = default["lam"], default["beta"]
         return [dict(lam=lam / 2, beta=beta), dict(lam=lam, beta=beta / 2),
                 dict(lam=lam, beta=beta), dict(lam=lam, beta=2 * beta)]
@@ -316,7 +334,7 @@ def resolve(config, dataset, num_train):
         ``loss`` (name), ``loss_settings`` (keyword arguments), ``warmup_epochs``,
         ``pair_margins``,
         ``optimizer``, ``learning_rate``, ``lr_schedule``, ``momentum``, ``weight_decay``,
-        ``epochs``, ``batch_size``.
+        ``epochs``, ``batch_size``; for a backbone also :func:`finetune`'s settings.
     """
     model = model_for(config, dataset.input_shape)
     noise_type, noise_rate = noise(config, dataset)
@@ -324,7 +342,7 @@ def resolve(config, dataset, num_train):
     if config.optimizer == "sgd":
         momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
     checkpoint, validation_fraction = selection(config)
-    return {
+    resolved = {
         "noise_type": noise_type,
         "noise_rate": noise_rate,
         "checkpoint": checkpoint,
@@ -345,6 +363,28 @@ def resolve(config, dataset, num_train):
         "epochs": config.epochs,
         "batch_size": config.batch_size,
     }
+    if models.is_backbone(model):
+        resolved.update(finetune(config, model, dataset.input_shape))
+    return resolved
+
+
+def finetune(config, model, input_shape):
+    """A backbone's settings: ``weights`` (and the file's ``weights_sha256``: a resume with
+    other weights is refused), ``image_size``, ``head_epochs`` (the head alone on the frozen
+    backbone: :data:`DEFAULTS` ``head_fraction`` of the epochs with pretrained weights, none
+    without) and ``finetune_learning_rate`` (the whole network's, after them:
+    ``finetune_lr_factor`` times ``learning_rate`` with pretrained weights)."""
+    pretrained = config.weights is not None
+    head = config.head_epochs
+    if head is None:
+        head = int(DEFAULTS["head_fraction"] * config.epochs) if pretrained else 0
+    rate = config.finetune_learning_rate
+    if rate is None:
+        rate = config.learning_rate * (DEFAULTS["finetune_lr_factor"] if pretrained else 1.0)
+    return {"weights": config.weights, "weights_sha256": models.weights_digest(config.weights),
+            "image_size": config.image_size or models.default_image_size(
+                model, config.weights, input_shape),
+            "head_epochs": head, "finetune_learning_rate": rate}
 
 
 def _fmt(value):
@@ -375,20 +415,64 @@ def build_loss(resolved):
     return losses.get(resolved["loss"], **resolved["loss_settings"])
 
 
+def _optimizer(resolved, num_train, *, learning_rate, epochs, decoupled):
+    return optimizers.make_optimizer(
+        resolved["optimizer"], learning_rate=learning_rate, momentum=resolved["momentum"],
+        schedule=resolved["lr_schedule"], epochs=epochs,
+        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
+        weight_decay=resolved["weight_decay"] if decoupled else None)
+
+
 def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
     """The run's model, compiled with its loss and optimizer (call it in ``strategy.scope()``
-    to distribute). Seeded by ``seed``."""
+    to distribute). Seeded by ``seed``. A backbone is compiled for its first phase
+    (:func:`compile_phase`)."""
     decoupled = resolved["optimizer"] == "adamw"  # AdamW decays itself; else an L2 penalty
     decay = resolved["weight_decay"]
+    if models.is_backbone(resolved["model"]):
+        if decay and not decoupled:
+            raise ValueError(
+                f"A keras.applications backbone takes AdamW's decoupled weight decay only "
+                f"(its layers have no L2 penalty). Received: optimizer="
+                f"{resolved['optimizer']!r}, weight_decay={decay}")
+        model = models.backbone_model(resolved["model"], dataset.input_shape,
+                                      dataset.num_classes, weights=resolved["weights"],
+                                      image_size=resolved["image_size"])
+        compile_phase(model, resolved, num_train, "head" if resolved["head_epochs"]
+                      else "finetune", loss=build_loss(resolved), jit_compile=jit_compile)
+        return model
     model = models.build_model(resolved["model"], dataset.input_shape, dataset.num_classes,
                                mean=dataset.mean, std=dataset.std,
                                weight_decay=0.0 if decoupled else decay,
                                input_dropout=resolved["input_dropout"], seed=seed)
-    optimizer = optimizers.make_optimizer(
-        resolved["optimizer"], learning_rate=resolved["learning_rate"],
-        momentum=resolved["momentum"], schedule=resolved["lr_schedule"],
-        epochs=resolved["epochs"],
-        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
-        weight_decay=decay if decoupled else None)
+    optimizer = _optimizer(resolved, num_train, learning_rate=resolved["learning_rate"],
+                           epochs=resolved["epochs"], decoupled=decoupled)
     model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
     return model
+
+
+PHASES = ("head", "finetune")
+
+
+def compile_phase(model, resolved, num_train, phase, *, loss=None, jit_compile=False):
+    """Compile a backbone model for one phase of fine-tuning, as Keras' guide does it:
+    ``"head"``, the backbone frozen, ``learning_rate`` over the ``head_epochs``;
+    ``"finetune"``, the whole network (a pretrained backbone's BatchNorm layers stay frozen),
+    ``finetune_learning_rate`` over the other epochs. Each
+    phase gets a new optimizer (built now, so a backup of the phase loads into it); ``loss``
+    (default: the model's compiled loss, with its training-phase state) is kept. Call it in
+    ``strategy.scope()``."""
+    if phase not in PHASES:
+        raise ValueError(f"Invalid phase {phase!r}. Expected one of {PHASES}.")
+    head = resolved["head_epochs"]
+    models.set_backbone_trainable(model, phase == "finetune",
+                                  batch_norm=resolved["weights"] is None)
+    if phase == "head":
+        rate, epochs = resolved["learning_rate"], head
+    else:
+        rate, epochs = resolved["finetune_learning_rate"], resolved["epochs"] - head
+    optimizer = _optimizer(resolved, num_train, learning_rate=rate, epochs=epochs,
+                           decoupled=resolved["optimizer"] == "adamw")
+    model.compile(optimizer=optimizer, loss=model.loss if loss is None else loss,
+                  jit_compile=jit_compile)
+    optimizer.build(model.trainable_variables)
