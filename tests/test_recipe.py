@@ -8,7 +8,7 @@ import pytest
 
 import keras_imae
 from keras_imae import losses, training
-from keras_imae.training import recipe
+from keras_imae.training import build, recipe
 
 
 def _dataset(name, shape):
@@ -71,16 +71,16 @@ def test_noise_auto_corrupts_only_the_embedded_demo():
 
 def test_compiled_model_applies_the_resolved_decay_and_dropout(digits):
     resolved = recipe.resolve(training.RunConfig(), digits, 1000)
-    model = recipe.compiled_model(resolved, digits, 1000, seed=0)
+    model = build.compiled_model(resolved, digits, 1000, seed=0)
     assert model.optimizer.weight_decay == pytest.approx(15 * (64 / (1000 * 40)) ** 0.5)
     assert model.name == "mlp" and model.get_layer("input_dropout").rate == 0.2
     assert isinstance(model.loss, losses.DerivativeManipulation) and model.loss.lam == 2.0
     sgd = recipe.resolve(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits, 1000)
-    sgd = recipe.compiled_model(sgd, digits, 1000, seed=0)
+    sgd = build.compiled_model(sgd, digits, 1000, seed=0)
     assert sgd.optimizer.weight_decay is None  # coupled L2: a kernel regularizer instead
     assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
     assert sgd.optimizer.momentum == 0.9
-    cnn = recipe.compiled_model(recipe.resolve(training.RunConfig(model="cnn"), digits, 1000),
+    cnn = build.compiled_model(recipe.resolve(training.RunConfig(model="cnn"), digits, 1000),
                                 digits, 1000, seed=0)
     assert "Dropout" not in [type(layer).__name__ for layer in cnn.layers]
     with pytest.raises(ValueError, match=r"`input_dropout` is for the MLPs.*model='cnn'"):

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import (_backup, _noise, _results, _select, _signals, _tune, distribute,
-                                 export, recipe)
+from keras_imae.training import (_backup, _noise, _results, _select, _signals, _tune, build,
+                                 distribute, export, recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -125,7 +125,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
-            model = recipe.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
+            model = build.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
                                           jit_compile=config.jit_compile)
         # Nothing was written so far: every check above leaves the folder as it was.
         if config.overwrite:
@@ -295,7 +295,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
 def _two_phases(fit, model, resolved, num_train, backup, log, monitor, folder, strategy,
                 jit_compile):
     """Fine-tuning in Keras' two phases: the head alone for ``head_epochs`` (the model comes
-    compiled so), then the whole network (:func:`recipe.compile_phase`). The backup of the
+    compiled so), then the whole network (:func:`build.compile_phase`). The backup of the
     last head epoch holds the head's optimizer: a run resumed there restores it in the first
     phase (which then trains no epoch) and starts the second with a new optimizer; a run
     resumed later restores the second phase's own backup."""
@@ -308,7 +308,7 @@ def _two_phases(fit, model, resolved, num_train, backup, log, monitor, folder, s
         log.append = True
         monitor.previous_test_accuracy = [float(r["test_accuracy"]) for r in folder.read_log()]
     with strategy.scope():
-        recipe.compile_phase(model, resolved, num_train, "finetune", jit_compile=jit_compile)
+        build.compile_phase(model, resolved, num_train, "finetune", jit_compile=jit_compile)
     backup.restore = stored > head
     try:
         fit(resolved["epochs"], initial_epoch=head)

@@ -1,0 +1,73 @@
+"""The run's model: built from the resolved settings (:func:`recipe.resolve`) and compiled
+with the run's loss and optimizer, a backbone once per fine-tuning phase."""
+
+import numpy as np
+
+from keras_imae import models
+from keras_imae.training import optimizers
+from keras_imae.training.recipe import build_loss
+
+__all__ = ["PHASES", "compile_phase", "compiled_model"]
+
+
+PHASES = ("head", "finetune")
+
+
+def _optimizer(resolved, num_train, *, learning_rate, epochs, decoupled):
+    return optimizers.make_optimizer(
+        resolved["optimizer"], learning_rate=learning_rate, momentum=resolved["momentum"],
+        schedule=resolved["lr_schedule"], epochs=epochs,
+        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
+        weight_decay=resolved["weight_decay"] if decoupled else None)
+
+
+def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
+    """The run's model, compiled with its loss and optimizer (call it in ``strategy.scope()``
+    to distribute). Seeded by ``seed``. A backbone is compiled for its first phase
+    (:func:`compile_phase`)."""
+    decoupled = resolved["optimizer"] == "adamw"  # AdamW decays itself; else an L2 penalty
+    decay = resolved["weight_decay"]
+    if models.is_backbone(resolved["model"]):
+        if decay and not decoupled:
+            raise ValueError(
+                f"A keras.applications backbone takes AdamW's decoupled weight decay only "
+                f"(its layers have no L2 penalty). Received: optimizer="
+                f"{resolved['optimizer']!r}, weight_decay={decay}")
+        model = models.backbone_model(resolved["model"], dataset.input_shape,
+                                      dataset.num_classes, weights=resolved["weights"],
+                                      image_size=resolved["image_size"])
+        compile_phase(model, resolved, num_train, "head" if resolved["head_epochs"]
+                      else "finetune", loss=build_loss(resolved), jit_compile=jit_compile)
+        return model
+    model = models.build_model(resolved["model"], dataset.input_shape, dataset.num_classes,
+                               mean=dataset.mean, std=dataset.std,
+                               weight_decay=0.0 if decoupled else decay,
+                               input_dropout=resolved["input_dropout"], seed=seed)
+    optimizer = _optimizer(resolved, num_train, learning_rate=resolved["learning_rate"],
+                           epochs=resolved["epochs"], decoupled=decoupled)
+    model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
+    return model
+
+
+def compile_phase(model, resolved, num_train, phase, *, loss=None, jit_compile=False):
+    """Compile a backbone model for one phase of fine-tuning, as Keras' guide does it:
+    ``"head"``, the backbone frozen, ``learning_rate`` over the ``head_epochs``;
+    ``"finetune"``, the whole network (a pretrained backbone's BatchNorm layers stay frozen),
+    ``finetune_learning_rate`` over the other epochs. Each
+    phase gets a new optimizer (built now, so a backup of the phase loads into it); ``loss``
+    (default: the model's compiled loss, with its training-phase state) is kept. Call it in
+    ``strategy.scope()``."""
+    if phase not in PHASES:
+        raise ValueError(f"Invalid phase {phase!r}. Expected one of {PHASES}.")
+    head = resolved["head_epochs"]
+    models.set_backbone_trainable(model, phase == "finetune",
+                                  batch_norm=resolved["weights"] is None)
+    if phase == "head":
+        rate, epochs = resolved["learning_rate"], head
+    else:
+        rate, epochs = resolved["finetune_learning_rate"], resolved["epochs"] - head
+    optimizer = _optimizer(resolved, num_train, learning_rate=rate, epochs=epochs,
+                           decoupled=resolved["optimizer"] == "adamw")
+    model.compile(optimizer=optimizer, loss=model.loss if loss is None else loss,
+                  jit_compile=jit_compile)
+    optimizer.build(model.trainable_variables)
