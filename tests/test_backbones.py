@@ -271,3 +271,29 @@ def test_default_image_size_follows_the_weights():
     assert _backbones.default_image_size("EfficientNetB3", "imagenet", (28, 28, 1)) == 300
     assert _backbones.default_image_size("ResNet50", None, (8, 8, 1)) == 32
     assert _backbones.default_image_size("ResNet50", "w.h5", (96, 96, 3)) == 96
+
+
+def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(small,
+                                                                             weights_file):
+    import keras_imae
+
+    model = models.backbone_model(NAME, (8, 8, 1), 10, weights=weights_file)
+    r = keras_imae.recommended(model, num_examples=128, epochs=4, batch_size=64,
+                               pretrained=True)
+    assert (r.head_epochs, r.settings["head_epochs"]) == (1, 1)
+    assert r.settings["finetune_learning_rate"] == pytest.approx(1e-4)
+    assert float(r.finetune_optimizer.learning_rate) == pytest.approx(1e-4)  # step 0
+    assert keras_imae.recommended(model, num_examples=128).finetune_optimizer is None
+    x, y = small.x_train[:128].astype("float32"), small.y_train[:128]
+    backbone = models.backbone_layer(model)
+    frozen = [w.numpy().copy() for w in backbone.weights]
+    models.set_backbone_trainable(model, False)
+    model.compile(optimizer=r.optimizer, loss=r.loss)
+    model.fit(x, y, epochs=r.head_epochs, batch_size=r.batch_size, callbacks=r.callbacks,
+              verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, backbone.weights))
+    models.set_backbone_trainable(model, True)
+    model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
+    model.fit(x, y, initial_epoch=r.head_epochs, epochs=2, batch_size=r.batch_size,
+              callbacks=r.callbacks, verbose=0)
+    assert not all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, backbone.weights))

@@ -23,6 +23,11 @@ class Recommended:
         callbacks: the callbacks to pass to ``fit`` (DM/IMAE: the flat-emphasis warm-up).
         epochs, batch_size: to pass to ``fit`` (the schedule and decay assume them).
         settings: every value, as :func:`keras_imae.training.recipe.resolve` would give a run.
+        head_epochs: ``pretrained=True``: the epochs of the first phase, the new head alone
+            on the frozen backbone, with :attr:`optimizer` (else 0).
+        finetune_optimizer: ``pretrained=True``: the optimizer of the second phase, the
+            whole network (BatchNorm layers still frozen) from epoch :attr:`head_epochs` on
+            (else ``None``).
     """
 
     loss: object
@@ -31,6 +36,8 @@ class Recommended:
     epochs: int
     batch_size: int
     settings: dict
+    head_epochs: int = 0
+    finetune_optimizer: object = None
 
     def __str__(self):
         # a run's block, less its config.json: nothing is written here
@@ -38,7 +45,7 @@ class Recommended:
 
 
 def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",
-                train_data=None, pair_margins=None, **loss_settings):
+                train_data=None, pair_margins=None, pretrained=False, **loss_settings):
     """The settings ``scripts/train.py`` would train with, for your own Keras model.
 
     Example:
@@ -46,6 +53,20 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         >>> model.compile(optimizer=r.optimizer, loss=r.loss)
         >>> model.fit(x_train, y_noisy, epochs=r.epochs, batch_size=r.batch_size,
         ...           callbacks=r.callbacks)
+
+    Fine-tuning a pretrained network (``pretrained=True``), in Keras' two phases::
+
+        r = keras_imae.recommended(model, num_examples=len(x_train), pretrained=True)
+        backbone.trainable = False                      # phase 1: the new head alone
+        model.compile(optimizer=r.optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, epochs=r.head_epochs, callbacks=r.callbacks)
+        backbone.trainable = True                       # phase 2: everything but BatchNorm
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, initial_epoch=r.head_epochs, epochs=r.epochs,
+                  callbacks=r.callbacks)
 
     Args:
         model: your model, or ``None``; one with ``BatchNormalization`` layers gets the
@@ -62,6 +83,10 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...);
             for ``loss="forward"``, ``transition=T``, else ``T`` is estimated from
             ``train_data`` arrays (:func:`keras_imae.noise.transition_from_labels`).
+        pretrained: the model starts from pretrained weights: the recipe of
+            ``train.py --model=BACKBONE --weights=...`` (:data:`DEFAULTS` ``head_fraction``
+            of the epochs for the head alone, then ``finetune_lr_factor`` times the learning
+            rate for the whole network).
 
     Returns:
         A :class:`Recommended` (``print`` it for the settings).
@@ -82,18 +107,28 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
     warmup = warmup_epochs(loss, epochs)
     extra = _pair_margins(kwargs, warmup, train_data, pair_margins)
     decay = weight_decay(DEFAULTS["optimizer"], None, batch_size, num_examples, epochs)
-    optimizer = optimizers.make_optimizer(
-        DEFAULTS["optimizer"], learning_rate=DEFAULTS["learning_rate"],
-        schedule=DEFAULTS["lr_schedule"], epochs=epochs,
-        steps_per_epoch=int(np.ceil(num_examples / batch_size)), weight_decay=decay)
+    head = int(DEFAULTS["head_fraction"] * epochs) if pretrained else 0
+
+    def optimizer_for(rate, length):
+        return optimizers.make_optimizer(
+            DEFAULTS["optimizer"], learning_rate=rate, schedule=DEFAULTS["lr_schedule"],
+            epochs=length, steps_per_epoch=int(np.ceil(num_examples / batch_size)),
+            weight_decay=decay)
+
+    rate = DEFAULTS["learning_rate"]
+    finetune_rate = rate * DEFAULTS["finetune_lr_factor"]
+    optimizer = optimizer_for(rate, head or epochs)
     settings = {"loss": loss, "loss_settings": kwargs, "warmup_epochs": warmup,
                 "pair_margins": bool(extra),
                 "optimizer": DEFAULTS["optimizer"], "learning_rate": DEFAULTS["learning_rate"],
                 "lr_schedule": DEFAULTS["lr_schedule"], "weight_decay": decay,
                 "epochs": epochs, "batch_size": batch_size}
+    if pretrained:
+        settings.update(head_epochs=head, finetune_learning_rate=finetune_rate)
     return Recommended(losses.get(loss, **kwargs), optimizer,
                        ([callbacks.EmphasisWarmup(warmup)] if warmup else []) + extra, epochs,
-                       batch_size, settings)
+                       batch_size, settings, head,
+                       optimizer_for(finetune_rate, epochs - head) if pretrained else None)
 
 
 def _pair_margins(kwargs, warmup, train_data, chosen):
