@@ -297,3 +297,25 @@ def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(sma
     model.fit(x, y, initial_epoch=r.head_epochs, epochs=2, batch_size=r.batch_size,
               callbacks=r.callbacks, verbose=0)
     assert not all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, backbone.weights))
+
+
+def test_a_backbone_reads_image_files_at_the_size_it_sees(tmp_path):
+    from keras_imae.training import recipe
+
+    def size(**kw):
+        return recipe.load_image_size(training.RunConfig(**kw))
+
+    assert size(model="ResNet50", weights="imagenet", dataset="folder:photos") == (224, 224)
+    assert size(model="InceptionV3", weights="imagenet", dataset="labels:d") == (299, 299)
+    assert size(model="ResNet50", image_size=64, dataset="folder:photos") == (64, 64)
+    assert size(model="ResNet50", dataset="folder:photos") is None  # the folder's default
+    assert size(model="ResNet50", image_size=64, dataset="npz:x.npz") is None  # arrays as given
+    assert size(model="cnn", dataset="folder:photos") is None
+    for c in range(2):
+        os.makedirs(tmp_path / "photos" / f"c{c}")
+        for i in range(5):
+            keras.utils.save_img(str(tmp_path / "photos" / f"c{c}" / f"{i}.png"),
+                                 np.full((50, 70, 3), 40 * c + i, "uint8"))
+    dataset = data.load(f"folder:{tmp_path / 'photos'}", image_size=size(
+        model="ResNet50", image_size=64, dataset="folder:photos"))
+    assert dataset.input_shape == (64, 64, 3)

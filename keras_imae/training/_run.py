@@ -87,7 +87,8 @@ def run(config, *, dataset=None, strategy=None):
     Args:
         config: a :class:`keras_imae.training.RunConfig`.
         dataset: an already loaded :class:`keras_imae.data.Dataset` (tests, sweeps); default
-            ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``.
+            ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``
+            (a backbone's images read at ``recipe.load_image_size(config)``).
         strategy: a ``tf.distribute.Strategy``; default ``distribute.get_strategy(
             config.strategy, tpu=config.tpu)``.
 
@@ -116,6 +117,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         resuming = folder_state(config)  # again, now that the folder is ours
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
+                                image_size=recipe.load_image_size(config),
                                 streaming=config.streaming)
         noise_type, noise_rate = recipe.noise(config, dataset)
         noisy, is_noisy, meta, reused = _noise.noisy_labels(config, dataset, resuming,

@@ -39,6 +39,7 @@ from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
 __all__ = ["DEFAULTS", "batch_norm", "build_loss", "check_faithful", "convolutional", "finetune",
+           "load_image_size",
            "format_resolved", "grid", "loss_settings", "model_for", "noise",
            "pair_margins", "resolve", "selection", "warmup_epochs",
            "weight_decay"]
@@ -365,6 +366,19 @@ def resolve(config, dataset, num_train):
     if models.is_backbone(model):
         resolved.update(finetune(config, model, dataset.input_shape))
     return resolved
+
+
+def load_image_size(config):
+    """``(side, side)`` at which a backbone's run reads images from files or TFDS
+    (``image_size``, or the family's ImageNet side with ``weights="imagenet"``), so they
+    stream at the size the backbone sees; ``None`` (the source's default) otherwise."""
+    if not models.is_backbone(config.model) or data.parse(config.dataset).kind in (
+            "digits", "npz"):
+        return None
+    side = config.image_size
+    if side is None and config.weights == "imagenet":
+        side = models.default_image_size(config.model, "imagenet", ())
+    return None if side is None else (side, side)
 
 
 def finetune(config, model, input_shape):
