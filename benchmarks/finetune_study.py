@@ -42,6 +42,10 @@ flags.DEFINE_list("noises", ["symmetric", "pairflip", "instance"], "Noise types 
 flags.DEFINE_list("starts", ["pretrained", "scratch"], "pretrained and/or scratch.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (noise draw, initialisation, data order).")
 flags.DEFINE_float("noise_rate", 0.4, "Noise rate.")
+flags.DEFINE_float("finetune_learning_rate", None, "Pretrained runs: the second phase's rate "
+                   "(default: the run's, a tenth of the learning rate).")
+flags.DEFINE_integer("head_epochs", None, "Pretrained runs: epochs of the head alone "
+                     "(default: the run's, a quarter of the epochs).")
 
 SIDE = 32
 SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune
@@ -98,12 +102,18 @@ def _row(rows, epoch):
 
 def one_run(out, npz, weights, noise_type, start, loss, seed):
     name = f"{noise_type}_{start}_{loss}_s{seed}"
+    pretrained = start == "pretrained"
+    overrides = {}
+    if pretrained:
+        overrides = {k: FLAGS[k].value for k in ("finetune_learning_rate", "head_epochs")
+                     if FLAGS[k].value is not None}
+    name += "".join(f"_{k}{v:g}" for k, v in sorted(overrides.items()))
     model_dir = os.path.join(out, "runs", name)
     config = training.RunConfig(
         dataset=f"npz:{npz}", noise_type=noise_type, noise_rate=FLAGS.noise_rate,
         noise_seed=seed, seed=seed, loss=loss, model=FLAGS.backbone,
-        weights=weights if start == "pretrained" else None, epochs=FLAGS.epochs, verbose=0,
-        model_dir=model_dir, export_dir="")
+        weights=weights if pretrained else None, epochs=FLAGS.epochs, verbose=0,
+        model_dir=model_dir, export_dir="", **overrides)
     if not os.path.exists(os.path.join(model_dir, "metrics.json")):
         training.run(config)
     rows = training.read_log(model_dir)

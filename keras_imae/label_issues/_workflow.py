@@ -191,8 +191,13 @@ def _fold_fit(config, dataset):
         model = build.compiled_model(resolved, dataset, len(part), seed=seed)
         train = data.train_dataset(dataset, table, ids=part.ids, batch_size=config.batch_size,
                                    augment=resolved["augment"], seed=seed)
-        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False,
-                  callbacks=[_signals.StopOnSignal()])
+        fit_args = dict(verbose=config.verbose, shuffle=False,
+                        callbacks=[_signals.StopOnSignal()])
+        head = resolved.get("head_epochs", 0)  # a pretrained backbone: the head alone first
+        if head:
+            model.fit(train, epochs=head, **fit_args)
+            build.compile_phase(model, resolved, len(part), "finetune")
+        model.fit(train, initial_epoch=head, epochs=config.epochs, **fit_args)
         return lambda held_out: np.log(np.maximum(
             _probabilities(model, dataset, held_out.ids), 1e-300))
 
