@@ -240,14 +240,19 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
     (``checkpoint="best"``), logs and the backup; returns the monitor."""
     train_ids, val_ids = split
     done = []
+    start = backup.resume_epoch()  # the backup fit restores: training resumes at its end
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
-        folder.truncate_log(folder.backed_up_epochs())
+        folder.truncate_log(start)
         done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
     clean = dataset.y_train
     # RobustModel's running clean_fit needs every clean label; FitMonitor copes with -1.
+    # Epochs start..epochs-1, each a function of (seed, epoch): a resumed run sees the
+    # batches an uninterrupted one sees. At least one: with no epoch left to train, fit
+    # under a strategy still builds the model from a first batch.
     train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
                                ids=train_ids, batch_size=config.batch_size,
-                               augment=resolved["augment"], seed=config.seed)
+                               augment=resolved["augment"], seed=config.seed,
+                               epochs=max(config.epochs, start + 1), initial_epoch=start)
     monitor = fit_monitor(dataset, noisy, train_ids, val_ids=val_ids, transition=transition,
                           batch_size=config.batch_size,
                           previous_test_accuracy=[r["test_accuracy"] for r in done])
@@ -256,7 +261,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
                                                    done)]
     model.fit(
-        train, epochs=config.epochs, verbose=config.verbose,
+        train, epochs=config.epochs, verbose=config.verbose, initial_epoch=start,
+        steps_per_epoch=data.steps_per_epoch(len(train_ids), config.batch_size),
         shuffle=False,  # the pipeline shuffles (seeded)
         callbacks=[
             # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
@@ -267,7 +273,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
             *([callbacks.ProgressBar()] if config.verbose == 1 else []),
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
-            callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+            callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None,
+                                    previous_logs=done),
             *checkpoints,  # before the log: a logged best epoch has its checkpoint
             run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),

@@ -33,8 +33,6 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
 
 import math
 
-import numpy as np
-
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
@@ -388,7 +386,7 @@ def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
         resolved["optimizer"], learning_rate=resolved["learning_rate"],
         momentum=resolved["momentum"], schedule=resolved["lr_schedule"],
         epochs=resolved["epochs"],
-        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
+        steps_per_epoch=data.steps_per_epoch(num_train, resolved["batch_size"]),
         weight_decay=decay if decoupled else None)
     model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
     return model
