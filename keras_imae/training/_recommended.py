@@ -17,6 +17,21 @@ __all__ = ["Recommended", "recommended"]
 class Recommended:
     """The recipe for your own Keras code (see :func:`recommended`).
 
+    Fine-tuning a pretrained network (``recommended(..., pretrained=True)``), in Keras' two
+    phases::
+
+        r = keras_imae.recommended(model, num_examples=len(x_train), pretrained=True)
+        backbone.trainable = False                      # phase 1: the new head alone
+        model.compile(optimizer=r.optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, epochs=r.head_epochs, callbacks=r.callbacks)
+        backbone.trainable = True                       # phase 2: everything but BatchNorm
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, initial_epoch=r.head_epochs, epochs=r.epochs,
+                  callbacks=r.callbacks)
+
     Attributes:
         loss: the ``keras.losses.Loss`` to compile with.
         optimizer: the ``keras.optimizers.Optimizer`` to compile with.
@@ -54,20 +69,6 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         >>> model.fit(x_train, y_noisy, epochs=r.epochs, batch_size=r.batch_size,
         ...           callbacks=r.callbacks)
 
-    Fine-tuning a pretrained network (``pretrained=True``), in Keras' two phases::
-
-        r = keras_imae.recommended(model, num_examples=len(x_train), pretrained=True)
-        backbone.trainable = False                      # phase 1: the new head alone
-        model.compile(optimizer=r.optimizer, loss=r.loss)
-        model.fit(x_train, y_noisy, epochs=r.head_epochs, callbacks=r.callbacks)
-        backbone.trainable = True                       # phase 2: everything but BatchNorm
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
-        model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
-        model.fit(x_train, y_noisy, initial_epoch=r.head_epochs, epochs=r.epochs,
-                  callbacks=r.callbacks)
-
     Args:
         model: your model, or ``None``; one with ``BatchNormalization`` layers gets the
             BatchNorm networks' DM setting.
@@ -86,7 +87,7 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         pretrained: the model starts from pretrained weights: the recipe of
             ``train.py --model=BACKBONE --weights=...`` (:data:`DEFAULTS` ``head_fraction``
             of the epochs for the head alone, then ``finetune_lr_factor`` times the learning
-            rate for the whole network).
+            rate for the whole network; :class:`Recommended` shows the two ``fit`` calls).
 
     Returns:
         A :class:`Recommended` (``print`` it for the settings).

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import (_backup, _noise, _results, _select, _signals, _tune, build,
+from keras_imae.training import (_noise, _results, _select, _signals, _tune, build,
                                  distribute, export, recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
@@ -247,14 +247,21 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
     ``head_epochs`` trains in two fits (:func:`_two_phases`)."""
     train_ids, val_ids = split
     done = []
+    start = backup.resume_epoch()  # the backup fit restores: training resumes at its end
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
-        folder.truncate_log(folder.backed_up_epochs())
+        folder.truncate_log(start)
         done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
     clean = dataset.y_train
     # RobustModel's running clean_fit needs every clean label; FitMonitor copes with -1.
-    train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
-                               ids=train_ids, batch_size=config.batch_size,
-                               augment=resolved["augment"], seed=config.seed)
+    # Epochs start..epochs-1, each a function of (seed, epoch): a resumed run sees the
+    # batches an uninterrupted one sees. At least one: with no epoch left to train, fit
+    # under a strategy still builds the model from a first batch.
+    def train_from(first):
+        return data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
+                                  ids=train_ids, batch_size=config.batch_size,
+                                  augment=resolved["augment"], seed=config.seed,
+                                  epochs=max(config.epochs, first + 1), initial_epoch=first)
+
     monitor = fit_monitor(dataset, noisy, train_ids, val_ids=val_ids, transition=transition,
                           batch_size=config.batch_size,
                           previous_test_accuracy=[r["test_accuracy"] for r in done])
@@ -263,6 +270,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
                                                    done)]
     log = run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming)
+    guard = callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None,
+                                    previous_logs=done)
     fit_callbacks = [
         # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
         callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
@@ -272,7 +281,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
         *([callbacks.ProgressBar()] if config.verbose == 1 else []),
         # stops a collapsed run before its epoch is logged or backed up: no save, no export
-        callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+        guard,
         *checkpoints,  # before the log: a logged best epoch has its checkpoint
         log,
         keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
@@ -281,38 +290,41 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
     ]
 
-    def fit(epochs, initial_epoch=0):
-        # shuffle=False: the pipeline shuffles (seeded)
-        model.fit(train, epochs=epochs, initial_epoch=initial_epoch, verbose=config.verbose,
-                  shuffle=False, callbacks=fit_callbacks)
+    def fit(epochs, initial_epoch):
+        model.fit(
+            train_from(initial_epoch), epochs=epochs, verbose=config.verbose,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=data.steps_per_epoch(len(train_ids), config.batch_size),
+            shuffle=False,  # the pipeline shuffles (seeded)
+            callbacks=fit_callbacks)
 
     if not resolved.get("head_epochs"):
-        fit(config.epochs)
+        fit(config.epochs, start)
     else:
-        _two_phases(fit, model, resolved, len(train_ids), backup, log, monitor, folder,
-                    strategy, config.jit_compile)
+        _two_phases(fit, model, resolved, len(train_ids), start, backup, log, monitor, guard,
+                    folder, strategy, config.jit_compile)
     return monitor
 
 
-def _two_phases(fit, model, resolved, num_train, backup, log, monitor, folder, strategy,
-                jit_compile):
+def _two_phases(fit, model, resolved, num_train, start, backup, log, monitor, guard, folder,
+                strategy, jit_compile):
     """Fine-tuning in Keras' two phases: the head alone for ``head_epochs`` (the model comes
     compiled so), then the whole network (:func:`build.compile_phase`). The backup of the
     last head epoch holds the head's optimizer: a run resumed there restores it in the first
     phase (which then trains no epoch) and starts the second with a new optimizer; a run
     resumed later restores the second phase's own backup."""
     head = resolved["head_epochs"]
-    stored = _backup.good_generation(backup.backup_dir, warn=False)[0]
-    if stored <= head:
-        fit(head)
+    if start <= head:
+        fit(head, start)
         if model.stop_training:  # TerminateOnNaN ended the first phase
             return
         log.append = True
-        monitor.previous_test_accuracy = [float(r["test_accuracy"]) for r in folder.read_log()]
+        guard.previous_logs = folder.read_log()
+        monitor.previous_test_accuracy = [float(r["test_accuracy"]) for r in guard.previous_logs]
     with strategy.scope():
         build.compile_phase(model, resolved, num_train, "finetune", jit_compile=jit_compile)
-    backup.restore = stored > head
+    backup.restore = start > head
     try:
-        fit(resolved["epochs"], initial_epoch=head)
+        fit(resolved["epochs"], max(start, head))
     finally:
         backup.restore = True

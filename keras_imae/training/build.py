@@ -1,9 +1,7 @@
 """The run's model: built from the resolved settings (:func:`recipe.resolve`) and compiled
 with the run's loss and optimizer, a backbone once per fine-tuning phase."""
 
-import numpy as np
-
-from keras_imae import models
+from keras_imae import data, models
 from keras_imae.training import optimizers
 from keras_imae.training.recipe import build_loss
 
@@ -17,7 +15,7 @@ def _optimizer(resolved, num_train, *, learning_rate, epochs, decoupled):
     return optimizers.make_optimizer(
         resolved["optimizer"], learning_rate=learning_rate, momentum=resolved["momentum"],
         schedule=resolved["lr_schedule"], epochs=epochs,
-        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
+        steps_per_epoch=data.steps_per_epoch(num_train, resolved["batch_size"]),
         weight_decay=resolved["weight_decay"] if decoupled else None)
 
 

@@ -33,8 +33,6 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
 
 import math
 
-import numpy as np
-
 from keras_imae import data, losses, models
 from keras_imae.training import optimizers
 
