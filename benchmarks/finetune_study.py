@@ -16,8 +16,8 @@ initialisation (``scratch``) is the reference.
 
 Printed per noise, start (pretrained or scratch) and loss: test accuracy, clean fit and
 memorised (the share of the wrong labels the model predicts) at the end of the head phase and
-at the end of the run, and the best test accuracy. Finished runs are kept in ``--out`` and not
-run again.
+at the end of the run, and the best test accuracy. A run the collapse guard stops (constant
+predictions) is reported as collapsed. Finished runs are kept in ``--out`` and not run again.
 """
 
 import json
@@ -30,6 +30,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_imae import data, training  # noqa: E402
+from keras_imae.callbacks import TrainingCollapsed  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder of the study's data, weights and runs.", required=True)
@@ -113,8 +114,16 @@ def one_run(out, npz, weights, noise_type, start, loss, seed):
         noise_seed=seed, seed=seed, loss=loss, model=FLAGS.backbone,
         weights=weights if pretrained else None, epochs=FLAGS.epochs, verbose=0,
         model_dir=model_dir, export_dir="", **overrides)
-    if not os.path.exists(os.path.join(model_dir, "metrics.json")):
-        training.run(config)
+    collapsed = os.path.join(model_dir, "collapsed.txt")
+    if not os.path.exists(os.path.join(model_dir, "metrics.json")) and not os.path.exists(
+            collapsed):
+        try:
+            training.run(config)
+        except TrainingCollapsed as err:  # the guard stopped it: a result, not a failure
+            with open(collapsed, "w") as f:
+                f.write(str(err))
+    if os.path.exists(collapsed):
+        return None
     rows = training.read_log(model_dir)
     with open(os.path.join(model_dir, "config.json")) as f:
         head = json.load(f)["resolved"]["head_epochs"]
@@ -144,6 +153,11 @@ def main(argv):
             for loss in FLAGS.losses:
                 runs = [one_run(FLAGS.out, npz, weights, noise_type, start, loss, int(s))
                         for s in FLAGS.seeds]
+                if any(r is None for r in runs):
+                    print(f"| {noise_type} | {start} | {loss} | collapsed in "
+                          f"{sum(r is None for r in runs)} of {len(runs)} runs (constant "
+                          "predictions: stopped by the run's guard) | | |", flush=True)
+                    continue
 
                 def cell(key):
                     if runs[0][key] is None:
