@@ -140,6 +140,13 @@ def test_backbone_model_takes_raw_images_keeps_batchnorm_in_inference_and_freeze
     assert len(scratch.trainable_variables) == everything + len(batch_norm) // 2
     assert not np.allclose(np.asarray(scratch(x, training=True)),
                            np.asarray(scratch(x, training=False)), atol=1e-5)
+
+    def momenta(m):
+        return {layer.momentum for layer in models.backbone_layer(m).layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    # Keras' own for pretrained statistics; a fast one for statistics made in a short run
+    assert momenta(model) == {0.999} and momenta(scratch) == {_backbones.SCRATCH_BN_MOMENTUM}
     path = str(tmp_path / "m.keras")
     model.save(path)
     again = keras.models.load_model(path)

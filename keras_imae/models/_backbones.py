@@ -13,7 +13,8 @@ also runs them in inference mode: they keep their pretrained statistics and scal
 fine-tuning examples do -- a few noisy batches would otherwise replace statistics learned on
 far more data. (Calling the backbone with ``training=False`` would not do it: a Keras 3
 functional model passes its own ``training`` to every layer.) A randomly initialised backbone
-trains its BatchNorm as usual. :func:`set_backbone_trainable` freezes and unfreezes the rest
+trains its BatchNorm as usual, with the momentum of the project's other networks
+(:data:`SCRATCH_BN_MOMENTUM`). :func:`set_backbone_trainable` freezes and unfreezes the rest
 (the two phases of :mod:`keras_imae.training`).
 
 Weights come from a file of that backbone without its top (``backbone.save_weights`` of a
@@ -208,6 +209,8 @@ def backbone_model(name, input_shape, num_classes, *, weights=None, image_size=N
                          f"{size}x{size}: {err}") from None
     backbone.name = BACKBONE_LAYER
     set_backbone_trainable(backbone, True, batch_norm=weights is None)
+    if weights is None:
+        _fast_batch_norm(backbone)
     x = backbone(x)
     if head_dropout:
         x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
@@ -227,6 +230,20 @@ def _layers(layer):
     yield layer
     for child in getattr(layer, "layers", ()):
         yield from _layers(child)
+
+
+SCRATCH_BN_MOMENTUM = 0.9
+
+
+def _fast_batch_norm(backbone):
+    """A randomly initialised backbone's BatchNorm averages its statistics with momentum
+    :data:`SCRATCH_BN_MOMENTUM` (that of the project's other networks), not Keras' 0.99 or
+    0.999, made for ImageNet's thousands of steps an epoch: with them, a run of a few hundred
+    steps evaluates with statistics still near their initial values, and its predictions are
+    constant until they settle."""
+    for layer in _layers(backbone):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = SCRATCH_BN_MOMENTUM
 
 
 def set_backbone_trainable(model, trainable, *, batch_norm=False):
