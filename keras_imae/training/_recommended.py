@@ -100,7 +100,7 @@ def _pair_margins(kwargs, warmup, train_data, chosen):
     """``[PairMargins]`` (at the end of the warm-up) or ``[]``."""
     from keras_imae import callbacks
 
-    has_cap = kwargs.get("reject_margin") is not None
+    has_cap = losses.reject_margins(kwargs.get("reject_margin")) is not None
     if chosen and (not has_cap or train_data is None):
         raise ValueError(
             "pair_margins=True needs DM or IMAE with a reject_margin, and train_data to "

@@ -84,7 +84,7 @@ def _for_loss(base, loss):
     known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
     if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
         base = dataclasses.replace(base, warmup_epochs=None)
-    if base.pair_margins is not None and known and known._pair_margins is None:
+    if base.pair_margins is not None and known and "reject_margin" not in known.HYPERPARAMETERS:
         base = dataclasses.replace(base, pair_margins=None)
     return dataclasses.replace(base, loss=loss)
 

@@ -277,7 +277,7 @@ def pair_margins(config):
             ``reject_margin=0`` or ``faithful``).
     """
     settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
-    has_cap = settings.get("reject_margin") is not None
+    has_cap = losses.reject_margins(settings.get("reject_margin")) is not None
     if config.pair_margins and not has_cap:
         raise ValueError(
             "pair_margins=True sets DM's (IMAE's) rejection margin per class pair: it needs "
