@@ -50,10 +50,11 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
             ``log(p / (1 - p))`` lies outside ``[-M, M]`` (this project's option; it stops
             the push on fitted examples, where DM's gradient never vanishes).
         reject_margin: ``R > 0``, a ``[K, K]`` matrix ``R[label, predicted]``
-            (:func:`~keras_imae.losses.pair_reject_margins`) or ``None`` (off): no gradient for an example the model
-            confidently gives to *another* class ``k``: ``k = argmax p != label`` and
-            ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``), unless its labelled class
-            is losing in the batch (:func:`confident_other`). This project's option for
+            (:func:`~keras_imae.losses.pair_reject_margins`) or ``None`` (off): no gradient
+            for an example the model confidently gives to *another* class ``k``: ``k =
+            argmax p != label`` and ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``),
+            unless its labelled class is losing in the batch
+            (:func:`~keras_imae.losses._rejection.confident_other`). This project's option for
             class-dependent noise: DM's emphasis never falls below 1, so once the clean
             examples are fitted a wrong label pushes as hard as any other example, and
             under pair-flip all of a class's wrong labels push the same way. Both capped

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_imae import _checks as checks
+from keras_imae._defaults import DEFAULTS
 from keras_imae.losses._core import global_sum
 
 __all__ = ["ALIVE_SHARE", "confident_other", "pair_reject_margins", "reject_margins",
@@ -122,7 +123,8 @@ def reject_margins(reject_margin, *, flat_emphasis=False, noise_transition=None)
     return margins
 
 
-ALIVE_SHARE = 0.5  # a class is alive while its predicted mass is >= this share of its labels
+# a class is alive while its predicted mass is >= this share of its labels
+ALIVE_SHARE = DEFAULTS["reject_alive_share"]
 
 
 def rejected_by(margins, label, predicted, log_odds, label_alive):

@@ -12,9 +12,9 @@ as ``loss.state``.
 
 - Saving: Keras' saving walks ``model.loss`` and its attributes, so the state is written by
   ``model.save`` (``.keras``) and ``model.save_weights`` (the run's backup) under
-  ``loss/state``, and read back by ``keras.models.load_model`` / ``load_weights``: a model saved during the warm-up reloads
-  with a flat emphasis. A file written before the state existed loads with the default
-  state (:meth:`LossState.load_own_variables`).
+  ``loss/state``, and read back by ``keras.models.load_model`` / ``load_weights``: a model
+  saved during the warm-up reloads with a flat emphasis. A file written before the state
+  existed loads with the default state (:meth:`LossState.load_own_variables`).
 - Training: :class:`keras_imae.models.RobustModel` builds the state when it is compiled
   (inside the strategy scope it is compiled in: mirrored variables under ``tf.distribute``)
   and tracks it, so on the JAX backend the variables are part of the state Keras' stateless

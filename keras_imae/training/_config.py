@@ -13,6 +13,7 @@ __all__ = ["NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "exp
            "validate"]
 
 NOISE_TYPES = ("auto", "none", *noise.NOISE_TYPES)
+_D = recipe.DEFAULTS  # the field defaults: the one table
 # The settings a resumed run may change: they do not change what trains (how it is shown,
 # where it is exported, the hardware it runs on, how the data is read). Every other
 # RunConfig field must equal the recorded one.
@@ -32,13 +33,13 @@ class RunConfig:
     ResNet.
     """
 
-    dataset: str = "digits"
+    dataset: str = _D["dataset"]
     data_dir: str | None = None
     noise_type: str = "auto"  # auto: symmetric for the digits demo, none for any other data
-    noise_rate: float = 0.4
+    noise_rate: float = _D["noise_rate"]
     noise_seed: int = 0
     noisy_labels: str | None = None  # reuse a saved noisy_labels.npz (file or folder)
-    loss: str = "dm"
+    loss: str = _D["loss"]
     beta: float | None = None
     lam: float | None = None
     temperature: float | None = None
@@ -54,12 +55,12 @@ class RunConfig:
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    optimizer: str = _D["optimizer"]
+    learning_rate: float = _D["learning_rate"]
     momentum: float | None = None  # SGD only
-    lr_schedule: str = "cosine"  # none | step | cosine
+    lr_schedule: str = _D["lr_schedule"]  # none | step | cosine
     weight_decay: float | None = None
     augment: str = "auto"  # auto | none | cifar | crop
     input_dropout: float | None = None  # MLPs only
@@ -75,7 +76,7 @@ class RunConfig:
     export_dir: str | None = None  # default saved_models/<basename of model_dir>; "" = none
     overwrite: bool = False  # start afresh in a model_dir that holds a finished run
     verbose: int = 1
-    max_logit_scale: float = 1000.0  # CollapseGuard bound on the median max |logit|; 0: off
+    max_logit_scale: float = _D["max_logit_scale"]  # CollapseGuard's median max |logit|; 0: off
     streaming: str = "auto"  # auto | on | off: see keras_imae.data.load
 
 

@@ -97,7 +97,8 @@ def _run_default(base, model):
     return {**resolved, "learning_rate": base.learning_rate}
 
 
-def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dataset,
+def compare(base, losses, *, num_seeds=3,
+            validation_fraction=recipe.DEFAULTS["compare_validation_fraction"], work_dir, dataset,
             selection="corrected", selection_seeds=SELECTION_SEEDS, log=print):
     """Run the protocol above; returns one dict per loss (chosen setting, mean, std).
 

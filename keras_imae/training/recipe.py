@@ -1,6 +1,8 @@
 """The recipe: every default a run trains with, in one table, resolved once into numbers.
 
-:data:`DEFAULTS` is the table. :func:`resolve` overlays a :class:`~keras_imae.training.RunConfig`
+:data:`DEFAULTS` is the table (``keras_imae/_defaults.py``, at the bottom of the package so that
+the rules of the lower layers -- the data loaders, the optimizers, the collapse guard, the
+rejection cap -- read their values from it too). :func:`resolve` overlays a :class:`~keras_imae.training.RunConfig`
 (``None`` or ``"auto"`` = the default) on it for one dataset and returns the settings as plain
 values; a run prints them in one block at its start (:func:`format_resolved`) and writes them
 to ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default.
@@ -36,6 +38,7 @@ import math
 import numpy as np
 
 from keras_imae import data, losses, models
+from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
 __all__ = ["DEFAULTS", "build_loss", "check_faithful", "compiled_model",
@@ -43,72 +46,9 @@ __all__ = ["DEFAULTS", "build_loss", "check_faithful", "compiled_model",
            "pair_margins", "resolve", "selection", "warmup_epochs",
            "weight_decay"]
 
-# The one table. A run's RunConfig field left at None (or "auto") takes the value here.
-DEFAULTS = {
-    # noise: a user's own labels are never corrupted unless asked; the embedded demo is.
-    "noise_type": {"digits": "symmetric", "other": "none"},
-    "noise_rate": 0.4,
-    # model="auto": the MLP for feature vectors and images up to 8x8 (digits), ResNet-20 for
-    # RGB images, the CNN for other images.
-    "tiny_image_side": 8,
-    "rgb_model": "resnet20",
-    "image_model": "cnn",
-    # optimisation
-    "optimizer": "adamw",
-    "learning_rate": 1e-3,
-    "lr_schedule": "cosine",
-    "epochs": 40,
-    "batch_size": 64,
-    "sgd_momentum": 0.9,
-    # AdamW's decay = this * sqrt(batch_size / (training examples * epochs)): 0.52 on digits
-    # (40 epochs), 0.05 on CIFAR-10 for 200 epochs at batch 128. SGD and Adam: 0 (their decay
-    # is a coupled L2 penalty in the model, which the papers' SGD recipe sets itself).
-    "normalized_weight_decay": 15.0,
-    # augmentation: the papers' for their datasets, else random translation ("crop": pad an
-    # eighth of each side, crop back) for images under a convolutional model, else none.
-    "augment_by_dataset": {"cifar10": "cifar", "cifar100": "cifar", "cifar10_n": "cifar",
-                           "cifar100_n": "cifar", "svhn_cropped": "crop"},
-    "conv_augment": "crop",
-    # MLPs on (H, W, C) images: Dropout on the input pixels (Srivastava et al. 2014's rate).
-    "image_input_dropout": 0.2,
-    # DM (lam, beta) and IMAE (temperature): the plain MLP fits example by example and gains
-    # clean fit from a sharp emphasis; BatchNorm networks fit regions, where a sharp emphasis
-    # starves classes learned late and holds class pairs learned the wrong way round.
-    "dm": {"lam": 2.0, "beta": 16.0},
-    "dm_batchnorm": {"lam": 2.0, "beta": 4.0},
-    "imae": {"temperature": 8.0},
-    # The exported epoch: "last", or "best" by the accuracy on a held-out share of the noisy
-    # training labels (T-corrected when the run drew the noise itself).
-    "checkpoint": "last",
-    "validation_fraction": 0.1,  # held out when checkpoint="best" or tune
-    "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
-    "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
-    "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
-    # DM and IMAE with reject_margin R: one margin per class pair, R - log(T_kc / mean_j T_jc)
-    # in [0, R] (losses.pair_reject_margins), from the noise transition T the run estimates
-    # in its own labels at the end of the warm-up (callbacks.PairMargins).
-    "pair_margins": True,
-    # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
-    # probabilities on held-out examples, where every architecture did best with DM lam=2,
-    # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
-    # 0.781 / 0.918 with beta=16) and no warm-up (their scores were measured without one).
-    # --tune and scripts/compare.py: the grid each loss is tuned on (the same size for
-    # every loss). DM: the run default (lam0, beta0) and its neighbours (lam0 / 2, beta0),
-    # (lam0, beta0 / 2), (lam0, 2 beta0), so the default is always a candidate; losses
-    # without hyper-parameters: the learning rate times these factors.
-    "grids": {
-        "imae": [dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)],
-        "gce": [dict(q=q) for q in (0.3, 0.5, 0.7, 0.9)],
-        "sce": [dict(alpha=0.1, beta=1.0), dict(alpha=0.5, beta=1.0),
-                dict(alpha=1.0, beta=1.0), dict(alpha=0.1, beta=0.5)],
-        "nce_rce": [dict(alpha=1.0, beta=1.0), dict(alpha=1.0, beta=0.1),
-                    dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
-    },
-    "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
-    "label_issue_epochs": 20,
-    "fold_dm": {"lam": 2.0, "beta": 8.0},
-    "fold_warmup_epochs": 0,
-}
+# The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
+# takes the value there; so do recommended(), the fold models, compare and the rules of the
+# lower layers (data loading, optimizers, the collapse guard, the rejection cap).
 OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
