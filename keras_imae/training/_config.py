@@ -285,18 +285,19 @@ def validate(config):
     """Every check that needs no data or training: raises ``ValueError`` naming the problem.
 
     Flags, the loss and its hyper-parameters, the data source, the state of ``model_dir`` and
-    of the export target. :func:`keras_imae.training.run` calls it first; scripts call it to
-    turn mistakes into usage errors before anything is loaded.
+    of the export target. :func:`keras_imae.training.run` calls it first, before anything is
+    loaded (a script reports its ``ValueError`` in one line).
     """
     _check_numbers(config)
     _check_data(config)
     # the loss's settings and values (with the defaults of an unknown architecture: the
     # checks do not depend on it)
-    losses.get(config.loss, **recipe.loss_settings(config.loss, recipe.given_hparams(config),
-                                                   None, config.normalize))
+    settings = recipe.loss_settings(config.loss, recipe.given_hparams(config), None,
+                                    config.normalize)
+    losses.get(config.loss, **settings)
     recipe.check_faithful(config)
     recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config))
-    recipe.pair_margins(config)
+    recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")
         target = export_target(config)

@@ -50,12 +50,12 @@ def _worker_dir(model_dir, strategy):
     return os.path.join(model_dir, f"{task_type}-{task_id}"), False
 
 
-def _split(config, noisy):
+def _split(resolved, noisy, seed):
     """``(train_ids, val_ids)``: the noisy validation split (``None`` without one)."""
-    fraction = recipe.selection(config)[1]
+    fraction = resolved["validation_fraction"]
     if fraction == 0:
         return np.arange(len(noisy)), None
-    return data.split_ids(noisy, fraction, config.seed)
+    return data.split_ids(noisy, fraction, seed)
 
 
 def _defaulted(config, resolved):
@@ -69,7 +69,8 @@ def _defaulted(config, resolved):
               "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
               "checkpoint": config.checkpoint is None,
               "validation_fraction": config.validation_fraction is None}
-    return {key for key, default in fields.items() if default and key in resolved}
+    return {key for key, default in fields.items() if default and key in resolved} | (
+        set(recipe.RULES) & set(resolved))
 
 
 def run(config, *, dataset=None, strategy=None):
@@ -114,11 +115,10 @@ def _one_run(config, *, dataset=None, strategy=None):
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
                                 streaming=config.streaming)
-        noise_type, noise_rate = recipe.noise(config, dataset)
-        noisy, is_noisy, meta, reused = _noise.noisy_labels(config, dataset, resuming,
-                                                            noise_type, noise_rate)
-        train_ids, val_ids = _split(config, noisy)
-        resolved = recipe.resolve(config, dataset, len(train_ids))
+        resolved = recipe.resolve(config, dataset)  # once: the run and its record use it
+        noisy, is_noisy, meta, reused = _noise.noisy_labels(
+            config, dataset, resuming, resolved["noise_type"], resolved["noise_rate"])
+        train_ids, val_ids = _split(resolved, noisy, config.seed)
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
@@ -219,20 +219,15 @@ def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None
 
 
 def _pair_margins(resolved, dataset, noisy, train_ids, folder):
-    """``[PairMargins]`` when the run sets DM's rejection margins per class pair (at the end
-    of the warm-up) or trains forward correction without a given ``T`` (after the share of
-    the epochs the warm-up would take), else ``[]``; the estimate is kept in the run folder
-    for a resume."""
-    forward = (resolved["loss"] == "forward"
-               and resolved["loss_settings"].get("transition") is None)
-    if not (resolved.get("pair_margins") or forward):
+    """``[PairMargins]`` at the resolved ``pair_margin_epoch`` (DM's rejection margins per
+    class pair, forward correction's ``T``), else ``[]``; the estimate is also kept in the
+    run folder for a resume from an older backup."""
+    if resolved["pair_margin_epoch"] is None:
         return []
-    at_epoch = max(1, resolved["warmup_epochs"])  # the end of the warm-up
-    if forward:
-        at_epoch = max(1, int(recipe.DEFAULTS["warmup_fraction"] * resolved["epochs"]))
     train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=eval_batch_size(
         dataset.input_shape, resolved["batch_size"]))
-    return [callbacks.PairMargins(train, at_epoch, path=folder.file(run_folder.PAIR_MARGINS))]
+    return [callbacks.PairMargins(train, resolved["pair_margin_epoch"],
+                                  path=folder.file(run_folder.PAIR_MARGINS))]
 
 
 def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup):
@@ -267,7 +262,10 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
             # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
             *([callbacks.ProgressBar()] if config.verbose == 1 else []),
             # stops a collapsed run before its epoch is logged or backed up: no save, no export
-            callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None),
+            callbacks.CollapseGuard(
+                max_logit_scale=config.max_logit_scale or None,
+                max_top_class_fraction=resolved["max_top_class_fraction"],
+                patience=resolved["collapse_patience"]),
             *checkpoints,  # before the log: a logged best epoch has its checkpoint
             run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
             keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),

@@ -1,10 +1,10 @@
 """The recipe: every default a run trains with, in one table, resolved once into numbers.
 
-:data:`DEFAULTS` is the table (``keras_imae/_defaults.py``, at the bottom of the package so that
-the rules of the lower layers -- the data loaders, the optimizers, the collapse guard, the
-rejection cap -- read their values from it too). :func:`resolve` overlays a :class:`~keras_imae.training.RunConfig`
-(``None`` or ``"auto"`` = the default) on it for one dataset and returns the settings as plain
-values; a run prints them in one block at its start (:func:`format_resolved`) and writes them
+:data:`DEFAULTS` is the table (``keras_imae/_defaults.py``, at the bottom of the package so
+that the rules of the lower layers -- the data loaders, the optimizers, the collapse guard,
+the rejection cap -- read their values from it too). :func:`resolve` overlays a
+:class:`~keras_imae.training.RunConfig` (``None`` or ``"auto"`` = the default) on it for one
+dataset and returns the settings as plain values, the rules that apply included; a run prints them in one block at its start (:func:`format_resolved`) and writes them
 to ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default.
 :func:`recommended` gives the same settings for your own Keras code.
 
@@ -41,10 +41,10 @@ from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "build_loss", "check_faithful", "compiled_model",
-           "format_resolved", "grid", "loss_settings", "model_for", "noise",
-           "pair_margins", "resolve", "selection", "warmup_epochs",
-           "weight_decay"]
+__all__ = ["DEFAULTS", "RULES", "build_loss", "build_optimizer", "check_faithful",
+           "compiled_model", "estimate_epoch", "format_resolved", "grid", "loss_settings",
+           "model_for", "noise", "pair_margins", "resolve", "selection", "training_settings",
+           "warmup_epochs", "weight_decay"]
 
 # The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
 # takes the value there; so do recommended(), the fold models, compare and the rules of the
@@ -207,16 +207,19 @@ def warmup_setting(config):
     return config.warmup_epochs
 
 
-def pair_margins(config):
+def pair_margins(config, settings=None):
     """Whether DM's (IMAE's) rejection cap takes one margin per class pair from the noise the
     run estimates at the end of its warm-up (:class:`keras_imae.callbacks.PairMargins`):
-    ``config.pair_margins``, else :data:`DEFAULTS`; off for a loss without a cap.
+    ``config.pair_margins``, else :data:`DEFAULTS`; off for a loss without a cap (the
+    decision of :func:`keras_imae.losses.reject_margins`). ``settings``: the loss's resolved
+    keyword arguments (default: :func:`loss_settings` of ``config``).
 
     Raises:
         ValueError: ``pair_margins=True`` without a cap (a loss other than DM or IMAE,
             ``reject_margin=0`` or ``faithful``).
     """
-    settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
+    if settings is None:
+        settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
     has_cap = losses.reject_margins(settings.get("reject_margin")) is not None
     if config.pair_margins and not has_cap:
         raise ValueError(
@@ -225,6 +228,17 @@ def pair_margins(config):
             f"reject_margin={config.reject_margin}, faithful={config.faithful}")
     chosen = DEFAULTS["pair_margins"] if config.pair_margins is None else config.pair_margins
     return bool(chosen and has_cap)
+
+
+def estimate_epoch(loss, settings, pairs, warmup, epochs):
+    """The epoch (0-based) whose start estimates the noise transition from the model's own
+    predictions (:class:`keras_imae.callbacks.PairMargins`), or ``None`` (no estimate): the
+    end of the warm-up, at least 1, for DM's (IMAE's) pair margins (``pairs``); for forward
+    correction without a ``transition``, the share ``warmup_fraction`` of the epochs, at
+    least 1 (Patrini et al. estimate ``T`` from a network trained on the noisy labels)."""
+    if loss == "forward" and settings.get("transition") is None:
+        return max(1, int(DEFAULTS["warmup_fraction"] * epochs))
+    return max(1, warmup) if pairs else None
 
 
 def check_faithful(config):
@@ -242,49 +256,101 @@ def check_faithful(config):
                          f"warm-up) and contradicts {', '.join(set_)}. Drop one or the other.")
 
 
-def resolve(config, dataset, num_train):
-    """Every setting of a run as plain values (``None`` and ``"auto"`` replaced).
+# Resolved settings that are fixed rules of the table, not RunConfig fields: marked as defaults
+# in the printed block (a user changes them in DEFAULTS, not by a flag).
+RULES = ("digits_test_size", "folder_image_size", "folder_test_fraction", "stream_above_bytes",
+         "shuffle_buffer", "augment_pad", "reject_alive_share", "pair_margin_epoch",
+         "lr_step_epochs", "lr_step_rate", "max_top_class_fraction", "collapse_patience")
+
+
+def resolve(config, dataset, num_train=None):
+    """Every setting of a run as plain values (``None`` and ``"auto"`` replaced), once: the
+    run, its record (``config.json``) and :func:`keras_imae.recommended` use the result.
 
     Args:
         config: a :class:`keras_imae.training.RunConfig`.
-        dataset: the run's :class:`keras_imae.data.Dataset` (shape, name).
-        num_train: the number of examples trained on (after any validation split).
+        dataset: the run's :class:`keras_imae.data.Dataset` (shape, name, labels).
+        num_train: the number of examples trained on; default: the training set less the
+            validation split (``round(validation_fraction * N)`` examples,
+            :func:`keras_imae.data.split_ids`).
 
     Returns:
         A dict: ``noise_type``, ``noise_rate``, ``checkpoint``, ``validation_fraction``,
-        ``model``, ``augment``, ``input_dropout``,
-        ``loss`` (name), ``loss_settings`` (keyword arguments), ``warmup_epochs``,
-        ``pair_margins``,
-        ``optimizer``, ``learning_rate``, ``lr_schedule``, ``momentum``, ``weight_decay``,
-        ``epochs``, ``batch_size``.
+        ``model``, ``augment``, ``input_dropout``, the data source's rules (:data:`RULES`:
+        ``digits_test_size``, ``folder_image_size`` and ``folder_test_fraction``,
+        ``stream_above_bytes``, ``shuffle_buffer``, ``augment_pad``), then
+        :func:`training_settings`.
     """
     model = model_for(config, dataset.input_shape)
     noise_type, noise_rate = noise(config, dataset)
-    momentum = None
-    if config.optimizer == "sgd":
-        momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
     checkpoint, validation_fraction = selection(config)
+    if num_train is None:
+        total = len(dataset.y_train)
+        num_train = total - round(validation_fraction * total)
+    augment = _augment(config, dataset, model)
     return {
         "noise_type": noise_type,
         "noise_rate": noise_rate,
         "checkpoint": checkpoint,
         "validation_fraction": validation_fraction,
         "model": model,
-        "augment": _augment(config, dataset, model),
+        "augment": augment,
         "input_dropout": _input_dropout(config, model, dataset.input_shape),
-        "loss": config.loss,
-        "loss_settings": loss_settings(config.loss, given_hparams(config), model, config.normalize),
-        "warmup_epochs": warmup_epochs(config.loss, config.epochs, warmup_setting(config)),
-        "pair_margins": pair_margins(config),
-        "optimizer": config.optimizer,
-        "learning_rate": config.learning_rate,
-        "lr_schedule": None if config.lr_schedule == "none" else config.lr_schedule,
-        "momentum": momentum,
-        "weight_decay": weight_decay(config.optimizer, config.weight_decay, config.batch_size,
-                                     num_train, config.epochs),
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
+        **_data_rules(dataset.name, augment),
+        **training_settings(config, model, num_train),
     }
+
+
+def _data_rules(name, augment):
+    """The rules of :data:`DEFAULTS` by which the run's data is read: those of its source."""
+    kind = data.parse(name).kind
+    rules = {"digits": ("digits_test_size",), "folder": ("folder_image_size",
+                                                         "folder_test_fraction")}
+    out = {key: DEFAULTS[key] for key in rules.get(kind, ())}
+    out["stream_above_bytes"] = DEFAULTS["stream_above_bytes"]  # streaming="auto"'s switch
+    if kind in ("tfrecord", "tfds"):  # streamed records: shuffled in a buffer
+        out["shuffle_buffer"] = DEFAULTS["shuffle_buffer"]
+    if augment is not None:
+        out["augment_pad"] = DEFAULTS["augment_pad"]
+    return out
+
+
+def training_settings(config, model, num_train):
+    """The training part of :func:`resolve` -- the loss, its phases, the optimizer, the
+    collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
+    ``num_train`` examples (the weight decay and the schedule do):
+    ``loss``, ``loss_settings``, ``reject_alive_share`` (with a rejection cap),
+    ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch`` (:func:`estimate_epoch`),
+    ``optimizer``, ``learning_rate``, ``lr_schedule`` (``lr_step_epochs`` and
+    ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
+    ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``. Also
+    :func:`keras_imae.recommended`'s settings.
+    """
+    settings = loss_settings(config.loss, given_hparams(config), model, config.normalize)
+    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config))
+    pairs = pair_margins(config, settings)
+    out = {"loss": config.loss, "loss_settings": settings}
+    if losses.reject_margins(settings.get("reject_margin")) is not None:
+        out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
+    out.update(warmup_epochs=warmup, pair_margins=pairs,
+               pair_margin_epoch=estimate_epoch(config.loss, settings, pairs, warmup,
+                                                config.epochs))
+    schedule = None if config.lr_schedule == "none" else config.lr_schedule
+    out.update(optimizer=config.optimizer, learning_rate=config.learning_rate,
+               lr_schedule=schedule)
+    if schedule == "step":
+        out["lr_step_epochs"] = [f * config.epochs for f in DEFAULTS["lr_step_fractions"]]
+        out["lr_step_rate"] = DEFAULTS["lr_step_rate"]
+    momentum = None
+    if config.optimizer == "sgd":
+        momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
+    out.update(momentum=momentum,
+               weight_decay=weight_decay(config.optimizer, config.weight_decay,
+                                         config.batch_size, num_train, config.epochs),
+               epochs=config.epochs, batch_size=config.batch_size,
+               max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
+               collapse_patience=DEFAULTS["collapse_patience"])
+    return out
 
 
 def _fmt(value):
@@ -324,11 +390,21 @@ def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
                                mean=dataset.mean, std=dataset.std,
                                weight_decay=0.0 if decoupled else decay,
                                input_dropout=resolved["input_dropout"], seed=seed)
-    optimizer = optimizers.make_optimizer(
+    model.compile(optimizer=build_optimizer(resolved, num_train), loss=build_loss(resolved),
+                  jit_compile=jit_compile)
+    return model
+
+
+def build_optimizer(resolved, num_train):
+    """The optimizer of resolved settings (a run's, :func:`keras_imae.recommended`'s) for
+    ``num_train`` examples per epoch: AdamW decays the weights itself, SGD and Adam get
+    no decay here (theirs is the model's L2 penalty)."""
+    decoupled = resolved["optimizer"] == "adamw"
+    return optimizers.make_optimizer(
         resolved["optimizer"], learning_rate=resolved["learning_rate"],
         momentum=resolved["momentum"], schedule=resolved["lr_schedule"],
         epochs=resolved["epochs"],
         steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
-        weight_decay=decay if decoupled else None)
-    model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
-    return model
+        decay_epochs=resolved.get("lr_step_epochs"),
+        decay_rate=resolved.get("lr_step_rate", DEFAULTS["lr_step_rate"]),
+        weight_decay=resolved["weight_decay"] if decoupled else None)
