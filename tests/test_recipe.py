@@ -32,7 +32,7 @@ def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
 def test_resolve_gives_every_setting_as_a_number(digits):
     resolved = recipe.resolve(training.RunConfig(), digits, 1347)
     assert resolved == {
-        "noise_type": "symmetric", "noise_rate": 0.4, "checkpoint": "last",
+        "recipe": "scratch", "noise_type": "symmetric", "noise_rate": 0.4, "checkpoint": "last",
         "validation_fraction": 0.0, "model": "mlp", "augment": None,
         "input_dropout": 0.2, "digits_test_size": 450, "stream_above_bytes": 256 * 2**20,
         "loss": "dm",
@@ -49,6 +49,25 @@ def test_resolve_gives_every_setting_as_a_number(digits):
     assert sgd["loss_settings"] == {"q": 0.5} and sgd["warmup_epochs"] == 0
     assert sgd["weight_decay"] == 0.0
     assert "reject_alive_share" not in sgd and sgd["pair_margin_epoch"] is None
+
+
+def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
+    # "scratch" is the table; "folds" (the label-issue fold models) overrides DM's setting,
+    # the warm-up and the pair margins; a value set in RunConfig wins over either.
+    assert recipe.table("scratch") == recipe.DEFAULTS and recipe.RECIPES == ("scratch", "folds")
+    folds = recipe.resolve(training.RunConfig(recipe="folds"), digits, 100)
+    assert folds["recipe"] == "folds" and folds["warmup_epochs"] == 0
+    assert folds["loss_settings"] == {"lam": 2.0, "beta": 8.0, "max_margin": 16.0,
+                                      "reject_margin": 3.0}
+    assert folds["pair_margins"] is False and folds["pair_margin_epoch"] is None
+    cnn = recipe.resolve(training.RunConfig(recipe="folds", model="cnn"), digits, 100)
+    assert (cnn["loss_settings"]["lam"], cnn["loss_settings"]["beta"]) == (2.0, 8.0)
+    assert recipe.resolve(training.RunConfig(recipe="folds", beta=3.0), digits, 100)[
+        "loss_settings"]["beta"] == 3.0
+    assert recipe.grid("dm", "mlp", 1e-3, "folds")[2] == {"lam": 2.0, "beta": 8.0}
+    assert recipe.resolve(training.RunConfig(), digits, 100)["recipe"] == "scratch"
+    with pytest.raises(ValueError, match=r"`recipe`.*'scratch', 'folds'.*recipe='finetune'"):
+        training.validate(training.RunConfig(recipe="finetune"))
 
 
 def test_the_rules_a_run_follows_are_resolved_once_and_applied_as_resolved(digits):

@@ -53,6 +53,7 @@ class RunConfig:
     pair_margins: bool | None = None  # DM/IMAE: reject_margin per class pair, from the
     #                                   noise T the run estimates; None: the recipe's
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
+    recipe: str = _D["recipe"]  # the named recipe of the defaults: "scratch" or "folds"
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"
     epochs: int = _D["epochs"]
@@ -227,6 +228,7 @@ def _check_numbers(config):
         raise ValueError(f"Invalid value for `checkpoint`. Expected one of "
                          f"{list(recipe.CHECKPOINTS)}. Received: checkpoint={config.checkpoint!r}")
     recipe.selection(config)  # "best" needs a validation split
+    recipe.table(config.recipe)  # a known named recipe
     if config.optimizer not in optimizers.OPTIMIZERS:
         raise ValueError("Invalid value for `optimizer`. Expected one of "
                          f"{list(optimizers.OPTIMIZERS)}. Received: optimizer={config.optimizer!r}")
@@ -293,10 +295,11 @@ def validate(config):
     # the loss's settings and values (with the defaults of an unknown architecture: the
     # checks do not depend on it)
     settings = recipe.loss_settings(config.loss, recipe.given_hparams(config), None,
-                                    config.normalize)
+                                    config.normalize, config.recipe)
     losses.get(config.loss, **settings)
     recipe.check_faithful(config)
-    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config))
+    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config),
+                         config.recipe)
     recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")

@@ -60,7 +60,8 @@ def _split(resolved, noisy, seed):
 
 def _defaulted(config, resolved):
     """The resolved settings the user did not set (marked in the printed block)."""
-    fields = {"noise_type": config.noise_type == "auto", "model": config.model == "auto",
+    fields = {"recipe": config.recipe == recipe.DEFAULTS["recipe"],
+              "noise_type": config.noise_type == "auto", "model": config.model == "auto",
               "augment": config.augment == "auto",
               "input_dropout": config.input_dropout is None,
               "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),

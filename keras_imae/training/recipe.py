@@ -4,8 +4,11 @@
 that the rules of the lower layers -- the data loaders, the optimizers, the collapse guard,
 the rejection cap -- read their values from it too). :func:`resolve` overlays a
 :class:`~keras_imae.training.RunConfig` (``None`` or ``"auto"`` = the default) on it for one
-dataset and returns the settings as plain values, the rules that apply included; a run prints them in one block at its start (:func:`format_resolved`) and writes them
-to ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default.
+dataset and returns the settings as plain values, the rules that apply included; a run
+prints them in one block at its start (:func:`format_resolved`) and writes them to
+``config.json`` under ``"resolved"``, and nothing deeper re-derives a default. A named recipe
+(``RunConfig.recipe``: ``"scratch"``, ``"folds"``; :func:`table`) is the table with its
+overrides, chosen in this one place.
 :func:`recommended` gives the same settings for your own Keras code.
 
 Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
@@ -41,10 +44,10 @@ from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "RULES", "build_loss", "build_optimizer", "check_faithful",
+__all__ = ["DEFAULTS", "RECIPES", "RULES", "build_loss", "build_optimizer", "check_faithful",
            "compiled_model", "estimate_epoch", "format_resolved", "grid", "loss_settings",
            "model_for", "noise", "pair_margins", "resolve", "selection", "training_settings",
-           "warmup_epochs", "weight_decay"]
+           "table", "warmup_epochs", "weight_decay"]
 
 # The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
 # takes the value there; so do recommended(), the fold models, compare and the rules of the
@@ -55,6 +58,23 @@ CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswi
 BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
 LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
 MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
+
+
+RECIPES = tuple(DEFAULTS["recipes"])
+
+
+def table(recipe="scratch"):
+    """:data:`DEFAULTS` with the named recipe's overrides (``DEFAULTS["recipes"]``): the one
+    place a use (``"scratch"``: a run, ``compare``, ``recommended()``; ``"folds"``: the
+    label-issue fold models) chooses its DM setting, warm-up and pair margins.
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
+    if recipe not in DEFAULTS["recipes"]:
+        raise ValueError(f"Invalid value for `recipe`. Expected one of {list(RECIPES)}. "
+                         f"Received: recipe={recipe!r}")
+    return {**DEFAULTS, **DEFAULTS["recipes"][recipe]}
 
 
 def noise(config, dataset):
@@ -111,9 +131,10 @@ def selection(config):
     return checkpoint, fraction
 
 
-def loss_settings(loss, given, model, normalize="default"):
+def loss_settings(loss, given, model, normalize="default", recipe="scratch"):
     """The loss's keyword arguments: ``given`` (the hyper-parameters set, by name), the others
-    from :data:`DEFAULTS` (DM by architecture ``model``; the margin caps for DM and IMAE).
+    from the named ``recipe``'s :func:`table` (DM by architecture ``model``; the margin caps
+    for DM and IMAE).
 
     Raises:
         ValueError: an unknown loss, or a hyper-parameter the loss does not take.
@@ -127,14 +148,14 @@ def loss_settings(loss, given, model, normalize="default"):
             f"Loss {loss!r} does not take {', '.join(f'`{k}`' for k in unused)} (its "
             f"hyper-parameters: {', '.join(accepted) or 'none'}). Received: "
             + ", ".join(f"{k}={given[k]}" for k in unused))
-    defaults = {}
+    defaults, values = {}, table(recipe)
     if loss == "dm":
-        defaults = dict(DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"])
-    elif loss in DEFAULTS:
-        defaults = dict(DEFAULTS[loss])
+        defaults = dict(values["dm_batchnorm" if model in BATCH_NORM else "dm"])
+    elif loss == "imae":
+        defaults = dict(values["imae"])
     for cap in MARGIN_CAPS:
         if cap in accepted:
-            defaults[cap] = DEFAULTS[cap]
+            defaults[cap] = values[cap]
     kwargs = {**defaults, **given}
     for cap in MARGIN_CAPS:
         if kwargs.get(cap) == 0:  # 0: no cap, the papers' faithful gradient
@@ -144,9 +165,10 @@ def loss_settings(loss, given, model, normalize="default"):
     return kwargs
 
 
-def warmup_epochs(loss, epochs, warmup=None):
-    """Flat-emphasis epochs: ``warmup`` when set, else ``epochs // 4`` for a loss with an
-    emphasis strength (DM, IMAE) and 0 for the others.
+def warmup_epochs(loss, epochs, warmup=None, recipe="scratch"):
+    """Flat-emphasis epochs: ``warmup`` when set, else the recipe's ``warmup_fraction`` of the
+    epochs (``epochs // 4``), rounded down, for a loss with an emphasis strength (DM, IMAE)
+    and 0 for the others.
 
     Raises:
         ValueError: a count that leaves no epoch with the emphasis, or one set for a loss
@@ -154,7 +176,7 @@ def warmup_epochs(loss, epochs, warmup=None):
     """
     has_emphasis = losses.LOSSES[loss].EMPHASIS_STRENGTH is not None
     if warmup is None:
-        return int(DEFAULTS["warmup_fraction"] * epochs) if has_emphasis else 0
+        return int(table(recipe)["warmup_fraction"] * epochs) if has_emphasis else 0
     if warmup and not has_emphasis:
         raise ValueError(
             f"Loss {loss!r} has no emphasis to warm up (only dm and imae have one). "
@@ -177,11 +199,11 @@ def weight_decay(optimizer, decay, batch_size, num_train, epochs):
     return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))
 
 
-def grid(loss, model, learning_rate):
+def grid(loss, model, learning_rate, recipe="scratch"):
     """The points ``--tune`` and ``scripts/compare.py`` try for ``loss`` on architecture
     ``model`` (:data:`DEFAULTS` ``"grids"``): dicts of ``RunConfig`` overrides, four each."""
     if loss == "dm":
-        default = DEFAULTS["dm_batchnorm" if model in BATCH_NORM else "dm"]
+        default = table(recipe)["dm_batchnorm" if model in BATCH_NORM else "dm"]
         lam, beta = default["lam"], default["beta"]
         return [dict(lam=lam / 2, beta=beta), dict(lam=lam, beta=beta / 2),
                 dict(lam=lam, beta=beta), dict(lam=lam, beta=2 * beta)]
@@ -219,14 +241,17 @@ def pair_margins(config, settings=None):
             ``reject_margin=0`` or ``faithful``).
     """
     if settings is None:
-        settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
+        settings = loss_settings(config.loss, given_hparams(config), None, config.normalize,
+                                 config.recipe)
     has_cap = losses.reject_margins(settings.get("reject_margin")) is not None
     if config.pair_margins and not has_cap:
         raise ValueError(
             "pair_margins=True sets DM's (IMAE's) rejection margin per class pair: it needs "
             f"loss dm or imae with a reject_margin > 0. Received: loss={config.loss!r}, "
             f"reject_margin={config.reject_margin}, faithful={config.faithful}")
-    chosen = DEFAULTS["pair_margins"] if config.pair_margins is None else config.pair_margins
+    chosen = config.pair_margins
+    if chosen is None:
+        chosen = table(config.recipe)["pair_margins"]
     return bool(chosen and has_cap)
 
 
@@ -318,18 +343,19 @@ def _data_rules(name, augment):
 def training_settings(config, model, num_train):
     """The training part of :func:`resolve` -- the loss, its phases, the optimizer, the
     collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
-    ``num_train`` examples (the weight decay and the schedule do):
-    ``loss``, ``loss_settings``, ``reject_alive_share`` (with a rejection cap),
-    ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch`` (:func:`estimate_epoch`),
+    ``num_train`` examples (the weight decay and the schedule do), from ``config.recipe``'s
+    :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share`` (with a
+    rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch`` (:func:`estimate_epoch`),
     ``optimizer``, ``learning_rate``, ``lr_schedule`` (``lr_step_epochs`` and
     ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
     ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``. Also
     :func:`keras_imae.recommended`'s settings.
     """
-    settings = loss_settings(config.loss, given_hparams(config), model, config.normalize)
-    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config))
+    settings = loss_settings(config.loss, given_hparams(config), model, config.normalize,
+                             config.recipe)
+    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), config.recipe)
     pairs = pair_margins(config, settings)
-    out = {"loss": config.loss, "loss_settings": settings}
+    out = {"recipe": config.recipe, "loss": config.loss, "loss_settings": settings}
     if losses.reject_margins(settings.get("reject_margin")) is not None:
         out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
     out.update(warmup_epochs=warmup, pair_margins=pairs,
