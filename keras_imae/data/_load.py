@@ -243,4 +243,5 @@ def load(name, *, data_dir=None, image_size=None, streaming="auto"):
     mean, std = image_stats(train, name)
     return Dataset(name, train, test, np.asarray(parts.y_train, np.int64),
                    np.asarray(parts.y_test, np.int64), len(parts.class_names),
-                   list(parts.class_names), parts.superclasses, mean, std, parts.given_labels)
+                   list(parts.class_names), parts.superclasses, mean, std, parts.given_labels,
+                   source)

@@ -95,10 +95,10 @@ def model_for(config, input_shape):
     return DEFAULTS["rgb_model"] if input_shape[-1] == 3 else DEFAULTS["image_model"]
 
 
-def _augment(config, dataset, model):
+def _augment(config, source, dataset, model):
     if config.augment != "auto":
         return None if config.augment == "none" else config.augment
-    known = DEFAULTS["augment_by_dataset"].get(data.parse(dataset.name).tfds_name)
+    known = DEFAULTS["augment_by_dataset"].get(source.tfds_name)
     if known is not None:
         return known
     image = len(dataset.input_shape) == 3
@@ -312,7 +312,9 @@ def resolve(config, dataset, num_train=None):
     if num_train is None:
         total = len(dataset.y_train)
         num_train = total - round(validation_fraction * total)
-    augment = _augment(config, dataset, model)
+    # the source as data.load parsed it (a stand-in dataset, e.g. in tests: parsed here)
+    source = getattr(dataset, "source", None) or data.parse(dataset.name)
+    augment = _augment(config, source, dataset, model)
     return {
         "noise_type": noise_type,
         "noise_rate": noise_rate,
@@ -321,14 +323,13 @@ def resolve(config, dataset, num_train=None):
         "model": model,
         "augment": augment,
         "input_dropout": _input_dropout(config, model, dataset.input_shape),
-        **_data_rules(dataset.name, augment),
+        **_data_rules(source.kind, augment),
         **training_settings(config, model, num_train),
     }
 
 
-def _data_rules(name, augment):
+def _data_rules(kind, augment):
     """The rules of :data:`DEFAULTS` by which the run's data is read: those of its source."""
-    kind = data.parse(name).kind
     rules = {"digits": ("digits_test_size",), "folder": ("folder_image_size",
                                                          "folder_test_fraction")}
     out = {key: DEFAULTS[key] for key in rules.get(kind, ())}
