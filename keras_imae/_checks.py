@@ -52,7 +52,9 @@ def integer(name, value, *, low=None, high=None):
     if ok:
         ok = (low is None or value >= low) and (high is None or value <= high)
     if not ok:
-        if low == 1 and high is None:
+        if low is None and high is None:
+            expected = "an integer"
+        elif low == 1 and high is None:
             expected = "a positive integer"
         elif high is None:
             expected = f"an integer >= {low}"

@@ -5,8 +5,32 @@
 Plain data at the bottom of the package, so the layers that apply a rule (the data loaders,
 the optimizers, the collapse guard, the rejection cap) read it from here instead of repeating
 it. :func:`keras_imae.training.recipe.resolve` turns it into one run's settings, printed at
-the run's start and recorded in ``config.json``; why each value is what it is, in
-:mod:`keras_imae.training.recipe` and the notes below.
+the run's start and recorded in ``config.json``; why each value is what it is, here and in
+the notes below.
+
+Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
+
+- DM's gradient does not vanish on fitted examples, so outside its emphasis window it is a
+  linear loss with no minimum: AdamW's *decoupled* decay gives it one (Loshchilov & Hutter
+  2019's normalised decay, so one constant carries over between dataset sizes and run
+  lengths), and a cosine schedule to 0 freezes the model at the end.
+- A network must not be able to carve out wrong labels one by one: a convolutional network
+  sees randomly translated images, an MLP on images a random fifth of its pixels dropped.
+- ``max_margin`` (this project's option) stops the push of examples beyond a margin of 16,
+  without which DM's logits diverge where nothing opposes that push (clean classes).
+- ``reject_margin`` (this project's option) stops the push towards a label the model gives
+  to another class with ``p_k > sigmoid(3)``, while the labelled class is alive in the batch:
+  DM's emphasis never falls below 1, so once the clean examples are fitted the wrong labels
+  get their full share of the gradient, and under class-dependent noise they all pull the
+  same way (``docs/class_dependent_noise.md``).
+- The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
+  emphasis, so regions are sorted by their majority label before the emphasis acts.
+- ``pair_margins``: at the end of the warm-up the run estimates the noise transition from
+  its own predictions and lowers ``reject_margin`` for the class pairs whose labels are
+  swapped more often than their column's average: one R cannot serve coherent (pair-flip)
+  and spread-out noise alike.
+- No loss setting depends on the kind of noise: a user with real noisy labels knows neither
+  its type nor its rate.
 """
 
 DEFAULTS = {
@@ -94,6 +118,12 @@ DEFAULTS = {
                     dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
     },
     "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
+    # -- fine-tuning a keras.applications backbone (--model=NAME --weights=...) ---------------
+    # The first quarter of the epochs trains the new head alone (backbone frozen), then the
+    # whole network trains at a tenth of the learning rate (Keras' transfer-learning guide's
+    # two phases); the backbone's BatchNorm stays in inference mode throughout.
+    "head_fraction": 0.25,
+    "finetune_lr_factor": 0.1,
     # compare's noisy validation share: larger than a run's, its selection ranks 4 settings
     "compare_validation_fraction": 0.2,
     # -- named recipes: one per use, each the table with its overrides ------------------------

@@ -173,6 +173,27 @@ def test_robust_model_fit_with_dm_decreases_loss(name):
     assert history.history["clean_fit"][-1] > 0.9
 
 
+def test_backbone_trains_its_head_frozen_then_the_whole_network(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    # the smallest application (XLA compiles each phase's step: seconds per layer on a CPU),
+    # randomly initialised: its BatchNorm trains (untrained statistics saturate its ReLU6)
+    model = models.backbone_model("MobileNet", (8, 8, 1), 3, backbone_kwargs=dict(alpha=0.25))
+    backbone = models.backbone_layer(model)
+    before = [np.asarray(w) for w in backbone.weights]
+    for trainable, changed in ((False, False), (True, True)):
+        models.set_backbone_trainable(model, trainable, batch_norm=True)
+        model.compile(keras.optimizers.Adam(1e-3), losses.get("dm"))
+        model.fit(x, {"label": y, "clean_label": y}, batch_size=16, epochs=1, verbose=0)
+        moved = any(not np.array_equal(a, np.asarray(w)) for a, w in zip(before, backbone.weights))
+        assert moved == changed
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)),
+                               np.asarray(model(x)), atol=1e-5)
+
+
 def test_batch_normalisation_is_global_under_data_parallel():
     """One SGD step on 2 devices x 32 examples equals 1 device x 64 (``normalize="batch"``).
 

@@ -15,8 +15,8 @@ from keras_imae.training._backup import METADATA, WEIGHTS, RunBackup, good_gener
 from fit_cases import KillAfter
 
 
-def _model(seed=0):
-    model = models.build_model("mlp", (4,), 3, seed=seed)
+def _model(seed=0, input_dropout=0.0):
+    model = models.build_model("mlp", (4,), 3, seed=seed, input_dropout=input_dropout)
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(
         from_logits=True))
     return model
@@ -106,3 +106,38 @@ def test_keras_backups_of_older_versions_still_resume(tmp_path):
         history = _model(seed=1).fit(x, y, epochs=4, verbose=0, callbacks=[RunBackup(tmp_path)])
     assert not [w for w in caught if "cannot be read back" in str(w.message)]  # whole
     assert history.epoch == [2, 3]
+
+
+def _generator_states(model):
+    weights = {id(v) for v in model.weights}
+    return [v.numpy().tolist() for v in model.variables if id(v) not in weights]
+
+
+def test_dropout_generators_resume_where_they_stopped(tmp_path):
+    # save_weights leaves the Keras SeedGenerator states out: restored from the weights
+    # alone, a resumed run's dropout masks would restart at those of its first step.
+    x, y = _data()
+    model = _model(input_dropout=0.5)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=4, verbose=0,
+                  callbacks=[RunBackup(tmp_path), KillAfter(2)])
+    stopped = _generator_states(model)
+    restored = []
+
+    class Restored(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            restored.append(_generator_states(self.model))
+
+    resumed = _model(seed=1, input_dropout=0.5)  # another seed: other generator states
+    assert _generator_states(resumed) != stopped
+    resumed.fit(x, y, batch_size=8, epochs=4, verbose=0,
+                callbacks=[RunBackup(tmp_path, delete_when_done=False), Restored()])
+    assert restored == [stopped]
+    # A backup written without them (an earlier version) resumes, and says what differs.
+    metadata = tmp_path / "epoch-000004" / METADATA
+    metadata.write_text(json.dumps({"epoch": 4}))
+    with pytest.warns(RuntimeWarning, match=r"epoch-000004' holds no random generator state "
+                                            r"for this model .*dropout masks restart"):
+        history = _model(input_dropout=0.5).fit(x, y, epochs=5, verbose=0,
+                                                callbacks=[RunBackup(tmp_path)])
+    assert history.epoch == [4]

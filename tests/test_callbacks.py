@@ -244,6 +244,21 @@ def test_collapse_guard_waits_for_constant_predictions_to_last():
     assert guard.update(constant) == [] and guard.update(constant, last_epoch=True) != []
 
 
+def test_collapse_guard_counts_the_constant_epochs_a_resumed_run_ended_with():
+    # log.csv rows (strings, "NA" where an epoch had no value) of the epochs trained before
+    constant, healthy = {"train_top_class_fraction": 1.0}, {"train_top_class_fraction": 0.3}
+    rows = [{"train_top_class_fraction": v} for v in ("1.0", "NA", "0.99", "0.995")]
+    guard = callbacks.CollapseGuard(patience=3, previous_logs=rows)
+    guard.set_model(identity_model())
+    guard.set_params({"epochs": 10})
+    guard.on_train_begin()  # 2 constant epochs in a row so far (NA breaks the run)
+    with pytest.raises(callbacks.TrainingCollapsed, match="epoch 5: .*constant predictions"):
+        guard.on_epoch_end(4, constant)
+    guard.on_train_begin()
+    guard.on_epoch_end(4, healthy)
+    guard.on_epoch_end(5, constant)  # the count started again
+
+
 def _with_ids(order):
     """LOGITS/GIVEN/CLEAN as a dataset yielding ids, examples in the given order."""
     order = np.asarray(order)

@@ -362,6 +362,31 @@ class TestTrainDataset:
         ordered = _epoch(data.train_dataset(x, labels, batch_size=16, shuffle=False))[0]
         np.testing.assert_array_equal(ordered, x)
 
+    def test_epochs_are_functions_of_the_seed_and_the_epoch(self):
+        # A run resumed at epoch 2 must see the batches an uninterrupted run sees there:
+        # order and augmentation of epoch e depend on (seed, e) only, not on what came before.
+        x = np.random.default_rng(0).integers(1, 256, (20, 8, 8, 1), dtype=np.uint8)
+        labels = np.arange(20) % 3
+
+        def batches(**kwargs):
+            ds = data.train_dataset(x, labels, batch_size=8, augment="crop", seed=5, **kwargs)
+            return ds.cardinality().numpy(), [b[0] for b in _batches(ds)]
+
+        (count, full), (tail_count, tail) = batches(epochs=4), batches(epochs=4, initial_epoch=2)
+        assert (count, tail_count, len(full), len(tail)) == (12, 6, 12, 6)  # 3 batches each
+        for a, b in zip(full[6:], tail, strict=True):
+            np.testing.assert_array_equal(a, b)  # epochs 2 and 3, identical
+        epochs = [np.concatenate(full[i:i + 3]) for i in range(0, 12, 3)]
+        assert all(not np.array_equal(a, b) for a, b in zip(epochs, epochs[1:]))
+        again = data.train_dataset(x, labels, batch_size=8, seed=5, epochs=2, shuffle=False)
+        assert [b[0].shape[0] for b in _batches(again)] == [8, 8, 4] * 2  # in order, twice
+        with pytest.raises(ValueError, match=r"Expected an integer in \[0, 4\]. Received: "
+                                             r"initial_epoch=5"):
+            data.train_dataset(x, labels, batch_size=8, epochs=4, initial_epoch=5)
+        with pytest.raises(ValueError, match=r"`seed`. Expected an integer. Received: "
+                                             r"seed=None"):
+            data.train_dataset(x, labels, batch_size=8, seed=None)
+
     @staticmethod
     def _offsets(augmented, image, pad):
         """The (row, column, flipped) crops of the zero-padded image equal to ``augmented``."""

@@ -8,7 +8,7 @@ import pytest
 
 import keras_imae
 from keras_imae import losses, training
-from keras_imae.training import recipe
+from keras_imae.training import build, recipe
 
 
 def _dataset(name, shape):
@@ -76,10 +76,10 @@ def test_the_rules_a_run_follows_are_resolved_once_and_applied_as_resolved(digit
     config = training.RunConfig(optimizer="sgd", lr_schedule="step", epochs=8,
                                 checkpoint="best")
     resolved = recipe.resolve(config, digits)
-    assert resolved["lr_step_epochs"] == [4.0, 6.0] and resolved["lr_step_rate"] == 0.1
+    assert resolved["lr_step_fractions"] == [0.5, 0.75] and resolved["lr_step_rate"] == 0.1
     split = keras_imae.data.split_ids(digits.y_train, resolved["validation_fraction"], 0)
     assert recipe.resolve(config, digits, len(split[0])) == resolved  # the run's split
-    schedule = recipe.build_optimizer(resolved, 100).get_config()["learning_rate"]["config"]
+    schedule = build.optimizer(resolved, 100).get_config()["learning_rate"]["config"]
     assert schedule["boundaries"] == [8, 12]  # 2 steps per epoch: /10 after epochs 4 and 6
     assert schedule["values"] == pytest.approx([1e-3, 1e-4, 1e-5])
     cnn = recipe.resolve(training.RunConfig(model="cnn"), digits, 100)
@@ -93,7 +93,7 @@ def test_the_rules_a_run_follows_are_resolved_once_and_applied_as_resolved(digit
     assert recipe.resolve(training.RunConfig(pair_margins=False), digits, 100)[
         "pair_margin_epoch"] is None
     block = recipe.format_resolved(resolved, recipe.RULES)
-    assert "* lr_step_epochs" in block and "* collapse_patience" in block
+    assert "* lr_step_fractions" in block and "* collapse_patience" in block
 
 
 def test_no_loss_setting_depends_on_the_noise_flag(digits):
@@ -121,16 +121,16 @@ def test_noise_auto_corrupts_only_the_embedded_demo():
 
 def test_compiled_model_applies_the_resolved_decay_and_dropout(digits):
     resolved = recipe.resolve(training.RunConfig(), digits, 1000)
-    model = recipe.compiled_model(resolved, digits, 1000, seed=0)
+    model = build.compiled_model(resolved, digits, 1000, seed=0)
     assert model.optimizer.weight_decay == pytest.approx(15 * (64 / (1000 * 40)) ** 0.5)
     assert model.name == "mlp" and model.get_layer("input_dropout").rate == 0.2
     assert isinstance(model.loss, losses.DerivativeManipulation) and model.loss.lam == 2.0
     sgd = recipe.resolve(training.RunConfig(optimizer="sgd", weight_decay=1e-3), digits, 1000)
-    sgd = recipe.compiled_model(sgd, digits, 1000, seed=0)
+    sgd = build.compiled_model(sgd, digits, 1000, seed=0)
     assert sgd.optimizer.weight_decay is None  # coupled L2: a kernel regularizer instead
     assert any(getattr(layer, "kernel_regularizer", None) is not None for layer in sgd.layers)
     assert sgd.optimizer.momentum == 0.9
-    cnn = recipe.compiled_model(recipe.resolve(training.RunConfig(model="cnn"), digits, 1000),
+    cnn = build.compiled_model(recipe.resolve(training.RunConfig(model="cnn"), digits, 1000),
                                 digits, 1000, seed=0)
     assert "Dropout" not in [type(layer).__name__ for layer in cnn.layers]
     with pytest.raises(ValueError, match=r"`input_dropout` is for the MLPs.*model='cnn'"):

@@ -70,6 +70,18 @@ def test_workers_read_only_their_files_with_global_ids(records):
     np.testing.assert_array_equal(np.sort(seen[1]), np.arange(5, 10))
 
 
+def test_several_epochs_need_the_length_of_an_epoch(records):
+    root, (_, y), _ = records
+    st = stream_load(f"tfrecord:{root}", image_size=(8, 8))
+    ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0)
+    with pytest.raises(ValueError, match="needs the length of an epoch, unknown for a record "
+                                         "reader split by file"):
+        data.stream(st.train, {"label": y}, batch_size=4, shuffle=True, input_context=ctx,
+                    epochs=2)
+    whole = data.stream(st.train, {"label": y}, batch_size=4, shuffle=True, epochs=2)
+    assert whole.cardinality().numpy() == 8  # 15 records, 4 batches an epoch
+
+
 def test_more_workers_than_files_still_see_every_record_once(records):
     root, _, _ = records
     st = stream_load(f"tfrecord:{root}", image_size=(8, 8))

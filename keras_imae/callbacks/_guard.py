@@ -46,11 +46,14 @@ class CollapseGuard(keras.callbacks.Callback):
         max_top_class_fraction: bound on the most predicted class's share; ``None``
             disables it. Raise it for data in which one class holds nearly every label.
         patience: epochs in a row of constant predictions before they count (>= 1).
+        previous_logs: the logs (or ``log.csv`` rows) of the epochs trained before this
+            ``fit``: a resumed run counts the constant epochs it ended with, as an
+            uninterrupted one would.
     """
 
     def __init__(self, *, max_logit_scale=DEFAULTS["max_logit_scale"],
                  max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
-                 patience=DEFAULTS["collapse_patience"]):
+                 patience=DEFAULTS["collapse_patience"], previous_logs=()):
         super().__init__()
         for name, value in (("max_logit_scale", max_logit_scale),
                             ("max_top_class_fraction", max_top_class_fraction)):
@@ -59,6 +62,7 @@ class CollapseGuard(keras.callbacks.Callback):
         self.max_logit_scale = max_logit_scale
         self.max_top_class_fraction = max_top_class_fraction
         self.patience = checks.integer("patience", patience, low=1)
+        self.previous_logs = [dict(logs) for logs in previous_logs]
         self._constant_epochs = 0
 
     def update(self, logs, *, last_epoch=False):
@@ -98,6 +102,13 @@ class CollapseGuard(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._constant_epochs = 0
+        for previous in self.previous_logs:
+            top = previous.get("train_top_class_fraction")
+            try:  # a log.csv cell is a string, "NA" where the epoch had no value
+                top = float(top)
+            except (TypeError, ValueError):
+                top = None
+            self.update({"train_top_class_fraction": top})
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)

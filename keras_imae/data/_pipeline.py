@@ -1,7 +1,8 @@
 """tf.data pipelines over any reader: one :func:`train_dataset`, one :func:`eval_dataset`.
 
-``ids -> examples (cache, shuffle, shard: the reader's) -> (zip augmentation seeds) ->
-decode, augment, cast to float32, look labels up by id -> batch -> prefetch``.
+``ids -> examples (cache, shuffle, shard: the reader's) -> decode, augment, cast to float32,
+look labels up by id -> batch``, made anew for every epoch from that epoch's key (a function
+of the seed and the epoch's number: :func:`stream`'s ``epochs``), ``-> prefetch``.
 
 Labels are ``(N,)`` tables indexed by example id (``tf.gather`` on a constant: 4 bytes per
 example and table), so noise drawn once on the whole label vector applies to any reader.
@@ -18,7 +19,7 @@ from keras_imae.data._split import check_labels
 
 __all__ = ["AUGMENTATIONS", "SHUFFLE_BUFFER", "augment_pad", "augmentation",
            "check_batch_size", "check_label_table", "eval_dataset", "pipeline_options",
-           "plain_dataset", "stream", "train_dataset"]
+           "plain_dataset", "steps_per_epoch", "stream", "train_dataset"]
 
 AUGMENT_PAD = DEFAULTS["augment_pad"]  # zero padding: this share of each side (CIFAR: 4 of 32)
 AUGMENTATIONS = ("cifar", "crop")
@@ -91,44 +92,58 @@ def _reader(data):
     numpy array (wrapped in an :class:`ArrayReader`)."""
     if hasattr(data, "train") and hasattr(data, "test"):  # a Dataset
         return data.train
-    if hasattr(data, "examples") and hasattr(data, "decode"):
+    if hasattr(data, "epochs") and hasattr(data, "decode"):
         return data
     return ArrayReader(np.asarray(data))
 
 
-def stream(reader, labels=None, *, ids=None, batch_size, shuffle=False, seed=0, augment=None,
-           with_ids=False, input_context=None, shuffle_buffer=SHUFFLE_BUFFER, plain=False):
-    """A batched pipeline over one reader; labels are looked up by example id.
+def steps_per_epoch(num_examples, batch_size):
+    """Batches in one epoch of ``num_examples`` (the last one may be smaller)."""
+    return -(-int(num_examples) // check_batch_size(batch_size))
 
-    Args:
-        reader: an :class:`ArrayReader`, ``FileReader`` or ``RecordReader``.
-        labels: ``None`` (yield images only), or a dict name -> ``(N,)`` int array indexed by
-            example id (``{"label": noisy, "clean_label": clean}``).
-        ids: the example ids to read (default all, in order), e.g. a training subset.
-        batch_size: global batch size (per worker ``batch_size / replicas`` with
-            ``input_context``).
-        shuffle, seed: reshuffle every epoch, seeded.
-        augment: ``None``, ``"cifar"`` or ``"crop"``: stateless, one seed pair per example,
-            reproducible for a ``seed`` and different every epoch.
-        with_ids: add ``"id"`` (int64) to the labels dict (or yield ``(x, id)`` without
-            labels), for per-example bookkeeping (:class:`keras_imae.callbacks.FitMonitor`).
-        input_context: a ``tf.distribute.InputContext``: read this worker's share only.
-        shuffle_buffer: buffer size of record readers.
-        plain: yield ``(x, labels["label"])`` for plain Keras models.
 
-    Returns:
-        A batched ``tf.data.Dataset``.
-    """
-    check_batch_size(batch_size)
-    ids = np.arange(len(reader), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
-    shard = None
-    if input_context is not None:
-        shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    augment_fn = augmentation(augment, reader.image_shape) if augment is not None else None
+def _epoch_key(seed, epoch):
+    """The ``[2]`` int64 key of epoch ``epoch`` of a pipeline seeded ``seed``: its order
+    (element 0, the shuffle's seed) and augmentation (element 1) are drawn from it alone."""
+    return tf.random.stateless_uniform([2], seed=tf.stack([tf.cast(seed, tf.int64), epoch]),
+                                       minval=None, maxval=None, dtype=tf.int64)
+
+
+def _example_seed(key, example_id):
+    """The ``[2]`` augmentation seed of one example in the epoch of ``key``: a function of
+    the epoch and the example's id, not of its position in the epoch or its worker."""
+    return tf.random.stateless_uniform([2], seed=tf.stack([key[1], example_id]),
+                                       minval=None, maxval=None, dtype=tf.int64)
+
+
+def _epoch_source(seed, epochs, initial_epoch):
+    """The epochs' numbers ``initial_epoch, ..., epochs - 1``, or (``epochs=None``) one
+    number drawn anew at every iteration over the dataset."""
+    if epochs is None:
+        return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    return tf.data.Dataset.range(initial_epoch, epochs)
+
+
+def _check_epochs(epochs, initial_epoch, length):
+    """``(epochs, initial_epoch)`` of :func:`stream`, checked."""
+    if epochs is None:
+        return None, initial_epoch
+    epochs = checks.integer("epochs", epochs, low=0)
+    initial_epoch = checks.integer("initial_epoch", initial_epoch, low=0, high=epochs)
+    if length is None:
+        raise ValueError(
+            "Invalid value for argument `epochs`: a dataset of several epochs needs the "
+            "length of an epoch, unknown for a record reader split by file under "
+            f"`input_context`. Received: epochs={epochs}; pass epochs=None.")
+    return epochs, initial_epoch
+
+
+def _finisher(labels, *, plain, with_ids):
+    """``finish(image, example_id)``: float32 images and their labels looked up by id (one
+    example or a whole batch alike), in :func:`stream`'s output structure."""
     tables = {k: tf.constant(np.asarray(v).astype(np.int32)) for k, v in (labels or {}).items()}
 
-    def finish(image, example_id):  # one example or a whole batch alike
+    def finish(image, example_id):
         image = tf.cast(image, tf.float32)
         targets = {k: tf.gather(t, example_id) for k, t in tables.items()}
         if plain:
@@ -139,37 +154,89 @@ def stream(reader, labels=None, *, ids=None, batch_size, shuffle=False, seed=0, 
             targets["id"] = example_id
         return image, targets
 
-    if isinstance(reader, ArrayReader) and augment_fn is None:
-        # Nothing to decode per example: batch first, then cast and look labels up per batch
-        # (a per-example map costs tens of microseconds an example; the batches are equal).
-        ds = _array_batches(reader, ids, batch_size, shuffle=shuffle, seed=seed, shard=shard)
-        ds = ds.map(lambda i, x: finish(x, i), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = reader.examples(ids, shuffle=shuffle, seed=seed, shard=shard,
-                             shuffle_buffer=shuffle_buffer)
-        if augment_fn is None:
-            ds = ds.map(lambda i, record: finish(reader.decode(record), i),
+    return finish
+
+
+def stream(reader, labels=None, *, ids=None, batch_size, shuffle=False, seed=0, augment=None,
+           with_ids=False, input_context=None, shuffle_buffer=SHUFFLE_BUFFER, plain=False,
+           epochs=None, initial_epoch=0):
+    """A batched pipeline over one reader; labels are looked up by example id.
+
+    Args:
+        reader: an :class:`ArrayReader`, ``FileReader`` or ``RecordReader``.
+        labels: ``None`` (yield images only), or a dict name -> ``(N,)`` int array indexed by
+            example id (``{"label": noisy, "clean_label": clean}``).
+        ids: the example ids to read (default all, in order), e.g. a training subset.
+        batch_size: global batch size (per worker ``batch_size / replicas`` with
+            ``input_context``).
+        shuffle, seed: shuffle every epoch, seeded (an integer).
+        augment: ``None``, ``"cifar"`` or ``"crop"``: stateless, one seed pair per example
+            (a function of the epoch and the example's id).
+        with_ids: add ``"id"`` (int64) to the labels dict (or yield ``(x, id)`` without
+            labels), for per-example bookkeeping (:class:`keras_imae.callbacks.FitMonitor`).
+        input_context: a ``tf.distribute.InputContext``: read this worker's share only.
+        shuffle_buffer: buffer size of record readers.
+        plain: yield ``(x, labels["label"])`` for plain Keras models.
+        epochs, initial_epoch: ``None``: one epoch, drawn anew (order, augmentation) at each
+            iteration. An integer: epochs ``initial_epoch .. epochs - 1`` in sequence, epoch
+            ``e`` a function of ``(seed, e)`` alone (a resumed run sees the batches of an
+            uninterrupted one); give ``fit`` the same and ``steps_per_epoch``.
+
+    Returns:
+        A batched ``tf.data.Dataset`` (of known length, except for a record reader split
+        by file under ``input_context``, where ``epochs`` is refused).
+    """
+    check_batch_size(batch_size)
+    seed = checks.integer("seed", seed)
+    ids = np.arange(len(reader), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    shard = None
+    if input_context is not None:
+        shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    length = reader.epoch_length(ids, shard)
+    epochs, initial_epoch = _check_epochs(epochs, initial_epoch, length)
+    augment_fn = augmentation(augment, reader.image_shape) if augment is not None else None
+    finish = _finisher(labels, plain=plain, with_ids=with_ids)
+    random = shuffle or augment_fn is not None
+    if not random and isinstance(reader, ArrayReader) and shard is None:
+        # In order, unsharded (evaluation): slices of the array, no per-example work.
+        starts = tf.data.Dataset.range(0, len(ids), batch_size)
+        x, id_tensor = tf.constant(reader.x[ids]), tf.constant(ids)
+        ds = starts.map(lambda s: finish(x[s:s + batch_size], id_tensor[s:s + batch_size]),
                         num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        make_epoch = reader.epochs(ids, shuffle=shuffle, shard=shard,
+                                   shuffle_buffer=shuffle_buffer)
+
+        def one_epoch(key):  # key: the epoch's _epoch_key, or None (nothing random)
+            ds = make_epoch(None if key is None else key[0])  # the shuffle's seed
+            if isinstance(reader, ArrayReader) and augment_fn is None:
+                # Nothing to decode per example: batch first, then cast and look labels up
+                # per batch (a per-example map costs tens of microseconds an example).
+                return ds.batch(batch_size).map(lambda i, x: finish(x, i),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
+            if augment_fn is None:
+                ds = ds.map(lambda i, record: finish(reader.decode(record), i),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+            else:
+                ds = ds.map(lambda i, record: finish(
+                    augment_fn(reader.decode(record), _example_seed(key, i)), i),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(batch_size)
+
+        if random:
+            keys = _epoch_source(seed, epochs, initial_epoch).map(lambda e: _epoch_key(seed, e))
+            ds = keys.flat_map(one_epoch)
         else:
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda element, pair_seed: finish(
-                    augment_fn(reader.decode(element[1]), pair_seed), element[0]),
-                num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(batch_size)
+            ds = one_epoch(None)
+    count = 1 if epochs is None else epochs - initial_epoch
+    if epochs is not None and not random:
+        ds = ds.repeat(count)
+    if length is not None:  # flat_map and filters hide it; progress bars and fit need it
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            count * steps_per_epoch(length, batch_size)))
     options = pipeline_options(sharded=shard is not None)
     return ds.prefetch(PREFETCH_BATCHES).with_options(options)
-
-
-def _array_batches(reader, ids, batch_size, *, shuffle, seed, shard):
-    """``(ids, x)`` batches of an array reader. Unshuffled and unsharded (evaluation): slices
-    of the array, no per-example work; else the reader's examples, batched."""
-    if shuffle or shard is not None:
-        ds = reader.examples(ids, shuffle=shuffle, seed=seed, shard=shard)
-        return ds.batch(batch_size)
-    starts = tf.data.Dataset.range(0, len(ids), batch_size)
-    x, ids = tf.constant(reader.x[ids]), tf.constant(ids)
-    return starts.map(lambda s: (ids[s:s + batch_size], x[s:s + batch_size]))
 
 
 def _tables(num_examples, labels, clean_labels, *, allow_unverified):
@@ -181,7 +248,7 @@ def _tables(num_examples, labels, clean_labels, *, allow_unverified):
 
 
 def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augment=None,
-                  seed=0, shuffle=True, input_context=None):
+                  seed=0, shuffle=True, input_context=None, epochs=None, initial_epoch=0):
     """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
 
     Args:
@@ -197,6 +264,10 @@ def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augm
             yield identical epochs, and each epoch differs from the previous.
         shuffle: reshuffle every epoch.
         input_context: a ``tf.distribute.InputContext`` (several workers).
+        epochs, initial_epoch: ``None``: one epoch, drawn anew at every iteration; else
+            epochs ``initial_epoch, ..., epochs - 1`` in sequence, each a function of
+            ``(seed, epoch)`` alone, to ``fit`` with ``steps_per_epoch`` (see :func:`stream`:
+            what a resumable run trains on).
 
     Returns:
         A batched ``tf.data.Dataset``; labels are int32.
@@ -204,7 +275,7 @@ def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augm
     reader = _reader(data)
     return stream(reader, _tables(len(reader), labels, clean_labels, allow_unverified=False),
                   ids=ids, batch_size=batch_size, shuffle=shuffle, seed=seed, augment=augment,
-                  input_context=input_context)
+                  input_context=input_context, epochs=epochs, initial_epoch=initial_epoch)
 
 
 def plain_dataset(data, labels, *, ids=None, batch_size, augment=None, seed=0, shuffle=True):

@@ -28,7 +28,7 @@ from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae.training import _noise, _run_folder, _signals, recipe
+from keras_imae.training import _noise, _run_folder, _signals, build, recipe
 from keras_imae.training import run as training_run
 from keras_imae.training._config import NOISE_TYPES
 
@@ -184,11 +184,16 @@ def _fold_fit(config, dataset):
         table = np.zeros(len(dataset.y_train), np.int64)
         table[part.ids] = labels
         resolved = recipe.resolve(fold_config, dataset, len(part))
-        model = recipe.compiled_model(resolved, dataset, len(part), seed=seed)
+        model = build.compiled_model(resolved, dataset, len(part), seed=seed)
         train = data.train_dataset(dataset, table, ids=part.ids, batch_size=config.batch_size,
                                    augment=resolved["augment"], seed=seed)
-        model.fit(train, epochs=config.epochs, verbose=config.verbose, shuffle=False,
-                  callbacks=[_signals.StopOnSignal()])
+        fit_args = dict(verbose=config.verbose, shuffle=False,
+                        callbacks=[_signals.StopOnSignal()])
+        head = resolved.get("head_epochs", 0)  # a pretrained backbone: the head alone first
+        if head:
+            model.fit(train, epochs=head, **fit_args)
+            build.compile_phase(model, resolved, len(part), "finetune")
+        model.fit(train, initial_epoch=head, epochs=config.epochs, **fit_args)
         return lambda held_out: np.log(np.maximum(
             _probabilities(model, dataset, held_out.ids), 1e-300))
 

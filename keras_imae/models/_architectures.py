@@ -12,9 +12,10 @@ import keras
 import numpy as np
 
 from keras_imae import _checks as checks
+from keras_imae.models._backbones import backbone_names, is_backbone
 from keras_imae.models._robust import RobustModel
 
-__all__ = ["ARCHITECTURES", "build_model", "check_input_dropout", "cifar_resnet", "cnn", "mlp"]
+__all__ = ["ARCHITECTURES", "build_model", "check_input_dropout", "check_model_name", "cifar_resnet", "cnn", "mlp"]
 
 ARCHITECTURES = ("mlp", "mlp_bn", "cnn", "resnet20", "resnet32", "resnet44", "resnet56")
 
@@ -308,7 +309,17 @@ def build_model(name, input_shape, num_classes, *, mean=None, std=None, weight_d
         return cnn(input_shape, num_classes, **kwargs)
     if name in ARCHITECTURES:
         return cifar_resnet(int(name[len("resnet"):]), input_shape, num_classes, **kwargs)
+    check_model_name(name)
+    raise ValueError(f"{name!r} is a keras.applications backbone: build it with "
+                     "keras_imae.models.backbone_model (it takes raw images, no mean/std).")
+
+
+def check_model_name(name):
+    """``name`` if it is one of :data:`ARCHITECTURES` or a ``keras.applications`` class name
+    (:func:`keras_imae.models.backbone_names`), else ``ValueError`` listing both."""
+    if name in ARCHITECTURES or is_backbone(name):
+        return name
     raise ValueError(
-        f"Invalid value for argument `name`. Expected one of {list(ARCHITECTURES)}. "
-        f"Received: name={name!r}"
-    )
+        f"Invalid value for `model`. Expected one of {list(ARCHITECTURES)} or a "
+        f"keras.applications class name ({', '.join(backbone_names())}). "
+        f"Received: model={name!r}")

@@ -2,7 +2,8 @@
 
 - :mod:`.recipe`: every default in one table (``DEFAULTS``), resolved once per run into the
   numbers it trains with; ``keras_imae.recommended`` (``_recommended``) the same for your own
-  Keras code.
+  Keras code; :mod:`.build`: the run's model, compiled (a backbone once per fine-tuning
+  phase).
 - :func:`run` (``_run``): one run -- data, noise, model, ``fit`` with the monitor, results,
   export -- configured by a :class:`RunConfig` (``_config``, with :func:`validate`).
 - ``_run_folder``: what a run writes, its lock, resuming; :mod:`.export` and

@@ -3,7 +3,10 @@
 Keras' ``BackupAndRestore`` writes ``latest.weights.h5`` in place: a process killed (or a disk
 that fills up) in the middle of that write leaves a truncated file that no later run can
 load. Here each epoch's state is one *generation*, a folder ``backup/epoch-NNNNNN/`` holding
-``state.weights.h5`` (the model's and the optimizer's variables) and ``metadata.json``:
+``state.weights.h5`` (the model's and the optimizer's variables) and ``metadata.json`` (the
+epoch, and the states of the model's random generators -- dropout's ``SeedGenerator``s, which
+``save_weights`` leaves out -- so that a resumed run draws the masks an uninterrupted one
+draws):
 
 - it is written into a hidden temporary folder, flushed to disk, then renamed into place
   (atomic on POSIX), so a generation either exists whole or not at all;
@@ -23,6 +26,7 @@ import shutil
 import warnings
 
 import keras
+import numpy as np
 
 from keras_imae.models._keras_compat import set_initial_epoch
 
@@ -35,19 +39,21 @@ _LEGACY = ("latest.weights.h5", "training_metadata.json")  # Keras' own layout (
 
 
 def _readable(weights, metadata):
-    """The epoch recorded in ``metadata`` if both files read back whole, else ``None``."""
+    """The parsed ``metadata`` (its ``"epoch"`` an int) if both files read back whole, else
+    ``None``."""
     import h5py
 
     try:
         with open(metadata) as f:
-            epoch = int(json.load(f)["epoch"])
+            recorded = json.load(f)
+        recorded["epoch"] = int(recorded["epoch"])
         with h5py.File(weights, "r") as f:
             arrays = []
             f.visititems(lambda _, item: arrays.append(item) if isinstance(
                 item, h5py.Dataset) else None)
             for array in arrays:
                 array[()]  # reads every byte: a truncated file fails here
-        return epoch
+        return recorded
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None
 
@@ -68,19 +74,53 @@ def _generations(backup_dir):
     return found
 
 
-def good_generation(backup_dir, warn=True):
-    """``(epoch, weights_path)`` of the newest generation that reads back whole, or
-    ``(0, None)``; a newer unreadable one is named in a ``RuntimeWarning``."""
+def _newest_good(backup_dir, warn):
+    """``(weights_path, metadata)`` of the newest generation that reads back whole, or
+    ``(None, {"epoch": 0})``; a newer unreadable one is named in a ``RuntimeWarning``."""
     for listed_epoch, weights, metadata, folder in _generations(backup_dir):
-        epoch = _readable(weights, metadata)
-        if epoch is not None:
-            return epoch, weights
+        recorded = _readable(weights, metadata)
+        if recorded is not None:
+            return weights, recorded
         if warn:
             warnings.warn(
                 f"The backup {folder or weights!r} (epoch {listed_epoch}) cannot be read back "
                 "(truncated or damaged): resuming from an older one.", RuntimeWarning,
-                stacklevel=2)
-    return 0, None
+                stacklevel=3)
+    return None, {"epoch": 0}
+
+
+def good_generation(backup_dir, warn=True):
+    """``(epoch, weights_path)`` of the newest generation that reads back whole, or
+    ``(0, None)``; a newer unreadable one is named in a ``RuntimeWarning``."""
+    weights, recorded = _newest_good(backup_dir, warn)
+    return recorded["epoch"], weights
+
+
+def _rng_variables(model):
+    """The model's random generator states (Keras ``SeedGenerator``s: dropout's), in layer
+    order: in ``model.variables`` but not in ``model.weights``, what ``save_weights``
+    writes."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _restore_rng(model, states, where):
+    """Set the model's random generator states to ``states`` (``[[path, value], ...]``, as
+    saved, matched by position: Keras numbers generator names per process, so a model built
+    after others has other paths); warn when they do not fit the model (a backup of an
+    earlier version)."""
+    variables = _rng_variables(model)
+    if not variables:
+        return
+    shapes = [np.shape(value) for _, value in states or ()]
+    if shapes != [tuple(v.shape) for v in variables]:
+        warnings.warn(
+            f"The backup {where!r} holds no random generator state for this model (written by "
+            "an earlier version): its dropout masks restart, and the resumed run differs "
+            "from an uninterrupted one.", RuntimeWarning, stacklevel=3)
+        return
+    for v, (_, value) in zip(variables, states):
+        v.assign(np.asarray(value, dtype=v.dtype))
 
 
 class RunBackup(keras.callbacks.Callback):
@@ -103,7 +143,9 @@ class RunBackup(keras.callbacks.Callback):
         super().__init__()
         self.backup_dir = os.fspath(backup_dir)
         self.delete_when_done = delete_when_done
+        self.restore = True  # False: the next fit continues from the model in memory
         self._epoch = 0
+        self._chosen = None  # (weights, metadata) of the generation the next fit restores
 
     @property
     def epoch(self):
@@ -111,16 +153,30 @@ class RunBackup(keras.callbacks.Callback):
         (what a run exports as its last epoch; ``log.csv`` may have lost rows)."""
         return self._epoch
 
+    def resume_epoch(self):
+        """The epoch the next ``fit`` starts at: the newest generation's that reads back
+        whole (0 without one). The generation is chosen here, once, and that one is restored,
+        so a pipeline made to start at this epoch (``keras_imae.data.train_dataset(...,
+        initial_epoch=)``) matches the weights."""
+        if self._chosen is None:
+            self._chosen = _newest_good(self.backup_dir, warn=True)
+        return self._chosen[1]["epoch"]
+
     def on_train_begin(self, logs=None):
         self._clean_temporary()
-        epoch, weights = good_generation(self.backup_dir)
-        self._epoch = epoch
+        if not self.restore:  # the next fit continues from the model in memory
+            self._chosen = None
+            return
+        self.resume_epoch()
+        (weights, recorded), self._chosen = self._chosen, None
+        self._epoch = recorded["epoch"]
         if weights is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(weights)
-        set_initial_epoch(self.model, epoch)
+        _restore_rng(self.model, recorded.get("rng_states"), os.path.dirname(weights))
+        set_initial_epoch(self.model, self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -134,8 +190,10 @@ class RunBackup(keras.callbacks.Callback):
         try:
             os.makedirs(tmp)
             self.model.save_weights(os.path.join(tmp, WEIGHTS))
+            rng_states = [[v.path, np.asarray(v.numpy()).tolist()]
+                          for v in _rng_variables(self.model)]
             with open(os.path.join(tmp, METADATA), "w") as f:
-                json.dump({"epoch": epoch}, f)
+                json.dump({"epoch": epoch, "rng_states": rng_states}, f)
             for name in (WEIGHTS, METADATA):
                 with open(os.path.join(tmp, name), "rb") as f:
                     os.fsync(f.fileno())

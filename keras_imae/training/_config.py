@@ -9,7 +9,7 @@ from keras_imae import _files, data, losses, models, noise
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training import optimizers, recipe
 
-__all__ = ["NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "export_target",
+__all__ = ["FINETUNE_FIELDS", "NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "export_target",
            "validate"]
 
 NOISE_TYPES = ("auto", "none", *noise.NOISE_TYPES)
@@ -19,6 +19,8 @@ _D = recipe.DEFAULTS  # the field defaults: the one table
 # RunConfig field must equal the recorded one.
 RESUME_MAY_CHANGE = ("verbose", "export_dir", "overwrite", "model_dir", "strategy", "tpu",
                      "jit_compile", "streaming", "max_logit_scale")
+
+FINETUNE_FIELDS = ("weights", "image_size", "head_epochs", "finetune_learning_rate")
 
 
 @dataclasses.dataclass
@@ -55,7 +57,11 @@ class RunConfig:
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
     recipe: str = _D["recipe"]  # the named recipe of the defaults: "scratch" or "folds"
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
-    model: str = "auto"
+    model: str = "auto"  # or a keras.applications class name (a backbone)
+    weights: str | None = None  # backbones: "imagenet" (Keras' cache) or a weights file
+    image_size: int | None = None  # backbones: side of their input; None: the recipe's
+    head_epochs: int | None = None  # backbones with weights: epochs of the head alone
+    finetune_learning_rate: float | None = None  # backbones: the whole network's rate after
     epochs: int = _D["epochs"]
     batch_size: int = _D["batch_size"]
     optimizer: str = _D["optimizer"]
@@ -137,7 +143,7 @@ def finished_results(config):
 _RESOLVED_FIELDS = ("noise_type", "beta", "lam", "temperature", "q", "alpha", "max_margin",
                     "reject_margin", "warmup_epochs", "pair_margins", "model", "momentum",
                     "weight_decay", "augment", "input_dropout", "validation_fraction",
-                    "checkpoint")
+                    "checkpoint", "image_size", "head_epochs", "finetune_learning_rate")
 
 
 def _differences(recorded, current):
@@ -241,12 +247,36 @@ def _check_numbers(config):
     checks.number("noise_rate", config.noise_rate, high=1.0)
     if config.weight_decay is not None:
         checks.number("weight_decay", config.weight_decay)
+    _check_backbone(config)
     if config.input_dropout is not None:
         models.check_input_dropout(config.input_dropout,
                                    None if config.model == "auto" else config.model)
     checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
     if config.warmup_epochs is not None:
         checks.integer("warmup_epochs", config.warmup_epochs, low=0)
+
+
+def _check_backbone(config):
+    """The model name, and the fine-tuning settings only a backbone takes."""
+    if config.model != "auto":
+        models.check_model_name(config.model)
+    backbone = models.is_backbone(config.model)
+    set_ = [f"{name}={getattr(config, name)!r}" for name in FINETUNE_FIELDS
+            if getattr(config, name) is not None]
+    if set_ and not backbone:
+        raise ValueError(f"{', '.join(set_)} set for model={config.model!r}: these settings "
+                         "are for a keras.applications backbone (e.g. model='ResNet50').")
+    models.check_weights(config.weights)
+    if config.image_size is not None:
+        checks.integer("image_size", config.image_size, low=models.MIN_IMAGE_SIZE)
+    if config.finetune_learning_rate is not None:
+        checks.number("finetune_learning_rate", config.finetune_learning_rate, low_open=True)
+    if config.head_epochs is not None:
+        checks.integer("head_epochs", config.head_epochs, low=0, high=config.epochs - 1)
+        if config.head_epochs and config.weights is None:
+            raise ValueError(f"head_epochs={config.head_epochs} trains the new head on a "
+                             "frozen pretrained backbone: pass weights ('imagenet' or a file), "
+                             "or head_epochs=0 to train a randomly initialised backbone whole.")
 
 
 def _check_data(config):

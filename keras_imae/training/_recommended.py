@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 from keras_imae import losses
-from keras_imae.training.recipe import (LOSS_HPARAMS, build_optimizer, format_resolved,
+from keras_imae.training import build
+from keras_imae.training.recipe import (LOSS_HPARAMS, finetune_phases, format_resolved,
                                         training_settings)
 from keras_imae.training.recipe import loss_settings as loss_settings_of  # a keyword's name
 
@@ -17,12 +18,32 @@ __all__ = ["Recommended", "recommended"]
 class Recommended:
     """The recipe for your own Keras code (see :func:`recommended`).
 
+    Fine-tuning a pretrained network (``recommended(..., pretrained=True)``), in Keras' two
+    phases::
+
+        r = keras_imae.recommended(model, num_examples=len(x_train), pretrained=True)
+        backbone.trainable = False                      # phase 1: the new head alone
+        model.compile(optimizer=r.optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, epochs=r.head_epochs, callbacks=r.callbacks)
+        backbone.trainable = True                       # phase 2: everything but BatchNorm
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
+        model.fit(x_train, y_noisy, initial_epoch=r.head_epochs, epochs=r.epochs,
+                  callbacks=r.callbacks)
+
     Attributes:
         loss: the ``keras.losses.Loss`` to compile with.
         optimizer: the ``keras.optimizers.Optimizer`` to compile with.
         callbacks: the callbacks to pass to ``fit`` (DM/IMAE: the flat-emphasis warm-up).
         epochs, batch_size: to pass to ``fit`` (the schedule and decay assume them).
         settings: every value, as :func:`keras_imae.training.recipe.resolve` would give a run.
+        head_epochs: ``pretrained=True``: the epochs of the first phase, the new head alone
+            on the frozen backbone, with :attr:`optimizer` (else 0).
+        finetune_optimizer: ``pretrained=True``: the optimizer of the second phase, the
+            whole network (BatchNorm layers still frozen) from epoch :attr:`head_epochs` on
+            (else ``None``).
     """
 
     loss: object
@@ -31,6 +52,8 @@ class Recommended:
     epochs: int
     batch_size: int
     settings: dict
+    head_epochs: int = 0
+    finetune_optimizer: object = None
 
     def __str__(self):
         # a run's block, less its config.json: nothing is written here
@@ -38,7 +61,7 @@ class Recommended:
 
 
 def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",
-                train_data=None, pair_margins=None, **loss_settings):
+                train_data=None, pair_margins=None, pretrained=False, **loss_settings):
     """The settings ``scripts/train.py`` would train with, for your own Keras model.
 
     Example:
@@ -62,6 +85,10 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...);
             for ``loss="forward"``, ``transition=T``, else ``T`` is estimated from
             ``train_data`` arrays (:func:`keras_imae.noise.transition_from_labels`).
+        pretrained: the model starts from pretrained weights: the recipe of
+            ``train.py --model=BACKBONE --weights=...`` (:data:`DEFAULTS` ``head_fraction``
+            of the epochs for the head alone, then ``finetune_lr_factor`` times the learning
+            rate for the whole network; :class:`Recommended` shows the two ``fit`` calls).
 
     Returns:
         A :class:`Recommended` (``print`` it for the settings).
@@ -97,11 +124,17 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
     extra = []
     if settings["pair_margin_epoch"] is not None:
         extra = [callbacks.PairMargins(train_data, settings["pair_margin_epoch"])]
-    warmup = settings["warmup_epochs"]
+    warmup, epochs = settings["warmup_epochs"], settings["epochs"]
+    head, finetune_optimizer = 0, None
+    if pretrained:  # a run's backbone with weights (recipe.finetune): two phases
+        settings.update(finetune_phases(config, pretrained))
+        head = settings["head_epochs"]
+        finetune_optimizer = build.optimizer(settings, num_examples, epochs=epochs - head,
+                                             learning_rate=settings["finetune_learning_rate"])
     return Recommended(losses.get(loss, **settings["loss_settings"]),
-                       build_optimizer(settings, num_examples),
+                       build.optimizer(settings, num_examples, epochs=head or epochs),
                        ([callbacks.EmphasisWarmup(warmup)] if warmup else []) + extra,
-                       settings["epochs"], settings["batch_size"], settings)
+                       epochs, settings["batch_size"], settings, head, finetune_optimizer)
 
 
 def _forward_transition(model, train_data):

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 
 from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import (_noise, _results, _select, _signals, _tune, distribute, export,
-                                 recipe)
+from keras_imae.training import (_noise, _results, _select, _signals, _tune, build,
+                                 distribute, export, recipe)
 from keras_imae.training import _run_folder as run_folder
 from keras_imae.training._config import check_resume, export_target, folder_state, validate
 
@@ -69,7 +69,10 @@ def _defaulted(config, resolved):
               "pair_margins": config.pair_margins is None,
               "momentum": config.momentum is None, "weight_decay": config.weight_decay is None,
               "checkpoint": config.checkpoint is None,
-              "validation_fraction": config.validation_fraction is None}
+              "validation_fraction": config.validation_fraction is None,
+              "image_size": config.image_size is None,
+              "head_epochs": config.head_epochs is None,
+              "finetune_learning_rate": config.finetune_learning_rate is None}
     return {key for key, default in fields.items() if default and key in resolved} | (
         set(recipe.RULES) & set(resolved))
 
@@ -86,7 +89,8 @@ def run(config, *, dataset=None, strategy=None):
     Args:
         config: a :class:`keras_imae.training.RunConfig`.
         dataset: an already loaded :class:`keras_imae.data.Dataset` (tests, sweeps); default
-            ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``.
+            ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``
+            (a backbone's images read at ``recipe.load_image_size(config)``).
         strategy: a ``tf.distribute.Strategy``; default ``distribute.get_strategy(
             config.strategy, tpu=config.tpu)``.
 
@@ -115,6 +119,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         resuming = folder_state(config)  # again, now that the folder is ours
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
+                                image_size=recipe.load_image_size(config),
                                 streaming=config.streaming)
         resolved = recipe.resolve(config, dataset)  # once: the run and its record use it
         noisy, is_noisy, meta, reused = _noise.noisy_labels(
@@ -123,7 +128,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
-            model = recipe.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
+            model = build.compiled_model(resolved, dataset, len(train_ids), seed=config.seed,
                                           jit_compile=config.jit_compile)
         # Nothing was written so far: every check above leaves the folder as it was.
         if config.overwrite:
@@ -139,7 +144,7 @@ def _one_run(config, *, dataset=None, strategy=None):
             transition = _noise.invertible(
                 _noise.estimate_noise_transition(dataset, noisy, config.noise_seed))
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
-                       transition, resuming, backup)
+                       transition, resuming, backup, strategy)
         exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
         model_path = folder.file(run_folder.MODEL)
         _files.atomic_write(model_path, model.save, path_only=True)
@@ -231,19 +236,28 @@ def _pair_margins(resolved, dataset, noisy, train_ids, folder):
                                   path=folder.file(run_folder.PAIR_MARGINS))]
 
 
-def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup):
+def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup,
+         strategy):
     """``model.fit`` with the monitor, the collapse guard, the checkpoints of the best epochs
-    (``checkpoint="best"``), logs and the backup; returns the monitor."""
+    (``checkpoint="best"``), logs and the backup; returns the monitor. A backbone with
+    ``head_epochs`` trains in two fits (:func:`_two_phases`)."""
     train_ids, val_ids = split
     done = []
+    start = backup.resume_epoch()  # the backup fit restores: training resumes at its end
     if resuming:  # keep exactly the epochs the backup holds; the others are re-run
-        folder.truncate_log(folder.backed_up_epochs())
+        folder.truncate_log(start)
         done = folder.read_log() if os.path.exists(folder.file(run_folder.LOG)) else []
     clean = dataset.y_train
     # RobustModel's running clean_fit needs every clean label; FitMonitor copes with -1.
-    train = data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
-                               ids=train_ids, batch_size=config.batch_size,
-                               augment=resolved["augment"], seed=config.seed)
+    # Epochs start..epochs-1, each a function of (seed, epoch): a resumed run sees the
+    # batches an uninterrupted one sees. At least one: with no epoch left to train, fit
+    # under a strategy still builds the model from a first batch.
+    def train_from(first):
+        return data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
+                                  ids=train_ids, batch_size=config.batch_size,
+                                  augment=resolved["augment"], seed=config.seed,
+                                  epochs=max(config.epochs, first + 1), initial_epoch=first)
+
     monitor = fit_monitor(dataset, noisy, train_ids, val_ids=val_ids, transition=transition,
                           batch_size=config.batch_size,
                           previous_test_accuracy=[r["test_accuracy"] for r in done])
@@ -251,27 +265,63 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
     if resolved["checkpoint"] == "best":
         checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
                                                    done)]
-    model.fit(
-        train, epochs=config.epochs, verbose=config.verbose,
-        shuffle=False,  # the pipeline shuffles (seeded)
-        callbacks=[
-            # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
-            callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
-            *_pair_margins(resolved, dataset, noisy, train_ids, folder),
-            keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
-            monitor,  # writes its values into the logs the others record
-            # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
-            *([callbacks.ProgressBar()] if config.verbose == 1 else []),
-            # stops a collapsed run before its epoch is logged or backed up: no save, no export
-            callbacks.CollapseGuard(
-                max_logit_scale=config.max_logit_scale or None,
-                max_top_class_fraction=resolved["max_top_class_fraction"],
-                patience=resolved["collapse_patience"]),
-            *checkpoints,  # before the log: a logged best epoch has its checkpoint
-            run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming),
-            keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
-            # an epoch counts as done only once its log row is written
-            backup,
-            _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
-        ])
+    log = run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming)
+    guard = callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None,
+                                    max_top_class_fraction=resolved["max_top_class_fraction"],
+                                    patience=resolved["collapse_patience"], previous_logs=done)
+    fit_callbacks = [
+        # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
+        callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
+        *_pair_margins(resolved, dataset, noisy, train_ids, folder),
+        keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
+        monitor,  # writes its values into the logs the others record
+        # verbose=1: a bar with loss, accuracy, clean_fit, noisy_fit, test_accuracy only
+        *([callbacks.ProgressBar()] if config.verbose == 1 else []),
+        # stops a collapsed run before its epoch is logged or backed up: no save, no export
+        guard,
+        *checkpoints,  # before the log: a logged best epoch has its checkpoint
+        log,
+        keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
+        # an epoch counts as done only once its log row is written
+        backup,
+        _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
+    ]
+
+    def fit(epochs, initial_epoch):
+        model.fit(
+            train_from(initial_epoch), epochs=epochs, verbose=config.verbose,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=data.steps_per_epoch(len(train_ids), config.batch_size),
+            shuffle=False,  # the pipeline shuffles (seeded)
+            callbacks=fit_callbacks)
+
+    if not resolved.get("head_epochs"):
+        fit(config.epochs, start)
+    else:
+        _two_phases(fit, model, resolved, len(train_ids), start, backup, log, monitor, guard,
+                    folder, strategy, config.jit_compile)
     return monitor
+
+
+def _two_phases(fit, model, resolved, num_train, start, backup, log, monitor, guard, folder,
+                strategy, jit_compile):
+    """Fine-tuning in Keras' two phases: the head alone for ``head_epochs`` (the model comes
+    compiled so), then the whole network (:func:`build.compile_phase`). The backup of the
+    last head epoch holds the head's optimizer: a run resumed there restores it in the first
+    phase (which then trains no epoch) and starts the second with a new optimizer; a run
+    resumed later restores the second phase's own backup."""
+    head = resolved["head_epochs"]
+    if start <= head:
+        fit(head, start)
+        if model.stop_training:  # TerminateOnNaN ended the first phase
+            return
+        log.append = True
+        guard.previous_logs = folder.read_log()
+        monitor.previous_test_accuracy = [float(r["test_accuracy"]) for r in guard.previous_logs]
+    with strategy.scope():
+        build.compile_phase(model, resolved, num_train, "finetune", jit_compile=jit_compile)
+    backup.restore = start > head
+    try:
+        fit(resolved["epochs"], max(start, head))
+    finally:
+        backup.restore = True

@@ -77,6 +77,7 @@ def tuned_run(config, dataset, strategy, run):
         config = dataclasses.replace(config, checkpoint=checkpoint, validation_fraction=fraction)
         if dataset is None:
             dataset = data.load(config.dataset, data_dir=config.data_dir,
+                                image_size=recipe.load_image_size(config),
                                 streaming=config.streaming)
         model = recipe.model_for(config, dataset.input_shape)
         grid = recipe.grid(config.loss, model, config.learning_rate, config.recipe)

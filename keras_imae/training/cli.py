@@ -81,9 +81,27 @@ RUN_FLAGS = {
                  "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),
     "normalize": ("enum", ("default", "none", "batch"),
                   "Gradient normalisation over the global batch ('default': the loss's)."),
-    "model": ("enum", ("auto", *models.ARCHITECTURES),
-              "Architecture ('auto': mlp for feature vectors and images up to 8x8, resnet20 "
-              "for RGB images, cnn else)."),
+    "model": ("string", None,
+              f"Architecture: {', '.join(models.ARCHITECTURES)}, or a keras.applications "
+              "class name (a backbone under a new head: MobileNetV3Small, ResNet50, "
+              "EfficientNetB0, ConvNeXtTiny, ...). 'auto': mlp for feature vectors and images "
+              "up to 8x8, resnet20 for RGB images, cnn else."),
+    "weights": ("string", None,
+                "Backbones: 'imagenet' (read from Keras' cache ~/.keras/models, never "
+                "downloaded) or the path of a weights file of the backbone without its top. "
+                "Unset: random initialisation."),
+    "image_size": ("integer", None,
+                   "Backbones: the side images are resized to inside the model (default: 224 "
+                   "or the family's ImageNet side with --weights=imagenet, else the data's "
+                   f"side, at least {models.MIN_IMAGE_SIZE})."),
+    "head_epochs": ("integer", None,
+                    "Backbones with --weights: epochs that train the new head alone on the "
+                    "frozen backbone before the whole network trains (default "
+                    f"{_D['head_fraction']:g} of --epochs, rounded down; 0 without weights)."),
+    "finetune_learning_rate": ("float", None,
+                               "Backbones: the learning rate of the whole network after the "
+                               f"head epochs (default {_D['finetune_lr_factor']:g} x "
+                               "--learning_rate with --weights, else --learning_rate)."),
     "epochs": ("integer", None, "Training epochs."),
     "batch_size": ("integer", None, "Global batch size."),
     "optimizer": ("enum", optimizers.OPTIMIZERS, "Optimizer."),
@@ -139,7 +157,8 @@ RUN_FLAGS = {
 TOPICS = {
     "data and noise": ("dataset", "data_dir", "streaming", "noise_type", "noise_rate",
                        "noise_seed", "noisy_labels", "validation_fraction", "augment"),
-    "model": ("model", "input_dropout", "seed"),
+    "model": ("model", "weights", "image_size", "head_epochs", "finetune_learning_rate",
+              "input_dropout", "seed"),
     "loss": ("loss", "recipe", "beta", "lam", "temperature", "q", "alpha", "max_margin",
              "reject_margin", "warmup_epochs", "pair_margins", "faithful", "normalize", "tune"),
     "optimisation": ("epochs", "batch_size", "optimizer", "learning_rate", "momentum",

@@ -11,43 +11,20 @@ prints them in one block at its start (:func:`format_resolved`) and writes them 
 overrides, chosen in this one place.
 :func:`recommended` gives the same settings for your own Keras code.
 
-Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
-
-- DM's gradient does not vanish on fitted examples, so outside its emphasis window it is a
-  linear loss with no minimum: AdamW's *decoupled* decay gives it one (Loshchilov & Hutter
-  2019's normalised decay, so one constant carries over between dataset sizes and run
-  lengths), and a cosine schedule to 0 freezes the model at the end.
-- A network must not be able to carve out wrong labels one by one: a convolutional network
-  sees randomly translated images, an MLP on images a random fifth of its pixels dropped.
-- ``max_margin`` (this project's option) stops the push of examples beyond a margin of 16,
-  without which DM's logits diverge where nothing opposes that push (clean classes).
-- ``reject_margin`` (this project's option) stops the push towards a label the model gives
-  to another class with ``p_k > sigmoid(3)``, while the labelled class is alive in the batch:
-  DM's emphasis never falls below 1, so once the clean examples are fitted the wrong labels
-  get their full share of the gradient, and under class-dependent noise they all pull the
-  same way (``docs/class_dependent_noise.md``).
-- The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
-  emphasis, so regions are sorted by their majority label before the emphasis acts.
-- ``pair_margins``: at the end of the warm-up the run estimates the noise transition from
-  its own predictions and lowers ``reject_margin`` for the class pairs whose labels are
-  swapped more often than their column's average: one R cannot serve coherent (pair-flip)
-  and spread-out noise alike.
-- No loss setting depends on the kind of noise: a user with real noisy labels knows neither
-  its type nor its rate.
+Why each default is what it is: the docstring and notes of ``keras_imae/_defaults.py``.
 """
 
 import math
-
-import numpy as np
 
 from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "RECIPES", "RULES", "build_loss", "build_optimizer", "check_faithful",
-           "compiled_model", "estimate_epoch", "format_resolved", "grid", "loss_settings",
-           "model_for", "noise", "pair_margins", "resolve", "selection", "training_settings",
-           "table", "warmup_epochs", "weight_decay"]
+__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful",
+           "convolutional", "estimate_epoch", "finetune", "finetune_phases", "format_resolved",
+           "grid",
+           "load_image_size", "loss_settings", "model_for", "noise", "pair_margins", "resolve",
+           "selection", "table", "training_settings", "warmup_epochs", "weight_decay"]
 
 # The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
 # takes the value there; so do recommended(), the fold models, compare and the rules of the
@@ -56,6 +33,17 @@ OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
 BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
+
+
+def convolutional(model):
+    """Whether architecture ``model`` is convolutional (a ``keras.applications`` backbone
+    is)."""
+    return model in CONVOLUTIONAL or models.is_backbone(model)
+
+
+def batch_norm(model):
+    """Whether ``model`` takes DM's BatchNorm-network defaults (a backbone does)."""
+    return model in BATCH_NORM or models.is_backbone(model)
 LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
 MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
 
@@ -102,14 +90,14 @@ def _augment(config, source, dataset, model):
     if known is not None:
         return known
     image = len(dataset.input_shape) == 3
-    return DEFAULTS["conv_augment"] if model in CONVOLUTIONAL and image else None
+    return DEFAULTS["conv_augment"] if convolutional(model) and image else None
 
 
 def _input_dropout(config, model, input_shape):
     if config.input_dropout is not None:
         return config.input_dropout
     image = len(input_shape) == 3
-    return DEFAULTS["image_input_dropout"] if model not in CONVOLUTIONAL and image else 0.0
+    return DEFAULTS["image_input_dropout"] if not convolutional(model) and image else 0.0
 
 
 def selection(config):
@@ -150,7 +138,7 @@ def loss_settings(loss, given, model, normalize="default", recipe="scratch"):
             + ", ".join(f"{k}={given[k]}" for k in unused))
     defaults, values = {}, table(recipe)
     if loss == "dm":
-        defaults = dict(values["dm_batchnorm" if model in BATCH_NORM else "dm"])
+        defaults = dict(values["dm_batchnorm" if batch_norm(model) else "dm"])
     elif loss == "imae":
         defaults = dict(values["imae"])
     for cap in MARGIN_CAPS:
@@ -203,7 +191,7 @@ def grid(loss, model, learning_rate, recipe="scratch"):
     """The points ``--tune`` and ``scripts/compare.py`` try for ``loss`` on architecture
     ``model`` (:data:`DEFAULTS` ``"grids"``): dicts of ``RunConfig`` overrides, four each."""
     if loss == "dm":
-        default = table(recipe)["dm_batchnorm" if model in BATCH_NORM else "dm"]
+        default = table(recipe)["dm_batchnorm" if batch_norm(model) else "dm"]
         lam, beta = default["lam"], default["beta"]
         return [dict(lam=lam / 2, beta=beta), dict(lam=lam, beta=beta / 2),
                 dict(lam=lam, beta=beta), dict(lam=lam, beta=2 * beta)]
@@ -285,7 +273,7 @@ def check_faithful(config):
 # in the printed block (a user changes them in DEFAULTS, not by a flag).
 RULES = ("digits_test_size", "folder_image_size", "folder_test_fraction", "stream_above_bytes",
          "shuffle_buffer", "augment_pad", "reject_alive_share", "pair_margin_epoch",
-         "lr_step_epochs", "lr_step_rate", "max_top_class_fraction", "collapse_patience")
+         "lr_step_fractions", "lr_step_rate", "max_top_class_fraction", "collapse_patience")
 
 
 def resolve(config, dataset, num_train=None):
@@ -304,7 +292,7 @@ def resolve(config, dataset, num_train=None):
         ``model``, ``augment``, ``input_dropout``, the data source's rules (:data:`RULES`:
         ``digits_test_size``, ``folder_image_size`` and ``folder_test_fraction``,
         ``stream_above_bytes``, ``shuffle_buffer``, ``augment_pad``), then
-        :func:`training_settings`.
+        :func:`training_settings`; for a backbone also :func:`finetune`'s settings.
     """
     model = model_for(config, dataset.input_shape)
     noise_type, noise_rate = noise(config, dataset)
@@ -315,7 +303,7 @@ def resolve(config, dataset, num_train=None):
     # the source as data.load parsed it (a stand-in dataset, e.g. in tests: parsed here)
     source = getattr(dataset, "source", None) or data.parse(dataset.name)
     augment = _augment(config, source, dataset, model)
-    return {
+    resolved = {
         "noise_type": noise_type,
         "noise_rate": noise_rate,
         "checkpoint": checkpoint,
@@ -323,15 +311,57 @@ def resolve(config, dataset, num_train=None):
         "model": model,
         "augment": augment,
         "input_dropout": _input_dropout(config, model, dataset.input_shape),
-        **_data_rules(source.kind, augment),
+        **_data_rules(source.kind, augment, sized=load_image_size(config) is not None),
         **training_settings(config, model, num_train),
     }
+    if models.is_backbone(model):
+        resolved.update(finetune(config, model, dataset.input_shape))
+    return resolved
 
 
-def _data_rules(kind, augment):
-    """The rules of :data:`DEFAULTS` by which the run's data is read: those of its source."""
-    rules = {"digits": ("digits_test_size",), "folder": ("folder_image_size",
-                                                         "folder_test_fraction")}
+def load_image_size(config):
+    """``(side, side)`` at which a backbone's run reads images from files or TFDS
+    (``image_size``, or the family's ImageNet side with ``weights="imagenet"``), so they
+    stream at the size the backbone sees; ``None`` (the source's default) otherwise."""
+    if not models.is_backbone(config.model) or data.parse(config.dataset).kind in (
+            "digits", "npz"):
+        return None
+    side = config.image_size
+    if side is None and config.weights == "imagenet":
+        side = models.default_image_size(config.model, "imagenet", ())
+    return None if side is None else (side, side)
+
+
+def finetune(config, model, input_shape):
+    """A backbone's settings: ``weights`` (and the file's ``weights_sha256``: a resume with
+    other weights is refused), ``image_size``, ``head_epochs`` (the head alone on the frozen
+    backbone: :data:`DEFAULTS` ``head_fraction`` of the epochs with pretrained weights, none
+    without) and ``finetune_learning_rate`` (the whole network's, after them:
+    ``finetune_lr_factor`` times ``learning_rate`` with pretrained weights)."""
+    return {"weights": config.weights, "weights_sha256": models.weights_digest(config.weights),
+            "image_size": config.image_size or models.default_image_size(
+                model, config.weights, input_shape),
+            **finetune_phases(config, config.weights is not None)}
+
+
+def finetune_phases(config, pretrained):
+    """``head_epochs`` and ``finetune_learning_rate`` of a network that is ``pretrained`` or
+    not (:func:`finetune`; :func:`keras_imae.recommended` with ``pretrained=True``)."""
+    head = getattr(config, "head_epochs", None)
+    if head is None:
+        head = int(DEFAULTS["head_fraction"] * config.epochs) if pretrained else 0
+    rate = getattr(config, "finetune_learning_rate", None)
+    if rate is None:
+        rate = config.learning_rate * (DEFAULTS["finetune_lr_factor"] if pretrained else 1.0)
+    return {"head_epochs": head, "finetune_learning_rate": rate}
+
+
+def _data_rules(kind, augment, sized=False):
+    """The rules of :data:`DEFAULTS` by which the run's data is read: those of its source
+    (``sized``: a backbone reads images at its own size, not the folder default)."""
+    rules = {"digits": ("digits_test_size",),
+             "folder": ("folder_test_fraction",) if sized else ("folder_image_size",
+                                                                "folder_test_fraction")}
     out = {key: DEFAULTS[key] for key in rules.get(kind, ())}
     out["stream_above_bytes"] = DEFAULTS["stream_above_bytes"]  # streaming="auto"'s switch
     if kind in ("tfrecord", "tfds"):  # streamed records: shuffled in a buffer
@@ -346,9 +376,9 @@ def training_settings(config, model, num_train):
     collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
     ``num_train`` examples (the weight decay and the schedule do), from ``config.recipe``'s
     :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share`` (with a
-    rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch`` (:func:`estimate_epoch`),
-    ``optimizer``, ``learning_rate``, ``lr_schedule`` (``lr_step_epochs`` and
-    ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
+    rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
+    (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
+    (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
     ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``. Also
     :func:`keras_imae.recommended`'s settings.
     """
@@ -365,8 +395,8 @@ def training_settings(config, model, num_train):
     schedule = None if config.lr_schedule == "none" else config.lr_schedule
     out.update(optimizer=config.optimizer, learning_rate=config.learning_rate,
                lr_schedule=schedule)
-    if schedule == "step":
-        out["lr_step_epochs"] = [f * config.epochs for f in DEFAULTS["lr_step_fractions"]]
+    if schedule == "step":  # of each fit's epochs (a backbone's two phases: of each phase)
+        out["lr_step_fractions"] = list(DEFAULTS["lr_step_fractions"])
         out["lr_step_rate"] = DEFAULTS["lr_step_rate"]
     momentum = None
     if config.optimizer == "sgd":
@@ -406,32 +436,3 @@ def format_resolved(resolved, defaulted=(), *, title=RUN_SETTINGS_TITLE):
 def build_loss(resolved):
     """The loss a run compiles: ``losses.get(loss, **loss_settings)``."""
     return losses.get(resolved["loss"], **resolved["loss_settings"])
-
-
-def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
-    """The run's model, compiled with its loss and optimizer (call it in ``strategy.scope()``
-    to distribute). Seeded by ``seed``."""
-    decoupled = resolved["optimizer"] == "adamw"  # AdamW decays itself; else an L2 penalty
-    decay = resolved["weight_decay"]
-    model = models.build_model(resolved["model"], dataset.input_shape, dataset.num_classes,
-                               mean=dataset.mean, std=dataset.std,
-                               weight_decay=0.0 if decoupled else decay,
-                               input_dropout=resolved["input_dropout"], seed=seed)
-    model.compile(optimizer=build_optimizer(resolved, num_train), loss=build_loss(resolved),
-                  jit_compile=jit_compile)
-    return model
-
-
-def build_optimizer(resolved, num_train):
-    """The optimizer of resolved settings (a run's, :func:`keras_imae.recommended`'s) for
-    ``num_train`` examples per epoch: AdamW decays the weights itself, SGD and Adam get
-    no decay here (theirs is the model's L2 penalty)."""
-    decoupled = resolved["optimizer"] == "adamw"
-    return optimizers.make_optimizer(
-        resolved["optimizer"], learning_rate=resolved["learning_rate"],
-        momentum=resolved["momentum"], schedule=resolved["lr_schedule"],
-        epochs=resolved["epochs"],
-        steps_per_epoch=int(np.ceil(num_train / resolved["batch_size"])),
-        decay_epochs=resolved.get("lr_step_epochs"),
-        decay_rate=resolved.get("lr_step_rate", DEFAULTS["lr_step_rate"]),
-        weight_decay=resolved["weight_decay"] if decoupled else None)

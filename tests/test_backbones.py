@@ -1,0 +1,328 @@
+"""keras.applications backbones under a new head, and their two-phase fine-tuning in a run.
+
+The "pretrained" weights are made here: a MobileNetV3Small trained three epochs on 400 digits
+(32x32), its BatchNorm statistics then set to those of the whole set, saved without its top as
+a user would save theirs.
+"""
+
+import dataclasses
+import json
+import os
+import re
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_imae import data, models, training
+from keras_imae.models import _backbones
+
+NAME = "MobileNetV3Small"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, digits):
+    """400 training and 100 test digits (a run's cost is the backbone's, not the data's)."""
+    path = tmp_path_factory.mktemp("small") / "digits.npz"
+    np.savez(path, x_train=digits.x_train[:400], y_train=digits.y_train[:400],
+             x_test=digits.x_test[:100], y_test=digits.y_test[:100])
+    return data.load(f"npz:{path}")
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory, small):
+    """A MobileNetV3Small (no top, 32x32) trained on the raw digits, saved as a user would."""
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None,
+                                                   input_shape=(32, 32, 3), pooling="avg")
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Resizing(32, 32)(inputs)
+    x = keras.layers.Concatenate()([x, x, x])
+    model = keras.Model(inputs, keras.layers.Dense(10)(backbone(x)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = small.x_train.astype("float32")
+    model.fit(x, small.y_train, epochs=3, verbose=0)
+    for layer in backbone.layers:  # BatchNorm statistics of the whole set, exactly
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(x, training=True)
+    path = str(tmp_path_factory.mktemp("pretrained") / "mobilenet_v3_small.weights.h5")
+    backbone.save_weights(path)
+    return path
+
+
+def _backbone_weights(path):
+    """Every array of a ``.weights.h5`` file, by its path in the file."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+# -- names, weights, preprocessing ---------------------------------------------------------------
+def test_every_keras_application_is_a_model_name_and_others_are_refused():
+    names = models.backbone_names()
+    assert {"MobileNetV3Small", "ResNet50", "EfficientNetB0", "ConvNeXtTiny"} <= set(names)
+    assert all(models.check_model_name(n) == n for n in ("mlp", "resnet20", "ResNet50"))
+    with pytest.raises(ValueError, match="Received: model='ResNet5'.*") as err:
+        models.check_model_name("ResNet5")
+    assert "ResNet50" in str(err.value) and "resnet20" in str(err.value)
+
+
+def test_imagenet_weights_come_from_keras_cache_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.raises(ValueError, match="downloads nothing") as err:
+        models.backbone_model(NAME, (32, 32, 3), 10, weights="imagenet")
+    missing = str(tmp_path / "keras_home" / "models")
+    assert missing in str(err.value) and "https://" in str(err.value)
+    # the file Keras would have downloaded, in the cache: it is read, nothing is fetched
+    name = re.search(r"'([^']+)' is missing", str(err.value))[1]
+    os.makedirs(os.path.dirname(name))
+    from keras.src.legacy.saving import legacy_h5_format
+
+    source = keras.applications.MobileNetV3Small(include_top=False, weights=None,
+                                                 input_shape=(224, 224, 3), pooling="avg")
+    with h5py.File(name, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    model = models.backbone_model(NAME, (28, 28, 1), 10, weights="imagenet")
+    assert model.input_shape == (None, 28, 28, 1)  # resized inside to 224 (ImageNet's side)
+    loaded = models.backbone_layer(model)
+    for a, b in zip(loaded.weights, source.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_missing_or_foreign_weights_file_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="no weights file at 'nope.weights.h5'"):
+        models.backbone_model(NAME, (32, 32, 3), 10, weights="nope.weights.h5")
+    other = keras.applications.MobileNetV3Large(include_top=False, weights=None,
+                                                input_shape=(32, 32, 3))
+    path = str(tmp_path / "large.weights.h5")
+    other.save_weights(path)
+    with pytest.raises(ValueError, match=f"Cannot build backbone '{NAME}' with weights="):
+        models.backbone_model(NAME, (32, 32, 3), 10, weights=path)
+
+
+def test_preprocessing_is_the_applications_own_and_gray_becomes_rgb():
+    rng = np.random.default_rng(0)
+    rgb = rng.uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    # ResNet50's "caffe" preprocessing, written out: RGB -> BGR, minus the ImageNet means
+    want = rgb[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
+    layer = models.BackbonePreprocess("ResNet50")
+    np.testing.assert_allclose(np.asarray(layer(rgb)), want, rtol=1e-6, atol=1e-4)
+    gray = rgb[..., :1]
+    np.testing.assert_allclose(np.asarray(layer(gray)),
+                               np.repeat(gray, 3, -1) - [103.939, 116.779, 123.68], atol=1e-4)
+    assert models.BackbonePreprocess.from_config(layer.get_config()).backbone == "ResNet50"
+
+
+def test_backbone_model_takes_raw_images_keeps_batchnorm_in_inference_and_freezes(
+        tmp_path, digits, weights_file):
+    model = models.backbone_model(NAME, (8, 8, 1), 10, head_dropout=0.0, weights=weights_file)
+    x = digits.x_test[:16].astype("float32")
+    # a pretrained backbone runs its BatchNorm in inference mode even in training
+    np.testing.assert_allclose(np.asarray(model(x, training=True)),
+                               np.asarray(model(x, training=False)), atol=1e-5)
+    everything = len(model.trainable_variables)
+    assert models.set_backbone_trainable(model, False)
+    assert len(model.trainable_variables) == 2  # the new logits' kernel and bias
+    models.set_backbone_trainable(model, True)
+    assert len(model.trainable_variables) == everything > 2
+    batch_norm = [v for layer in models.backbone_layer(model).layers
+                  if isinstance(layer, keras.layers.BatchNormalization) for v in layer.weights]
+    assert batch_norm and not any(v.trainable for v in batch_norm)
+    scratch = models.backbone_model(NAME, (8, 8, 1), 10, head_dropout=0.0)  # no weights
+    assert len(scratch.trainable_variables) == everything + len(batch_norm) // 2
+    assert not np.allclose(np.asarray(scratch(x, training=True)),
+                           np.asarray(scratch(x, training=False)), atol=1e-5)
+
+    def momenta(m):
+        return {layer.momentum for layer in models.backbone_layer(m).layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    # Keras' own for pretrained statistics; a fast one for statistics made in a short run
+    assert momenta(model) == {0.999} and momenta(scratch) == {_backbones.SCRATCH_BN_MOMENTUM}
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        models.backbone_model(NAME, (8, 8, 2), 10)
+    assert not models.set_backbone_trainable(models.build_model("mlp", (4,), 2), False)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+def _config(tmp_path, weights=None, **overrides):
+    base = dict(model=NAME, weights=weights, epochs=3, head_epochs=1, verbose=0,
+                noise_type="symmetric",
+                model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "export"))
+    return training.RunConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model="mlp"), "are for a keras.applications backbone"),
+    (dict(head_epochs=3), r"head_epochs.*\[0, 2\]"),
+    (dict(weights=None), "pass weights"),
+    (dict(weights="missing.weights.h5"), "no weights file at 'missing.weights.h5'"),
+    (dict(model="MobileNetV9"), "Received: model='MobileNetV9'"),
+    (dict(image_size=8), "image_size"),
+    (dict(finetune_learning_rate=0.0), "finetune_learning_rate"),
+])
+def test_bad_fine_tuning_settings_are_refused_before_any_work(tmp_path, overrides, message):
+    open(tmp_path / "w.weights.h5", "w").close()
+    config = _config(tmp_path, **{"weights": str(tmp_path / "w.weights.h5"), **overrides})
+    with pytest.raises(ValueError, match=message):
+        training.validate(config)
+    assert not os.path.exists(config.model_dir)
+
+
+class _Phases(keras.callbacks.Callback):
+    """Per epoch: trainable variables, the optimizer's learning rate, the backbone's weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        backbone = models.backbone_layer(self.model)
+        self.epochs.append((epoch, len(self.model.trainable_variables),
+                            float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                            [w.numpy().copy() for w in backbone.weights]))
+
+
+@pytest.mark.slow
+def test_a_run_trains_the_head_then_the_whole_network_and_exports_raw_image_model(
+        tmp_path, small, weights_file, monkeypatch):
+    spy = _Phases()
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
+        self, *a, callbacks=[*callbacks, spy], **k))
+    config = _config(tmp_path, weights_file)
+    results = training.run(config, dataset=small)
+    resolved = results["resolved"]
+    assert (resolved["head_epochs"], resolved["image_size"]) == (1, 32)
+    assert resolved["finetune_learning_rate"] == pytest.approx(1e-4)  # a tenth of 1e-3
+    (e0, n0, lr0, w0), (e1, n1, lr1, w1), (e2, n2, _, w2) = spy.epochs
+    assert (e0, e1, e2) == (0, 1, 2)
+    assert n0 == 2 and n1 == n2 > 2  # the head alone, then everything
+    assert lr0 <= 1e-3 and lr1 <= 1e-4 + 1e-12  # each phase its own rate (cosine from it)
+    stored = _backbone_weights(weights_file)
+    # phase 1 leaves the pretrained backbone untouched, BatchNorm statistics included
+    assert sum(a.size for a in w0) == sum(a.size for a in stored.values())
+    assert sorted(np.concatenate([a.ravel() for a in w0]).tolist()) == sorted(
+        np.concatenate([a.ravel() for a in stored.values()]).tolist())
+    assert any(not np.array_equal(a, b) for a, b in zip(w0, w1))  # phase 2 trains it
+    assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
+    # the export takes raw 8x8 digits and gives what the Keras model gives
+    model = keras.models.load_model(results["model_keras"])
+    x = small.x_test[:32].astype("float32")
+    loaded = tf.saved_model.load(results["saved_model"])
+    np.testing.assert_allclose(loaded.serve(x)["probabilities"].numpy(),
+                               tf.nn.softmax(model(x, training=False)).numpy(), atol=1e-5)
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        recorded = json.load(f)["resolved"]
+    assert recorded["weights_sha256"] == models.weights_digest(weights_file)
+
+
+def _interrupted(config, digits, after_epoch, monkeypatch):
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == after_epoch:
+                raise KeyboardInterrupt
+
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
+        self, *a, callbacks=[*callbacks, Kill()], **k))
+    with pytest.raises(KeyboardInterrupt):
+        training.run(config, dataset=digits)
+    monkeypatch.setattr(keras.Model, "fit", fit)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_epoch", [0, 1])  # at the end of the head phase, and after it
+def test_a_fine_tuning_run_resumes_in_its_phase_and_only_with_its_weights(
+        tmp_path, small, weights_file, monkeypatch, after_epoch):
+    path = str(tmp_path / "mine.weights.h5")
+    with open(weights_file, "rb") as src:
+        original = src.read()
+    with open(path, "wb") as dst:
+        dst.write(original)
+    config = _config(tmp_path, path, export_dir="")
+    _interrupted(config, small, after_epoch, monkeypatch)
+    with pytest.raises(ValueError, match="Cannot resume.*model"):
+        training.run(dataclasses.replace(config, model="MobileNetV3Large"), dataset=small)
+    with h5py.File(path, "r+") as f:  # the same file name, other weights
+        name = next(n for n in _backbone_weights(path) if n.endswith("vars/0"))
+        f[name][...] = f[name][()] + 1.0
+    with pytest.raises(ValueError, match="Cannot resume.*weights_sha256"):
+        training.run(config, dataset=small)
+    with open(path, "wb") as dst:  # the weights it started with
+        dst.write(original)
+    spy = _Phases()
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
+        self, *a, callbacks=[*callbacks, spy], **k))
+    training.run(config, dataset=small)
+    assert [e for e, *_ in spy.epochs] == list(range(after_epoch + 1, 3))
+    assert all(n > 2 for _, n, _, _ in spy.epochs)  # every resumed epoch is of phase 2
+    assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
+
+
+def test_default_image_size_follows_the_weights():
+    assert _backbones.default_image_size("ResNet50", "imagenet", (28, 28, 1)) == 224
+    assert _backbones.default_image_size("EfficientNetB3", "imagenet", (28, 28, 1)) == 300
+    assert _backbones.default_image_size("ResNet50", None, (8, 8, 1)) == 32
+    assert _backbones.default_image_size("ResNet50", "w.h5", (96, 96, 3)) == 96
+
+
+def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(small,
+                                                                             weights_file):
+    import keras_imae
+
+    model = models.backbone_model(NAME, (8, 8, 1), 10, weights=weights_file)
+    r = keras_imae.recommended(model, num_examples=128, epochs=4, batch_size=64,
+                               pretrained=True)
+    assert (r.head_epochs, r.settings["head_epochs"]) == (1, 1)
+    assert r.settings["finetune_learning_rate"] == pytest.approx(1e-4)
+    assert float(r.finetune_optimizer.learning_rate) == pytest.approx(1e-4)  # step 0
+    assert keras_imae.recommended(model, num_examples=128).finetune_optimizer is None
+    x, y = small.x_train[:128].astype("float32"), small.y_train[:128]
+    backbone = models.backbone_layer(model)
+    frozen = [w.numpy().copy() for w in backbone.weights]
+    models.set_backbone_trainable(model, False)
+    model.compile(optimizer=r.optimizer, loss=r.loss)
+    model.fit(x, y, epochs=r.head_epochs, batch_size=r.batch_size, callbacks=r.callbacks,
+              verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, backbone.weights))
+    models.set_backbone_trainable(model, True)
+    model.compile(optimizer=r.finetune_optimizer, loss=r.loss)
+    model.fit(x, y, initial_epoch=r.head_epochs, epochs=2, batch_size=r.batch_size,
+              callbacks=r.callbacks, verbose=0)
+    assert not all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, backbone.weights))
+
+
+def test_a_backbone_reads_image_files_at_the_size_it_sees(tmp_path):
+    from keras_imae.training import recipe
+
+    def size(**kw):
+        return recipe.load_image_size(training.RunConfig(**kw))
+
+    assert size(model="ResNet50", weights="imagenet", dataset="folder:photos") == (224, 224)
+    assert size(model="InceptionV3", weights="imagenet", dataset="labels:d") == (299, 299)
+    assert size(model="ResNet50", image_size=64, dataset="folder:photos") == (64, 64)
+    assert size(model="ResNet50", dataset="folder:photos") is None  # the folder's default
+    assert size(model="ResNet50", image_size=64, dataset="npz:x.npz") is None  # arrays as given
+    assert size(model="cnn", dataset="folder:photos") is None
+    for c in range(2):
+        os.makedirs(tmp_path / "photos" / f"c{c}")
+        for i in range(5):
+            keras.utils.save_img(str(tmp_path / "photos" / f"c{c}" / f"{i}.png"),
+                                 np.full((50, 70, 3), 40 * c + i, "uint8"))
+    dataset = data.load(f"folder:{tmp_path / 'photos'}", image_size=size(
+        model="ResNet50", image_size=64, dataset="folder:photos"))
+    assert dataset.input_shape == (64, 64, 3)
