@@ -22,7 +22,7 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from keras_imae import losses, models, noise  # noqa: E402
+from keras_imae import callbacks, losses, models, noise  # noqa: E402
 from loss_cases import (EXTREME_IDS, EXTREME_Z, REFERENCES, random_logits,  # noqa: E402
                         reference_gradient, stable_reference, toy_data)
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS, identity_model  # noqa: E402
@@ -76,15 +76,49 @@ def test_pair_margins_equal_a_uniform_scalar_margin_and_reject_per_pair():
     z, ids = random_logits(64, 6, seed=5, scale=6.0)
     scalar = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
     paired = losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0)
-    paired.noise_transition = noise.transition_matrix(6, "pairflip", 0.4)
+    paired.state.build(6)
+    paired.state.assign(noise_transition=noise.transition_matrix(6, "pairflip", 0.4))
     for jit in (False, True):
         _, a = _jax_gradient(scalar, ids, z, jit=jit)
         _, b = _jax_gradient(paired, ids, z, jit=jit)
         silenced_a, silenced_b = np.all(a == 0, -1), np.all(b == 0, -1)
         assert np.all(silenced_b[silenced_a]) and silenced_b.sum() > silenced_a.sum()
-    paired.noise_transition = np.eye(6)  # no noise seen: R for every pair, the scalar rule
+    paired.state.assign(noise_transition=np.eye(6))  # no noise seen: R for every pair
     for a, b in zip(_jax_gradient(scalar, ids, z), _jax_gradient(paired, ids, z)):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
+
+
+def test_robust_model_steps_read_the_loss_state_without_a_rebuild(monkeypatch):
+    # RobustModel tracks the loss's state: Keras' jitted JAX step receives it with the
+    # model's variables, so the warm-up's switch and the estimate need no new step. The
+    # warm-up epoch equals an epoch of DM with beta=0 (no cap), from the same start.
+    x, y = toy_data()
+    rebuilt = []
+    original = models.RobustModel.make_train_function
+    monkeypatch.setattr(models.RobustModel, "make_train_function", lambda self, force=False: (
+        rebuilt.append(force), original(self, force))[1])
+
+    def first_epoch(loss, epochs=1, extra=()):
+        keras.utils.set_random_seed(0)
+        model = models.build_model("mlp", x.shape[1:], 4, seed=0)
+        model.compile(keras.optimizers.SGD(0.1), loss)
+        weights = []
+        record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: weights.append(
+            [np.array(w) for w in model.trainable_weights]))
+        model.fit(x, y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=[*extra, record])
+        return model, weights[0]
+
+    model, warm = first_epoch(
+        losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0), epochs=2,
+        extra=[callbacks.EmphasisWarmup(1), callbacks.PairMargins((x, y), 1)])
+    assert True not in rebuilt
+    assert model.loss.state_values()["noise_transition"].any()  # estimated at epoch 1
+    _, flat = first_epoch(losses.DerivativeManipulation(beta=0.0, lam=2.0))
+    for a, b in zip(warm, flat):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    _, plain = first_epoch(losses.DerivativeManipulation(beta=16.0, lam=2.0, reject_margin=2.0))
+    assert not np.allclose(warm[0], plain[0])
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))

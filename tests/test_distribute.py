@@ -125,30 +125,46 @@ def test_set_precision():
 
 
 # -- RobustModel under MirroredStrategy --------------------------------------------------------
-def one_step_weights(strategy, loss, x, y):
+def one_step_weights(strategy, loss, x, y, **state):
     with strategy.scope():
         model = models.build_model("mlp", (x.shape[1],), 4, seed=7)
         model.compile(keras.optimizers.SGD(0.5), loss)
+    if state:  # the loss's phase, written as the callbacks write it
+        model.loss.state.assign(**state)
     ds = tf.data.Dataset.from_tensor_slices((x, {"label": y, "clean_label": y})).batch(len(x))
     model.fit(ds, epochs=1, verbose=0)
-    return model.get_weights()
+    return model.get_weights()[:-len(state) or None]  # the network's weights
 
 
-@pytest.mark.parametrize("loss_name", ["scce", "dm"])
+@pytest.mark.parametrize("loss_name", ["scce", "dm", "dm_flat", "dm_pairs"])
 def test_mirrored_step_equals_single_device(loss_name):
+    # dm_flat and dm_pairs: the loss's state (mirrored variables, RobustModel.compile builds
+    # it in the scope) read by every replica: the warm-up's flat emphasis, pair margins.
+    state = {}
     if loss_name == "dm":
-        loss = losses.DerivativeManipulation(beta=8.0, lam=1.0)
+        loss = lambda: losses.DerivativeManipulation(beta=8.0, lam=1.0)  # noqa: E731
+    elif loss_name.startswith("dm_"):
+        loss = lambda: losses.DerivativeManipulation(beta=8.0, lam=1.0,  # noqa: E731
+                                                     reject_margin=1.0)
+        state = dict(flat_emphasis=loss_name == "dm_flat",
+                     noise_transition=np.full((4, 4), 0.1) + 0.6 * np.eye(4))
     else:
-        loss = SCCE
+        loss = lambda: SCCE  # noqa: E731
     rng = np.random.default_rng(0)
     x = (3.0 * rng.normal(size=(32, 6))).astype("float32")
     y = rng.integers(0, 4, 32)
-    single = one_step_weights(tf.distribute.get_strategy(), loss, x, y)
-    mirrored = one_step_weights(distribute.get_strategy("mirrored", devices=CPUS), loss, x, y)
+    single = one_step_weights(tf.distribute.get_strategy(), loss(), x, y, **state)
+    mirrored = one_step_weights(distribute.get_strategy("mirrored", devices=CPUS), loss(), x,
+                                y, **state)
     initial = models.build_model("mlp", (6,), 4, seed=7).get_weights()
     assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(single, initial))  # it trained
     for a, b in zip(single, mirrored):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if loss_name == "dm_flat":  # the state acted: the step of beta=0 without a cap
+        flat = one_step_weights(tf.distribute.get_strategy(),
+                                losses.DerivativeManipulation(beta=0.0, lam=1.0), x, y)
+        for a, b in zip(flat, mirrored):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_mirrored_fit_metrics_are_exact():

@@ -435,22 +435,62 @@ def test_flat_emphasis_is_the_unit_weight_closed_form_and_switches_back(loss):
     lam = getattr(loss, "lam", 1.0)
     config = loss.get_config()
     _, configured = _gradient(loss, ids, z)
-    loss.flat_emphasis = True
+    loss.state.build(5)
+    loss.state.assign(flat_emphasis=True)
     _, flat = _gradient(loss, ids, z)
     np.testing.assert_allclose(
         flat.numpy(), _reference_dm_log_domain(z, ids, 0.0, lam, loss.max_margin),
         rtol=2e-4, atol=1e-7)
     assert loss.get_config() == config  # a phase, not a hyper-parameter
     assert np.all(loss.log_emphasis(np.array([0.2, 0.7], "float32")).numpy() == 0.0)
-    loss.flat_emphasis = False
+    loss.state.assign(flat_emphasis=False)
     _, again = _gradient(loss, ids, z)
     np.testing.assert_array_equal(again.numpy(), configured.numpy())
     assert not np.allclose(flat.numpy(), configured.numpy())
 
 
-def test_only_losses_with_an_emphasis_strength_can_be_flattened():
-    with pytest.raises(ValueError, match="no emphasis strength"):
-        losses.GeneralizedCrossEntropy().flat_emphasis = True
+@pytest.mark.parametrize("normalize", ["batch", None])
+def test_the_state_gives_exactly_the_loss_of_the_phase_it_stands_for(normalize):
+    # The warm-up's flat emphasis is DM with beta=0 and no rejection cap; the estimated noise
+    # transition is DM with the pair margins as its reject_margin matrix: same values and
+    # the same gradients, bit for bit, whether the phase is a Python bool (the function) or a
+    # variable read in the step (the class).
+    z, ids = random_logits(48, 4, seed=9, scale=6.0)
+    t = noise.transition_matrix(4, "pairflip", 0.4)
+    hp = dict(beta=8.0, lam=2.0, max_margin=8.0, normalize=normalize)
+    loss = losses.DerivativeManipulation(reject_margin=2.0, **hp)
+    loss.state.build(4)
+    _, scalar = _gradient(losses.DerivativeManipulation(reject_margin=2.0, **hp), ids, z)
+    _, unset = _gradient(loss, ids, z)  # T all zeros: R for every pair, the scalar rule
+    np.testing.assert_array_equal(unset.numpy(), scalar.numpy())
+    loss.state.assign(flat_emphasis=True)
+    flat = losses.DerivativeManipulation(**{**hp, "beta": 0.0})
+    for a, b in zip(_gradient(loss, ids, z), _gradient(flat, ids, z)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    loss.state.assign(flat_emphasis=False, noise_transition=t)
+    paired = losses.DerivativeManipulation(reject_margin=losses.pair_reject_margins(t, 2.0), **hp)
+    (value, grad), (want_value, want) = _gradient(loss, ids, z), _gradient(paired, ids, z)
+    np.testing.assert_array_equal(value.numpy(), want_value.numpy())
+    np.testing.assert_array_equal(grad.numpy(), want.numpy())
+    assert not np.array_equal(grad.numpy(), scalar.numpy())  # the pairs changed something
+    z_t = tf.constant(z)
+    with tf.GradientTape() as tape:  # the function, given the phase as data (reduced by
+        tape.watch(z_t)                # reduce_mean, not Keras: equal to rounding)
+        value = tf.reduce_mean(losses.derivative_manipulation(
+            ids, z_t, reject_margin=2.0, noise_transition=t, **hp))
+    np.testing.assert_allclose(tape.gradient(value, z_t).numpy(), want.numpy(), rtol=1e-6,
+                               atol=1e-12)
+
+
+def test_only_losses_with_a_phase_have_a_state():
+    assert losses.GeneralizedCrossEntropy().state is None
+    assert losses.DerivativeManipulation().state.names == ("flat_emphasis",)
+    assert losses.DerivativeManipulation(reject_margin=3.0).state.names == (
+        "flat_emphasis", "noise_transition")
+    assert losses.ForwardCorrection().state.names == ("noise_transition",)
+    assert losses.ForwardCorrection(transition=np.eye(3)).state is None
+    with pytest.raises(ValueError, match="no state 'noise_transition'"):
+        losses.DerivativeManipulation().state.variable("noise_transition")
 
 
 def test_normalize_none_refuses_a_beta_that_overflows():
@@ -513,7 +553,8 @@ def test_reject_margin_silences_examples_confidently_given_to_another_class():
     np.testing.assert_allclose(grad.numpy(), _reference_dm_log_domain(
         z, ids, 8.0, 1.0, reject_margin=2.0), rtol=2e-3, atol=1e-8)
     # Off while the emphasis is flat (the warm-up): every example gets the unit direction.
-    both.flat_emphasis = True
+    both.state.build(6)
+    both.state.assign(flat_emphasis=True)
     _, flat = _gradient(both, ids, z)
     np.testing.assert_allclose(flat.numpy(), _reference_dm_log_domain(z, ids, 0.0, 2.0,
                                                                       max_margin=4.0),
@@ -587,30 +628,36 @@ def test_a_matrix_reject_margin_rejects_per_class_pair():
 def test_noise_transition_sets_the_pair_margins_while_the_emphasis_acts():
     t = noise.transition_matrix(4, "pairflip", 0.4)
     loss = losses.DerivativeManipulation(beta=8.0, lam=2.0, reject_margin=3.0)
+    loss.state.build(4)
     config = loss.get_config()
     z, ids = random_logits(32, 4, seed=2, scale=6.0)
     _, before = _gradient(loss, ids, z)
-    loss.noise_transition = t
-    np.testing.assert_array_equal(loss._active_hparams()["reject_margin"],
-                                  losses.pair_reject_margins(t, 3.0))
+    loss.state.assign(noise_transition=t)
+    np.testing.assert_array_equal(
+        losses.reject_margins(3.0, **loss.state_values()), losses.pair_reject_margins(t, 3.0))
     _, after = _gradient(loss, ids, z)
     np.testing.assert_allclose(after.numpy(), _reference_dm_log_domain(
         z, ids, 8.0, 2.0, reject_margin=losses.pair_reject_margins(t, 3.0)),
         rtol=2e-3, atol=1e-8)
     assert not np.allclose(before.numpy(), after.numpy())
     assert loss.get_config() == config  # a phase, not a hyper-parameter
-    loss.flat_emphasis = True  # the warm-up keeps the cap off
-    assert loss._active_hparams()["reject_margin"] is None
-    loss.flat_emphasis = False
-    loss.noise_transition = None
+    loss.state.assign(noise_transition=None)
     _, again = _gradient(loss, ids, z)
     np.testing.assert_array_equal(again.numpy(), before.numpy())
-    # No cap configured: the transition changes nothing.
-    off = losses.DerivativeManipulation(beta=8.0, lam=2.0)
-    off.noise_transition = t
-    assert off._active_hparams()["reject_margin"] is None
-    with pytest.raises(ValueError, match="has no use for a noise transition"):
-        losses.GeneralizedCrossEntropy().noise_transition = t
+
+
+def test_reject_margins_is_the_one_decision_whether_rejection_acts():
+    t = noise.transition_matrix(4, "pairflip", 0.4)
+    assert losses.reject_margins(None, noise_transition=t) is None  # no cap configured
+    assert losses.reject_margins(3.0, flat_emphasis=True, noise_transition=t) is None  # warm-up
+    assert losses.reject_margins(3.0, flat_emphasis=np.bool_(False)) == 3.0
+    np.testing.assert_array_equal(losses.reject_margins(3.0, noise_transition=np.zeros((4, 4))),
+                                  np.full((4, 4), 3.0))  # no estimate yet: R everywhere
+    flat = keras.ops.convert_to_tensor(True)  # a phase read in the step: +inf, none rejected
+    assert np.all(np.isinf(keras.ops.convert_to_numpy(
+        losses.reject_margins(3.0, flat_emphasis=flat, noise_transition=t))))
+    with pytest.raises(ValueError, match="already a matrix"):
+        losses.reject_margins(np.full((4, 4), 3.0), noise_transition=t)
 
 
 def test_from_logits_must_be_a_bool():
@@ -781,10 +828,14 @@ def test_forward_correction_takes_an_estimated_transition_as_its_phase():
     z, ids = random_logits(8, 4, seed=4)
     matrix = _random_transition(4, seed=1)
     loss = losses.ForwardCorrection()
-    assert loss.takes_noise_transition
-    loss.noise_transition = matrix  # what callbacks.PairMargins sets after its estimate
+    loss.state.build(4)  # no estimate yet (all zeros): exactly cross-entropy
+    for a, b in zip(_gradient(loss, ids, z), _gradient(losses.CategoricalCrossentropy(), ids, z)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    loss.state.assign(noise_transition=matrix)  # what callbacks.PairMargins writes
     np.testing.assert_allclose(_gradient(loss, ids, z)[1].numpy(), _gradient(
         losses.ForwardCorrection(transition=matrix), ids, z)[1].numpy(), rtol=1e-6)
     assert loss.get_config()["transition"] is None  # a training phase, not the config
-    with pytest.raises(ValueError, match="has no use for a noise transition"):
-        losses.CategoricalCrossentropy().noise_transition = matrix
+    with pytest.raises(ValueError, match="not both"):
+        losses.forward_correction(ids, z, transition=matrix, noise_transition=matrix)
+    with pytest.raises(ValueError, match="`noise_transition`: a 3 x 3 matrix"):
+        losses.forward_correction(ids, z, noise_transition=np.eye(3))

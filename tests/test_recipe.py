@@ -32,18 +32,68 @@ def test_weight_decay_default_is_adamw_normalised_and_explicit_values_win():
 def test_resolve_gives_every_setting_as_a_number(digits):
     resolved = recipe.resolve(training.RunConfig(), digits, 1347)
     assert resolved == {
-        "noise_type": "symmetric", "noise_rate": 0.4, "checkpoint": "last",
+        "recipe": "scratch", "noise_type": "symmetric", "noise_rate": 0.4, "checkpoint": "last",
         "validation_fraction": 0.0, "model": "mlp", "augment": None,
-        "input_dropout": 0.2, "loss": "dm",
+        "input_dropout": 0.2, "digits_test_size": 450, "stream_above_bytes": 256 * 2**20,
+        "loss": "dm",
         "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0, "reject_margin": 3.0},
+        "reject_alive_share": 0.5,
         "warmup_epochs": 10, "pair_margins": recipe.DEFAULTS["pair_margins"],
+        "pair_margin_epoch": 10,
         "optimizer": "adamw", "learning_rate": 1e-3, "lr_schedule": "cosine", "momentum": None,
         "weight_decay": pytest.approx(15 * math.sqrt(64 / (1347 * 40))),
-        "epochs": 40, "batch_size": 64}
+        "epochs": 40, "batch_size": 64, "max_top_class_fraction": 0.98, "collapse_patience": 5}
+    assert recipe.resolve(training.RunConfig(), digits) == resolved  # N less the split
     sgd = recipe.resolve(training.RunConfig(optimizer="sgd", loss="gce", q=0.5), digits, 100)
     assert sgd["momentum"] == recipe.DEFAULTS["sgd_momentum"] == 0.9
     assert sgd["loss_settings"] == {"q": 0.5} and sgd["warmup_epochs"] == 0
     assert sgd["weight_decay"] == 0.0
+    assert "reject_alive_share" not in sgd and sgd["pair_margin_epoch"] is None
+
+
+def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
+    # "scratch" is the table; "folds" (the label-issue fold models) overrides DM's setting,
+    # the warm-up and the pair margins; a value set in RunConfig wins over either.
+    assert recipe.table("scratch") == recipe.DEFAULTS and recipe.RECIPES == ("scratch", "folds")
+    folds = recipe.resolve(training.RunConfig(recipe="folds"), digits, 100)
+    assert folds["recipe"] == "folds" and folds["warmup_epochs"] == 0
+    assert folds["loss_settings"] == {"lam": 2.0, "beta": 8.0, "max_margin": 16.0,
+                                      "reject_margin": 3.0}
+    assert folds["pair_margins"] is False and folds["pair_margin_epoch"] is None
+    cnn = recipe.resolve(training.RunConfig(recipe="folds", model="cnn"), digits, 100)
+    assert (cnn["loss_settings"]["lam"], cnn["loss_settings"]["beta"]) == (2.0, 8.0)
+    assert recipe.resolve(training.RunConfig(recipe="folds", beta=3.0), digits, 100)[
+        "loss_settings"]["beta"] == 3.0
+    assert recipe.grid("dm", "mlp", 1e-3, "folds")[2] == {"lam": 2.0, "beta": 8.0}
+    assert recipe.resolve(training.RunConfig(), digits, 100)["recipe"] == "scratch"
+    with pytest.raises(ValueError, match=r"`recipe`.*'scratch', 'folds'.*recipe='finetune'"):
+        training.validate(training.RunConfig(recipe="finetune"))
+
+
+def test_the_rules_a_run_follows_are_resolved_once_and_applied_as_resolved(digits):
+    # The rules outside RunConfig (the table's) are in the resolved settings of the runs they
+    # apply to, and what the run builds follows the resolved values.
+    config = training.RunConfig(optimizer="sgd", lr_schedule="step", epochs=8,
+                                checkpoint="best")
+    resolved = recipe.resolve(config, digits)
+    assert resolved["lr_step_fractions"] == [0.5, 0.75] and resolved["lr_step_rate"] == 0.1
+    split = keras_imae.data.split_ids(digits.y_train, resolved["validation_fraction"], 0)
+    assert recipe.resolve(config, digits, len(split[0])) == resolved  # the run's split
+    schedule = build.optimizer(resolved, 100).get_config()["learning_rate"]["config"]
+    assert schedule["boundaries"] == [8, 12]  # 2 steps per epoch: /10 after epochs 4 and 6
+    assert schedule["values"] == pytest.approx([1e-3, 1e-4, 1e-5])
+    cnn = recipe.resolve(training.RunConfig(model="cnn"), digits, 100)
+    assert cnn["augment"] == "crop" and cnn["augment_pad"] == 1 / 8
+    folder = recipe.resolve(training.RunConfig(), _dataset("folder:/d", (32, 32, 3)), 100)
+    assert folder["folder_image_size"] == (32, 32) and "digits_test_size" not in folder
+    assert recipe.resolve(training.RunConfig(), _dataset("cifar10", (32, 32, 3)), 100)[
+        "shuffle_buffer"] == recipe.DEFAULTS["shuffle_buffer"]
+    forward = recipe.resolve(training.RunConfig(loss="forward", epochs=12), digits, 100)
+    assert forward["pair_margin_epoch"] == 3 and forward["pair_margins"] is False
+    assert recipe.resolve(training.RunConfig(pair_margins=False), digits, 100)[
+        "pair_margin_epoch"] is None
+    block = recipe.format_resolved(resolved, recipe.RULES)
+    assert "* lr_step_fractions" in block and "* collapse_patience" in block
 
 
 def test_no_loss_setting_depends_on_the_noise_flag(digits):
@@ -199,7 +249,7 @@ def test_recommended_is_the_run_recipe_for_your_own_model(digits):
     assert keras_imae.recommended(num_examples=1347).settings["pair_margins"] is False
     for bad in (dict(pair_margins=True), dict(pair_margins=True, train_data=data,
                                                reject_margin=0.0)):
-        with pytest.raises(ValueError, match="pair_margins=True needs"):
+        with pytest.raises(ValueError, match="pair_margins=True (needs|sets)"):
             keras_imae.recommended(num_examples=100, **bad)
     # It trains as given: one epoch of the recipe on digits.
     model = keras_imae.models.build_model("mlp", (8, 8, 1), 10, mean=digits.mean,

@@ -168,6 +168,23 @@ def test_a_default_passed_explicitly_resumes_and_a_real_change_is_still_refused(
     assert training.run(explicit, dataset=digits)["epochs"] == 3
 
 
+def test_a_run_recorded_before_the_rules_were_resolved_still_resumes(tmp_path, digits,
+                                                                     monkeypatch):
+    # config.json of an older version: no rule of recipe.RULES under "resolved" (nor a
+    # setting added since): a setting missing from the record is not compared.
+    config = _interrupted_run(tmp_path, digits, monkeypatch)
+    path = os.path.join(config.model_dir, "config.json")
+    with open(path) as f:
+        record = json.load(f)
+    assert set(training.recipe.RULES) & set(record["resolved"])  # recorded now
+    for key in training.recipe.RULES:
+        record["resolved"].pop(key, None)
+    with open(path, "w") as f:
+        json.dump(record, f)
+    training.validate(config)
+    assert training.run(config, dataset=digits)["epochs"] == 3
+
+
 def test_a_deleted_log_does_not_change_the_exported_epoch(tmp_path, digits, monkeypatch):
     config = _interrupted_run(tmp_path, digits, monkeypatch, after=2)
     os.remove(os.path.join(config.model_dir, "log.csv"))

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -356,7 +357,7 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
 
     class Spy(keras.callbacks.Callback):  # after EmphasisWarmup, which comes first
         def on_epoch_begin(self, epoch, logs=None):
-            phases.append((epoch, self.model.loss.flat_emphasis))
+            phases.append((epoch, bool(self.model.loss.state_values()["flat_emphasis"])))
     monkeypatch.setattr(keras.Model, "fit", _fit_adding(Spy())[0])
     training.run(config, dataset=digits)
     assert phases == [(1, True), (2, False)]
@@ -365,8 +366,10 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
 
 def test_pair_margins_estimate_at_the_end_of_the_warmup_and_survive_a_resume(tmp_path, digits,
                                                                            monkeypatch):
-    # warm-up of 1 epoch: the estimate is taken at the start of epoch 1 and written to the run
-    # folder; interrupted after epoch 1, the resumed run trains epoch 2 with the same margins.
+    # warm-up of 1 epoch: the estimate is taken at the start of epoch 1, written to the run
+    # folder and held in the loss's state, which the backup keeps; interrupted after epoch 1,
+    # the resumed run trains epoch 2 with the same margins. A backup of an older version
+    # (no loss state in it) resumes from the run folder's file.
     config = _config(tmp_path, epochs=3, warmup_epochs=1, pair_margins=True, export_dir="")
     _run_interrupted(config, digits, 1)
     path = os.path.join(config.model_dir, "pair_margins.json")
@@ -374,15 +377,20 @@ def test_pair_margins_estimate_at_the_end_of_the_warmup_and_survive_a_resume(tmp
         estimate = np.array(json.load(f)["transition"])
     assert estimate.shape == (10, 10)
     np.testing.assert_allclose(estimate.sum(1), 1.0)
+    backup = os.path.join(config.model_dir, "backup", "epoch-000002", "state.weights.h5")
+    with h5py.File(backup, "r+") as f:
+        np.testing.assert_array_equal(f["loss/state/vars/noise_transition"][()],
+                                      estimate.astype("float32"))
+        del f["loss"]  # as an older version wrote it
     seen = []
 
     class Spy(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            seen.append((epoch, self.model.loss.noise_transition))
+            seen.append((epoch, self.model.loss.state_values()["noise_transition"]))
     monkeypatch.setattr(keras.Model, "fit", _fit_adding(Spy())[0])
     results = training.run(config, dataset=digits)
     assert [epoch for epoch, _ in seen] == [2]
-    np.testing.assert_array_equal(seen[0][1], estimate)
+    np.testing.assert_array_equal(seen[0][1], estimate.astype("float32"))
     assert results["resolved"]["pair_margins"] is True
     assert recipe.resolve(_config(tmp_path, pair_margins=False), digits, 100)[
         "pair_margins"] is False

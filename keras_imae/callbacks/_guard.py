@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_imae import _checks as checks
+from keras_imae._defaults import DEFAULTS
 
 __all__ = ["CollapseGuard", "TrainingCollapsed"]
 
@@ -50,8 +51,9 @@ class CollapseGuard(keras.callbacks.Callback):
             uninterrupted one would.
     """
 
-    def __init__(self, *, max_logit_scale=1000.0, max_top_class_fraction=0.98, patience=5,
-                 previous_logs=()):
+    def __init__(self, *, max_logit_scale=DEFAULTS["max_logit_scale"],
+                 max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
+                 patience=DEFAULTS["collapse_patience"], previous_logs=()):
         super().__init__()
         for name, value in (("max_logit_scale", max_logit_scale),
                             ("max_top_class_fraction", max_top_class_fraction)):

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_imae import _checks as checks
 from keras_imae import _files, noise
+from keras_imae.callbacks import _state
 from keras_imae.callbacks._passes import (_check_arrays, _pass_from_logits, _predict_arrays,
                                           is_tf_dataset, label_ids, predict_pass)
 
@@ -28,7 +29,8 @@ class PairMargins(keras.callbacks.Callback):
     (``docs/class_dependent_noise.md``). This callback reads ``T`` from the model's own
     predictions on the noisy training set (:func:`keras_imae.noise.estimate_transition`,
     confident learning's joint) after the flat warm-up has sorted the regions by their
-    majority label, and sets ``model.loss.noise_transition``: a pair whose labels read ``c``
+    majority label, and writes it into the loss's state (``model.loss.state``'s
+    ``noise_transition``, a variable the compiled step reads): a pair whose labels read ``c``
     ``e^x`` times as often as the average of ``c``'s column gets the margin ``R - x``
     (:func:`keras_imae.losses.pair_reject_margins`), never above R.
 
@@ -38,8 +40,9 @@ class PairMargins(keras.callbacks.Callback):
     network trained on the noisy labels, as here).
 
     The estimate is taken once: re-estimated later, a memorised pair would look like clean
-    labels and raise its own margin. With ``path``, it is written there (atomically) and read
-    back by a resumed run, which then trains with the same margins.
+    labels and raise its own margin. It is saved with the model (``save``, ``save_weights``:
+    the run's backup); with ``path`` it is also written there (atomically) and read back by a
+    resumed run whose backup does not hold it, which then trains with the same margins.
 
     Args:
         data: the training set without augmentation and with its noisy labels: ``(x,
@@ -63,18 +66,25 @@ class PairMargins(keras.callbacks.Callback):
         self.transition = None
 
     def on_train_begin(self, logs=None):
-        if not getattr(self.model.loss, "takes_noise_transition", False):
+        if _state.loss_state(self.model, "noise_transition") is None:
             raise ValueError(
                 "PairMargins needs a model compiled with one loss that takes a noise "
-                "transition (keras_imae.losses.DerivativeManipulation or IMAE, for their "
-                "reject_margin; ForwardCorrection). Received: "
+                "transition (keras_imae.losses.DerivativeManipulation or IMAE with a number "
+                "reject_margin; ForwardCorrection without a transition). Received: "
                 f"loss={self.model.loss!r}")
 
     def on_epoch_begin(self, epoch, logs=None):
+        state = _state.loss_state(self.model, "noise_transition")
+        held = state.values()["noise_transition"]
         if epoch < self.at_epoch:
-            self._set(None)
-        elif self.model.loss.noise_transition is None:
-            self._set(self._load() if self._saved() else self._estimate())
+            self.transition = None
+            if held.any():
+                _state.write(self.model, state, noise_transition=None)
+        elif held.any():  # estimated earlier in this fit, or restored with the model
+            self.transition = held.astype("float64")
+        else:
+            self.transition = self._load() if self._saved() else self._estimate()
+            _state.write(self.model, state, noise_transition=self.transition)
 
     def _saved(self):
         return self.path is not None and os.path.exists(self.path)
@@ -106,10 +116,3 @@ class PairMargins(keras.callbacks.Callback):
             _files.atomic_write(self.path, lambda f: json.dump(
                 {"transition": transition.tolist()}, f))
         return transition
-
-    def _set(self, transition):
-        self.transition = transition
-        if self.model.loss.noise_transition is None and transition is None:
-            return
-        self.model.loss.noise_transition = transition
-        self.model.make_train_function(force=True)

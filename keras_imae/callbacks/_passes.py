@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_imae import _checks as checks
+from keras_imae import losses
 
 __all__ = ["EMPHASIS_BANDS", "PassResult", "fit_statistics", "logit_statistics",
            "pass_logit_statistics", "predict_pass"]
@@ -201,19 +202,20 @@ def pass_logit_statistics(result, loss=None):
 
 
 def _rejected(result, loss):
-    """``rejected`` and ``rejected_wrong`` of :func:`logit_statistics`."""
-    hparams = loss._active_hparams() if hasattr(loss, "_active_hparams") else {}
-    if "reject_margin" not in hparams or not len(result.given):
+    """``rejected`` and ``rejected_wrong`` of :func:`logit_statistics`: the loss's own
+    decision (:func:`keras_imae.losses.reject_margins`, its state included) and rule
+    (:func:`keras_imae.losses.rejected_by`), with the pass standing in for the batch."""
+    if "reject_margin" not in getattr(loss, "HYPERPARAMETERS", ()) or not len(result.given):
         return {}
-    margin = hparams["reject_margin"]  # None: the cap is off (the warm-up, or the user)
+    # None: the cap is off (the warm-up, or the user)
+    margins = losses.reject_margins(loss.reject_margin, **loss.state_values())
     rejected = np.zeros(len(result.given), bool)
-    if margin is not None:
-        alive = result.class_mass >= 0.5 * np.bincount(result.given,
-                                                       minlength=len(result.class_mass))
-        if np.ndim(margin) == 2:  # per class pair (PairMargins): R[label, predicted]
-            margin = margin[result.given, result.pred]
-        rejected = ((result.pred != result.given) & alive[result.given]
-                    & (result.top_log_odds > margin))
+    if margins is not None:
+        counts = np.bincount(result.given, minlength=len(result.class_mass))
+        alive = result.class_mass >= losses.ALIVE_SHARE * counts
+        rejected = keras.ops.convert_to_numpy(losses.rejected_by(
+            keras.ops.convert_to_numpy(margins), result.given, result.pred,
+            result.top_log_odds, alive[result.given]))
     out = {"rejected": float(rejected.mean())}
     if result.clean is not None:
         wrong = (result.clean >= 0) & (result.given != result.clean)

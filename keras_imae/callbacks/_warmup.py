@@ -3,6 +3,7 @@
 import keras
 
 from keras_imae import _checks as checks
+from keras_imae.callbacks import _state
 
 __all__ = ["EmphasisWarmup"]
 
@@ -23,13 +24,14 @@ class EmphasisWarmup(keras.callbacks.Callback):
     everywhere, so the first epochs sort the regions by their majority label before the
     emphasis starts rejecting the wrong labels.
 
-    Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by setting
-    ``model.loss.flat_emphasis`` and rebuilding the step function
-    (``model.make_train_function(force=True)``, read by ``fit`` at every step on the
-    TensorFlow and JAX backends). The loss is left as configured when ``fit`` returns. Keras
-    skips ``on_train_end`` when an exception escapes ``fit``: a fit interrupted during the
-    warm-up leaves the loss flat until the next ``fit`` with an ``EmphasisWarmup`` (of any
-    length, 0 included) or ``model.loss.flat_emphasis = False``.
+    Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by writing the
+    loss's state, ``model.loss.state`` (``flat_emphasis``, a variable the compiled step reads
+    when it runs: :mod:`keras_imae.losses._state`); the loss's hyper-parameters never
+    change, no step is rebuilt, and a model saved during the warm-up reloads with a flat
+    emphasis. The state is left as configured (not flat) when ``fit`` returns. Keras skips
+    ``on_train_end`` when an exception escapes ``fit``: a fit interrupted during the warm-up
+    leaves the state flat until the next ``fit`` with an ``EmphasisWarmup`` (of any length, 0
+    included) or ``model.loss.state.assign(flat_emphasis=False)``.
 
     Args:
         epochs: number of warm-up epochs, ``>= 0`` (0: no warm-up).
@@ -53,8 +55,8 @@ class EmphasisWarmup(keras.callbacks.Callback):
         self._set_flat(False)  # a fit stopped early by a callback, during the warm-up
 
     def _set_flat(self, flat):
-        # getattr: with epochs=0 any loss is accepted, and a loss left flat by an earlier
-        # fit that raised is reset here too.
-        if getattr(self.model.loss, "flat_emphasis", False) != flat:
-            self.model.loss.flat_emphasis = flat
-            self.model.make_train_function(force=True)
+        # With epochs=0 any loss is accepted (no state: nothing to do), and a loss left flat
+        # by an earlier fit that raised is reset here too.
+        state = _state.loss_state(self.model, "flat_emphasis")
+        if state is not None and bool(state.values()["flat_emphasis"]) != flat:
+            _state.write(self.model, state, flat_emphasis=flat)

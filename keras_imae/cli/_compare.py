@@ -9,7 +9,7 @@ See keras_imae/training/comparison.py for the protocol. Prints and writes a mark
 from absl import flags
 
 from keras_imae import _files, data, losses
-from keras_imae.training import cli, comparison
+from keras_imae.training import cli, comparison, recipe
 
 FLAGS = flags.FLAGS
 # Set per run by the protocol (loss and its grid, seeds, folders), so not flags here.
@@ -20,7 +20,8 @@ _SET_BY_PROTOCOL = ("loss", "beta", "lam", "temperature", "q", "alpha", "noise_s
 def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
     own = {**fv, "module_name": "comparison"}  # its --help topic
-    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, defaults={"validation_fraction": 0.2}, **fv)
+    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, **fv, defaults={
+        "validation_fraction": recipe.DEFAULTS["compare_validation_fraction"]})
     flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **own)
     flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", lower_bound=1, **own)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **own)

@@ -47,9 +47,8 @@ def main(_):
         print(f"{config.model_dir} already holds this run, finished: nothing to train "
               "(--overwrite trains it again).")
         return
-    with cli.one_line_errors(_INTERRUPTED):
-        training.validate(config)  # a bad setting: one line, status 1; RunLocked too
-        results = training.run(config)
+    with cli.one_line_errors(_INTERRUPTED):  # a bad setting: one line, status 1 (run()
+        results = training.run(config)         # validates first); RunLocked too
     print(training.format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"
           + (f" and the SavedModel {results['saved_model']}" if "saved_model" in results

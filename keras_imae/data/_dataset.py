@@ -39,6 +39,7 @@ class Dataset:
         given_labels: ``(N,)`` int64 labels the source itself gives (human or label-file
             labels, possibly wrong), or ``None`` when ``y_train`` is the given label and
             noise, if any, is drawn by :mod:`keras_imae.noise`.
+        source: ``name`` parsed (:func:`keras_imae.data.parse`), as :func:`load` read it.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Dataset:
     mean: np.ndarray
     std: np.ndarray
     given_labels: np.ndarray | None = None
+    source: object = None
 
     @property
     def input_shape(self):

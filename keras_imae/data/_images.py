@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_imae._defaults import DEFAULTS
 from keras_imae.data import _split
 
 # What tf.io.decode_image decodes (Keras' reader lists the first five; TF 2.21 adds WebP
@@ -26,8 +27,8 @@ from keras_imae.data import _split
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".jxl")
 UNDECODABLE_IMAGES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".svg", ".ico", ".psd")
 CHANNELS = 3
-FOLDER_IMAGE_SIZE = (32, 32)  # default (height, width) of images read from files
-FOLDER_TEST_FRACTION = 0.2  # single image folder without train/ and test/ sub-folders
+FOLDER_IMAGE_SIZE = DEFAULTS["folder_image_size"]  # (height, width) of images read from files
+FOLDER_TEST_FRACTION = DEFAULTS["folder_test_fraction"]  # one folder, no train/ and test/
 
 
 class DataError(ValueError):

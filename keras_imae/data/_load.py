@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 
+from keras_imae._defaults import DEFAULTS
 from keras_imae.data import _images, _label_file, _sources, _split
 from keras_imae.data._dataset import Dataset, Parts
 from keras_imae.data._images import DataError
@@ -13,9 +14,9 @@ from keras_imae.data._readers import ArrayReader, FileReader, image_stats, mater
 
 __all__ = ["STREAMING_MODES", "STREAM_ABOVE_BYTES", "load"]
 
-DIGITS_TEST_SIZE = 450  # of 1,797: 1,347 train / 450 test, stratified
+DIGITS_TEST_SIZE = DEFAULTS["digits_test_size"]  # of 1,797: 1,347 train / 450 test, stratified
 STREAMING_MODES = ("auto", "on", "off")
-STREAM_ABOVE_BYTES = 256 * 2**20  # decoded uint8 pixels (train + test) streamed by "auto"
+STREAM_ABOVE_BYTES = DEFAULTS["stream_above_bytes"]  # decoded uint8 bytes (train + test)
 _WHAT = {"npz": "npz file", "folder": "image folder", "labels": "label-file folder",
          "tfrecord": "TFRecord folder"}
 
@@ -242,4 +243,5 @@ def load(name, *, data_dir=None, image_size=None, streaming="auto"):
     mean, std = image_stats(train, name)
     return Dataset(name, train, test, np.asarray(parts.y_train, np.int64),
                    np.asarray(parts.y_test, np.int64), len(parts.class_names),
-                   list(parts.class_names), parts.superclasses, mean, std, parts.given_labels)
+                   list(parts.class_names), parts.superclasses, mean, std, parts.given_labels,
+                   source)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_imae import _checks as checks
+from keras_imae._defaults import DEFAULTS
 from keras_imae.data._readers import ArrayReader
 from keras_imae.data._split import check_labels
 
@@ -20,9 +21,9 @@ __all__ = ["AUGMENTATIONS", "SHUFFLE_BUFFER", "augment_pad", "augmentation",
            "check_batch_size", "check_label_table", "eval_dataset", "pipeline_options",
            "plain_dataset", "steps_per_epoch", "stream", "train_dataset"]
 
-AUGMENT_PAD_FRACTION = 8  # zero padding = side / 8 along each axis (CIFAR: 4 pixels at 32x32)
+AUGMENT_PAD = DEFAULTS["augment_pad"]  # zero padding: this share of each side (CIFAR: 4 of 32)
 AUGMENTATIONS = ("cifar", "crop")
-SHUFFLE_BUFFER = 10_000  # record readers (TFRecord, TFDS)
+SHUFFLE_BUFFER = DEFAULTS["shuffle_buffer"]  # record readers (TFRecord, TFDS)
 PREFETCH_BATCHES = 2  # fixed: an autotuned buffer grows with the epoch length (measured)
 
 
@@ -73,7 +74,7 @@ def augment_pad(image_shape):
     """``(rows, columns)`` of zero padding before the random crop: an eighth of each side,
     rounded (the papers' 4 pixels at CIFAR's 32x32; 4 at 28x28, 1 at digits' 8x8, 0 along a
     side of 1, such as a 1-D signal stored as an ``(L, 1, 1)`` image)."""
-    return tuple(round(side / AUGMENT_PAD_FRACTION) for side in image_shape[:2])
+    return tuple(round(side * AUGMENT_PAD) for side in image_shape[:2])
 
 
 def pipeline_options(*, sharded=False):

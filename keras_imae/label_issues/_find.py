@@ -27,12 +27,13 @@ The workflow (what ``scripts/find_label_issues.py`` runs; step 1 lives in
 Measured choices (digits and MNIST-1D, 40% symmetric and pair-flip noise; ``docs/label_issues.md``
 "Finding the wrong labels" has the numbers). The loss matters most: DM with ``λ = 2``
 (emphasis mode ``λ/(λ+1) = 2/3``) gave the best pair-flip results on both data sets (digits,
-measured with β = 12, a setting no longer used: F1 / ROC-AUC 0.85 / 0.94 vs 0.61 / 0.72 for
-DM's class default ``λ = 0.5, β = 8``, 0.81 / 0.93 for IMAE, 0.65 / 0.78 for GCE), and
-``β = 8`` rather than a sharper emphasis keeps CNN fold models on translated inputs from
-holding class pairs on the wrong side (MNIST-1D as images, pair-flip: F1 0.83 vs 0.67 with
-β = 12; digits, 5 folds: 0.861 / 0.957 vs 0.781 / 0.918 with β = 16), hence the fold models'
-``recipe.DEFAULTS["fold_dm"]`` (``λ = 2, β = 8``). On these robust
+in a comparison run at ``β = 12``: F1 / ROC-AUC 0.85 / 0.94 vs 0.61 / 0.72 for DM's class
+default ``λ = 0.5, β = 8``, 0.81 / 0.93 for IMAE, 0.65 / 0.78 for GCE), and ``β = 8``
+rather than a sharper emphasis keeps CNN fold models on translated inputs from holding class
+pairs on the wrong side (MNIST-1D as images, pair-flip: F1 0.83 at ``β = 8`` vs 0.67 at
+``β = 12``; digits, 5 folds: 0.861 / 0.957 vs 0.781 / 0.918 at ``β = 16``), hence the fold
+models' named recipe ``"folds"`` (:func:`keras_imae.training.recipe.table`: ``λ = 2, β = 8``,
+no warm-up). On these robust
 probabilities (default DM) the rule hardly matters: confident learning, cleanlab's
 ``prune_by_noise_rate`` and "argmax differs from the label" were within 0.01 F1 of each
 other; on logistic-regression probabilities they differed by up to 0.07 in both directions.

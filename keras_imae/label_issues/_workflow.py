@@ -56,7 +56,7 @@ def _loss_of(config):
     """The loss ``config`` names, with the recipe's defaults (unknown name, bad value:
     ``ValueError``)."""
     return losses.get(config.loss, **recipe.loss_settings(
-        config.loss, recipe.given_hparams(config), None, config.normalize))
+        config.loss, recipe.given_hparams(config), None, config.normalize, config.recipe))
 
 
 def check_output_dir(output_dir):
@@ -160,15 +160,11 @@ def _run_probabilities(config, dataset, given, output_dir):
 
 
 def _fold_config(config):
-    """``config`` with the fold models' DM defaults (``recipe.DEFAULTS["fold_dm"]``) for the
-    hyper-parameters left unset, and no warm-up (so no pair margins, estimated at its end:
-    a fold model trains without callbacks)."""
-    unset = {}
-    if config.loss == "dm":
-        unset = {k: v for k, v in recipe.DEFAULTS["fold_dm"].items()
-                 if getattr(config, k) is None}
-    return dataclasses.replace(config, **unset, pair_margins=False,
-                               warmup_epochs=recipe.DEFAULTS["fold_warmup_epochs"])
+    """``config`` under the fold models' named recipe ``"folds"`` (:func:`recipe.table
+    <keras_imae.training.recipe.table>`: DM's fold setting for the hyper-parameters left
+    unset, no warm-up and so no pair margins, estimated at its end): a fold model trains
+    without callbacks, so a warm-up or pair margins asked for are not applied."""
+    return dataclasses.replace(config, recipe="folds", warmup_epochs=None, pair_margins=None)
 
 
 def fold_loss(config):

@@ -21,6 +21,13 @@ as in the authors' code. It is the default for DM and IMAE (without it ``beta`` 
 learning rate by up to ``e^beta``); for the baselines it gives the papers' "-DN" variants.
 ``sample_weight`` multiplies an example's gradient after normalisation.
 
+Training phases are data, not attributes: DM's and IMAE's flat-emphasis warm-up and the noise
+transition their per-pair rejection margins come from (forward correction's estimated ``T``)
+are arguments of the functions (``flat_emphasis=``, ``noise_transition=``) and, for the
+classes, variables in ``loss.state`` (:class:`LossState`) that the callbacks write, that
+:class:`keras_imae.models.RobustModel` tracks and that a saved model keeps.
+:func:`reject_margins` is the one decision whether the rejection cap acts.
+
 Forward values: DM and IMAE report the example's plain cross-entropy ``-log p_c`` (so loss
 curves compare across losses; their gradient is *not* the gradient of that value). The
 baselines report their own value. All values and gradients are finite for finite logits;
@@ -52,7 +59,10 @@ from keras_imae.losses._functions import (
     categorical_crossentropy, derivative_manipulation, forward_correction,
     generalized_cross_entropy, imae,
     mean_absolute_error, mean_squared_error, normalized_cross_entropy_reverse,
-    pair_reject_margins, symmetric_cross_entropy)
+    symmetric_cross_entropy)
+from keras_imae.losses._rejection import (ALIVE_SHARE, pair_reject_margins, reject_margins,
+                                          rejected_by)
+from keras_imae.losses._state import LossState
 
 __all__ = [
     "DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
@@ -61,5 +71,6 @@ __all__ = [
     "forward_correction", "imae", "categorical_crossentropy",
     "mean_absolute_error", "mean_squared_error", "generalized_cross_entropy",
     "symmetric_cross_entropy", "normalized_cross_entropy_reverse", "get", "LOSSES",
-    "NORMALIZE_OPTIONS", "CoreLoss", "weighting", "pair_reject_margins",
+    "NORMALIZE_OPTIONS", "CoreLoss", "weighting", "pair_reject_margins", "reject_margins",
+    "rejected_by", "LossState", "ALIVE_SHARE",
 ]

@@ -1,6 +1,7 @@
 """The ``keras.losses.Loss`` classes (thin wrappers of :mod:`._functions`) and :func:`get`."""
 
 import keras
+import numpy as np
 
 from keras_imae import _checks as checks
 from keras_imae.losses import weighting
@@ -9,7 +10,8 @@ from keras_imae.losses._functions import (
     _alpha_beta, _check_dm, categorical_crossentropy, check_transition,
     derivative_manipulation, forward_correction,
     generalized_cross_entropy, imae, mean_absolute_error, mean_squared_error,
-    normalized_cross_entropy_reverse, pair_reject_margins, symmetric_cross_entropy)
+    normalized_cross_entropy_reverse, symmetric_cross_entropy)
+from keras_imae.losses._rejection import reject_margins
 
 __all__ = ["DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
            "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
@@ -19,6 +21,20 @@ _PACKAGE = "keras_imae"
 
 
 _SUM = "sum_over_batch_size"
+
+
+def _dm_state_names(loss):
+    """DM's and IMAE's state: the warm-up's flat emphasis, and a noise transition for the
+    pair margins when the rejection cap is one number R (:func:`reject_margins`)."""
+    pairs = np.ndim(loss.reject_margin) == 0 and reject_margins(loss.reject_margin) is not None
+    return ("flat_emphasis", *(("noise_transition",) if pairs else ()))
+
+
+def _strength(loss):
+    """The emphasis strength the loss computes with now: 0 while its state is flat."""
+    if loss.state_values().get("flat_emphasis", False):
+        return 0.0
+    return getattr(loss, loss.EMPHASIS_STRENGTH)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -39,7 +55,6 @@ class DerivativeManipulation(CoreLoss):
     _fn = staticmethod(derivative_manipulation)
     HYPERPARAMETERS = ("beta", "lam", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "beta"
-    _pair_margins = staticmethod(pair_reject_margins)
 
     def __init__(self, *, beta=8.0, lam=0.5, normalize="batch", from_logits=True,
                  max_margin=None, reject_margin=None, reduction=_SUM,
@@ -53,9 +68,10 @@ class DerivativeManipulation(CoreLoss):
             dtype=dtype,
         )
 
+    _state_names = _dm_state_names
+
     def log_emphasis(self, p, *, one_minus_p=None):
-        h = self._active_hparams()
-        return weighting.log_dm(p, beta=h["beta"], lam=h["lam"], one_minus_p=one_minus_p)
+        return weighting.log_dm(p, beta=_strength(self), lam=self.lam, one_minus_p=one_minus_p)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -70,7 +86,6 @@ class IMAE(CoreLoss):
     _fn = staticmethod(imae)
     HYPERPARAMETERS = ("temperature", "max_margin", "reject_margin")
     EMPHASIS_STRENGTH = "temperature"
-    _pair_margins = staticmethod(pair_reject_margins)
 
     def __init__(self, *, temperature=8.0, normalize="batch", from_logits=True,
                  max_margin=None, reject_margin=None, reduction=_SUM, name="imae", dtype=None):
@@ -83,9 +98,10 @@ class IMAE(CoreLoss):
             dtype=dtype,
         )
 
+    _state_names = _dm_state_names
+
     def log_emphasis(self, p, *, one_minus_p=None):
-        temperature = self._active_hparams()["temperature"]
-        return weighting.log_dm(p, beta=temperature, lam=1.0, one_minus_p=one_minus_p)
+        return weighting.log_dm(p, beta=_strength(self), lam=1.0, one_minus_p=one_minus_p)
 
 
 class _ParameterFreeLoss(CoreLoss):
@@ -171,10 +187,10 @@ class ForwardCorrection(CoreLoss):
 
     ``transition`` is part of the loss's config (a nested list in ``get_config``), so a saved
     model reloads with the ``T`` it trained with. Without one the loss is cross-entropy until
-    a ``T`` is set as :attr:`noise_transition`: ``scripts/train.py --loss=forward`` estimates
-    it from its own model's predictions after a quarter of the epochs
-    (:class:`keras_imae.callbacks.PairMargins`), as Patrini et al. estimate it from a network
-    trained on the noisy labels.
+    an estimate is written into its :attr:`state` (``noise_transition``, saved with the
+    model): ``scripts/train.py --loss=forward`` estimates it from its own model's predictions
+    after a quarter of the epochs (:class:`keras_imae.callbacks.PairMargins`), as Patrini et
+    al. estimate it from a network trained on the noisy labels.
 
     References:
         G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. "Making Deep Neural Networks
@@ -190,6 +206,9 @@ class ForwardCorrection(CoreLoss):
         super().__init__({"transition": None if matrix is None else matrix.tolist()},
                          normalize=normalize, from_logits=from_logits, reduction=reduction,
                          name=name, dtype=dtype)
+
+    def _state_names(self):
+        return ("noise_transition",) if self.transition is None else ()
 
 
 # ----------------------------------------------------------------------------- get()

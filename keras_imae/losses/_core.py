@@ -17,7 +17,8 @@ a cross-replica all-reduce under ``tf.distribute``, the batch the loss sees on J
 under ``keras.distribution.DataParallel``).
 
 :class:`CoreLoss` is the ``keras.losses.Loss`` base class of the losses: hyper-parameters,
-``get_config``, and a ``__call__`` that computes in float32 whatever the ``dtype``.
+``get_config``, a training-phase :attr:`~CoreLoss.state`, and a ``__call__`` that computes in
+float32 whatever the ``dtype``.
 """
 
 import collections
@@ -29,6 +30,7 @@ from keras import ops
 
 from keras_imae import _backend
 from keras_imae.losses._labels import tensor_label_ids
+from keras_imae.losses._state import LossState
 
 NORMALIZE_OPTIONS = (None, "batch")
 _TINY = float(np.finfo(np.float32).tiny)  # probabilities are floored here before the log
@@ -239,17 +241,19 @@ class CoreLoss(keras.losses.Loss):
     unchanged: the core computes in float32, weights and reduces in float32 (Keras' own
     ``sample_weight``/``reduction`` code, on a float32 ``Loss``), then casts the result to
     ``dtype``. The logits' gradient comes back in the logits' dtype.
+
+    A loss with a training phase (DM's and IMAE's warm-up and pair margins, forward
+    correction's estimated ``T``) keeps it in :attr:`state`, variables the function is given
+    as keyword arguments when the step runs (:mod:`keras_imae.losses._state`): never in its
+    hyper-parameters or Python attributes, so ``get_config`` is the whole configuration and
+    a saved model reloads with the phase it was saved in.
     """
 
     _fn = None
     HYPERPARAMETERS = ()  # the loss-specific keyword arguments, e.g. ("beta", "lam", ...)
-    # The hyper-parameter that scales log w (DM: "beta", IMAE: "temperature"); 0 flattens the
-    # emphasis, every example weighing the same (see flat_emphasis). None: no such knob.
+    # The hyper-parameter that scales log w (DM: "beta", IMAE: "temperature"); a flat
+    # emphasis (state "flat_emphasis") computes as if it were 0. None: no such knob.
     EMPHASIS_STRENGTH = None
-    # Hyper-parameters that act with the emphasis and are off (None) while it is flat.
-    WITH_EMPHASIS = ("reject_margin",)
-    # (transition, reject_margin) -> [K, K] margins, for losses with a rejection cap.
-    _pair_margins = None
 
     def __init__(self, hparams, *, normalize, from_logits, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -264,65 +268,24 @@ class CoreLoss(keras.losses.Loss):
                 f"Received: from_logits={from_logits!r}")
         self.from_logits = bool(from_logits)
         self._eager_call = {}
-        self._flat_emphasis = False
-        self._noise_transition = None
+        names = self._state_names()
+        self.state = LossState(names) if names else None
 
-    @property
-    def flat_emphasis(self):
-        """Whether the loss currently runs with its emphasis strength at 0 (``w = 1`` for
-        every example; the direction and normalisation unchanged). A training-phase switch,
-        not a hyper-parameter: ``get_config`` keeps the real value, and a compiled step
-        function must be rebuilt after a change (:class:`keras_imae.callbacks.EmphasisWarmup`
-        does both)."""
-        return self._flat_emphasis
+    def _state_names(self):
+        """The :class:`~keras_imae.losses._state.LossState` variables this configuration
+        takes (none by default)."""
+        return ()
 
-    @flat_emphasis.setter
-    def flat_emphasis(self, value):
-        if self.EMPHASIS_STRENGTH is None:
-            raise ValueError(f"Loss {self.name!r} has no emphasis strength to flatten (only "
-                             "DerivativeManipulation and IMAE have one).")
-        self._flat_emphasis = bool(value)
-        self._eager_call = {}  # the eager path's traced functions read the old value
+    def state_values(self):
+        """``{name: numpy value}`` of :attr:`state` now (empty without a built state)."""
+        return {} if self.state is None else self.state.values()
 
-    @property
-    def takes_noise_transition(self):
-        """Whether :attr:`noise_transition` means something to this loss: DM's and IMAE's
-        per-pair rejection margins, forward correction's ``T``."""
-        return self._pair_margins is not None or "transition" in self._hparams
-
-    @property
-    def noise_transition(self):
-        """A noise transition ``T[k, c] = P(label c | true class k)`` estimated from the
-        training data (:func:`keras_imae.noise.estimate_transition`), or ``None``. When set,
-        a loss with a ``reject_margin`` R rejects per class pair, with the margins
-        ``keras_imae.losses.pair_reject_margins(T, R)``, at most R; forward correction
-        without a ``transition`` of its own trains with it. A training-phase state
-        like :attr:`flat_emphasis`: not in ``get_config``; the compiled step function must be
-        rebuilt after a change (:class:`keras_imae.callbacks.PairMargins` does both)."""
-        return self._noise_transition
-
-    @noise_transition.setter
-    def noise_transition(self, value):
-        if not self.takes_noise_transition:
-            raise ValueError(f"Loss {self.name!r} has no use for a noise transition (only "
-                             "DerivativeManipulation and IMAE, for their reject_margin, and "
-                             "ForwardCorrection take one).")
-        self._noise_transition = None if value is None else np.asarray(value, "float64")
-        self._eager_call = {}
-
-    def _active_hparams(self):
-        """The hyper-parameters the loss computes with now (see :attr:`flat_emphasis` and
-        :attr:`noise_transition`)."""
-        if self._flat_emphasis:
-            off = {k: None for k in self.WITH_EMPHASIS if k in self._hparams}
-            return {**self._hparams, **off, self.EMPHASIS_STRENGTH: 0.0}
-        if self._noise_transition is not None and self._hparams.get("transition", 0) is None:
-            return {**self._hparams, "transition": self._noise_transition}
-        margin = self._hparams.get("reject_margin")
-        if self._noise_transition is not None and margin is not None:
-            return {**self._hparams,
-                    "reject_margin": type(self)._pair_margins(self._noise_transition, margin)}
-        return self._hparams
+    def _state_arguments(self):
+        """The state's variables, as the keyword arguments of ``_fn`` (read in the step)."""
+        if self.state is None or not self.state.built:
+            return {}
+        return {name: ops.convert_to_tensor(self.state.variable(name))
+                for name in self.state.names}
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         values = self.call(y_true, y_pred)  # float32, [batch]
@@ -333,8 +296,10 @@ class CoreLoss(keras.losses.Loss):
         if _backend.is_tensorflow() and _backend.tf().executing_eagerly():
             # Eagerly, ~30 small ops would be dispatched one by one; a traced function runs
             # them as a single graph (same ops, same gradient). One per pair of ranks (the
-            # label checks need the rank), each generalising over batch sizes.
-            key = (len(np.shape(y_true)), len(np.shape(y_pred)))
+            # label checks need the rank), each generalising over batch sizes, and per
+            # state built or not (its variables are read by reference, never retraced).
+            key = (len(np.shape(y_true)), len(np.shape(y_pred)),
+                   self.state is not None and self.state.built)
             if key not in self._eager_call:
                 self._eager_call[key] = _backend.tf().function(self._call,
                                                                reduce_retracing=True)
@@ -344,7 +309,7 @@ class CoreLoss(keras.losses.Loss):
     def _call(self, y_true, y_pred):
         return type(self)._fn(
             y_true, y_pred, normalize=self.normalize, from_logits=self.from_logits,
-            **self._active_hparams(),
+            **self._hparams, **self._state_arguments(),
         )
 
     def get_config(self):
@@ -365,4 +330,4 @@ class CoreLoss(keras.losses.Loss):
         """
         if self._weight is None:
             return None
-        return ops.log(self._weight(p, one_minus_p=one_minus_p, **self._active_hparams()))
+        return ops.log(self._weight(p, one_minus_p=one_minus_p, **self._hparams))

@@ -14,12 +14,13 @@ from keras import ops
 from keras_imae import _checks as checks
 from keras_imae.losses import weighting
 from keras_imae.losses._core import (check_normalize, cross_entropy_value, emphasis_gradient,
-                                     global_sum, gradient_core, log_p, natural_gradient)
+                                     gradient_core, log_p, natural_gradient)
+from keras_imae.losses._rejection import (_check_reject_margin, _flat, _shape, confident_other,
+                                          reject_margins)
 
 __all__ = ["derivative_manipulation", "imae", "categorical_crossentropy", "mean_absolute_error",
            "mean_squared_error", "generalized_cross_entropy", "symmetric_cross_entropy",
-           "normalized_cross_entropy_reverse", "pair_reject_margins", "forward_correction",
-           "check_transition"]
+           "normalized_cross_entropy_reverse", "forward_correction", "check_transition"]
 
 _LOG_MAX = float(np.log(np.finfo(np.float32).max))  # exp() overflows float32 beyond this
 _TINY = float(np.finfo(np.float32).tiny)
@@ -27,7 +28,8 @@ _TINY = float(np.finfo(np.float32).tiny)
 
 
 def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="batch",
-                            from_logits=True, max_margin=None, reject_margin=None):
+                            from_logits=True, max_margin=None, reject_margin=None,
+                            flat_emphasis=False, noise_transition=None):
     """Derivative Manipulation (DM): cross-entropy value, emphasis-density gradient.
 
     Example i's logit gradient is ``w_i u_i`` with ``w_i = exp(beta * p_i^lam * (1 - p_i))``
@@ -48,15 +50,25 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
             ``log(p / (1 - p))`` lies outside ``[-M, M]`` (this project's option; it stops
             the push on fitted examples, where DM's gradient never vanishes).
         reject_margin: ``R > 0``, a ``[K, K]`` matrix ``R[label, predicted]``
-            (:func:`pair_reject_margins`) or ``None`` (off): no gradient for an example the model
-            confidently gives to *another* class ``k``: ``k = argmax p != label`` and
-            ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``), unless its labelled class
-            is losing in the batch (:func:`confident_other`). This project's option for
+            (:func:`~keras_imae.losses.pair_reject_margins`) or ``None`` (off): no gradient
+            for an example the model confidently gives to *another* class ``k``: ``k =
+            argmax p != label`` and ``log(p_k / (1 - p_k)) > R`` (``p_k > sigmoid(R)``),
+            unless its labelled class is losing in the batch
+            (:func:`~keras_imae.losses._rejection.confident_other`). This project's option for
             class-dependent noise: DM's emphasis never falls below 1, so once the clean
             examples are fitted a wrong label pushes as hard as any other example, and
             under pair-flip all of a class's wrong labels push the same way. Both capped
             kinds of example still count with their own ``w`` in the batch mean. ``None``
             for both is the papers' DM.
+        flat_emphasis: the training phase: ``True`` trains with a flat emphasis (``w = 1``
+            for every example, as ``beta=0``; ``max_margin`` still applies, the rejection cap
+            does not). A Python bool, or a scalar bool tensor read when the step runs (the
+            loss's ``state``, which :class:`keras_imae.callbacks.EmphasisWarmup` writes).
+        noise_transition: ``None``, or a ``[K, K]`` noise transition ``T[k, c] = P(label c |
+            true class k)`` estimated from the training labels (array or tensor; all zeros:
+            none yet). With a number ``reject_margin`` R the cap then rejects per class pair,
+            at the margins ``pair_reject_margins(T, R)``
+            (:func:`~keras_imae.losses.reject_margins`).
 
     Returns:
         Per-example loss values ``[B]`` (float32).
@@ -74,14 +86,17 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
     beta, lam, max_margin, reject_margin = _check_dm(beta, lam, normalize, max_margin,
                                                      reject_margin)
     num_classes = getattr(y_pred, "shape", np.shape(y_pred))[-1]
-    if np.ndim(reject_margin) == 2 and num_classes not in (None, len(reject_margin)):
-        raise ValueError(
-            f"Invalid value for argument `reject_margin`: a {len(reject_margin)}x"
-            f"{len(reject_margin)} matrix for logits of {num_classes} classes.")
+    for name, matrix in (("reject_margin", reject_margin), ("noise_transition", noise_transition)):
+        size = _shape(matrix)[0] if len(_shape(matrix)) == 2 else None
+        if size is not None and num_classes not in (None, size):
+            raise ValueError(f"Invalid value for argument `{name}`: a {size}x{size} matrix "
+                             f"for logits of {num_classes} classes.")
+    flat = _flat(flat_emphasis)
     return gradient_core(
         y_true, y_pred,
         value_fn=cross_entropy_value,
-        grad_fn=_dm_gradient(beta, lam, max_margin, reject_margin),
+        grad_fn=_dm_gradient(beta, lam, max_margin, flat, reject_margins(
+            reject_margin, flat_emphasis=flat, noise_transition=noise_transition)),
         normalize=normalize, from_logits=from_logits,
     )
 
@@ -107,103 +122,27 @@ def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta")
     return beta, lam, max_margin, reject_margin
 
 
-def _check_reject_margin(reject_margin):
-    """A number ``R > 0``, or a ``[K, K]`` matrix of margins ``R[c, k] >= 0`` (``inf``:
-    never) as float32 (:func:`pair_reject_margins`)."""
-    if np.ndim(reject_margin) == 0:
-        return checks.number("reject_margin", reject_margin, low_open=True)
-    margins = np.asarray(reject_margin, "float32")
-    problem = None
-    if margins.ndim != 2 or margins.shape[0] != margins.shape[1]:
-        problem = f"shape {margins.shape}"
-    elif np.isnan(margins).any():
-        problem = f"NaN at {tuple(int(i) for i in np.argwhere(np.isnan(margins))[0])}"
-    elif (margins < 0).any():
-        i, j = np.argwhere(margins < 0)[0]
-        problem = f"reject_margin[{i}, {j}]={margins[i, j]}"
-    if problem:
-        raise ValueError(
-            "Invalid value for argument `reject_margin`. Expected a number > 0 or a square "
-            f"[K, K] matrix of margins >= 0 (no NaN). Received: a matrix with {problem}")
-    return np.minimum(margins, np.finfo("float32").max)  # inf * 0 would be NaN in a matmul
-
-
-def pair_reject_margins(transition, reject_margin):
-    """Per class-pair rejection margins from a noise transition ``T[k, c] = P(label c | true
-    class k)``: ``R[c, k] = clip(R - log(T[k, c] / mean_{j != c} T[j, c]), 0, R)``.
-
-    ``R`` (``reject_margin``) is the margin for noise spread evenly over the other classes;
-    a pair whose labels read ``c`` ``e^x`` times as often as the average of ``c``'s column
-    gets ``R - x``. Under pair-flip 40% of 10 classes the flipped pair stands ``x = log 9``
-    above its column's mean: ``R - 2.2``; under symmetric noise every pair sits at the mean
-    and keeps ``R``; a pair below the mean, or never seen (``T[k, c] = 0``), keeps ``R``.
-
-    Why this form: by Bayes' rule a label ``c`` is the likelier wrong once ``log(q_k / q_c) >
-    log(T[c, c] / T[k, c])`` (``q``: the clean class probabilities), which depends on the pair
-    as above; but a network's probabilities are not calibrated, and the threshold that
-    measured best for spread-out noise, ``R = 3``, lies above Bayes' 2.6 there. So the pair's
-    term, ``log(T[k, c] / mean_j T[j, c])``, is taken from Bayes and the level from ``R``.
-    (Bayes' threshold itself lowered every margin to about 2.3 under symmetric noise on a
-    weak model, whose confusions inflate the off-diagonal estimate, and cost 0.7-1.5 points
-    there: ``docs/class_dependent_noise.md``.)
-
-    Returns:
-        float32 ``[K, K]``, ``R[c, k]`` for label ``c`` and predicted class ``k``.
-    """
-    t = np.asarray(transition, "float64")
-    ceiling = checks.number("reject_margin", reject_margin, low_open=True)
-    off = ~np.eye(len(t), dtype=bool)
-    mean = np.where(off, t, 0.0).sum(0) / max(len(t) - 1, 1)  # [c]: mean_{j != c} T[j, c]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        margins = ceiling - np.log(t / mean[None, :])  # [k, c]
-    margins = np.where(off & (t > 0), np.clip(margins, 0.0, ceiling), ceiling)
-    return margins.T.astype("float32")  # [c, k]
-
-
-def confident_other(s, reject_margin):
-    """Whether the model gives each example to another class ``k = argmax z != label`` with
-    margin ``z_k - log sum_{j != k} exp z_j = log(p_k / (1 - p_k)) > reject_margin``, while
-    the labelled class ``c`` is alive in the (global) batch.
-
-    Alive: the model's predicted mass for ``c`` is at least half its label count,
-    ``sum_i p_ic >= 1/2 sum_i y_ic``. A model that predicts the true classes passes for every
-    class whose noisy labels are fewer than twice its own examples (for balanced classes, a
-    column of the noise transition matrix summing to less than 2). A class the model is
-    losing (predicted for its clean examples too: absorbed by a pair partner, or a collapse
-    to one class) fails, and its examples keep their gradient: rejection never locks in
-    the model's own mistake.
-
-    ``reject_margin`` may be a ``[K, K]`` matrix: the margin ``R[c, k]`` of the example's
-    label ``c`` and predicted class ``k`` (:func:`pair_reject_margins`).
-    """
-    top = ops.one_hot(ops.argmax(s.z, axis=-1), ops.shape(s.z)[-1], dtype=s.z.dtype)
-    if np.ndim(reject_margin) == 2:
-        reject_margin = ops.sum(ops.matmul(s.onehot, ops.convert_to_tensor(reject_margin))
-                                * top, axis=-1)
-    z_k = ops.sum(top * s.z, axis=-1)
-    lse_not_k = ops.logsumexp(ops.where(top > 0, ops.full_like(s.z, -math.inf), s.z), axis=-1)
-    other = ops.sum(top * s.onehot, axis=-1) < 0.5
-    mass = global_sum(ops.exp(s.z - ops.expand_dims(s.lse, -1)))
-    alive = ops.cast(mass >= 0.5 * global_sum(s.onehot), s.z.dtype)
-    label_alive = ops.sum(s.onehot * alive, axis=-1) > 0.5
-    return ops.logical_and(ops.logical_and(other, label_alive), z_k - lse_not_k > reject_margin)
-
-
-def _dm_gradient(beta, lam, max_margin, reject_margin=None):
-    """DM's ``grad_fn``: ``w = exp(beta p^lam (1 - p))`` times ``u``, in the log domain.
+def _dm_gradient(beta, lam, max_margin, flat=False, margins=None):
+    """DM's ``grad_fn``: ``w = exp(beta p^lam (1 - p))`` times ``u``, in the log domain
+    (``w = 1`` while ``flat``, a bool or a bool tensor).
 
     An example outside the margin caps (``|log(p / (1 - p))| > max_margin``, or
-    :func:`confident_other` with ``reject_margin``) gets no gradient, but still counts with
-    its own ``w`` in the batch mean: a cap removes force, it does not hand it to the others.
+    :func:`confident_other` at the :func:`reject_margins` ``margins``) gets no gradient, but
+    still counts with its own ``w`` in the batch mean: a cap removes force, it does not hand
+    it to the others.
     """
+    if flat is True:
+        beta = 0.0
 
     def grad_fn(s):
         log_w = weighting.log_dm(s.p_c, beta=beta, lam=lam, one_minus_p=s.one_minus_p_c)
+        if flat is not False and flat is not True:
+            log_w = ops.where(flat, ops.zeros_like(log_w), log_w)
         capped = None
         if max_margin is not None:
             capped = ops.abs(s.margin) > max_margin
-        if reject_margin is not None:
-            rejected = confident_other(s, reject_margin)
+        if margins is not None:
+            rejected = confident_other(s, margins)
             capped = rejected if capped is None else ops.logical_or(capped, rejected)
         if capped is None:
             return s.u, log_w, log_w
@@ -213,10 +152,11 @@ def _dm_gradient(beta, lam, max_margin, reject_margin=None):
 
 
 def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True,
-         max_margin=None, reject_margin=None):
+         max_margin=None, reject_margin=None, flat_emphasis=False, noise_transition=None):
     """IMAE: DM with ``lam = 1, beta = temperature``, i.e. ``w(p) = exp(T p (1 - p))``.
 
-    Same arguments and value (``-log p_c``) as :func:`derivative_manipulation`.
+    Same arguments (``flat_emphasis`` and ``noise_transition`` included) and value
+    (``-log p_c``) as :func:`derivative_manipulation`.
 
     References:
         X. Wang, Y. Hua, E. Kodirov, N. M. Robertson. "IMAE for Noise-Robust Learning: Mean
@@ -226,7 +166,8 @@ def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True
     _check_dm(temperature, 1.0, normalize, max_margin, reject_margin, beta_name="temperature")
     return derivative_manipulation(
         y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits,
-        max_margin=max_margin, reject_margin=reject_margin)
+        max_margin=max_margin, reject_margin=reject_margin, flat_emphasis=flat_emphasis,
+        noise_transition=noise_transition)
 
 
 def categorical_crossentropy(y_true, y_pred, *, normalize=None, from_logits=True):
@@ -365,7 +306,8 @@ def check_transition(transition, name="transition"):
     return matrix
 
 
-def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_logits=True):
+def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_logits=True,
+                       noise_transition=None):
     """Forward loss correction (Patrini et al. 2017): cross-entropy of the *noisy* label under
     the noisy-label distribution the model implies, ``q = T^T p``:
 
@@ -384,20 +326,32 @@ def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_
             :func:`keras_imae.noise.transition_from_labels` needs no model); ``None`` =
             identity, cross-entropy.
         normalize: ``None`` or ``"batch"``.
+        noise_transition: without a ``transition``, a ``[K, K]`` estimate of ``T`` (array or
+            tensor) read when the step runs: the loss's ``state``, which
+            :class:`keras_imae.callbacks.PairMargins` writes. All zeros (none yet):
+            cross-entropy.
 
     References:
         G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. "Making Deep Neural Networks
         Robust to Label Noise: a Loss Correction Approach." CVPR 2017.
     """
     matrix = check_transition(transition)
-    if matrix is None:
+    if matrix is not None and noise_transition is not None:
+        raise ValueError("Invalid arguments: forward correction takes its `transition` or a "
+                         "`noise_transition` estimate, not both.")
+    if matrix is None and noise_transition is None:
         return categorical_crossentropy(y_true, y_pred, normalize=normalize,
                                         from_logits=from_logits)
-    num_classes = y_pred.shape[-1]
-    if num_classes is not None and num_classes != len(matrix):
-        raise ValueError(f"Invalid value for argument `transition`: a {len(matrix)} x "
-                         f"{len(matrix)} matrix for logits of {num_classes} classes.")
-    t = ops.convert_to_tensor(matrix.T.astype("float32"))  # row c: T[:, c]
+    t, name = (matrix, "transition") if matrix is not None else (noise_transition,
+                                                                 "noise_transition")
+    num_classes, size = y_pred.shape[-1], _shape(t)[0]
+    if num_classes is not None and num_classes != size:
+        raise ValueError(f"Invalid value for argument `{name}`: a {size} x {size} matrix for "
+                         f"logits of {num_classes} classes.")
+    t = ops.transpose(ops.cast(ops.convert_to_tensor(t), "float32"))  # row c: T[:, c]
+    # An estimate of all zeros is none yet: cross-entropy, exactly (both are computed).
+    known = None if matrix is not None else ops.sum(ops.abs(t)) > 0
+    cross_entropy = emphasis_gradient(weighting.cce)
 
     def column_and_q(s):
         p = ops.exp(log_p(s))
@@ -405,12 +359,17 @@ def forward_correction(y_true, y_pred, *, transition=None, normalize=None, from_
         return p, column, ops.sum(p * column, axis=-1)
 
     def value_fn(s):
-        return -ops.log(ops.maximum(column_and_q(s)[2], _TINY))
+        value = -ops.log(ops.maximum(column_and_q(s)[2], _TINY))
+        return value if known is None else ops.where(known, value, cross_entropy_value(s))
 
     def grad_fn(s):
         p, column, q = column_and_q(s)
         share = ops.where(q[:, None] > 0, p * column / ops.maximum(q, _TINY)[:, None], 0.0)
-        return natural_gradient(p - share)
+        g, _, log_l1 = natural_gradient(p - share)
+        if known is None:
+            return g, None, log_l1
+        g_ce, _, log_l1_ce = cross_entropy(s)
+        return ops.where(known, g, g_ce), None, ops.where(known, log_l1, log_l1_ce)
 
     return gradient_core(y_true, y_pred, value_fn=value_fn, grad_fn=grad_fn,
                          normalize=normalize, from_logits=from_logits)

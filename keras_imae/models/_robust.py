@@ -105,6 +105,35 @@ class RobustModel(KerasHooks, keras.Model):
         self.clean_fit_tracker = keras.metrics.Mean(name="clean_fit")
         self.noisy_fit_tracker = keras.metrics.Mean(name="noisy_fit")
         self.noisy_correct_tracker = keras.metrics.Mean(name="noisy_correct")
+        self._loss_states = []  # the compiled loss's state (a tracked list: see compile)
+
+    def compile(self, *args, **kwargs):
+        """``keras.Model.compile``; then the compiled loss's training-phase state
+        (``loss.state`` of a :mod:`keras_imae.losses` loss with a warm-up or an estimated
+        noise transition) is built for this model's classes -- in the scope ``compile`` runs
+        in, so its variables are mirrored under a ``tf.distribute`` strategy -- and tracked:
+        its variables are the model's non-trainable variables (the state Keras' JAX steps
+        receive), and ``save``/``save_weights`` keep them (as ``loss/state``)."""
+        super().compile(*args, **kwargs)
+        self._loss_states.clear()  # untracks a previous loss's state
+        state = getattr(self.loss, "state", None)
+        if state is None:
+            return
+        num_classes = self.output_shape[-1]
+        if not state.built:
+            state.build(num_classes)
+        elif "noise_transition" in state.names and state.num_classes != num_classes:
+            raise ValueError(f"The loss's state was built for {state.num_classes} classes; "
+                             f"this model predicts {num_classes}. Use a new loss.")
+        self._loss_states.append(state)
+
+    def compile_from_config(self, config):
+        """``keras.Model.compile_from_config`` through :meth:`compile` (Keras skips a custom
+        ``compile`` when loading unless this is overridden too): a loaded model is compiled,
+        its loss's state built, before its variables are read back."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # as Keras: before its variables load
 
     # -- steps -------------------------------------------------------------------------------
     # TensorFlow: the steps below. JAX: Keras' own stateless ``train_step(state, data)`` /

@@ -13,6 +13,7 @@ __all__ = ["FINETUNE_FIELDS", "NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "
            "validate"]
 
 NOISE_TYPES = ("auto", "none", *noise.NOISE_TYPES)
+_D = recipe.DEFAULTS  # the field defaults: the one table
 # The settings a resumed run may change: they do not change what trains (how it is shown,
 # where it is exported, the hardware it runs on, how the data is read). Every other
 # RunConfig field must equal the recorded one.
@@ -34,13 +35,13 @@ class RunConfig:
     ResNet.
     """
 
-    dataset: str = "digits"
+    dataset: str = _D["dataset"]
     data_dir: str | None = None
     noise_type: str = "auto"  # auto: symmetric for the digits demo, none for any other data
-    noise_rate: float = 0.4
+    noise_rate: float = _D["noise_rate"]
     noise_seed: int = 0
     noisy_labels: str | None = None  # reuse a saved noisy_labels.npz (file or folder)
-    loss: str = "dm"
+    loss: str = _D["loss"]
     beta: float | None = None
     lam: float | None = None
     temperature: float | None = None
@@ -54,18 +55,19 @@ class RunConfig:
     pair_margins: bool | None = None  # DM/IMAE: reject_margin per class pair, from the
     #                                   noise T the run estimates; None: the recipe's
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
+    recipe: str = _D["recipe"]  # the named recipe of the defaults: "scratch" or "folds"
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"  # or a keras.applications class name (a backbone)
     weights: str | None = None  # backbones: "imagenet" (Keras' cache) or a weights file
     image_size: int | None = None  # backbones: side of their input; None: the recipe's
     head_epochs: int | None = None  # backbones with weights: epochs of the head alone
     finetune_learning_rate: float | None = None  # backbones: the whole network's rate after
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    optimizer: str = _D["optimizer"]
+    learning_rate: float = _D["learning_rate"]
     momentum: float | None = None  # SGD only
-    lr_schedule: str = "cosine"  # none | step | cosine
+    lr_schedule: str = _D["lr_schedule"]  # none | step | cosine
     weight_decay: float | None = None
     augment: str = "auto"  # auto | none | cifar | crop
     input_dropout: float | None = None  # MLPs only
@@ -81,7 +83,7 @@ class RunConfig:
     export_dir: str | None = None  # default saved_models/<basename of model_dir>; "" = none
     overwrite: bool = False  # start afresh in a model_dir that holds a finished run
     verbose: int = 1
-    max_logit_scale: float = 1000.0  # CollapseGuard bound on the median max |logit|; 0: off
+    max_logit_scale: float = _D["max_logit_scale"]  # CollapseGuard's median max |logit|; 0: off
     streaming: str = "auto"  # auto | on | off: see keras_imae.data.load
 
 
@@ -232,6 +234,7 @@ def _check_numbers(config):
         raise ValueError(f"Invalid value for `checkpoint`. Expected one of "
                          f"{list(recipe.CHECKPOINTS)}. Received: checkpoint={config.checkpoint!r}")
     recipe.selection(config)  # "best" needs a validation split
+    recipe.table(config.recipe)  # a known named recipe
     if config.optimizer not in optimizers.OPTIMIZERS:
         raise ValueError("Invalid value for `optimizer`. Expected one of "
                          f"{list(optimizers.OPTIMIZERS)}. Received: optimizer={config.optimizer!r}")
@@ -314,18 +317,20 @@ def validate(config):
     """Every check that needs no data or training: raises ``ValueError`` naming the problem.
 
     Flags, the loss and its hyper-parameters, the data source, the state of ``model_dir`` and
-    of the export target. :func:`keras_imae.training.run` calls it first; scripts call it to
-    turn mistakes into usage errors before anything is loaded.
+    of the export target. :func:`keras_imae.training.run` calls it first, before anything is
+    loaded (a script reports its ``ValueError`` in one line).
     """
     _check_numbers(config)
     _check_data(config)
     # the loss's settings and values (with the defaults of an unknown architecture: the
     # checks do not depend on it)
-    losses.get(config.loss, **recipe.loss_settings(config.loss, recipe.given_hparams(config),
-                                                   None, config.normalize))
+    settings = recipe.loss_settings(config.loss, recipe.given_hparams(config), None,
+                                    config.normalize, config.recipe)
+    losses.get(config.loss, **settings)
     recipe.check_faithful(config)
-    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config))
-    recipe.pair_margins(config)
+    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config),
+                         config.recipe)
+    recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")
         target = export_target(config)

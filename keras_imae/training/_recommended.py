@@ -6,9 +6,10 @@ import keras
 import numpy as np
 
 from keras_imae import losses
-from keras_imae.training import optimizers
-from keras_imae.training.recipe import (DEFAULTS, LOSS_HPARAMS, format_resolved, loss_settings,
-                                        warmup_epochs, weight_decay)
+from keras_imae.training import build
+from keras_imae.training.recipe import (LOSS_HPARAMS, finetune_phases, format_resolved,
+                                        training_settings)
+from keras_imae.training.recipe import loss_settings as loss_settings_of  # a keyword's name
 
 __all__ = ["Recommended", "recommended"]
 
@@ -93,59 +94,47 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         A :class:`Recommended` (``print`` it for the settings).
     """
     from keras_imae import callbacks  # only here: the run's own callbacks are set by _run
+    from keras_imae.training._config import RunConfig
 
-    epochs = DEFAULTS["epochs"] if epochs is None else epochs
-    batch_size = DEFAULTS["batch_size"] if batch_size is None else batch_size
     batch_norm = model is not None and any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
-    if loss == "forward" and "transition" not in loss_settings:
-        loss_settings["transition"] = _forward_transition(model, train_data)
     unknown = sorted(set(loss_settings) - set(LOSS_HPARAMS) - {"transition"})
     if unknown:
         raise ValueError(f"Unknown settings {unknown}. Expected loss hyper-parameters among "
                          f"{list(LOSS_HPARAMS)}.")
-    kwargs = loss_settings_of(loss, loss_settings, "mlp_bn" if batch_norm else "mlp")
-    warmup = warmup_epochs(loss, epochs)
-    extra = _pair_margins(kwargs, warmup, train_data, pair_margins)
-    decay = weight_decay(DEFAULTS["optimizer"], None, batch_size, num_examples, epochs)
-    head = int(DEFAULTS["head_fraction"] * epochs) if pretrained else 0
-
-    def optimizer_for(rate, length):
-        return optimizers.make_optimizer(
-            DEFAULTS["optimizer"], learning_rate=rate, schedule=DEFAULTS["lr_schedule"],
-            epochs=length, steps_per_epoch=int(np.ceil(num_examples / batch_size)),
-            weight_decay=decay)
-
-    rate = DEFAULTS["learning_rate"]
-    finetune_rate = rate * DEFAULTS["finetune_lr_factor"]
-    optimizer = optimizer_for(rate, head or epochs)
-    settings = {"loss": loss, "loss_settings": kwargs, "warmup_epochs": warmup,
-                "pair_margins": bool(extra),
-                "optimizer": DEFAULTS["optimizer"], "learning_rate": DEFAULTS["learning_rate"],
-                "lr_schedule": DEFAULTS["lr_schedule"], "weight_decay": decay,
-                "epochs": epochs, "batch_size": batch_size}
-    if pretrained:
-        settings.update(head_epochs=head, finetune_learning_rate=finetune_rate)
-    return Recommended(losses.get(loss, **kwargs), optimizer,
-                       ([callbacks.EmphasisWarmup(warmup)] if warmup else []) + extra, epochs,
-                       batch_size, settings, head,
-                       optimizer_for(finetune_rate, epochs - head) if pretrained else None)
-
-
-def _pair_margins(kwargs, warmup, train_data, chosen):
-    """``[PairMargins]`` (at the end of the warm-up) or ``[]``."""
-    from keras_imae import callbacks
-
-    has_cap = kwargs.get("reject_margin") is not None
-    if chosen and (not has_cap or train_data is None):
-        raise ValueError(
-            "pair_margins=True needs DM or IMAE with a reject_margin, and train_data to "
-            f"estimate the noise from. Received: reject_margin={kwargs.get('reject_margin')}, "
-            f"train_data={'None' if train_data is None else 'given'}")
-    chosen = DEFAULTS["pair_margins"] if chosen is None else chosen
-    if not (chosen and has_cap and train_data is not None):
-        return []
-    return [callbacks.PairMargins(train_data, max(1, warmup))]
+    if "transition" in loss_settings and loss != "forward":
+        loss_settings_of(loss, loss_settings, None)  # raises: the loss takes no transition
+    transition = loss_settings.pop("transition", None)
+    if loss == "forward" and transition is None:
+        transition = _forward_transition(model, train_data)
+    if pair_margins and train_data is None:
+        raise ValueError("pair_margins=True needs train_data to estimate the noise from. "
+                         "Received: train_data=None")
+    # A run's resolution (recipe.training_settings) of the same settings, for the MLP (with
+    # BatchNorm if yours has it): your model's loss, phases and optimizer.
+    config = RunConfig(loss=loss, pair_margins=pair_margins, **loss_settings,
+                       **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size))
+                          if v is not None})
+    settings = training_settings(config, "mlp_bn" if batch_norm else "mlp", num_examples)
+    if transition is not None:  # forward correction's T: given, or estimated from the data
+        settings["loss_settings"]["transition"] = transition
+        settings["pair_margin_epoch"] = None
+    if train_data is None:  # PairMargins estimates from train_data
+        settings.update(pair_margins=False, pair_margin_epoch=None)
+    extra = []
+    if settings["pair_margin_epoch"] is not None:
+        extra = [callbacks.PairMargins(train_data, settings["pair_margin_epoch"])]
+    warmup, epochs = settings["warmup_epochs"], settings["epochs"]
+    head, finetune_optimizer = 0, None
+    if pretrained:  # a run's backbone with weights (recipe.finetune): two phases
+        settings.update(finetune_phases(config, pretrained))
+        head = settings["head_epochs"]
+        finetune_optimizer = build.optimizer(settings, num_examples, epochs=epochs - head,
+                                             learning_rate=settings["finetune_learning_rate"])
+    return Recommended(losses.get(loss, **settings["loss_settings"]),
+                       build.optimizer(settings, num_examples, epochs=head or epochs),
+                       ([callbacks.EmphasisWarmup(warmup)] if warmup else []) + extra,
+                       epochs, settings["batch_size"], settings, head, finetune_optimizer)
 
 
 def _forward_transition(model, train_data):
@@ -159,9 +148,6 @@ def _forward_transition(model, train_data):
                          f"train_data={type(train_data).__name__}")
     x, labels = train_data
     return noise.transition_from_labels(np.asarray(x), labels, model.output_shape[-1])
-
-
-loss_settings_of = loss_settings  # recommended()'s keyword hides the function's name
 
 
 def _layers(model):

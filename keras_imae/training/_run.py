@@ -50,17 +50,18 @@ def _worker_dir(model_dir, strategy):
     return os.path.join(model_dir, f"{task_type}-{task_id}"), False
 
 
-def _split(config, noisy):
+def _split(resolved, noisy, seed):
     """``(train_ids, val_ids)``: the noisy validation split (``None`` without one)."""
-    fraction = recipe.selection(config)[1]
+    fraction = resolved["validation_fraction"]
     if fraction == 0:
         return np.arange(len(noisy)), None
-    return data.split_ids(noisy, fraction, config.seed)
+    return data.split_ids(noisy, fraction, seed)
 
 
 def _defaulted(config, resolved):
     """The resolved settings the user did not set (marked in the printed block)."""
-    fields = {"noise_type": config.noise_type == "auto", "model": config.model == "auto",
+    fields = {"recipe": config.recipe == recipe.DEFAULTS["recipe"],
+              "noise_type": config.noise_type == "auto", "model": config.model == "auto",
               "augment": config.augment == "auto",
               "input_dropout": config.input_dropout is None,
               "loss_settings": any(v is None for v in recipe.given_hparams(config).values()),
@@ -72,7 +73,8 @@ def _defaulted(config, resolved):
               "image_size": config.image_size is None,
               "head_epochs": config.head_epochs is None,
               "finetune_learning_rate": config.finetune_learning_rate is None}
-    return {key for key, default in fields.items() if default and key in resolved}
+    return {key for key, default in fields.items() if default and key in resolved} | (
+        set(recipe.RULES) & set(resolved))
 
 
 def run(config, *, dataset=None, strategy=None):
@@ -119,11 +121,10 @@ def _one_run(config, *, dataset=None, strategy=None):
             dataset = data.load(config.dataset, data_dir=config.data_dir,
                                 image_size=recipe.load_image_size(config),
                                 streaming=config.streaming)
-        noise_type, noise_rate = recipe.noise(config, dataset)
-        noisy, is_noisy, meta, reused = _noise.noisy_labels(config, dataset, resuming,
-                                                            noise_type, noise_rate)
-        train_ids, val_ids = _split(config, noisy)
-        resolved = recipe.resolve(config, dataset, len(train_ids))
+        resolved = recipe.resolve(config, dataset)  # once: the run and its record use it
+        noisy, is_noisy, meta, reused = _noise.noisy_labels(
+            config, dataset, resuming, resolved["noise_type"], resolved["noise_rate"])
+        train_ids, val_ids = _split(resolved, noisy, config.seed)
         if resuming:
             check_resume(config, resolved)  # a changed default counts too
         with strategy.scope():
@@ -224,20 +225,15 @@ def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None
 
 
 def _pair_margins(resolved, dataset, noisy, train_ids, folder):
-    """``[PairMargins]`` when the run sets DM's rejection margins per class pair (at the end
-    of the warm-up) or trains forward correction without a given ``T`` (after the share of
-    the epochs the warm-up would take), else ``[]``; the estimate is kept in the run folder
-    for a resume."""
-    forward = (resolved["loss"] == "forward"
-               and resolved["loss_settings"].get("transition") is None)
-    if not (resolved.get("pair_margins") or forward):
+    """``[PairMargins]`` at the resolved ``pair_margin_epoch`` (DM's rejection margins per
+    class pair, forward correction's ``T``), else ``[]``; the estimate is also kept in the
+    run folder for a resume from an older backup."""
+    if resolved["pair_margin_epoch"] is None:
         return []
-    at_epoch = max(1, resolved["warmup_epochs"])  # the end of the warm-up
-    if forward:
-        at_epoch = max(1, int(recipe.DEFAULTS["warmup_fraction"] * resolved["epochs"]))
     train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=eval_batch_size(
         dataset.input_shape, resolved["batch_size"]))
-    return [callbacks.PairMargins(train, at_epoch, path=folder.file(run_folder.PAIR_MARGINS))]
+    return [callbacks.PairMargins(train, resolved["pair_margin_epoch"],
+                                  path=folder.file(run_folder.PAIR_MARGINS))]
 
 
 def _fit(config, resolved, model, folder, dataset, noisy, split, transition, resuming, backup,
@@ -271,7 +267,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
                                                    done)]
     log = run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming)
     guard = callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None,
-                                    previous_logs=done)
+                                    max_top_class_fraction=resolved["max_top_class_fraction"],
+                                    patience=resolved["collapse_patience"], previous_logs=done)
     fit_callbacks = [
         # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
         callbacks.EmphasisWarmup(resolved["warmup_epochs"]),

@@ -5,18 +5,28 @@ from keras_imae import data, models
 from keras_imae.training import optimizers
 from keras_imae.training.recipe import build_loss
 
-__all__ = ["PHASES", "compile_phase", "compiled_model"]
+__all__ = ["PHASES", "compile_phase", "compiled_model", "optimizer"]
 
 
 PHASES = ("head", "finetune")
 
 
-def _optimizer(resolved, num_train, *, learning_rate, epochs, decoupled):
+def optimizer(resolved, num_train, *, learning_rate=None, epochs=None):
+    """The optimizer of resolved settings (a run's, :func:`keras_imae.recommended`'s) for one
+    fit of ``epochs`` (default: all) at ``learning_rate`` (default: the resolved one) over
+    ``num_train`` examples per epoch: the step schedule's drops at the resolved shares of
+    those epochs; AdamW decays the weights itself, SGD and Adam get no decay here (theirs is
+    the model's L2 penalty)."""
+    epochs = resolved["epochs"] if epochs is None else epochs
+    step = resolved.get("lr_step_fractions")
     return optimizers.make_optimizer(
-        resolved["optimizer"], learning_rate=learning_rate, momentum=resolved["momentum"],
-        schedule=resolved["lr_schedule"], epochs=epochs,
+        resolved["optimizer"],
+        learning_rate=resolved["learning_rate"] if learning_rate is None else learning_rate,
+        momentum=resolved["momentum"], schedule=resolved["lr_schedule"], epochs=epochs,
         steps_per_epoch=data.steps_per_epoch(num_train, resolved["batch_size"]),
-        weight_decay=resolved["weight_decay"] if decoupled else None)
+        decay_epochs=None if step is None else [f * epochs for f in step],
+        **({} if step is None else {"decay_rate": resolved["lr_step_rate"]}),
+        weight_decay=resolved["weight_decay"] if resolved["optimizer"] == "adamw" else None)
 
 
 def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
@@ -41,9 +51,8 @@ def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
                                mean=dataset.mean, std=dataset.std,
                                weight_decay=0.0 if decoupled else decay,
                                input_dropout=resolved["input_dropout"], seed=seed)
-    optimizer = _optimizer(resolved, num_train, learning_rate=resolved["learning_rate"],
-                           epochs=resolved["epochs"], decoupled=decoupled)
-    model.compile(optimizer=optimizer, loss=build_loss(resolved), jit_compile=jit_compile)
+    model.compile(optimizer=optimizer(resolved, num_train), loss=build_loss(resolved),
+                  jit_compile=jit_compile)
     return model
 
 
@@ -64,8 +73,7 @@ def compile_phase(model, resolved, num_train, phase, *, loss=None, jit_compile=F
         rate, epochs = resolved["learning_rate"], head
     else:
         rate, epochs = resolved["finetune_learning_rate"], resolved["epochs"] - head
-    optimizer = _optimizer(resolved, num_train, learning_rate=rate, epochs=epochs,
-                           decoupled=resolved["optimizer"] == "adamw")
-    model.compile(optimizer=optimizer, loss=model.loss if loss is None else loss,
+    phase_optimizer = optimizer(resolved, num_train, learning_rate=rate, epochs=epochs)
+    model.compile(optimizer=phase_optimizer, loss=model.loss if loss is None else loss,
                   jit_compile=jit_compile)
-    optimizer.build(model.trainable_variables)
+    phase_optimizer.build(model.trainable_variables)

@@ -70,6 +70,12 @@ RUN_FLAGS = {
                      "set and lower --reject_margin R for each class pair whose labels are "
                      "swapped more often than average: R - log(T[k,c] / mean_j T[j,c]) for "
                      "label c and predicted class k, clipped to [0, R]."),
+    "recipe": ("enum", recipe.RECIPES,
+               "The named recipe of the defaults: 'scratch' (a network trained from scratch) "
+               "or 'folds' (find_label_issues' fold models: DM lambda "
+               f"{_D['recipes']['folds']['dm']['lam']:g}, beta "
+               f"{_D['recipes']['folds']['dm']['beta']:g}, no warm-up, no pair margins); "
+               "settings you pass win."),
     "faithful": ("bool", None,
                  "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
                  "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),
@@ -153,8 +159,8 @@ TOPICS = {
                        "noise_seed", "noisy_labels", "validation_fraction", "augment"),
     "model": ("model", "weights", "image_size", "head_epochs", "finetune_learning_rate",
               "input_dropout", "seed"),
-    "loss": ("loss", "beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin",
-             "warmup_epochs", "pair_margins", "faithful", "normalize", "tune"),
+    "loss": ("loss", "recipe", "beta", "lam", "temperature", "q", "alpha", "max_margin",
+             "reject_margin", "warmup_epochs", "pair_margins", "faithful", "normalize", "tune"),
     "optimisation": ("epochs", "batch_size", "optimizer", "learning_rate", "momentum",
                      "lr_schedule", "weight_decay", "max_logit_scale"),
     "run folder and export": ("model_dir", "export_dir", "overwrite", "checkpoint", "verbose"),

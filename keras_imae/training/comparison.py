@@ -56,7 +56,7 @@ _REPORTED = ("test_accuracy_final", "test_accuracy_best", "clean_fit", "noisy_fi
 def grid_for(loss, base, model):
     """The grid of ``loss`` (:func:`keras_imae.training.recipe.grid`, ``--tune``'s):
     dicts of RunConfig overrides, :data:`GRID_SIZE` of them."""
-    return recipe.grid(loss, model, base.learning_rate)
+    return recipe.grid(loss, model, base.learning_rate, base.recipe)
 
 
 def _run(base, work_dir, name, dataset, **overrides):
@@ -84,7 +84,7 @@ def _for_loss(base, loss):
     known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
     if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
         base = dataclasses.replace(base, warmup_epochs=None)
-    if base.pair_margins is not None and known and known._pair_margins is None:
+    if base.pair_margins is not None and known and "reject_margin" not in known.HYPERPARAMETERS:
         base = dataclasses.replace(base, pair_margins=None)
     return dataclasses.replace(base, loss=loss)
 
@@ -93,11 +93,12 @@ def _run_default(base, model):
     """What a run of ``base.loss`` uses by default: its resolved hyper-parameters and the base
     learning rate (a grid point is the default when all its values match)."""
     resolved = recipe.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
-        base.loss, recipe.given_hparams(base), model, base.normalize)}).get_config()
+        base.loss, recipe.given_hparams(base), model, base.normalize, base.recipe)}).get_config()
     return {**resolved, "learning_rate": base.learning_rate}
 
 
-def compare(base, losses, *, num_seeds=3, validation_fraction=0.2, work_dir, dataset,
+def compare(base, losses, *, num_seeds=3,
+            validation_fraction=recipe.DEFAULTS["compare_validation_fraction"], work_dir, dataset,
             selection="corrected", selection_seeds=SELECTION_SEEDS, log=print):
     """Run the protocol above; returns one dict per loss (chosen setting, mean, std).
 

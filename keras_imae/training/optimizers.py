@@ -11,6 +11,7 @@ References:
 import keras
 
 from keras_imae import _checks as checks
+from keras_imae._defaults import DEFAULTS
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer"]
 
@@ -36,7 +37,7 @@ def _schedule(learning_rate, schedule, epochs, steps_per_epoch, decay_epochs, de
         total = int(epochs * steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total)
     if decay_epochs is None:
-        decay_epochs = (0.5 * epochs, 0.75 * epochs)
+        decay_epochs = tuple(f * epochs for f in DEFAULTS["lr_step_fractions"])
     boundaries = [int(round(e * steps_per_epoch)) for e in decay_epochs]
     if any(b <= a for a, b in zip([0] + boundaries, boundaries)):
         raise ValueError(
@@ -48,7 +49,8 @@ def _schedule(learning_rate, schedule, epochs, steps_per_epoch, decay_epochs, de
 
 
 def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, epochs=None,
-                   steps_per_epoch=None, decay_epochs=None, decay_rate=0.1, weight_decay=None):
+                   steps_per_epoch=None, decay_epochs=None, decay_rate=DEFAULTS["lr_step_rate"],
+                   weight_decay=None):
     """The papers' optimizer: SGD with momentum 0.9 and a step schedule (or Adam, AdamW).
 
     ``schedule=None``: constant ``learning_rate``. ``"step"``: multiply by ``decay_rate`` at
@@ -62,12 +64,14 @@ def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, e
     Args:
         name: ``"sgd"``, ``"adam"`` or ``"adamw"``.
         learning_rate: Initial learning rate.
-        momentum: SGD momentum (default 0.9); not accepted for Adam.
+        momentum: SGD momentum (default ``DEFAULTS["sgd_momentum"]``, 0.9); not accepted for
+            Adam.
         schedule: ``None``, ``"step"`` or ``"cosine"``.
         epochs, steps_per_epoch: Training length; required by a schedule.
         decay_epochs: Epochs at which ``"step"`` decays.
         decay_rate: ``"step"`` factor (0.1 divides by 10).
-        weight_decay: AdamW's decoupled decay (default 0.004, Keras'); ``"adamw"`` only.
+        weight_decay: AdamW's decoupled decay (default ``DEFAULTS["adamw_weight_decay"]``,
+            0.004 as Keras'); ``"adamw"`` only.
 
     Returns:
         A ``keras.optimizers.Optimizer``.
@@ -94,8 +98,10 @@ def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, e
             f"Received: weight_decay={weight_decay}, name={name!r}")
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr,
-                                    momentum=0.9 if momentum is None else momentum)
+                                    momentum=DEFAULTS["sgd_momentum"] if momentum is None
+                                    else momentum)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
-    weight_decay = 0.004 if weight_decay is None else checks.number("weight_decay", weight_decay)
+    weight_decay = (DEFAULTS["adamw_weight_decay"] if weight_decay is None
+                    else checks.number("weight_decay", weight_decay))
     return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)

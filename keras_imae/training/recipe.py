@@ -1,119 +1,34 @@
 """The recipe: every default a run trains with, in one table, resolved once into numbers.
 
-:data:`DEFAULTS` is the table. :func:`resolve` overlays a :class:`~keras_imae.training.RunConfig`
-(``None`` or ``"auto"`` = the default) on it for one dataset and returns the settings as plain
-values; a run prints them in one block at its start (:func:`format_resolved`) and writes them
-to ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default.
+:data:`DEFAULTS` is the table (``keras_imae/_defaults.py``, at the bottom of the package so
+that the rules of the lower layers -- the data loaders, the optimizers, the collapse guard,
+the rejection cap -- read their values from it too). :func:`resolve` overlays a
+:class:`~keras_imae.training.RunConfig` (``None`` or ``"auto"`` = the default) on it for one
+dataset and returns the settings as plain values, the rules that apply included; a run
+prints them in one block at its start (:func:`format_resolved`) and writes them to
+``config.json`` under ``"resolved"``, and nothing deeper re-derives a default. A named recipe
+(``RunConfig.recipe``: ``"scratch"``, ``"folds"``; :func:`table`) is the table with its
+overrides, chosen in this one place.
 :func:`recommended` gives the same settings for your own Keras code.
 
-Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
-
-- DM's gradient does not vanish on fitted examples, so outside its emphasis window it is a
-  linear loss with no minimum: AdamW's *decoupled* decay gives it one (Loshchilov & Hutter
-  2019's normalised decay, so one constant carries over between dataset sizes and run
-  lengths), and a cosine schedule to 0 freezes the model at the end.
-- A network must not be able to carve out wrong labels one by one: a convolutional network
-  sees randomly translated images, an MLP on images a random fifth of its pixels dropped.
-- ``max_margin`` (this project's option) stops the push of examples beyond a margin of 16,
-  without which DM's logits diverge where nothing opposes that push (clean classes).
-- ``reject_margin`` (this project's option) stops the push towards a label the model gives
-  to another class with ``p_k > sigmoid(3)``, while the labelled class is alive in the batch:
-  DM's emphasis never falls below 1, so once the clean examples are fitted the wrong labels
-  get their full share of the gradient, and under class-dependent noise they all pull the
-  same way (``docs/class_dependent_noise.md``).
-- The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
-  emphasis, so regions are sorted by their majority label before the emphasis acts.
-- ``pair_margins``: at the end of the warm-up the run estimates the noise transition from
-  its own predictions and lowers ``reject_margin`` for the class pairs whose labels are
-  swapped more often than their column's average: one R cannot serve coherent (pair-flip)
-  and spread-out noise alike.
-- No loss setting depends on the kind of noise: a user with real noisy labels knows neither
-  its type nor its rate.
+Why each default is what it is: the docstring and notes of ``keras_imae/_defaults.py``.
 """
 
 import math
 
 from keras_imae import data, losses, models
+from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "batch_norm", "build_loss", "check_faithful", "convolutional", "finetune",
-           "load_image_size",
-           "format_resolved", "grid", "loss_settings", "model_for", "noise",
-           "pair_margins", "resolve", "selection", "warmup_epochs",
-           "weight_decay"]
+__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful",
+           "convolutional", "estimate_epoch", "finetune", "finetune_phases", "format_resolved",
+           "grid",
+           "load_image_size", "loss_settings", "model_for", "noise", "pair_margins", "resolve",
+           "selection", "table", "training_settings", "warmup_epochs", "weight_decay"]
 
-# The one table. A run's RunConfig field left at None (or "auto") takes the value here.
-DEFAULTS = {
-    # noise: a user's own labels are never corrupted unless asked; the embedded demo is.
-    "noise_type": {"digits": "symmetric", "other": "none"},
-    "noise_rate": 0.4,
-    # model="auto": the MLP for feature vectors and images up to 8x8 (digits), ResNet-20 for
-    # RGB images, the CNN for other images.
-    "tiny_image_side": 8,
-    "rgb_model": "resnet20",
-    "image_model": "cnn",
-    # optimisation
-    "optimizer": "adamw",
-    "learning_rate": 1e-3,
-    "lr_schedule": "cosine",
-    "epochs": 40,
-    "batch_size": 64,
-    "sgd_momentum": 0.9,
-    # AdamW's decay = this * sqrt(batch_size / (training examples * epochs)): 0.52 on digits
-    # (40 epochs), 0.05 on CIFAR-10 for 200 epochs at batch 128. SGD and Adam: 0 (their decay
-    # is a coupled L2 penalty in the model, which the papers' SGD recipe sets itself).
-    "normalized_weight_decay": 15.0,
-    # augmentation: the papers' for their datasets, else random translation ("crop": pad an
-    # eighth of each side, crop back) for images under a convolutional model, else none.
-    "augment_by_dataset": {"cifar10": "cifar", "cifar100": "cifar", "cifar10_n": "cifar",
-                           "cifar100_n": "cifar", "svhn_cropped": "crop"},
-    "conv_augment": "crop",
-    # MLPs on (H, W, C) images: Dropout on the input pixels (Srivastava et al. 2014's rate).
-    "image_input_dropout": 0.2,
-    # DM (lam, beta) and IMAE (temperature): the plain MLP fits example by example and gains
-    # clean fit from a sharp emphasis; BatchNorm networks fit regions, where a sharp emphasis
-    # starves classes learned late and holds class pairs learned the wrong way round.
-    "dm": {"lam": 2.0, "beta": 16.0},
-    "dm_batchnorm": {"lam": 2.0, "beta": 4.0},
-    "imae": {"temperature": 8.0},
-    # The exported epoch: "last", or "best" by the accuracy on a held-out share of the noisy
-    # training labels (T-corrected when the run drew the noise itself).
-    "checkpoint": "last",
-    "validation_fraction": 0.1,  # held out when checkpoint="best" or tune
-    "max_margin": 16.0,  # DM and IMAE; 0 = the papers' faithful gradient
-    "reject_margin": 3.0,  # DM and IMAE; 0 = the papers' faithful gradient
-    "warmup_fraction": 0.25,  # DM and IMAE: flat-emphasis epochs, rounded down
-    # DM and IMAE with reject_margin R: one margin per class pair, R - log(T_kc / mean_j T_jc)
-    # in [0, R] (losses.pair_reject_margins), from the noise transition T the run estimates
-    # in its own labels at the end of the warm-up (callbacks.PairMargins).
-    "pair_margins": True,
-    # scripts/find_label_issues.py's fold models: trained 20 epochs and judged by their
-    # probabilities on held-out examples, where every architecture did best with DM lam=2,
-    # beta=8 (digits, 40% pair-flip, 5 folds: F1 / ROC-AUC 0.861 / 0.957 with beta=8,
-    # 0.781 / 0.918 with beta=16) and no warm-up (their scores were measured without one).
-    # --tune and scripts/compare.py: the grid each loss is tuned on (the same size for
-    # every loss). DM: the run default (lam0, beta0) and its neighbours (lam0 / 2, beta0),
-    # (lam0, beta0 / 2), (lam0, 2 beta0), so the default is always a candidate; losses
-    # without hyper-parameters: the learning rate times these factors.
-    "grids": {
-        "imae": [dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)],
-        "gce": [dict(q=q) for q in (0.3, 0.5, 0.7, 0.9)],
-        "sce": [dict(alpha=0.1, beta=1.0), dict(alpha=0.5, beta=1.0),
-                dict(alpha=1.0, beta=1.0), dict(alpha=0.1, beta=0.5)],
-        "nce_rce": [dict(alpha=1.0, beta=1.0), dict(alpha=1.0, beta=0.1),
-                    dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
-    },
-    "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
-    # Fine-tuning a keras.applications backbone (--model=NAME --weights=...): the first
-    # quarter of the epochs trains the new head alone (backbone frozen), then the whole
-    # network trains at a tenth of the learning rate (Keras' transfer-learning guide's two
-    # phases); the backbone's BatchNorm stays in inference mode throughout.
-    "head_fraction": 0.25,
-    "finetune_lr_factor": 0.1,
-    "label_issue_epochs": 20,
-    "fold_dm": {"lam": 2.0, "beta": 8.0},
-    "fold_warmup_epochs": 0,
-}
+# The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
+# takes the value there; so do recommended(), the fold models, compare and the rules of the
+# lower layers (data loading, optimizers, the collapse guard, the rejection cap).
 OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
@@ -131,6 +46,23 @@ def batch_norm(model):
     return model in BATCH_NORM or models.is_backbone(model)
 LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
 MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
+
+
+RECIPES = tuple(DEFAULTS["recipes"])
+
+
+def table(recipe="scratch"):
+    """:data:`DEFAULTS` with the named recipe's overrides (``DEFAULTS["recipes"]``): the one
+    place a use (``"scratch"``: a run, ``compare``, ``recommended()``; ``"folds"``: the
+    label-issue fold models) chooses its DM setting, warm-up and pair margins.
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
+    if recipe not in DEFAULTS["recipes"]:
+        raise ValueError(f"Invalid value for `recipe`. Expected one of {list(RECIPES)}. "
+                         f"Received: recipe={recipe!r}")
+    return {**DEFAULTS, **DEFAULTS["recipes"][recipe]}
 
 
 def noise(config, dataset):
@@ -151,10 +83,10 @@ def model_for(config, input_shape):
     return DEFAULTS["rgb_model"] if input_shape[-1] == 3 else DEFAULTS["image_model"]
 
 
-def _augment(config, dataset, model):
+def _augment(config, source, dataset, model):
     if config.augment != "auto":
         return None if config.augment == "none" else config.augment
-    known = DEFAULTS["augment_by_dataset"].get(data.parse(dataset.name).tfds_name)
+    known = DEFAULTS["augment_by_dataset"].get(source.tfds_name)
     if known is not None:
         return known
     image = len(dataset.input_shape) == 3
@@ -187,9 +119,10 @@ def selection(config):
     return checkpoint, fraction
 
 
-def loss_settings(loss, given, model, normalize="default"):
+def loss_settings(loss, given, model, normalize="default", recipe="scratch"):
     """The loss's keyword arguments: ``given`` (the hyper-parameters set, by name), the others
-    from :data:`DEFAULTS` (DM by architecture ``model``; the margin caps for DM and IMAE).
+    from the named ``recipe``'s :func:`table` (DM by architecture ``model``; the margin caps
+    for DM and IMAE).
 
     Raises:
         ValueError: an unknown loss, or a hyper-parameter the loss does not take.
@@ -203,14 +136,14 @@ def loss_settings(loss, given, model, normalize="default"):
             f"Loss {loss!r} does not take {', '.join(f'`{k}`' for k in unused)} (its "
             f"hyper-parameters: {', '.join(accepted) or 'none'}). Received: "
             + ", ".join(f"{k}={given[k]}" for k in unused))
-    defaults = {}
+    defaults, values = {}, table(recipe)
     if loss == "dm":
-        defaults = dict(DEFAULTS["dm_batchnorm" if batch_norm(model) else "dm"])
-    elif loss in DEFAULTS:
-        defaults = dict(DEFAULTS[loss])
+        defaults = dict(values["dm_batchnorm" if batch_norm(model) else "dm"])
+    elif loss == "imae":
+        defaults = dict(values["imae"])
     for cap in MARGIN_CAPS:
         if cap in accepted:
-            defaults[cap] = DEFAULTS[cap]
+            defaults[cap] = values[cap]
     kwargs = {**defaults, **given}
     for cap in MARGIN_CAPS:
         if kwargs.get(cap) == 0:  # 0: no cap, the papers' faithful gradient
@@ -220,9 +153,10 @@ def loss_settings(loss, given, model, normalize="default"):
     return kwargs
 
 
-def warmup_epochs(loss, epochs, warmup=None):
-    """Flat-emphasis epochs: ``warmup`` when set, else ``epochs // 4`` for a loss with an
-    emphasis strength (DM, IMAE) and 0 for the others.
+def warmup_epochs(loss, epochs, warmup=None, recipe="scratch"):
+    """Flat-emphasis epochs: ``warmup`` when set, else the recipe's ``warmup_fraction`` of the
+    epochs (``epochs // 4``), rounded down, for a loss with an emphasis strength (DM, IMAE)
+    and 0 for the others.
 
     Raises:
         ValueError: a count that leaves no epoch with the emphasis, or one set for a loss
@@ -230,7 +164,7 @@ def warmup_epochs(loss, epochs, warmup=None):
     """
     has_emphasis = losses.LOSSES[loss].EMPHASIS_STRENGTH is not None
     if warmup is None:
-        return int(DEFAULTS["warmup_fraction"] * epochs) if has_emphasis else 0
+        return int(table(recipe)["warmup_fraction"] * epochs) if has_emphasis else 0
     if warmup and not has_emphasis:
         raise ValueError(
             f"Loss {loss!r} has no emphasis to warm up (only dm and imae have one). "
@@ -253,11 +187,11 @@ def weight_decay(optimizer, decay, batch_size, num_train, epochs):
     return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))
 
 
-def grid(loss, model, learning_rate):
+def grid(loss, model, learning_rate, recipe="scratch"):
     """The points ``--tune`` and ``scripts/compare.py`` try for ``loss`` on architecture
     ``model`` (:data:`DEFAULTS` ``"grids"``): dicts of ``RunConfig`` overrides, four each."""
     if loss == "dm":
-        default = DEFAULTS["dm_batchnorm" if batch_norm(model) else "dm"]
+        default = table(recipe)["dm_batchnorm" if batch_norm(model) else "dm"]
         lam, beta = default["lam"], default["beta"]
         return [dict(lam=lam / 2, beta=beta), dict(lam=lam, beta=beta / 2),
                 dict(lam=lam, beta=beta), dict(lam=lam, beta=2 * beta)]
@@ -283,24 +217,41 @@ def warmup_setting(config):
     return config.warmup_epochs
 
 
-def pair_margins(config):
+def pair_margins(config, settings=None):
     """Whether DM's (IMAE's) rejection cap takes one margin per class pair from the noise the
     run estimates at the end of its warm-up (:class:`keras_imae.callbacks.PairMargins`):
-    ``config.pair_margins``, else :data:`DEFAULTS`; off for a loss without a cap.
+    ``config.pair_margins``, else :data:`DEFAULTS`; off for a loss without a cap (the
+    decision of :func:`keras_imae.losses.reject_margins`). ``settings``: the loss's resolved
+    keyword arguments (default: :func:`loss_settings` of ``config``).
 
     Raises:
         ValueError: ``pair_margins=True`` without a cap (a loss other than DM or IMAE,
             ``reject_margin=0`` or ``faithful``).
     """
-    settings = loss_settings(config.loss, given_hparams(config), None, config.normalize)
-    has_cap = settings.get("reject_margin") is not None
+    if settings is None:
+        settings = loss_settings(config.loss, given_hparams(config), None, config.normalize,
+                                 config.recipe)
+    has_cap = losses.reject_margins(settings.get("reject_margin")) is not None
     if config.pair_margins and not has_cap:
         raise ValueError(
             "pair_margins=True sets DM's (IMAE's) rejection margin per class pair: it needs "
             f"loss dm or imae with a reject_margin > 0. Received: loss={config.loss!r}, "
             f"reject_margin={config.reject_margin}, faithful={config.faithful}")
-    chosen = DEFAULTS["pair_margins"] if config.pair_margins is None else config.pair_margins
+    chosen = config.pair_margins
+    if chosen is None:
+        chosen = table(config.recipe)["pair_margins"]
     return bool(chosen and has_cap)
+
+
+def estimate_epoch(loss, settings, pairs, warmup, epochs):
+    """The epoch (0-based) whose start estimates the noise transition from the model's own
+    predictions (:class:`keras_imae.callbacks.PairMargins`), or ``None`` (no estimate): the
+    end of the warm-up, at least 1, for DM's (IMAE's) pair margins (``pairs``); for forward
+    correction without a ``transition``, the share ``warmup_fraction`` of the epochs, at
+    least 1 (Patrini et al. estimate ``T`` from a network trained on the noisy labels)."""
+    if loss == "forward" and settings.get("transition") is None:
+        return max(1, int(DEFAULTS["warmup_fraction"] * epochs))
+    return max(1, warmup) if pairs else None
 
 
 def check_faithful(config):
@@ -318,48 +269,50 @@ def check_faithful(config):
                          f"warm-up) and contradicts {', '.join(set_)}. Drop one or the other.")
 
 
-def resolve(config, dataset, num_train):
-    """Every setting of a run as plain values (``None`` and ``"auto"`` replaced).
+# Resolved settings that are fixed rules of the table, not RunConfig fields: marked as defaults
+# in the printed block (a user changes them in DEFAULTS, not by a flag).
+RULES = ("digits_test_size", "folder_image_size", "folder_test_fraction", "stream_above_bytes",
+         "shuffle_buffer", "augment_pad", "reject_alive_share", "pair_margin_epoch",
+         "lr_step_fractions", "lr_step_rate", "max_top_class_fraction", "collapse_patience")
+
+
+def resolve(config, dataset, num_train=None):
+    """Every setting of a run as plain values (``None`` and ``"auto"`` replaced), once: the
+    run, its record (``config.json``) and :func:`keras_imae.recommended` use the result.
 
     Args:
         config: a :class:`keras_imae.training.RunConfig`.
-        dataset: the run's :class:`keras_imae.data.Dataset` (shape, name).
-        num_train: the number of examples trained on (after any validation split).
+        dataset: the run's :class:`keras_imae.data.Dataset` (shape, name, labels).
+        num_train: the number of examples trained on; default: the training set less the
+            validation split (``round(validation_fraction * N)`` examples,
+            :func:`keras_imae.data.split_ids`).
 
     Returns:
         A dict: ``noise_type``, ``noise_rate``, ``checkpoint``, ``validation_fraction``,
-        ``model``, ``augment``, ``input_dropout``,
-        ``loss`` (name), ``loss_settings`` (keyword arguments), ``warmup_epochs``,
-        ``pair_margins``,
-        ``optimizer``, ``learning_rate``, ``lr_schedule``, ``momentum``, ``weight_decay``,
-        ``epochs``, ``batch_size``; for a backbone also :func:`finetune`'s settings.
+        ``model``, ``augment``, ``input_dropout``, the data source's rules (:data:`RULES`:
+        ``digits_test_size``, ``folder_image_size`` and ``folder_test_fraction``,
+        ``stream_above_bytes``, ``shuffle_buffer``, ``augment_pad``), then
+        :func:`training_settings`; for a backbone also :func:`finetune`'s settings.
     """
     model = model_for(config, dataset.input_shape)
     noise_type, noise_rate = noise(config, dataset)
-    momentum = None
-    if config.optimizer == "sgd":
-        momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
     checkpoint, validation_fraction = selection(config)
+    if num_train is None:
+        total = len(dataset.y_train)
+        num_train = total - round(validation_fraction * total)
+    # the source as data.load parsed it (a stand-in dataset, e.g. in tests: parsed here)
+    source = getattr(dataset, "source", None) or data.parse(dataset.name)
+    augment = _augment(config, source, dataset, model)
     resolved = {
         "noise_type": noise_type,
         "noise_rate": noise_rate,
         "checkpoint": checkpoint,
         "validation_fraction": validation_fraction,
         "model": model,
-        "augment": _augment(config, dataset, model),
+        "augment": augment,
         "input_dropout": _input_dropout(config, model, dataset.input_shape),
-        "loss": config.loss,
-        "loss_settings": loss_settings(config.loss, given_hparams(config), model, config.normalize),
-        "warmup_epochs": warmup_epochs(config.loss, config.epochs, warmup_setting(config)),
-        "pair_margins": pair_margins(config),
-        "optimizer": config.optimizer,
-        "learning_rate": config.learning_rate,
-        "lr_schedule": None if config.lr_schedule == "none" else config.lr_schedule,
-        "momentum": momentum,
-        "weight_decay": weight_decay(config.optimizer, config.weight_decay, config.batch_size,
-                                     num_train, config.epochs),
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
+        **_data_rules(source.kind, augment, sized=load_image_size(config) is not None),
+        **training_settings(config, model, num_train),
     }
     if models.is_backbone(model):
         resolved.update(finetune(config, model, dataset.input_shape))
@@ -385,17 +338,76 @@ def finetune(config, model, input_shape):
     backbone: :data:`DEFAULTS` ``head_fraction`` of the epochs with pretrained weights, none
     without) and ``finetune_learning_rate`` (the whole network's, after them:
     ``finetune_lr_factor`` times ``learning_rate`` with pretrained weights)."""
-    pretrained = config.weights is not None
-    head = config.head_epochs
-    if head is None:
-        head = int(DEFAULTS["head_fraction"] * config.epochs) if pretrained else 0
-    rate = config.finetune_learning_rate
-    if rate is None:
-        rate = config.learning_rate * (DEFAULTS["finetune_lr_factor"] if pretrained else 1.0)
     return {"weights": config.weights, "weights_sha256": models.weights_digest(config.weights),
             "image_size": config.image_size or models.default_image_size(
                 model, config.weights, input_shape),
-            "head_epochs": head, "finetune_learning_rate": rate}
+            **finetune_phases(config, config.weights is not None)}
+
+
+def finetune_phases(config, pretrained):
+    """``head_epochs`` and ``finetune_learning_rate`` of a network that is ``pretrained`` or
+    not (:func:`finetune`; :func:`keras_imae.recommended` with ``pretrained=True``)."""
+    head = getattr(config, "head_epochs", None)
+    if head is None:
+        head = int(DEFAULTS["head_fraction"] * config.epochs) if pretrained else 0
+    rate = getattr(config, "finetune_learning_rate", None)
+    if rate is None:
+        rate = config.learning_rate * (DEFAULTS["finetune_lr_factor"] if pretrained else 1.0)
+    return {"head_epochs": head, "finetune_learning_rate": rate}
+
+
+def _data_rules(kind, augment, sized=False):
+    """The rules of :data:`DEFAULTS` by which the run's data is read: those of its source
+    (``sized``: a backbone reads images at its own size, not the folder default)."""
+    rules = {"digits": ("digits_test_size",),
+             "folder": ("folder_test_fraction",) if sized else ("folder_image_size",
+                                                                "folder_test_fraction")}
+    out = {key: DEFAULTS[key] for key in rules.get(kind, ())}
+    out["stream_above_bytes"] = DEFAULTS["stream_above_bytes"]  # streaming="auto"'s switch
+    if kind in ("tfrecord", "tfds"):  # streamed records: shuffled in a buffer
+        out["shuffle_buffer"] = DEFAULTS["shuffle_buffer"]
+    if augment is not None:
+        out["augment_pad"] = DEFAULTS["augment_pad"]
+    return out
+
+
+def training_settings(config, model, num_train):
+    """The training part of :func:`resolve` -- the loss, its phases, the optimizer, the
+    collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
+    ``num_train`` examples (the weight decay and the schedule do), from ``config.recipe``'s
+    :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share`` (with a
+    rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
+    (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
+    (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
+    ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``. Also
+    :func:`keras_imae.recommended`'s settings.
+    """
+    settings = loss_settings(config.loss, given_hparams(config), model, config.normalize,
+                             config.recipe)
+    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), config.recipe)
+    pairs = pair_margins(config, settings)
+    out = {"recipe": config.recipe, "loss": config.loss, "loss_settings": settings}
+    if losses.reject_margins(settings.get("reject_margin")) is not None:
+        out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
+    out.update(warmup_epochs=warmup, pair_margins=pairs,
+               pair_margin_epoch=estimate_epoch(config.loss, settings, pairs, warmup,
+                                                config.epochs))
+    schedule = None if config.lr_schedule == "none" else config.lr_schedule
+    out.update(optimizer=config.optimizer, learning_rate=config.learning_rate,
+               lr_schedule=schedule)
+    if schedule == "step":  # of each fit's epochs (a backbone's two phases: of each phase)
+        out["lr_step_fractions"] = list(DEFAULTS["lr_step_fractions"])
+        out["lr_step_rate"] = DEFAULTS["lr_step_rate"]
+    momentum = None
+    if config.optimizer == "sgd":
+        momentum = DEFAULTS["sgd_momentum"] if config.momentum is None else config.momentum
+    out.update(momentum=momentum,
+               weight_decay=weight_decay(config.optimizer, config.weight_decay,
+                                         config.batch_size, num_train, config.epochs),
+               epochs=config.epochs, batch_size=config.batch_size,
+               max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
+               collapse_patience=DEFAULTS["collapse_patience"])
+    return out
 
 
 def _fmt(value):
