@@ -21,6 +21,13 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """The ``slow`` tests first, each file's in its order: under the README's ``pytest -n 2``
+    (``--dist=worksteal``) the long ones then start early and the two workers finish
+    together, rather than one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The embedded digits dataset (scikit-learn), loaded once per session."""
@@ -42,13 +49,22 @@ def finished_run(tmp_path_factory, digits):
 
 @pytest.fixture
 def free_ports():
-    """``free_ports(n)``: ``n`` localhost ports free right now (for multi-worker clusters)."""
+    """``free_ports(n)``: ``n`` localhost ports free right now (for multi-worker clusters).
+
+    Under pytest-xdist each worker takes only ports of its own residue modulo the number of
+    workers, so two tests running at the same time never get the same port (a port is
+    released before the cluster binds it, and the OS may give it out again meanwhile)."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
 
     def ports(n):
-        socks = [socket.socket() for _ in range(n)]
-        for s in socks:
-            s.bind(("localhost", 0))
-        found = [s.getsockname()[1] for s in socks]
+        socks, found = [], []
+        while len(found) < n:  # each socket held until the end: n distinct ports
+            socks.append(socket.socket())
+            socks[-1].bind(("localhost", 0))
+            port = socks[-1].getsockname()[1]
+            if port % count == index:
+                found.append(port)
         for s in socks:
             s.close()
         return found

@@ -1,6 +1,7 @@
 """Smoke runs of every benchmark script at tiny sizes (flags), in a subprocess as a user runs
 them: they start, measure and print a row of their table (a benchmark that catches an
-error and prints "failed" fails here). The numbers are not checked."""
+error and prints "failed" fails here). The numbers are not checked. A benchmark whose docs
+block already runs it at tiny size and checks a row (``IN_DOCS``) is smoke-run there."""
 
 import importlib.util
 import os
@@ -8,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+import test_docs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,10 +34,6 @@ RUNS = {
     "jax_train_step.py": (["--depth=20", "--batch_size=4", "--image_size=8", "--steps=1",
                            "--warmup=1", "--repeats=1", "--tf_jit=false"],
                           "JAX speed relative to", True),
-    "label_issues_vs_cleanlab.py": (["--datasets=digits", "--noise_types=symmetric",
-                                     "--folds=2", "--epochs=1"],
-                                    "| digits (1347) | 40% symmetric | 537 | keras_imae (run)",
-                                    True),
     "dm_classdep_study.py": (["--out=.", "--datasets=digits", "--noise_types=confusion",
                               "--variants=dm,forward", "--seeds=0", "--epochs=2"],
                              "| digits | confusion | forward |", True),
@@ -49,12 +48,21 @@ RUNS = {
     "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
                       "--in_memory=false"], "ratio streamed pipeline / model:", True),
 }
-NEEDS = {"jax_train_step.py": "jax", "label_issues_vs_cleanlab.py": "cleanlab"}
+NEEDS = {"jax_train_step.py": "jax"}
+# script -> the docs page of its smoke run: a block that runs it at tiny size and expects a row
+# of its table (tests/test_docs.py's `expect` directive), so the run is not made twice
+IN_DOCS = {"label_issues_vs_cleanlab.py": "docs/label_issues.md"}
 
 
 def test_every_benchmark_has_a_smoke_run():
-    assert set(RUNS) == {n for n in os.listdir(os.path.join(ROOT, "benchmarks"))
-                         if n.endswith(".py")}
+    assert set(RUNS) | set(IN_DOCS) == {n for n in os.listdir(os.path.join(ROOT, "benchmarks"))
+                                        if n.endswith(".py")}
+    assert not set(RUNS) & set(IN_DOCS)
+    for name, page in IN_DOCS.items():
+        runs = [test_docs._apply(p.values[1], p.values[2]) for p in test_docs._blocks()
+                if p.id.startswith(f"{page}:")]
+        assert any(f"benchmarks/{name} " in body and "--epochs=1" in body and expected
+                   for body, expected in runs), (name, page)
 
 
 @pytest.mark.parametrize("name", [

@@ -234,6 +234,31 @@ def test_train_help_is_readable_and_grouped_by_topic(monkeypatch, capsys):
     assert topics[-1] < flag["tpu"]
 
 
+# Each command's --help text, as keras_imae.cli.launch builds it from the command's own flags;
+# tests/test_scripts.py runs --help in a subprocess for a script and an installed command.
+@pytest.mark.parametrize("name,own", [
+    ("train", ["data and noise:", "--noise_type", "loss:", "--loss", "run folder and export:",
+               "--model_dir", "distribution:", "--tpu"]),
+    ("compare", ["comparison:", "--losses", "optimisation:", "--epochs"]),
+    ("evaluate", ["--model", "--output"]),
+    ("export", ["--export_dir", "--overwrite"]),
+    ("plot", ["--emphasis", "--model_dir"]),
+    ("find_label_issues", ["label issues:", "--retrain", "--noise_type"]),
+])
+def test_every_command_s_help_lists_its_own_flags_by_topic(name, own, monkeypatch, capsys):
+    script, flag_values = load_script(name), flags.FlagValues()
+    script.define_flags(flag_values)  # unparsed: --help needs no required flag
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__",
+                        commands.usage(script.__doc__, flag_values, list(flag_values)))
+    monkeypatch.setattr(sys, "argv", [f"{name}.py"])
+    app.usage(shorthelp=True)
+    output = capsys.readouterr().err
+    assert output.startswith(script.__doc__.replace("%%", "%").split("\n")[0])
+    for text in own:  # a topic's heading, a flag's line
+        pattern = rf"\n{text}\n" if text.endswith(":") else rf"\n  --(\[no\])?{text[2:]}:"
+        assert re.search(pattern, output), text
+
+
 def test_every_run_flag_has_one_topic():
     names = [name for topic in cli.TOPICS.values() for name in topic]
     assert sorted(names) == sorted(cli.RUN_FLAGS)

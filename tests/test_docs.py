@@ -9,6 +9,8 @@ console-script entry point calls, so a fresh checkout needs no ``pip install`` f
 Where a block would take minutes, an HTML comment right above it shrinks it, visibly in the
 markdown source:
 ``<!-- test: replace "--epochs=40" "--epochs=2" -->`` (one or more ``replace "A" "B"``).
+``expect "TEXT"`` there also requires ``TEXT`` in the block's output (a benchmark's table row:
+its block is then its smoke run, see tests/test_benchmarks.py).
 """
 import os
 import re
@@ -41,13 +43,20 @@ def _blocks():
 
 
 def _apply(body, directives):
-    words = shlex.split(directives)
-    if len(words) % 3 or any(w != "replace" for w in words[::3]):
-        raise ValueError(f"Bad test directive {directives!r}: expected replace \"A\" \"B\" ...")
-    for old, new in zip(words[1::3], words[2::3]):
-        assert old in body, f"the directive replaces {old!r}, which is not in the block"
-        body = body.replace(old, new)
-    return body
+    """``(body as run, [text its output must contain])`` under the block's directives."""
+    words, expected = shlex.split(directives), []
+    while words:
+        if words[0] == "replace" and len(words) >= 3:
+            old, new, words = words[1], words[2], words[3:]
+            assert old in body, f"the directive replaces {old!r}, which is not in the block"
+            body = body.replace(old, new)
+        elif words[0] == "expect" and len(words) >= 2:
+            expected.append(words[1])
+            words = words[2:]
+        else:
+            raise ValueError(f"Bad test directive {directives!r}: expected replace \"A\" \"B\""
+                             " or expect \"TEXT\" ...")
+    return body, expected
 
 
 @pytest.fixture
@@ -77,7 +86,7 @@ def scratch(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("lang, body, directives", list(_blocks()))
 def test_block_runs(lang, body, directives, scratch, tmp_path):
-    body = _apply(body, directives)  # every block starts in a fresh folder
+    body, expected = _apply(body, directives)  # every block starts in a fresh folder
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
     if RUN[lang] == "python":
         script = tmp_path / "block.py"
@@ -92,6 +101,16 @@ def test_block_runs(lang, body, directives, scratch, tmp_path):
     proc = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for text in expected:
+        assert text in proc.stdout, (text, proc.stdout[-4000:])
+
+
+def test_directives_replace_and_expect():
+    directives = 'replace "--epochs=40" "--epochs=1" expect "| a |"'
+    assert _apply("run --epochs=40\n", directives) == ("run --epochs=1\n", ["| a |"])
+    for bad in ('expect', 'replace "--epochs=40"', 'insert "x"'):
+        with pytest.raises(ValueError, match="Bad test directive"):
+            _apply("run --epochs=40\n", bad)
 
 
 def _slug(heading):
@@ -137,6 +156,17 @@ def test_readme_is_a_front_page():
     lines = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().count("\n")
     assert lines <= 300
     assert len(list(_blocks())) >= 5  # the blocks above exist and are collected
+
+
+def test_ci_runs_the_readme_s_install_and_test_commands():
+    # README's "pip install -e ... && python -m pytest ..." line; .ci/run runs both parts as
+    # they are (the test command may add report options, e.g. -ra)
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    line = next(l for l in readme.splitlines() if "&& python -m pytest" in l)
+    install, test = (part.strip() for part in line.split("#")[0].split("&&"))
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read().splitlines()
+    assert install in ci
+    assert [l for l in ci if l == test or l.startswith(test + " -")], (test, ci)
 
 
 # -- every code name the docs cite exists -------------------------------------------------------

@@ -302,7 +302,7 @@ def test_retrain_relabel_reports_the_gain(small_digits, tmp_path):
 def test_retraining_reports_the_loss_its_runs_trained_with(small_digits, tmp_path):
     # A BatchNorm model: the retraining runs use the BatchNorm networks' DM setting; the report
     # is what training.run resolved for the architecture, not a loss built without it.
-    config = training.RunConfig(epochs=2, model="mlp_bn")
+    config = training.RunConfig(epochs=1, model="mlp_bn")
     result = label_issues.run(config, output_dir=tmp_path, method="kfold", folds=2,
                               retrain="remove",
                               retrain_loss="dm", dataset=small_digits, fit=centroid_fit,
@@ -326,7 +326,7 @@ def _script(*args, expect=0, cwd=None):
 @pytest.mark.slow
 def test_script_end_to_end_with_removal(tmp_path):
     out = tmp_path / "issues"
-    output = _script("--epochs=2", "--folds=2", "--noise_type=pairflip", "--retrain=remove",
+    output = _script("--epochs=1", "--folds=2", "--noise_type=pairflip", "--retrain=remove",
                      f"--output_dir={out}")
     assert "labels flagged as issues" in output and "ROC-AUC" in output
     assert "flagged removed" in output

@@ -8,9 +8,11 @@ lists its own flags. An installed command (setup.cfg's console_scripts) is its f
 """
 
 import configparser
+import fcntl
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,33 +55,16 @@ def test_every_command_is_installed():
         assert callable(getattr(importlib.import_module(module), function)), name
 
 
-def test_the_installed_train_runs_anywhere_quietly_and_reruns_with_status_0(tmp_path):
-    """keras-imae-train's function from a scratch folder, TF_CPP_MIN_LOG_LEVEL unset."""
-    output = _script(None, "--epochs=1", command="train", cwd=tmp_path, quiet=False)
-    assert os.path.isfile(tmp_path / "runs" / "digits_dm" / "metrics.json")
-    for chatter in ("cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
-        assert chatter not in output, output[:3000]
-    # verbose=1's bar: the figures a person watches; log.csv keeps every value
-    assert "test_accuracy: " in output and "noisy_correct:" not in output
-    assert "noisy_correct" in (tmp_path / "runs" / "digits_dm" / "log.csv").read_text()
-    again = _script(None, "--epochs=1", command="train", cwd=tmp_path)  # status 0
-    assert "test accuracy, final" in again and "nothing to train" in again
-    assert "flags:" not in again and "Epoch 1/1" not in again
-
-
-# each command's --help: its own flags (under their topics), no absl or TensorFlow flag
+# --help as a user runs it: a script, and an installed command's function from a scratch folder.
+# Every command's help text, the same function of its flags, is checked in process
+# (tests/test_cli.py::test_every_command_s_help_lists_its_own_flags_by_topic).
 @pytest.mark.parametrize("name,own", [
     ("train", ["data and noise:", "--noise_type", "loss:", "--loss", "run folder and export:",
                "--model_dir", "distribution:", "--tpu"]),
     ("compare", ["comparison:", "--losses", "optimisation:", "--epochs"]),
-    ("evaluate", ["--model", "--output"]),
-    ("export", ["--export_dir", "--overwrite"]),
-    ("plot", ["--emphasis", "--model_dir"]),
-    ("find_label_issues", ["label issues:", "--retrain", "--noise_type"]),
 ])
 def test_help_lists_the_command_s_own_flags(name, own, tmp_path):
-    # the scripts, and the installed commands' functions from a scratch folder
-    output = (_script(f"{name}.py", "--help", expect=1) if name in ("train", "evaluate")
+    output = (_script(f"{name}.py", "--help", expect=1) if name == "train"
               else _script(None, "--help", command=name, cwd=tmp_path, expect=1))
     for text in own:
         assert text in output, text
@@ -88,12 +73,25 @@ def test_help_lists_the_command_s_own_flags(name, own, tmp_path):
     assert len(output.splitlines()) < 250  # --helpfull: every absl and TensorFlow flag too
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """scripts/train.py with its defaults, shortened to 2 epochs, run from a scratch folder."""
-    cwd = tmp_path_factory.mktemp("cwd")
-    output = _script("train.py", "--epochs=2", "--verbose=2", cwd=cwd)
-    return cwd, output
+    """keras-imae-train's function with its defaults, shortened to 2 epochs, run from a scratch
+    folder as a user runs it (TF_CPP_MIN_LOG_LEVEL unset): ``(folder, output)``.
+
+    Run once per session: under pytest -n the first worker to ask trains under a lock in the
+    session's shared temporary folder, and the others read its result. The tests only read
+    the folder (or copy from it), so they may run at the same time."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the workers' common folder, this session's only
+    cwd, done = shared / "trained", shared / "trained.out"
+    with open(shared / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(cwd, ignore_errors=True)  # an earlier worker's failed try
+            cwd.mkdir()
+            done.write_text(_script(None, "--epochs=2", command="train", cwd=cwd, quiet=False))
+    return cwd, done.read_text()
 
 
 def test_train_defaults_end_to_end(trained):
@@ -107,6 +105,18 @@ def test_train_defaults_end_to_end(trained):
     assert metrics["noise_rate_realised"] == pytest.approx(0.4, abs=0.01)
     assert os.path.isfile(cwd / "saved_models" / "digits_dm" / "saved_model.pb")
     assert (run_dir / "log.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_the_installed_train_runs_anywhere_quietly_and_reruns_with_status_0(trained):
+    cwd, output = trained
+    for chatter in ("cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard"):
+        assert chatter not in output, output[:3000]
+    # verbose=1's bar: the figures a person watches; log.csv keeps every value
+    assert "test_accuracy: " in output and "noisy_correct:" not in output
+    assert "noisy_correct" in (cwd / "runs" / "digits_dm" / "log.csv").read_text()
+    again = _script(None, "--epochs=2", command="train", cwd=cwd)  # status 0
+    assert "test accuracy, final" in again and "nothing to train" in again
+    assert "flags:" not in again and "Epoch 1/2" not in again
 
 
 def test_evaluate_reads_the_export(trained, tmp_path):
@@ -124,11 +134,12 @@ def test_evaluate_reads_the_export(trained, tmp_path):
     assert f"accuracy {evaluated['accuracy']:.4f}" in output
 
 
-def test_export_replaces_the_run_export_with_overwrite(trained):
+def test_export_replaces_the_run_export_with_overwrite(trained, tmp_path):
     # Without --overwrite the same command is refused (tests/test_cli.py, in process).
     cwd, _ = trained
     model = cwd / "runs" / "digits_dm" / "model.keras"
-    target = cwd / "saved_models" / "digits_dm"
+    target = tmp_path / "digits_dm"  # a copy of the run's export, which other tests read
+    shutil.copytree(cwd / "saved_models" / "digits_dm", target)
     output = _script("export.py", f"--model={model}", f"--export_dir={target}", "--overwrite")
     assert f"Exported {model} to {target}" in output
     assert os.path.isfile(target / "saved_model.pb")

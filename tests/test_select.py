@@ -169,7 +169,7 @@ def test_tune_skips_a_collapsed_point_and_fails_only_if_every_point_collapses(tm
 
 @pytest.mark.slow
 def test_tune_end_to_end_exports_the_chosen_model(tmp_path, digits):
-    config = _config(tmp_path, tune=True, checkpoint=None, epochs=2, loss="gce",
+    config = _config(tmp_path, tune=True, checkpoint=None, epochs=1, loss="gce",
                      noise_type="pairflip")
     results = training.run(config, dataset=digits)
     points = results["tuning"]["points"]
