@@ -62,6 +62,12 @@ VARIANTS = {
     "sce": dict(loss="sce"),
     "cce": dict(loss="cce"),
     "mae": dict(loss="mae"),
+    # early-learning regularisation (Liu et al. 2020): the baseline (cross-entropy with it) and
+    # DM with it, at the paper's CIFAR-10 lambda (3) and its CIFAR-100 one (7)
+    "elr": dict(loss="cce", elr_lambda=3.0),
+    "dm_elr": dict(elr_lambda=3.0),
+    "dm_elr1": dict(elr_lambda=1.0),
+    "dm_elr7": dict(elr_lambda=7.0),
     "forward": dict(loss="forward"),  # T estimated from the noisy labels
     "forward_best": dict(loss="forward", checkpoint="best"),
     "cce_best": dict(loss="cce", checkpoint="best"),

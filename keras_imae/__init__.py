@@ -33,6 +33,7 @@ _NAMES = {
         "MeanSquaredError", "GeneralizedCrossEntropy", "SymmetricCrossEntropy",
         "NormalizedCrossEntropyReverse")},
     "RobustModel": "keras_imae.models",
+    "EarlyLearning": "keras_imae.models",
     "FitMonitor": "keras_imae.callbacks",
     "EmphasisWarmup": "keras_imae.callbacks",
     "PairMargins": "keras_imae.callbacks",

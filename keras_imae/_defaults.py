@@ -95,6 +95,11 @@ DEFAULTS = {
     # callbacks.PairMargins). Forward correction without a T estimates it after the share
     # "warmup_fraction" of the epochs.
     "pair_margins": True,
+    # ELR (Liu et al. 2020; models.EarlyLearning), off unless elr_lambda > 0 is set, on any
+    # loss. compare's "elr" baseline is cross-entropy with it at the paper's CIFAR-10 setting,
+    # lam=3 (its CIFAR-100 one: 7) and the running average's momentum 0.7.
+    "elr_lambda": 3.0,
+    "elr_momentum": 0.7,
     # -- which epoch is exported --------------------------------------------------------------
     # "last", or "best" by the accuracy on a held-out share of the noisy training labels
     # (T-corrected when the run drew the noise itself).
@@ -116,6 +121,7 @@ DEFAULTS = {
                 dict(alpha=1.0, beta=1.0), dict(alpha=0.1, beta=0.5)],
         "nce_rce": [dict(alpha=1.0, beta=1.0), dict(alpha=1.0, beta=0.1),
                     dict(alpha=10.0, beta=1.0), dict(alpha=10.0, beta=0.1)],
+        "elr": [dict(elr_lambda=lam) for lam in (1.0, 3.0, 5.0, 7.0)],
     },
     "learning_rate_factors": (0.25, 0.5, 1.0, 2.0),
     # -- fine-tuning a keras.applications backbone (--model=NAME --weights=...) ---------------

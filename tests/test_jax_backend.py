@@ -18,6 +18,9 @@ pytest.importorskip(
 TESTS = os.path.dirname(os.path.abspath(__file__))
 # Backend-neutral tests of the other files, re-run as they are on JAX.
 NEUTRAL = [
+    "test_early_learning.py::test_one_step_moves_logits_by_the_closed_form_gradient",
+    "test_early_learning.py::test_keras_file_reloads_with_its_targets",
+    "test_early_learning.py::test_training_without_ids_is_an_error_and_evaluate_ignores_the_penalty",
     "test_losses.py::test_value_matches_closed_form",
     "test_losses.py::test_get_config_round_trip",
     "test_callbacks.py::test_emphasis_warmup_trains_flat_then_with_the_configured_emphasis",

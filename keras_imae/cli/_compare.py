@@ -8,7 +8,7 @@ See keras_imae/training/comparison.py for the protocol. Prints and writes a mark
 
 from absl import flags
 
-from keras_imae import _files, data, losses
+from keras_imae import _files, data
 from keras_imae.training import cli, comparison, recipe
 
 FLAGS = flags.FLAGS
@@ -22,7 +22,8 @@ def define_flags(flag_values=flags.FLAGS):
     own = {**fv, "module_name": "comparison"}  # its --help topic
     cli.define_run_flags(exclude=_SET_BY_PROTOCOL, **fv, defaults={
         "validation_fraction": recipe.DEFAULTS["compare_validation_fraction"]})
-    flags.DEFINE_list("losses", list(losses.LOSSES), "Losses to compare.", **own)
+    flags.DEFINE_list("losses", list(comparison.NAMES), "Losses to compare ('elr': "
+                      "cross-entropy with early-learning regularisation).", **own)
     flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", lower_bound=1, **own)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **own)
     flags.DEFINE_string("output", None, "Markdown file for the table.", **own)
@@ -36,8 +37,8 @@ def define_flags(flag_values=flags.FLAGS):
                          "split (another seed); the mean score picks the setting.", lower_bound=1,
                          **own)
     flags.register_validator(
-        "losses", lambda names: all(n in losses.LOSSES for n in names),
-        message=f"--losses takes names among: {', '.join(losses.LOSSES)}", **fv)
+        "losses", lambda names: all(n in comparison.NAMES for n in names),
+        message=f"--losses takes names among: {', '.join(comparison.NAMES)}", **fv)
 
 def main(_):
     cli.quiet_logs(FLAGS)

@@ -248,7 +248,8 @@ def _tables(num_examples, labels, clean_labels, *, allow_unverified):
 
 
 def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augment=None,
-                  seed=0, shuffle=True, input_context=None, epochs=None, initial_epoch=0):
+                  seed=0, shuffle=True, input_context=None, epochs=None, initial_epoch=0,
+                  with_ids=False):
     """Training pipeline for ``RobustModel``: ``(x, {"label": noisy, "clean_label": clean})``.
 
     Args:
@@ -268,6 +269,8 @@ def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augm
             epochs ``initial_epoch, ..., epochs - 1`` in sequence, each a function of
             ``(seed, epoch)`` alone, to ``fit`` with ``steps_per_epoch`` (see :func:`stream`:
             what a resumable run trains on).
+        with_ids: add each example's id (``"id"``, int64) to the targets: what
+            :class:`keras_imae.models.EarlyLearning` indexes its targets by.
 
     Returns:
         A batched ``tf.data.Dataset``; labels are int32.
@@ -275,7 +278,8 @@ def train_dataset(data, labels, clean_labels=None, *, ids=None, batch_size, augm
     reader = _reader(data)
     return stream(reader, _tables(len(reader), labels, clean_labels, allow_unverified=False),
                   ids=ids, batch_size=batch_size, shuffle=shuffle, seed=seed, augment=augment,
-                  input_context=input_context, epochs=epochs, initial_epoch=initial_epoch)
+                  input_context=input_context, epochs=epochs, initial_epoch=initial_epoch,
+                  with_ids=with_ids)
 
 
 def plain_dataset(data, labels, *, ids=None, batch_size, augment=None, seed=0, shuffle=True):

@@ -33,12 +33,13 @@ import keras
 
 from keras_imae import _backend
 from keras_imae.losses._labels import tensor_label_ids
+from keras_imae.models._early_learning import EarlyLearning
 from keras_imae.models._keras_compat import KerasHooks, multi_worker_logs
 
 __all__ = ["FIT_METRICS", "RobustModel"]
 
 FIT_METRICS = ("clean_fit", "noisy_fit", "noisy_correct")
-_LABEL_KEYS = ("label", "clean_label")
+_LABEL_KEYS = ("label", "clean_label", "id")
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,17 +52,24 @@ def _unpack(data):
 
 
 def _split_targets(y, sample_weight):
-    """Labels or ``{"label", "clean_label"}`` -> ``(given, clean_or_None, sample_weight)``."""
+    """Labels or ``{"label", "clean_label", "id"}`` -> ``(given, clean_or_None,
+    sample_weight)`` (the example ids: :func:`_example_ids`)."""
     if isinstance(y, dict):
         if "label" not in y or set(y) - set(_LABEL_KEYS):
             raise ValueError(
                 "Invalid targets for `RobustModel`. Expected `y` to be labels or a dict with "
-                f"key 'label' and optionally 'clean_label'. Received: y keys={sorted(y)}"
+                "key 'label' and optionally 'clean_label' and 'id'. Received: y keys="
+                f"{sorted(y)}"
             )
         if isinstance(sample_weight, dict):  # Keras maps a sample_weight array over dict targets.
             sample_weight = sample_weight.get("label")
         return y["label"], y.get("clean_label"), sample_weight
     return y, None, sample_weight
+
+
+def _example_ids(y):
+    """The batch's example ids (``y["id"]``), or ``None``."""
+    return y.get("id") if isinstance(y, dict) else None
 
 
 @keras.saving.register_keras_serializable(package="keras_imae")
@@ -73,7 +81,9 @@ class RobustModel(KerasHooks, keras.Model):
     the given labels (``keras_imae.losses.*`` or Keras' sparse/categorical losses,
     ``from_logits=True``). Data is ``(x, {"label": noisy, "clean_label": clean})``,
     ``(x, {"label": noisy})`` or ``(x, y)``, optionally with a third ``sample_weight`` element.
-    Labels are integer ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``.
+    Labels are integer ids ``[B]``/``[B, 1]`` or one-hot ``[B, K]``. ``compile(...,
+    early_learning=EarlyLearning(N))`` adds ELR's penalty to the training loss
+    (:class:`keras_imae.models.EarlyLearning`; the targets then carry ``"id"``).
 
     ``train_step``: forward, ``compute_loss`` on the given labels (compiled loss, sample
     weights, regularisation losses), ``optimizer.scale_loss`` (loss scaling under
@@ -106,15 +116,22 @@ class RobustModel(KerasHooks, keras.Model):
         self.noisy_fit_tracker = keras.metrics.Mean(name="noisy_fit")
         self.noisy_correct_tracker = keras.metrics.Mean(name="noisy_correct")
         self._loss_states = []  # the compiled loss's state (a tracked list: see compile)
+        self._early_learning = []  # ELR's per-example targets, when compiled with them
 
-    def compile(self, *args, **kwargs):
+    def compile(self, *args, early_learning=None, **kwargs):
         """``keras.Model.compile``; then the compiled loss's training-phase state
         (``loss.state`` of a :mod:`keras_imae.losses` loss with a warm-up or an estimated
         noise transition) is built for this model's classes -- in the scope ``compile`` runs
         in, so its variables are mirrored under a ``tf.distribute`` strategy -- and tracked:
         its variables are the model's non-trainable variables (the state Keras' JAX steps
-        receive), and ``save``/``save_weights`` keep them (as ``loss/state``)."""
+        receive), and ``save``/``save_weights`` keep them (as ``loss/state``).
+
+        ``early_learning``: an :class:`keras_imae.models.EarlyLearning`, whose penalty every
+        training step adds to the compiled loss; built here for this model's classes, owned
+        and saved like the loss's state, and kept in the compile config (a ``.keras`` file
+        reloads with it). One replica only."""
         super().compile(*args, **kwargs)
+        self._set_early_learning(early_learning)
         self._loss_states.clear()  # untracks a previous loss's state
         state = getattr(self.loss, "state", None)
         if state is None:
@@ -126,6 +143,30 @@ class RobustModel(KerasHooks, keras.Model):
             raise ValueError(f"The loss's state was built for {state.num_classes} classes; "
                              f"this model predicts {num_classes}. Use a new loss.")
         self._loss_states.append(state)
+
+    def _set_early_learning(self, early_learning):
+        self._early_learning.clear()
+        if early_learning is None:
+            return
+        if not isinstance(early_learning, EarlyLearning):
+            raise ValueError("Invalid value for argument `early_learning`. Expected a "
+                             "keras_imae.models.EarlyLearning. Received: "
+                             f"early_learning={early_learning!r}")
+        if _backend.is_tensorflow() and \
+                _backend.tf().distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError("`early_learning` trains on one replica only; this model is "
+                             "compiled under a strategy with "
+                             f"{_backend.tf().distribute.get_strategy().num_replicas_in_sync} "
+                             "replicas.")
+        if not early_learning.built:
+            early_learning.build(self.output_shape[-1])
+        self._early_learning.append(early_learning)
+        self._compile_config.config["early_learning"] = early_learning
+
+    @property
+    def early_learning(self):
+        """The :class:`keras_imae.models.EarlyLearning` compiled with, or ``None``."""
+        return self._early_learning[0] if self._early_learning else None
 
     def compile_from_config(self, config):
         """``keras.Model.compile_from_config`` through :meth:`compile` (Keras skips a custom
@@ -143,17 +184,18 @@ class RobustModel(KerasHooks, keras.Model):
         if keras.backend.backend() != "tensorflow":
             return super().train_step(*args)
         (data,) = args
-        x, given, clean, sample_weight = _unpack(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        given, clean, given_weight = _split_targets(y, sample_weight)
         with _backend.tf().GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(
-                x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=True
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._update_metrics(x, given, clean, y_pred, sample_weight, loss)
+        return self._update_metrics(x, given, clean, y_pred, given_weight, loss)
 
     def test_step(self, *args):
         if keras.backend.backend() != "tensorflow":
@@ -208,11 +250,21 @@ class RobustModel(KerasHooks, keras.Model):
     # the full targets ``y`` to these two public hooks, which split off the clean label. The
     # TensorFlow steps above call ``compute_loss`` with the given label only.
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Compiled loss of the *given* labels; ``y`` may be the ``{"label", ...}`` dict."""
-        given, _, sample_weight = _split_targets(y, sample_weight)
-        return super().compute_loss(
-            x=x, y=given, y_pred=y_pred, sample_weight=sample_weight, training=training
+        """Compiled loss of the *given* labels; ``y`` may be the ``{"label", ...}`` dict.
+        In training, plus the ELR penalty of the batch's ``"id"``s when compiled with
+        ``early_learning`` (which then updates their targets)."""
+        given, _, given_weight = _split_targets(y, sample_weight)
+        loss = super().compute_loss(
+            x=x, y=given, y_pred=y_pred, sample_weight=given_weight, training=training
         )
+        if not (training and self._early_learning):
+            return loss
+        ids = _example_ids(y)
+        if ids is None:
+            raise ValueError("This model was compiled with `early_learning`, which needs each "
+                             "training example's id: targets {'label': ..., 'id': ...} "
+                             "(keras_imae.data.train_dataset(..., with_ids=True)).")
+        return loss + keras.ops.cast(self._early_learning[0].penalty(ids, y_pred), loss.dtype)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Updates all metrics (see :meth:`_metric_logs`); ``y`` may be the target dict."""

@@ -54,6 +54,8 @@ class RunConfig:
     warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
     pair_margins: bool | None = None  # DM/IMAE: reject_margin per class pair, from the
     #                                   noise T the run estimates; None: the recipe's
+    elr_lambda: float = 0.0  # ELR's penalty (Liu et al. 2020) added to any loss; 0: off
+    elr_momentum: float = _D["elr_momentum"]  # ELR's running average of predictions
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
     recipe: str = _D["recipe"]  # the named recipe of the defaults: "scratch" or "folds"
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
@@ -254,6 +256,12 @@ def _check_numbers(config):
     checks.number("max_logit_scale", config.max_logit_scale)  # 0: the guard is off
     if config.warmup_epochs is not None:
         checks.integer("warmup_epochs", config.warmup_epochs, low=0)
+    checks.number("elr_lambda", config.elr_lambda)
+    checks.number("elr_momentum", config.elr_momentum, high=1.0, high_open=True)
+    if config.elr_lambda and config.strategy not in ("default", "one_device"):
+        raise ValueError(f"elr_lambda={config.elr_lambda} keeps each example's targets on one "
+                         "replica: use strategy 'default' or 'one_device'. Received: "
+                         f"strategy={config.strategy!r}")
 
 
 def _check_backbone(config):

@@ -256,7 +256,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         return data.train_dataset(dataset, noisy, clean if dataset.verified.all() else None,
                                   ids=train_ids, batch_size=config.batch_size,
                                   augment=resolved["augment"], seed=config.seed,
-                                  epochs=max(config.epochs, first + 1), initial_epoch=first)
+                                  epochs=max(config.epochs, first + 1), initial_epoch=first,
+                                  with_ids=bool(resolved.get("elr_lambda")))  # ELR's index
 
     monitor = fit_monitor(dataset, noisy, train_ids, val_ids=val_ids, transition=transition,
                           batch_size=config.batch_size,

@@ -3,7 +3,7 @@ with the run's loss and optimizer, a backbone once per fine-tuning phase."""
 
 from keras_imae import data, models
 from keras_imae.training import optimizers
-from keras_imae.training.recipe import build_loss
+from keras_imae.training.recipe import build_loss, early_learning
 
 __all__ = ["PHASES", "compile_phase", "compiled_model", "optimizer"]
 
@@ -31,8 +31,10 @@ def optimizer(resolved, num_train, *, learning_rate=None, epochs=None):
 
 def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
     """The run's model, compiled with its loss and optimizer (call it in ``strategy.scope()``
-    to distribute). Seeded by ``seed``. A backbone is compiled for its first phase
+    to distribute), and with ELR's targets for every training example id when
+    ``elr_lambda`` is set. Seeded by ``seed``. A backbone is compiled for its first phase
     (:func:`compile_phase`)."""
+    elr = early_learning(resolved, len(dataset.y_train))
     decoupled = resolved["optimizer"] == "adamw"  # AdamW decays itself; else an L2 penalty
     decay = resolved["weight_decay"]
     if models.is_backbone(resolved["model"]):
@@ -45,25 +47,27 @@ def compiled_model(resolved, dataset, num_train, *, seed, jit_compile=False):
                                       dataset.num_classes, weights=resolved["weights"],
                                       image_size=resolved["image_size"])
         compile_phase(model, resolved, num_train, "head" if resolved["head_epochs"]
-                      else "finetune", loss=build_loss(resolved), jit_compile=jit_compile)
+                      else "finetune", loss=build_loss(resolved), early_learning=elr,
+                      jit_compile=jit_compile)
         return model
     model = models.build_model(resolved["model"], dataset.input_shape, dataset.num_classes,
                                mean=dataset.mean, std=dataset.std,
                                weight_decay=0.0 if decoupled else decay,
                                input_dropout=resolved["input_dropout"], seed=seed)
     model.compile(optimizer=optimizer(resolved, num_train), loss=build_loss(resolved),
-                  jit_compile=jit_compile)
+                  early_learning=elr, jit_compile=jit_compile)
     return model
 
 
-def compile_phase(model, resolved, num_train, phase, *, loss=None, jit_compile=False):
+def compile_phase(model, resolved, num_train, phase, *, loss=None, early_learning=None,
+                  jit_compile=False):
     """Compile a backbone model for one phase of fine-tuning, as Keras' guide does it:
     ``"head"``, the backbone frozen, ``learning_rate`` over the ``head_epochs``;
     ``"finetune"``, the whole network (a pretrained backbone's BatchNorm layers stay frozen),
     ``finetune_learning_rate`` over the other epochs. Each
     phase gets a new optimizer (built now, so a backup of the phase loads into it); ``loss``
-    (default: the model's compiled loss, with its training-phase state) is kept. Call it in
-    ``strategy.scope()``."""
+    (default: the model's compiled loss, with its training-phase state) and ``early_learning``
+    (default: the model's, with its targets) are kept. Call it in ``strategy.scope()``."""
     if phase not in PHASES:
         raise ValueError(f"Invalid phase {phase!r}. Expected one of {PHASES}.")
     head = resolved["head_epochs"]
@@ -75,5 +79,6 @@ def compile_phase(model, resolved, num_train, phase, *, loss=None, jit_compile=F
         rate, epochs = resolved["finetune_learning_rate"], resolved["epochs"] - head
     phase_optimizer = optimizer(resolved, num_train, learning_rate=rate, epochs=epochs)
     model.compile(optimizer=phase_optimizer, loss=model.loss if loss is None else loss,
-                  jit_compile=jit_compile)
+                  early_learning=model.early_learning if early_learning is None
+                  else early_learning, jit_compile=jit_compile)
     phase_optimizer.build(model.trainable_variables)

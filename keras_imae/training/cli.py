@@ -76,6 +76,12 @@ RUN_FLAGS = {
                f"{_D['recipes']['folds']['dm']['lam']:g}, beta "
                f"{_D['recipes']['folds']['dm']['beta']:g}, no warm-up, no pair margins); "
                "settings you pass win."),
+    "elr_lambda": ("float", None,
+                   "Early-learning regularisation (Liu et al. 2020) on any loss: add "
+                   "lambda * log(1 - <p_i, t_i>), t_i a running average of example i's own "
+                   "predictions (--elr_momentum). 0 = off; the paper's: 3 (CIFAR-10), 7 "
+                   "(CIFAR-100). Default strategy or one_device only."),
+    "elr_momentum": ("float", None, "ELR: the running average's momentum beta in [0, 1)."),
     "faithful": ("bool", None,
                  "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
                  "same as --max_margin=0 --reject_margin=0 --warmup_epochs=0)."),
@@ -160,7 +166,8 @@ TOPICS = {
     "model": ("model", "weights", "image_size", "head_epochs", "finetune_learning_rate",
               "input_dropout", "seed"),
     "loss": ("loss", "recipe", "beta", "lam", "temperature", "q", "alpha", "max_margin",
-             "reject_margin", "warmup_epochs", "pair_margins", "faithful", "normalize", "tune"),
+             "reject_margin", "warmup_epochs", "pair_margins", "elr_lambda", "elr_momentum",
+             "faithful", "normalize", "tune"),
     "optimisation": ("epochs", "batch_size", "optimizer", "learning_rate", "momentum",
                      "lr_schedule", "weight_decay", "max_logit_scale"),
     "run folder and export": ("model_dir", "export_dir", "overwrite", "checkpoint", "verbose"),

@@ -44,7 +44,7 @@ from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.training import recipe
 from keras_imae.training._run import run as training_run
 
-__all__ = ["GRID_SIZE", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
+__all__ = ["BASELINES", "GRID_SIZE", "NAMES", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
            "selection_table"]
 
 GRID_SIZE = 4
@@ -78,9 +78,18 @@ def _score(result, selection):
     return result["val_accuracy_final"], "noisy validation accuracy"
 
 
+# Baselines that are a loss with an option, by name: ELR is cross-entropy plus its penalty.
+BASELINES = {"elr": dict(loss="cce", elr_lambda=recipe.DEFAULTS["elr_lambda"])}
+NAMES = (*losses_module.LOSSES, *BASELINES)
+
+
 def _for_loss(base, loss):
-    """``base`` for ``loss``: a warm-up or pair margins set for the sweep apply to the losses
-    that have an emphasis and a rejection cap (DM, IMAE); the others keep their own (none)."""
+    """``base`` for ``loss`` (a loss name, or one of :data:`BASELINES`): a warm-up or pair
+    margins set for the sweep apply to the losses that have an emphasis and a rejection cap
+    (DM, IMAE); the others keep their own (none)."""
+    if loss in BASELINES:
+        return dataclasses.replace(_for_loss(base, BASELINES[loss]["loss"]),
+                                   **BASELINES[loss])
     known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
     if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
         base = dataclasses.replace(base, warmup_epochs=None)
@@ -94,7 +103,7 @@ def _run_default(base, model):
     learning rate (a grid point is the default when all its values match)."""
     resolved = recipe.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
         base.loss, recipe.given_hparams(base), model, base.normalize, base.recipe)}).get_config()
-    return {**resolved, "learning_rate": base.learning_rate}
+    return {**resolved, "learning_rate": base.learning_rate, "elr_lambda": base.elr_lambda}
 
 
 def compare(base, losses, *, num_seeds=3,
@@ -104,7 +113,7 @@ def compare(base, losses, *, num_seeds=3,
 
     Args:
         base: a :class:`keras_imae.training.RunConfig` with the data, noise and budget.
-        losses: short loss names.
+        losses: short loss names, or names of :data:`BASELINES` (``"elr"``).
         num_seeds: seeds of the final runs (seed and noise seed ``0..num_seeds-1``).
         validation_fraction: noisy validation share used for selection.
         selection_seeds: selection runs per grid point, each with its own split (step 2).

@@ -20,7 +20,7 @@ from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.training import optimizers
 
-__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful",
+__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful", "early_learning",
            "convolutional", "estimate_epoch", "finetune", "finetune_phases", "format_resolved",
            "grid",
            "load_image_size", "loss_settings", "model_for", "noise", "pair_margins", "resolve",
@@ -379,7 +379,8 @@ def training_settings(config, model, num_train):
     rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
     (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
     (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
-    ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``. Also
+    ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``; with ELR on,
+    ``elr_lambda`` and ``elr_momentum`` (:func:`early_learning`). Also
     :func:`keras_imae.recommended`'s settings.
     """
     settings = loss_settings(config.loss, given_hparams(config), model, config.normalize,
@@ -407,6 +408,8 @@ def training_settings(config, model, num_train):
                epochs=config.epochs, batch_size=config.batch_size,
                max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
                collapse_patience=DEFAULTS["collapse_patience"])
+    if getattr(config, "elr_lambda", 0):
+        out.update(elr_lambda=float(config.elr_lambda), elr_momentum=float(config.elr_momentum))
     return out
 
 
@@ -436,3 +439,12 @@ def format_resolved(resolved, defaulted=(), *, title=RUN_SETTINGS_TITLE):
 def build_loss(resolved):
     """The loss a run compiles: ``losses.get(loss, **loss_settings)``."""
     return losses.get(resolved["loss"], **resolved["loss_settings"])
+
+
+def early_learning(resolved, num_examples):
+    """The :class:`keras_imae.models.EarlyLearning` a run compiles with (its targets for the
+    ``num_examples`` example ids of the training split), or ``None`` without ELR."""
+    if not resolved.get("elr_lambda"):
+        return None
+    return models.EarlyLearning(num_examples, lam=resolved["elr_lambda"],
+                                momentum=resolved["elr_momentum"])
