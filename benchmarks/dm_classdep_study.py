@@ -68,6 +68,10 @@ VARIANTS = {
     "dm_elr": dict(elr_lambda=3.0),
     "dm_elr1": dict(elr_lambda=1.0),
     "dm_elr7": dict(elr_lambda=7.0),
+    "dm_elr15": dict(elr_lambda=15.0),
+    "dm_elr30": dict(elr_lambda=30.0),
+    "dm_elr7_m9": dict(elr_lambda=7.0, elr_momentum=0.9),
+    "elr7": dict(loss="cce", elr_lambda=7.0),
     "forward": dict(loss="forward"),  # T estimated from the noisy labels
     "forward_best": dict(loss="forward", checkpoint="best"),
     "cce_best": dict(loss="cce", checkpoint="best"),

@@ -129,7 +129,7 @@ class RobustModel(KerasHooks, keras.Model):
         ``early_learning``: an :class:`keras_imae.models.EarlyLearning`, whose penalty every
         training step adds to the compiled loss; built here for this model's classes, owned
         and saved like the loss's state, and kept in the compile config (a ``.keras`` file
-        reloads with it). One replica only."""
+        reloads with it)."""
         super().compile(*args, **kwargs)
         self._set_early_learning(early_learning)
         self._loss_states.clear()  # untracks a previous loss's state
@@ -152,12 +152,6 @@ class RobustModel(KerasHooks, keras.Model):
             raise ValueError("Invalid value for argument `early_learning`. Expected a "
                              "keras_imae.models.EarlyLearning. Received: "
                              f"early_learning={early_learning!r}")
-        if _backend.is_tensorflow() and \
-                _backend.tf().distribute.get_strategy().num_replicas_in_sync > 1:
-            raise ValueError("`early_learning` trains on one replica only; this model is "
-                             "compiled under a strategy with "
-                             f"{_backend.tf().distribute.get_strategy().num_replicas_in_sync} "
-                             "replicas.")
         if not early_learning.built:
             early_learning.build(self.output_shape[-1])
         self._early_learning.append(early_learning)

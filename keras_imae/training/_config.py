@@ -258,10 +258,6 @@ def _check_numbers(config):
         checks.integer("warmup_epochs", config.warmup_epochs, low=0)
     checks.number("elr_lambda", config.elr_lambda)
     checks.number("elr_momentum", config.elr_momentum, high=1.0, high_open=True)
-    if config.elr_lambda and config.strategy not in ("default", "one_device"):
-        raise ValueError(f"elr_lambda={config.elr_lambda} keeps each example's targets on one "
-                         "replica: use strategy 'default' or 'one_device'. Received: "
-                         f"strategy={config.strategy!r}")
 
 
 def _check_backbone(config):

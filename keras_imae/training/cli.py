@@ -80,7 +80,7 @@ RUN_FLAGS = {
                    "Early-learning regularisation (Liu et al. 2020) on any loss: add "
                    "lambda * log(1 - <p_i, t_i>), t_i a running average of example i's own "
                    "predictions (--elr_momentum). 0 = off; the paper's: 3 (CIFAR-10), 7 "
-                   "(CIFAR-100). Default strategy or one_device only."),
+                   "(CIFAR-100)."),
     "elr_momentum": ("float", None, "ELR: the running average's momentum beta in [0, 1)."),
     "faithful": ("bool", None,
                  "DM/IMAE exactly as the papers define them: no margin caps, no warm-up (the "
