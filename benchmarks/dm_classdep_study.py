@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import study_data  # noqa: E402
 
-from keras_imae import label_issues, noise, training  # noqa: E402
+from keras_imae import callbacks, label_issues, noise, training  # noqa: E402
 from keras_imae.training import _noise, cli  # noqa: E402
 
 # name -> RunConfig overrides. "dm" is the run default; the others change one thing. The
@@ -69,6 +69,7 @@ VARIANTS = {
     "dm_elr1": dict(elr_lambda=1.0),
     "dm_elr7": dict(elr_lambda=7.0),
     "dm_elr15": dict(elr_lambda=15.0),
+    "dm_elr10": dict(elr_lambda=10.0),
     "dm_elr30": dict(elr_lambda=30.0),
     "dm_elr7_m9": dict(elr_lambda=7.0, elr_momentum=0.9),
     "elr7": dict(loss="cce", elr_lambda=7.0),
@@ -115,13 +116,18 @@ def _labels(dataset, noise_type, seed):
 
 
 def one_run(dataset, name, noise_type, variant, seed):
-    """``metrics.json`` of one run, trained now unless it is already in ``--out``."""
+    """``metrics.json`` of one run, trained now unless it is already in ``--out``; ``None``
+    when the collapse guard stopped it (recorded in ``collapsed.json``, not run again)."""
     tag = f"{FLAGS.model}_{FLAGS.num_train or 'all'}_{FLAGS.epochs}_{FLAGS.checkpoint}"
     model_dir = os.path.join(FLAGS.out, "runs", tag,
                              f"{name}_{noise_type}_r{FLAGS.noise_rate:g}_{variant}_s{seed}")
     metrics = os.path.join(model_dir, "metrics.json")
     if variant == "detect_retrain":  # the cleaned run's metrics
         metrics = os.path.join(model_dir, "retrain_cleaned", "metrics.json")
+    collapsed = os.path.join(FLAGS.out, "runs", tag, "collapsed",
+                             os.path.basename(model_dir) + ".json")
+    if os.path.exists(collapsed):
+        return None
     if not os.path.exists(metrics):
         config = training.RunConfig(
             noisy_labels=_labels(dataset, noise_type, seed), model=FLAGS.model, seed=seed,
@@ -131,12 +137,23 @@ def one_run(dataset, name, noise_type, variant, seed):
             label_issues.run(config, output_dir=model_dir, retrain="remove",
                              retrain_loss="cce", dataset=dataset, log=None)
         else:
-            training.run(config, dataset=dataset)
+            try:
+                training.run(config, dataset=dataset)
+            except callbacks.TrainingCollapsed as err:
+                os.makedirs(os.path.dirname(collapsed), exist_ok=True)
+                with open(collapsed, "w") as f:
+                    json.dump({"collapsed": str(err)}, f)
+                return None
     with open(metrics) as f:
         return json.load(f)
 
 
 def _row(runs):
+    """Means over the seeds that trained (``collapsed``: how many the guard stopped)."""
+    collapsed = sum(r is None for r in runs)
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return {"collapsed": collapsed}
     final = [r["test_accuracy_final"] for r in runs]
     values = {
         "final": np.mean(final), "sd": np.std(final),
@@ -146,6 +163,7 @@ def _row(runs):
         "exported": np.mean([r["exported"]["test_accuracy"] for r in runs]),
     }
     values["drop"] = values["best"] - values["final"]
+    values["collapsed"] = collapsed
     return values
 
 
@@ -166,7 +184,12 @@ def main(_):
             for variant in FLAGS.variants:
                 runs = [one_run(dataset, name, noise_type, variant, s) for s in seeds]
                 v = table[name, noise_type, variant] = _row(runs)
-                print(f"| {name} | {noise_type} | {variant} | {v['final']:.3f} ± {v['sd']:.3f} "
+                if "final" not in v:
+                    print(f"| {name} | {noise_type} | {variant} | collapsed ({v['collapsed']}/"
+                          f"{len(seeds)}) | - | - | - | - | - |", flush=True)
+                    continue
+                tag = f" (collapsed {v['collapsed']}/{len(seeds)})" if v["collapsed"] else ""
+                print(f"| {name} | {noise_type} | {variant}{tag} | {v['final']:.3f} ± {v['sd']:.3f} "
                       f"| {v['best']:.3f} | {v['drop']:.3f} | {v['clean']:.3f} "
                       f"| {v['memorised']:.3f} | {v['exported']:.3f} |", flush=True)
     reference = FLAGS.reference
@@ -177,7 +200,8 @@ def main(_):
     for variant in FLAGS.variants:
         if variant == reference:
             continue
-        deltas = [table[d, n, variant]["final"] - table[d, n, reference]["final"]
+        # a cell where every seed collapsed counts as a loss of the whole reference accuracy
+        deltas = [table[d, n, variant].get("final", 0.0) - table[d, n, reference]["final"]
                   for d, n in cells]
         losing = [f"{d}/{n} {x:+.3f}" for (d, n), x in zip(cells, deltas) if x < -0.005]
         print(f"{variant:>12}: mean {np.mean(deltas):+.3f}, min {min(deltas):+.3f}, "

@@ -3,6 +3,8 @@
     python benchmarks/wrong_labels_in_p.py --noise_type=pairflip --reject_margin=0
     python benchmarks/wrong_labels_in_p.py --noise_type=pairflip              # the default, 3
     python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz
+    python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz \
+        --elr_lambda=7
 
 The recipe of ``keras_imae.recommended`` (DM at the run's lambda, beta, margin caps and
 warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=npz:...``),
@@ -49,6 +51,8 @@ flags.DEFINE_float("reject_margin", None, "DM's rejection cap (default: the reci
 flags.DEFINE_integer("epochs", 40, "Epochs.")
 flags.DEFINE_integer("every", 3, "Print every N-th epoch (and the last).")
 flags.DEFINE_integer("seed", 0, "Seed of the noise, the initialisation and the data order.")
+flags.DEFINE_float("elr_lambda", 0.0, "Early-learning regularisation's weight (0: off), "
+                   "keras_imae.EarlyLearning at its default momentum.")
 
 _OTHER = 1.0 / (1.0 + math.exp(-3.0))  # p_k above which a prediction counts as confident
 
@@ -91,13 +95,17 @@ def main(argv):
     r = keras_imae.recommended(model, num_examples=len(noisy), epochs=FLAGS.epochs, **settings)
     config = r.loss.get_config()
     print(r)
-    model.compile(optimizer=r.optimizer, loss=r.loss)
+    early = None
+    if FLAGS.elr_lambda:
+        early = keras_imae.EarlyLearning(len(noisy), lam=FLAGS.elr_lambda)
+    model.compile(optimizer=r.optimizer, loss=r.loss, early_learning=early)
     rows = []
     log = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rows.append(
         {"epoch": epoch, "test": logs["val_accuracy"],
          **probe(model, ds.x_train, noisy, is_noisy, config["lam"], config["beta"],
                  config["max_margin"] or math.inf)}))
-    model.fit(data.plain_dataset(ds.x_train, noisy, batch_size=r.batch_size, seed=FLAGS.seed),
+    model.fit(data.train_dataset(ds.x_train, noisy, batch_size=r.batch_size, seed=FLAGS.seed,
+                                 with_ids=early is not None),
               validation_data=(ds.x_test, ds.y_test), epochs=r.epochs, verbose=0,
               callbacks=[*r.callbacks, log])
     print("| epoch | test | mem | clean_fit | other | mid | w_mean | g_wrong | g_other | g_mem |")
