@@ -25,7 +25,7 @@ warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=np
 Then, per clean class, the share of its wrong labels the final model has memorised (which
 class pairs are absorbed).
 
-It shows the mechanism of ``docs/class_dependent_noise.md``: once the clean examples are
+It shows the mechanism of ``docs/studies/class_dependent_noise.md``: once the clean examples are
 fitted (capped) and nothing sits near the emphasis mode, ``w_mean`` falls towards 1 and the
 wrong labels, at ``w ~ 1`` too, get their full share of the gradient.
 """

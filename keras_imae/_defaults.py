@@ -8,7 +8,7 @@ it. :func:`keras_imae.training.recipe.resolve` turns it into one run's settings,
 the run's start and recorded in ``config.json``; why each value is what it is, here and in
 the notes below.
 
-Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md``):
+Why each default is what it is (measured in ``benchmarks/``; ``docs/studies/dm_study.md``):
 
 - DM's gradient does not vanish on fitted examples, so outside its emphasis window it is a
   linear loss with no minimum: AdamW's *decoupled* decay gives it one (Loshchilov & Hutter
@@ -22,7 +22,7 @@ Why each default is what it is (measured in ``benchmarks/``; ``docs/dm_study.md`
   to another class with ``p_k > sigmoid(3)``, while the labelled class is alive in the batch:
   DM's emphasis never falls below 1, so once the clean examples are fitted the wrong labels
   get their full share of the gradient, and under class-dependent noise they all pull the
-  same way (``docs/class_dependent_noise.md``).
+  same way (``docs/studies/class_dependent_noise.md``).
 - The warm-up (this project's schedule) trains the first quarter of the epochs with a flat
   emphasis, so regions are sorted by their majority label before the emphasis acts.
 - ``pair_margins``: at the end of the warm-up the run estimates the noise transition from

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = [os.path.join(ROOT, "README.md")] + sorted(
-    os.path.join(ROOT, "docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
-    if name.endswith(".md"))
+DOCS = [os.path.join(ROOT, "README.md")] + sorted(  # docs/ and its folders (docs/studies/)
+    os.path.join(folder, name) for folder, _, names in os.walk(os.path.join(ROOT, "docs"))
+    for name in names if name.endswith(".md"))
 BLOCK = re.compile(r"(?:<!-- test: (?P<directives>[^>]*?) -->\n)?"
                    r"^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```", re.S | re.M)
 RUN = {"python": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
@@ -150,6 +150,11 @@ def test_every_relative_link_and_anchor_resolves():
             elif anchor and anchor not in _anchors(resolved):
                 broken.append((os.path.relpath(path, ROOT), target, "no such heading"))
     assert broken == []
+
+
+def test_the_studies_are_checked_too():
+    # docs/studies/ is walked like docs/: its blocks run, its links and code names are checked
+    assert any(os.path.join("docs", "studies", "") in path for path in DOCS)
 
 
 def test_readme_is_a_front_page():

@@ -32,7 +32,7 @@ class CollapseGuard(keras.callbacks.Callback):
     - ``train_logit_scale`` (median ``max_k |z_k|``) above ``max_logit_scale``: the logits
       are diverging (past ~90 every float32 probability is exactly 0 or 1, so no loss can
       tell examples apart any more; DM's gradient does not vanish on fitted examples, and
-      with it the logits grow without bound, see ``docs/dm_study.md``);
+      with it the logits grow without bound, see ``docs/studies/dm_study.md``);
     - ``train_top_class_fraction`` (share of the most predicted class on the training set)
       at or above ``max_top_class_fraction`` for ``patience`` epochs in a row, or at the
       last epoch: constant predictions. One epoch is not enough: a healthy BatchNorm
@@ -117,4 +117,4 @@ class CollapseGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingCollapsed(
                 f"Training collapsed at epoch {epoch + 1}: " + "; ".join(reasons) + ". The "
-                "model is not saved or exported. See docs/dm_study.md.")
+                "model is not saved or exported. See docs/studies/dm_study.md.")

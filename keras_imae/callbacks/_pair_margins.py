@@ -26,7 +26,7 @@ class PairMargins(keras.callbacks.Callback):
     q_c) > log(T[c, c] / T[k, c])``. One R for every pair therefore rejects too little of
     coherent noise (under pair-flip the flipped pair's labels are wrong 40% of the time) or,
     set lower, too much of spread-out noise on a weak model
-    (``docs/class_dependent_noise.md``). This callback reads ``T`` from the model's own
+    (``docs/studies/class_dependent_noise.md``). This callback reads ``T`` from the model's own
     predictions on the noisy training set (:func:`keras_imae.noise.estimate_transition`,
     confident learning's joint) after the flat warm-up has sorted the regions by their
     majority label, and writes it into the loss's state (``model.loss.state``'s

@@ -15,7 +15,7 @@ class EmphasisWarmup(keras.callbacks.Callback):
     During the warm-up the compiled loss runs with its emphasis strength at 0 (DM ``beta=0``,
     IMAE ``temperature=0``: ``w = 1``, every example pushed along ``(p - y)`` with the same
     unit force, normalisation and ``max_margin`` unchanged); from epoch ``epochs`` on, with
-    its own value. This project's schedule, not the papers'; why (``docs/dm_study.md``,
+    its own value. This project's schedule, not the papers'; why (``docs/studies/dm_study.md``,
     part 7): with ``lam > 1`` DM's emphasis is asymmetric around ``p = 1/2``, and under
     class-dependent noise a region the network first assigns to the class its wrong
     labels name is *held* there, its wrong labels near the mode and its clean ones at low

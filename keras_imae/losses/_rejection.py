@@ -68,7 +68,7 @@ def pair_reject_margins(transition, reject_margin):
     term, ``log(T[k, c] / mean_j T[j, c])``, is taken from Bayes and the level from ``R``.
     (Bayes' threshold itself lowered every margin to about 2.3 under symmetric noise on a
     weak model, whose confusions inflate the off-diagonal estimate, and cost 0.7-1.5 points
-    there: ``docs/class_dependent_noise.md``.)
+    there: ``docs/studies/class_dependent_noise.md``.)
 
     Returns:
         float32 ``[K, K]``, ``R[c, k]`` for label ``c`` and predicted class ``k``.
