@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "keras_imae")
 # The layers, bottom up: a module imports only from its own layer or the ones below.
 LAYERS = {"_backend": 0, "_checks": 0, "_defaults": 0, "_files": 0, "losses": 1, "noise": 2,
-          "data": 3, "models": 4, "callbacks": 5, "training": 6, "label_issues": 7, "plotting": 8,
-          "cli": 9}
+          "data": 3, "models": 4, "callbacks": 5, "run_folder": 6, "config": 7, "run": 8,
+          "training": 9, "label_issues": 10, "plotting": 11, "cli": 12}
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
 
@@ -124,7 +124,7 @@ def test_losses_and_models_import_without_tensorflow_on_jax():
 
 def test_main_names_are_exported_at_the_top_level():
     import keras_imae
-    from keras_imae import callbacks, label_issues, losses, models, training
+    from keras_imae import callbacks, config, label_issues, losses, models
 
     assert keras_imae.DerivativeManipulation is losses.DerivativeManipulation
     assert keras_imae.IMAE is losses.IMAE
@@ -134,7 +134,7 @@ def test_main_names_are_exported_at_the_top_level():
         assert getattr(keras_imae, name) is getattr(losses, name)
     assert keras_imae.RobustModel is models.RobustModel
     assert keras_imae.find_label_issues is label_issues.find_label_issues
-    assert keras_imae.recommended is training._recommended.recommended
+    assert keras_imae.recommended is config.recommended
     assert keras_imae.EmphasisWarmup is callbacks.EmphasisWarmup
     assert keras_imae.PairMargins is callbacks.PairMargins
     assert set(dir(keras_imae)) >= {"losses", "data", "noise", "models", "training"}
