@@ -1,6 +1,7 @@
 """The package's shape: its public names, lazy imports, layers without circles, size limits."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,72 @@ def test_no_module_or_function_is_too_long():
                 if lines > MAX_FUNCTION_LINES:
                     too_long.append((f"{module}.{node.name}", lines))
     assert too_long == []
+
+
+def _imported_names(source):
+    """Every ``keras_imae`` name ``source`` imports, anywhere in it: ``import a.b``,
+    ``from a import b`` (as ``a.b``: a module or a name), and a string that is a dotted
+    ``keras_imae`` name (what ``importlib.import_module`` and lazy ``__getattr__`` tables
+    import)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
+                r"keras_imae(\.\w+)+", node.value):
+            names.add(node.value)
+    return {name for name in names if name.split(".")[0] == "keras_imae"}
+
+
+def _private_reaches(module, source):
+    """The names ``module`` imports from another package's private part.
+
+    A name is private from its first ``_``-prefixed part on (``keras_imae.losses._labels``,
+    ``keras_imae.run._noise.corrupt``, ``keras_imae.data._split``); the package above that
+    part owns it, and only modules inside that package (at any depth) may import it. So a
+    subpackage's private modules are its own (``keras_imae.config._run_config`` is imported
+    by ``keras_imae.config`` and its modules only; the others import what its ``__init__``
+    exports), while the top-level private modules (``keras_imae._checks``, ``_files``,
+    ``_defaults``, ``_backend``) belong to the package ``keras_imae`` itself, which every
+    module is inside: anyone in the package may import them.
+    """
+    found = []
+    for name in sorted(_imported_names(source)):
+        parts = name.split(".")
+        private = next((i for i, part in enumerate(parts) if part.startswith("_")
+                        and not part.startswith("__")), None)
+        if private is None:
+            continue
+        owner = ".".join(parts[:private])
+        if module != owner and not module.startswith(owner + "."):
+            found.append(name)
+    return found
+
+
+def test_no_module_imports_another_package_s_private_module():
+    reaches = {module: _private_reaches(module, open(path).read())
+               for module, path in _modules().items()}
+    assert {module: names for module, names in reaches.items() if names} == {}
+
+
+def test_private_reaches_are_found_in_every_form():
+    source = ("import keras_imae.losses._labels\n"
+              "from keras_imae.run import _noise\n"
+              "from keras_imae.config._run_config import RunConfig\n"
+              "from keras_imae.run_folder import RunFolder, _folder\n"
+              "from keras_imae import _checks, run\n"
+              "from keras_imae.models._robust import RobustModel\n"
+              "LAZY = {'recommended': 'keras_imae.config._recommended'}\n"
+              "DOC = 'see keras_imae.run._tune for the grid'\n")
+    assert _private_reaches("keras_imae.models._architectures", source) == [
+        "keras_imae.config._recommended", "keras_imae.config._run_config.RunConfig",
+        "keras_imae.losses._labels", "keras_imae.run._noise", "keras_imae.run_folder._folder"]
+    assert _private_reaches("keras_imae", source) == [
+        "keras_imae.config._recommended", "keras_imae.config._run_config.RunConfig",
+        "keras_imae.losses._labels", "keras_imae.models._robust.RobustModel",
+        "keras_imae.run._noise", "keras_imae.run_folder._folder"]
 
 
 def _fresh(code, **env):
