@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import noise, training
+from keras_imae import noise, run_folder, training
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae import run_folder
 from keras_imae.run import _noise, _select, _tune
 
 

@@ -9,8 +9,8 @@ Prints accuracy and per-class accuracy; --output writes them as JSON.
 from absl import flags
 
 from keras_imae import data
-from keras_imae.run_folder import evaluation, write_json
 from keras_imae.cli import run_flags
+from keras_imae.run_folder import evaluation, write_json
 
 FLAGS = flags.FLAGS
 

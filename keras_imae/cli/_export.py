@@ -11,8 +11,8 @@ import errno
 
 from absl import flags
 
-from keras_imae.run_folder import evaluation, export
 from keras_imae.cli import run_flags
+from keras_imae.run_folder import evaluation, export
 
 FLAGS = flags.FLAGS
 

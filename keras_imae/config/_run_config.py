@@ -5,8 +5,7 @@ import json
 import os
 
 from keras_imae import _checks as checks
-from keras_imae import _files, data, losses, models, noise
-from keras_imae import run_folder
+from keras_imae import _files, data, losses, models, noise, run_folder
 from keras_imae.config import optimizers, recipe
 
 __all__ = ["FINETUNE_FIELDS", "NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "export_target",

@@ -23,12 +23,11 @@ import keras
 import numpy as np
 
 from keras_imae import _checks as checks
-from keras_imae import data, losses, noise
+from keras_imae import data, losses, noise, run_folder
 from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae import run_folder
 from keras_imae.config import NOISE_TYPES, build, recipe
 from keras_imae.run import corrupt, signals
 from keras_imae.run import run as training_run

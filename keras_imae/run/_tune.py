@@ -22,13 +22,11 @@ import json
 import os
 import shutil
 
-from keras_imae import _files, data, noise
+from keras_imae import _files, data, noise, run_folder
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae import run_folder
-from keras_imae.run_folder import export
-from keras_imae.config import recipe
+from keras_imae.config import check_resume, export_target, folder_state, recipe
 from keras_imae.run import signals
-from keras_imae.config import check_resume, export_target, folder_state
+from keras_imae.run_folder import export
 
 __all__ = ["POINTS", "tuned_run"]
 
