@@ -139,6 +139,22 @@ def test_no_module_imports_another_package_s_private_module():
     assert {module: names for module, names in reaches.items() if names} == {}
 
 
+def test_the_training_facade_is_for_users_only():
+    # keras_imae.training re-exports run, RunConfig, recipe, ... for user code; the library
+    # imports them from the packages that own them (config, run, run_folder)
+    importers = sorted(module for module, path in _modules().items()
+                       if not module.startswith("keras_imae.training") and any(
+                           name.startswith("keras_imae.training")
+                           for name in _imported_names(open(path).read())))
+    assert importers == []
+    from keras_imae import training
+
+    assert set(training.__all__) == {
+        "ExportFailed", "NOISE_TYPES", "RunConfig", "RunLocked", "export_target",
+        "finished_results", "fit_monitor", "format_results", "read_log", "recipe", "run",
+        "validate", "write_json"}
+
+
 def test_private_reaches_are_found_in_every_form():
     source = ("import keras_imae.losses._labels\n"
               "from keras_imae.run import _noise\n"

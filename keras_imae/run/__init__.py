@@ -11,8 +11,8 @@
   noisy validation split.
 """
 
-from keras_imae.run._noise import corrupt, noise_features
+from keras_imae.run._noise import corrupt
 from keras_imae.run._results import format_results, read_log
 from keras_imae.run._run import fit_monitor, run
 
-__all__ = ["corrupt", "fit_monitor", "format_results", "noise_features", "read_log", "run"]
+__all__ = ["corrupt", "fit_monitor", "format_results", "read_log", "run"]

@@ -3,7 +3,7 @@
 
 ``from keras_imae import training`` then ``training.run(training.RunConfig(...))``: one run
 end to end (:func:`keras_imae.run.run`), configured by a :class:`keras_imae.config.RunConfig`
-(checked by :func:`validate`; every default in :mod:`recipe <keras_imae.config.recipe>`),
+(checked by :func:`validate`; every default in :mod:`keras_imae.config.recipe`),
 written into its run folder (:class:`RunLocked`, :func:`write_json`) and exported
 (:class:`ExportFailed`). Nothing is defined here: the library's own modules import from the
 packages that own these names, never from this one.
