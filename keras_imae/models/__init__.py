@@ -21,5 +21,5 @@ from keras_imae.models._robust import FIT_METRICS, RobustModel
 __all__ = ["ARCHITECTURES", "BackbonePreprocess", "FIT_METRICS", "MIN_IMAGE_SIZE", "RobustModel",
            "ShortcutA", "backbone_layer", "backbone_model", "backbone_names", "build_model",
            "check_input_dropout", "check_model_name", "check_weights", "cifar_resnet", "cnn",
-           "default_image_size", "is_backbone", "mlp", "set_backbone_trainable", "set_initial_epoch",
-           "weights_digest"]
+           "default_image_size", "is_backbone", "mlp", "set_backbone_trainable",
+           "set_initial_epoch", "weights_digest"]
