@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import study_data  # noqa: E402
 
 from keras_imae import callbacks, label_issues, noise, training  # noqa: E402
-from keras_imae.training import _noise, cli  # noqa: E402
+from keras_imae.cli import run_flags  # noqa: E402
+from keras_imae.run import corrupt  # noqa: E402
 
 # name -> RunConfig overrides. "dm" is the run default; the others change one thing. The
 # variants measured before pair margins became the default (2026-12-06) keep them off.
@@ -106,7 +107,7 @@ def _labels(dataset, noise_type, seed):
     if os.path.exists(path):
         return path
     if noise_type in noise.INSTANCE_NOISE_TYPES:  # as train.py draws it, from the inputs
-        noisy, is_noisy = _noise.corrupt(dataset, noise_type, FLAGS.noise_rate, seed)
+        noisy, is_noisy = corrupt(dataset, noise_type, FLAGS.noise_rate, seed)
     else:
         noisy, is_noisy = noise.corrupt_labels(dataset.y_train, dataset.num_classes, noise_type,
                                                FLAGS.noise_rate, seed, dataset="digits")
@@ -168,7 +169,7 @@ def _row(runs):
 
 
 def main(_):
-    cli.quiet_logs(FLAGS)
+    run_flags.quiet_logs(FLAGS)
     unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"Unknown variants {unknown}; expected among {sorted(VARIANTS)}")

@@ -46,9 +46,9 @@ import numpy as np
 from absl import app, flags
 
 from keras_imae import callbacks, data, losses, models, noise
+from keras_imae.config import optimizers
+from keras_imae.config.recipe import DEFAULTS
 from keras_imae.losses import _core as _loss_core
-from keras_imae.training import optimizers
-from keras_imae.training.recipe import DEFAULTS
 
 FLAGS = flags.FLAGS
 

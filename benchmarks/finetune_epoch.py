@@ -42,7 +42,7 @@ def main(argv):
     import numpy as np
 
     from keras_imae import losses, models
-    from keras_imae.training import recipe
+    from keras_imae.config import recipe
 
     rng = np.random.default_rng(0)
     side = FLAGS.image_size

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study_data  # noqa: E402
 
 from keras_imae import label_issues, noise, training  # noqa: E402
-from keras_imae.training import cli  # noqa: E402
+from keras_imae.cli import run_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["digits", "mnist1d", "tabular", "digits28x"],
@@ -121,7 +121,7 @@ def cell(dataset, noise_type, folder):
 
 
 def main(_):
-    cli.quiet_logs(FLAGS)
+    run_flags.quiet_logs(FLAGS)
     _require("cleanlab")
     header = ("| data (train) | noise | wrong | method | precision | recall | F1 | ROC-AUC | s "
               "| trainings |\n|---|---|---|---|---|---|---|---|---|---|")

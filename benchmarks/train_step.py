@@ -79,7 +79,7 @@ def run():
     import tensorflow as tf
 
     from keras_imae import losses, models
-    from keras_imae.training import distribute
+    from keras_imae.run import distribute
 
     def losses_factory():
         return {

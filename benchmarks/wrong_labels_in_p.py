@@ -41,7 +41,7 @@ from absl import app, flags  # noqa: E402
 
 import keras_imae  # noqa: E402
 from keras_imae import data, noise, training  # noqa: E402
-from keras_imae.training import _noise  # noqa: E402
+from keras_imae.run import corrupt  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "A keras_imae.data source (digits, npz:PATH, ...).")
@@ -84,7 +84,7 @@ def probe(model, x, noisy, is_noisy, lam, beta, max_margin):
 def main(argv):
     del argv
     ds = data.load(FLAGS.dataset)
-    noisy, is_noisy = _noise.corrupt(ds, FLAGS.noise_type, FLAGS.noise_rate, FLAGS.seed)
+    noisy, is_noisy = corrupt(ds, FLAGS.noise_type, FLAGS.noise_rate, FLAGS.seed)
     keras.utils.set_random_seed(FLAGS.seed)
     images = len(ds.input_shape) > 1
     model = keras_imae.models.build_model(

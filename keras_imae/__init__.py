@@ -7,7 +7,10 @@ The package, layer by layer (a module imports only from the layers above it)::
     data/          dataset name -> readers (memory or disk) -> tf.data pipelines
     models/        RobustModel (clean fit / memorisation metrics) and architectures
     callbacks/     FitMonitor, CollapseGuard, EmphasisWarmup
-    training/      the recipe (one table of defaults), run(), run folder, export, CLI
+    run_folder/    what a run writes: its folder, lock, log, backups, SavedModel export
+    config/        the recipe (one table of defaults), RunConfig and validate, recommended
+    run/           run(): one run end to end, its noise, tuning; strategies; the comparison
+    training/      the public facade: run, RunConfig, recipe, ... in one import
     label_issues/  find_label_issues (numpy) and the K-fold workflow
     plotting.py    emphasis curves and a run's fit curves
     cli/           the commands (keras-imae-train, ...; scripts/*.py call them)
@@ -25,8 +28,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("losses", "noise", "data", "models", "callbacks", "training", "label_issues",
-                "plotting")
+_SUBPACKAGES = ("losses", "noise", "data", "models", "callbacks", "run_folder", "config", "run",
+                "training", "label_issues", "plotting")
 _NAMES = {
     **{name: "keras_imae.losses" for name in (
         "DerivativeManipulation", "IMAE", "CategoricalCrossentropy", "MeanAbsoluteError",
@@ -37,7 +40,7 @@ _NAMES = {
     "FitMonitor": "keras_imae.callbacks",
     "EmphasisWarmup": "keras_imae.callbacks",
     "PairMargins": "keras_imae.callbacks",
-    "recommended": "keras_imae.training._recommended",
+    "recommended": "keras_imae.config",
     "find_label_issues": "keras_imae.label_issues",
     "cross_val_probabilities": "keras_imae.label_issues",
 }

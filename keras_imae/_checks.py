@@ -8,7 +8,7 @@ beta=-1".
 - :func:`label_ids`: numpy labels (data, noise, rankings, monitors) -> 1-D integer class ids.
 
 Their counterpart on tensors, inside a loss or a train step, is
-``keras_imae.losses._labels.tensor_label_ids``.
+``keras_imae.losses.tensor_label_ids``.
 """
 
 import math

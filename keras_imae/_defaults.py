@@ -1,10 +1,10 @@
 """The one table of defaults: every value a run, ``recommended()``, the fold models and
 ``compare`` take when the user sets nothing (internal; public as
-:data:`keras_imae.training.recipe.DEFAULTS`).
+:data:`keras_imae.config.recipe.DEFAULTS`).
 
 Plain data at the bottom of the package, so the layers that apply a rule (the data loaders,
 the optimizers, the collapse guard, the rejection cap) read it from here instead of repeating
-it. :func:`keras_imae.training.recipe.resolve` turns it into one run's settings, printed at
+it. :func:`keras_imae.config.recipe.resolve` turns it into one run's settings, printed at
 the run's start and recorded in ``config.json``; why each value is what it is, here and in
 the notes below.
 

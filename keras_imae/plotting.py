@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
+from keras_imae import run_folder
 from keras_imae.losses import weighting
-from keras_imae.training import _run_folder as run_folder
 
 __all__ = ["plot_emphasis", "plot_run"]
 

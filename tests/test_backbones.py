@@ -307,7 +307,7 @@ def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(sma
 
 
 def test_a_backbone_reads_image_files_at_the_size_it_sees(tmp_path):
-    from keras_imae.training import recipe
+    from keras_imae.config import recipe
 
     def size(**kw):
         return recipe.load_image_size(training.RunConfig(**kw))

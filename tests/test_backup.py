@@ -1,4 +1,4 @@
-"""Tests for keras_imae.training._backup: crash-consistent backups that resume from the last
+"""Tests for keras_imae.run_folder._backup: crash-consistent backups that resume from the last
 good epoch."""
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_imae import models
-from keras_imae.training._backup import METADATA, WEIGHTS, RunBackup, good_generation
+from keras_imae.run_folder._backup import METADATA, WEIGHTS, RunBackup, good_generation
 
 from fit_cases import KillAfter
 

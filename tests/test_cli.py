@@ -1,4 +1,4 @@
-"""Tests for keras_imae.cli (the commands) and keras_imae.training.cli (their flags).
+"""Tests for keras_imae.cli (the commands) and keras_imae.cli.run_flags (their flags).
 
 Each command's ``define_flags(flag_values)`` is parsed into a fresh ``absl.flags.FlagValues``
 and its ``main`` called with it; ``tests/test_scripts.py`` runs the scripts and the installed
@@ -16,10 +16,9 @@ import sys
 import pytest
 from absl import app, flags
 
-from keras_imae import label_issues, training
-from keras_imae.training import _run_folder as run_folder
+from keras_imae import label_issues, run_folder, training
 from keras_imae import cli as commands
-from keras_imae.training import cli
+from keras_imae.cli import run_flags
 
 
 def load_script(name):
@@ -39,12 +38,12 @@ def parse(name, *args, monkeypatch=None):
 
 
 def test_run_flags_cover_every_run_config_field():
-    assert set(cli.RUN_FLAGS) == {f.name for f in dataclasses.fields(training.RunConfig)}
+    assert set(run_flags.RUN_FLAGS) == {f.name for f in dataclasses.fields(training.RunConfig)}
 
 
 def test_run_flags_parse_into_a_run_config():
     _, flag_values = parse("train", "--loss=gce", "--q=0.5", "--epochs=3", "--model=cnn")
-    config = cli.run_config(flag_values)
+    config = run_flags.run_config(flag_values)
     assert (config.loss, config.q, config.epochs, config.model) == ("gce", 0.5, 3, "cnn")
     assert dataclasses.replace(config, loss="dm", q=None, epochs=40,
                                model="auto") == training.RunConfig()
@@ -79,7 +78,7 @@ def test_bad_flags_list_the_choices(script, flag, choices):
 def test_bad_run_settings_are_refused_before_any_work(tmp_path, args, message):
     _, flag_values = parse("train", *args, f"--model_dir={tmp_path / 'run'}")
     with pytest.raises(ValueError, match=message):
-        training.validate(cli.run_config(flag_values))
+        training.validate(run_flags.run_config(flag_values))
     assert not os.path.exists(tmp_path / "run")
 
 
@@ -90,7 +89,7 @@ def test_bad_run_settings_are_refused_before_any_work(tmp_path, args, message):
 def test_label_issue_settings_are_checked_before_any_work(flag, message):
     args = ["--loss=imae", flag] if "beta" in flag else [flag]
     _, flag_values = parse("find_label_issues", *args)
-    config = cli.run_config(flag_values)
+    config = run_flags.run_config(flag_values)
     with pytest.raises(ValueError, match=message):
         label_issues.validate(config, folds=flag_values.folds, retrain=flag_values.retrain)
 
@@ -227,7 +226,7 @@ def test_train_help_is_readable_and_grouped_by_topic(monkeypatch, capsys):
     output = capsys.readouterr().err
     assert "draws 40 percent symmetric noise" in output and "train.pyymmetric" not in output
     assert "'auto': 40% symmetric" in output
-    topics = [output.index(f"\n{topic}:\n") for topic in cli.TOPICS]
+    topics = [output.index(f"\n{topic}:\n") for topic in run_flags.TOPICS]
     assert topics == sorted(topics)  # in the table's order
     flag = {name: output.index(f"\n  --{name}:") for name in ("noise_type", "seed", "tpu")}
     assert topics[0] < flag["noise_type"] < topics[1] < flag["seed"] < topics[2]
@@ -260,8 +259,8 @@ def test_every_command_s_help_lists_its_own_flags_by_topic(name, own, monkeypatc
 
 
 def test_every_run_flag_has_one_topic():
-    names = [name for topic in cli.TOPICS.values() for name in topic]
-    assert sorted(names) == sorted(cli.RUN_FLAGS)
+    names = [name for topic in run_flags.TOPICS.values() for name in topic]
+    assert sorted(names) == sorted(run_flags.RUN_FLAGS)
 
 
 def test_no_command_docstring_has_a_bare_percent_sign():
@@ -341,7 +340,7 @@ def test_export_to_an_unwritable_target_or_a_full_disk_is_one_line(tmp_path, mon
             os.makedirs(os.path.join(path, "variables"), exist_ok=True)  # a partial write
             raise tf.errors.ResourceExhaustedError(None, None, "disk full")
 
-    monkeypatch.setattr(training.export, "_serving_archive", lambda model: FullDisk())
+    monkeypatch.setattr(run_folder.export, "_serving_archive", lambda model: FullDisk())
     script, _ = parse("export", f"--model={model}", f"--export_dir={tmp_path / 'e'}",
                       monkeypatch=monkeypatch)
     with pytest.raises(SystemExit) as stop:
@@ -388,16 +387,16 @@ def test_count_flags_must_be_positive(script, flag, message):
 def test_signals_are_recorded_and_raised_at_the_next_check():
     import signal
 
-    from keras_imae.training import _signals
+    from keras_imae.run import signals
 
-    with _signals.deferred():
+    with signals.deferred():
         os.kill(os.getpid(), signal.SIGTERM)  # recorded: nothing is raised in the handler
-        with pytest.raises(_signals.Stopped) as stopped:
-            _signals.check()
+        with pytest.raises(signals.Stopped) as stopped:
+            signals.check()
         assert stopped.value.signum == signal.SIGTERM
-    _signals.check()  # outside deferred(): nothing recorded, nothing raised
+    signals.check()  # outside deferred(): nothing recorded, nothing raised
     with pytest.raises(KeyboardInterrupt) as second:
-        with _signals.deferred():
+        with signals.deferred():
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C stops at once
-    assert not isinstance(second.value, _signals.Stopped)
+    assert not isinstance(second.value, signals.Stopped)

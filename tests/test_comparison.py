@@ -8,7 +8,8 @@ import pytest
 
 from keras_imae import losses, training
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae.training import comparison, recipe
+from keras_imae.config import recipe
+from keras_imae.run import comparison
 
 
 @pytest.mark.slow

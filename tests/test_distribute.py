@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 
 from keras_imae import losses, models
-from keras_imae.training import distribute, optimizers
+from keras_imae.config import optimizers
+from keras_imae.run import distribute
 
 from fit_cases import CLEAN, EXPECTED, GIVEN, LOGITS  # hand-made batches
 
@@ -265,7 +266,7 @@ WORKER = textwrap.dedent(
     import json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["KERAS_BACKEND"] = "tensorflow"
-    from keras_imae.training import distribute
+    from keras_imae.run import distribute
     strategy = distribute.get_strategy("multi_worker")  # first: before any other TF op
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from mw_common import train

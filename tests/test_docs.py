@@ -201,7 +201,7 @@ def _resolves(dotted):
     import importlib
 
     first, *rest = dotted.split(".")
-    parts = {"keras_imae": ["keras_imae"], "recipe": ["keras_imae", "training", "recipe"]}.get(
+    parts = {"keras_imae": ["keras_imae"], "recipe": ["keras_imae", "config", "recipe"]}.get(
         first, ["keras_imae", first]) + rest
     for cut in range(len(parts), 0, -1):
         try:

@@ -209,7 +209,7 @@ def test_bad_elr_settings_are_refused_before_any_work(tmp_path, overrides, match
 
 def test_compare_has_an_elr_baseline_tuned_over_lambda():
     from keras_imae import training
-    from keras_imae.training import comparison
+    from keras_imae.run import comparison
 
     base = comparison._for_loss(training.RunConfig(warmup_epochs=3), "elr")
     assert (base.loss, base.elr_lambda, base.warmup_epochs) == ("cce", 3.0, None)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae.training import evaluation
+from keras_imae.run_folder import evaluation
 
 
 def test_evaluation_of_both_formats_agrees(finished_run, digits):

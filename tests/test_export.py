@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae.training import export
+from keras_imae.run_folder import export
 
 
 def test_export_matches_in_memory_model(finished_run, digits):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_imae import data, noise, training
-from keras_imae.training import _noise
+from keras_imae.run import _noise
 
 from image_cases import image_folder
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_imae import models
 from keras_imae.models import _keras_compat as keras_compat
-from keras_imae.training import distribute
+from keras_imae.run import distribute
 
 from fit_cases import SCCE
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_imae import data, label_issues, noise, training
-from keras_imae.training import recipe
+from keras_imae.config import recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,7 @@ import keras
 import keras_imae
 from keras_imae import losses, noise
 from keras_imae.losses import _core as _loss_core, weighting
-from keras_imae.training import distribute
+from keras_imae.run import distribute
 
 from loss_cases import (EXTREME_IDS, EXTREME_Z, REFERENCES, dm_weight, random_logits,
                         reference_gradient, softmax, stable_reference, toy_data)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_imae.training import optimizers
+from keras_imae.config import optimizers
 
 make = optimizers.make_optimizer
 

@@ -1,4 +1,4 @@
-"""Tests for keras_imae.training.recipe: one table of defaults, resolved once per run."""
+"""Tests for keras_imae.config.recipe: one table of defaults, resolved once per run."""
 import dataclasses
 import math
 
@@ -8,7 +8,7 @@ import pytest
 
 import keras_imae
 from keras_imae import losses, training
-from keras_imae.training import build, recipe
+from keras_imae.config import build, recipe
 
 
 def _dataset(name, shape):

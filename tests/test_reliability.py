@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from absl import app
 
-from keras_imae import data, label_issues, noise, training
-from keras_imae.training import _run_folder as run_folder
-from keras_imae.training import export
+from keras_imae import data, label_issues, noise, run_folder, training
+from keras_imae.run_folder import export
 
 from fit_cases import KillAfter
 from test_cli import parse
@@ -78,7 +77,7 @@ SAME_RUN = textwrap.dedent("""
     tf.config.experimental.enable_op_determinism()
     import keras
     from keras_imae import data, training
-    from keras_imae.training import _signals
+    from keras_imae.run import signals
 
     fit, sigterm_at = keras.Model.fit, []
 
@@ -97,10 +96,10 @@ SAME_RUN = textwrap.dedent("""
     def run(name, strategy="default"):
         config = training.RunConfig(epochs=3, warmup_epochs=1, verbose=0, export_dir="",
                                     model_dir=os.path.join(sys.argv[1], name), strategy=strategy)
-        with _signals.deferred():
+        with signals.deferred():
             try:
                 training.run(config, dataset=digits)
-            except _signals.Stopped:
+            except signals.Stopped:
                 print(name, "stopped")
 
     if sys.argv[2] == "first":
@@ -324,7 +323,7 @@ def test_an_export_killed_midway_is_cleaned_up_by_the_next_one(tmp_path, finishe
 def test_a_softmax_model_is_served_as_it_predicts(tmp_path):
     import tensorflow as tf
 
-    from keras_imae.training import evaluation
+    from keras_imae.run_folder import evaluation
 
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(

@@ -1,4 +1,4 @@
-"""Tests for keras_imae.training._run_folder: what a run may delete, its lock, log, export."""
+"""Tests for keras_imae.run_folder: what a run may delete, its lock, log, export."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import pytest
 
 import keras_imae
 from keras_imae import noise
-from keras_imae.training import _run_folder as run_folder
-from keras_imae.training._backup import RunBackup
+from keras_imae.run_folder import RunBackup
+from keras_imae.run_folder import _folder as run_folder
 
 
 def test_clear_deletes_only_what_a_run_writes(tmp_path):
@@ -83,7 +83,7 @@ def test_export_targets(tmp_path):
 
 def _hold_lock_in_child(folder):
     """A child process that takes ``folder``'s lock and sleeps; returns it once it holds it."""
-    code = ("import sys, time; from keras_imae.training import _run_folder as run_folder\n"
+    code = ("import sys, time; from keras_imae.run_folder import _folder as run_folder\n"
             "with run_folder.RunFolder(sys.argv[1]).lock():\n"
             "    print('held', flush=True); time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(folder.path)],

@@ -1,4 +1,4 @@
-"""Tests for keras_imae.training._select: the exported epoch chosen on the noisy validation
+"""Tests for keras_imae.run._select: the exported epoch chosen on the noisy validation
 split (issue #21, item 2)."""
 import json
 import os
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import noise, training
+from keras_imae import noise, run_folder, training
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae.training import _noise, _run_folder, _select, _tune
+from keras_imae.run import _noise, _select, _tune
 
 
 def _config(tmp_path, **overrides):
@@ -132,7 +132,7 @@ def test_tune_keeps_the_best_point_and_a_tie_goes_to_the_run_default(tmp_path, d
         assert json.load(f)["tuning"]["chosen"] == {"lam": 2.0, "beta": 16.0}
     # A clear winner wins; finished points are read back, not trained again.
     os.remove(tmp_path / "run" / "metrics.json")
-    os.remove(tmp_path / "run" / _run_folder.TUNE / "point-3" / "metrics.json")
+    os.remove(tmp_path / "run" / run_folder.TUNE / "point-3" / "metrics.json")
     calls.clear()
     results = _tune.tuned_run(config, digits, None, _fake_point_run([0.5, 0.8, 0.8, 0.9], calls))
     assert [c[0] for c in calls] == [3] and results["tuning"]["chosen"]["beta"] == 32.0

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_imae import callbacks, data, losses, noise, training
+from keras_imae import callbacks, data, losses, noise, run_folder, training
 from keras_imae import label_issues
 from keras_imae import noise as ranking
-from keras_imae.training import _noise, _run, distribute, recipe
-from keras_imae.training import _run_folder as run_folder
+from keras_imae.config import recipe
+from keras_imae.run import _noise, _run, distribute
 
 
 def _config(tmp_path, **overrides):

@@ -26,7 +26,7 @@ class EmphasisWarmup(keras.callbacks.Callback):
 
     Switches in ``on_epoch_begin`` (a resumed run restarts in the right phase) by writing the
     loss's state, ``model.loss.state`` (``flat_emphasis``, a variable the compiled step reads
-    when it runs: :mod:`keras_imae.losses._state`); the loss's hyper-parameters never
+    when it runs: :class:`keras_imae.losses.LossState`); the loss's hyper-parameters never
     change, no step is rebuilt, and a model saved during the warm-up reloads with a flat
     emphasis. The state is left as configured (not flat) when ``fit`` returns. Keras skips
     ``on_train_end`` when an exception escapes ``fit``: a fit interrupted during the warm-up

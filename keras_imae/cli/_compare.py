@@ -3,13 +3,15 @@ r"""Compare every loss on the same data, noise and budget (tuned on a noisy vali
     keras-imae-compare --noise_type=symmetric --noise_rate=0.4 --num_seeds=3 \
         --output=results/digits_sym40.md
 
-See keras_imae/training/comparison.py for the protocol. Prints and writes a markdown table.
+See keras_imae/run/comparison.py for the protocol. Prints and writes a markdown table.
 """
 
 from absl import flags
 
 from keras_imae import _files, data
-from keras_imae.training import cli, comparison, recipe
+from keras_imae.cli import run_flags
+from keras_imae.config import recipe
+from keras_imae.run import comparison
 
 FLAGS = flags.FLAGS
 # Set per run by the protocol (loss and its grid, seeds, folders), so not flags here.
@@ -20,7 +22,7 @@ _SET_BY_PROTOCOL = ("loss", "beta", "lam", "temperature", "q", "alpha", "noise_s
 def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
     own = {**fv, "module_name": "comparison"}  # its --help topic
-    cli.define_run_flags(exclude=_SET_BY_PROTOCOL, **fv, defaults={
+    run_flags.define_run_flags(exclude=_SET_BY_PROTOCOL, **fv, defaults={
         "validation_fraction": recipe.DEFAULTS["compare_validation_fraction"]})
     flags.DEFINE_list("losses", list(comparison.NAMES), "Losses to compare ('elr': "
                       "cross-entropy with early-learning regularisation).", **own)
@@ -41,9 +43,9 @@ def define_flags(flag_values=flags.FLAGS):
         message=f"--losses takes names among: {', '.join(comparison.NAMES)}", **fv)
 
 def main(_):
-    cli.quiet_logs(FLAGS)
-    base = cli.run_config(FLAGS, validation_fraction=0.0)
-    with cli.one_line_errors("The same command again starts its runs afresh."):
+    run_flags.quiet_logs(FLAGS)
+    base = run_flags.run_config(FLAGS, validation_fraction=0.0)
+    with run_flags.one_line_errors("The same command again starts its runs afresh."):
         dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming=FLAGS.streaming)
         rows = comparison.compare(base, FLAGS.losses, num_seeds=FLAGS.num_seeds,
                                   validation_fraction=FLAGS.validation_fraction,

@@ -9,7 +9,8 @@ Prints accuracy and per-class accuracy; --output writes them as JSON.
 from absl import flags
 
 from keras_imae import data
-from keras_imae.training import cli, evaluation, write_json
+from keras_imae.cli import run_flags
+from keras_imae.run_folder import evaluation, write_json
 
 FLAGS = flags.FLAGS
 
@@ -26,10 +27,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.register_validator("dataset", data.is_known_source, message=data.SOURCES_HELP, **fv)
 
 def main(_):
-    cli.quiet_logs(FLAGS)
-    with cli.one_line_errors("Nothing was written."):  # a missing or bad model: one line
+    run_flags.quiet_logs(FLAGS)
+    with run_flags.one_line_errors("Nothing was written."):  # a missing or bad model: one line
         if FLAGS.output:
-            cli.check_output_file("output", FLAGS.output, "JSON file")  # before any work
+            run_flags.check_output_file("output", FLAGS.output, "JSON file")  # before any work
         predict = evaluation.load_predictor(FLAGS.model)
         dataset = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir, streaming="off")
         try:
@@ -43,5 +44,5 @@ def main(_):
     for name, acc in zip(dataset.class_names, results["per_class_accuracy"]):
         print(f"| {name} | {acc:.4f} |")
     if FLAGS.output:
-        with cli.one_line_errors("Nothing was written."):
+        with run_flags.one_line_errors("Nothing was written."):
             write_json(FLAGS.output, results)

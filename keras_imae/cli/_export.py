@@ -11,7 +11,8 @@ import errno
 
 from absl import flags
 
-from keras_imae.training import cli, evaluation, export
+from keras_imae.cli import run_flags
+from keras_imae.run_folder import evaluation, export
 
 FLAGS = flags.FLAGS
 
@@ -25,8 +26,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_bool("overwrite", False, "Replace an existing target.", **own)
 
 def main(_):
-    cli.quiet_logs(FLAGS)
-    with cli.one_line_errors("The target was left as it was."):  # one line, status 1
+    run_flags.quiet_logs(FLAGS)
+    with run_flags.one_line_errors("The target was left as it was."):  # one line, status 1
         model_path = evaluation.run_model(FLAGS.model)  # a run folder: its model.keras
         model = evaluation.load_keras_model(model_path)
         try:

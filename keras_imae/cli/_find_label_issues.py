@@ -18,7 +18,7 @@ summary.json (precision, recall, F1, ROC-AUC). See docs/label_issues.md.
 from absl import flags
 
 from keras_imae import label_issues, losses
-from keras_imae.training import cli
+from keras_imae.cli import run_flags
 
 FLAGS = flags.FLAGS
 # Run flags that do not apply: the training runs write into --output_dir (run/, retrain_*/).
@@ -29,7 +29,7 @@ _NOT_USED = ("strategy", "tpu", "precision", "jit_compile", "model_dir", "export
 def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
     own = {**fv, "module_name": "label issues"}  # its --help topic
-    cli.define_run_flags(exclude=_NOT_USED, defaults={"epochs": label_issues.DEFAULT_EPOCHS},
+    run_flags.define_run_flags(exclude=_NOT_USED, defaults={"epochs": label_issues.DEFAULT_EPOCHS},
                          **fv)
     flags.DEFINE_enum("method", "run", list(label_issues.METHODS),
                       "'run': one robust training run on every label, scoring its own "
@@ -50,11 +50,11 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def main(_):
-    cli.quiet_logs(FLAGS)
-    config = cli.run_config(FLAGS)
+    run_flags.quiet_logs(FLAGS)
+    config = run_flags.run_config(FLAGS)
     options = dict(method=FLAGS.method, folds=FLAGS.folds, retrain=FLAGS.retrain,
                    retrain_loss=FLAGS.retrain_loss)
-    with cli.one_line_errors("Nothing final was written; run the command again."):
+    with run_flags.one_line_errors("Nothing final was written; run the command again."):
         label_issues.validate(config, output_dir=FLAGS.output_dir,
                               **options)  # a bad setting: one line, status 1
         results = label_issues.run(config, output_dir=FLAGS.output_dir,

@@ -7,7 +7,7 @@ r"""Plot emphasis curves w(p) of every loss and of DM, and/or a run's per-epoch 
 from absl import app, flags
 
 from keras_imae import plotting
-from keras_imae.training import cli
+from keras_imae.cli import run_flags
 
 FLAGS = flags.FLAGS
 
@@ -21,13 +21,13 @@ def define_flags(flag_values=flags.FLAGS):
                         **own)
 
 def main(_):
-    cli.quiet_logs(FLAGS)
+    run_flags.quiet_logs(FLAGS)
     if not FLAGS.emphasis and not FLAGS.model_dir:
         raise app.UsageError("Pass --emphasis=PATH.png and/or --model_dir=RUN_DIR.")
-    with cli.one_line_errors("Nothing more was written."):  # one line, status 1
+    with run_flags.one_line_errors("Nothing more was written."):  # one line, status 1
         for flag in ("emphasis", "output"):  # before any work: a PNG path we can write
             if FLAGS[flag].value:
-                cli.check_output_file(flag, FLAGS[flag].value, "PNG")
+                run_flags.check_output_file(flag, FLAGS[flag].value, "PNG")
         if FLAGS.emphasis:
             print("Wrote", plotting.plot_emphasis(FLAGS.emphasis))
         if FLAGS.model_dir:

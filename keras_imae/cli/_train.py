@@ -27,29 +27,30 @@ the same command again to resume.
 
 from absl import flags
 
-from keras_imae import training
-from keras_imae.training import cli
+from keras_imae.cli import run_flags
+from keras_imae.config import finished_results
+from keras_imae.run import format_results, run
 
 FLAGS = flags.FLAGS
 _INTERRUPTED = "Run the same command again to resume from the last finished epoch."
 
 
 def define_flags(flag_values=flags.FLAGS):
-    cli.define_run_flags(flag_values=flag_values)
+    run_flags.define_run_flags(flag_values=flag_values)
 
 
 def main(_):
-    cli.quiet_logs(FLAGS)
-    config = cli.run_config(FLAGS)
-    done = training.finished_results(config)
+    run_flags.quiet_logs(FLAGS)
+    config = run_flags.run_config(FLAGS)
+    done = finished_results(config)
     if done is not None:  # the same command again, after the run finished
-        print(training.format_results(done))
+        print(format_results(done))
         print(f"{config.model_dir} already holds this run, finished: nothing to train "
               "(--overwrite trains it again).")
         return
-    with cli.one_line_errors(_INTERRUPTED):  # a bad setting: one line, status 1 (run()
-        results = training.run(config)         # validates first); RunLocked too
-    print(training.format_results(results))
+    with run_flags.one_line_errors(_INTERRUPTED):  # a bad setting: one line, status 1 (run()
+        results = run(config)         # validates first); RunLocked too
+    print(format_results(results))
     print(f"Wrote {config.model_dir}/metrics.json"
           + (f" and the SavedModel {results['saved_model']}" if "saved_model" in results
              else ""))

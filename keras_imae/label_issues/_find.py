@@ -32,7 +32,7 @@ default ``λ = 0.5, β = 8``, 0.81 / 0.93 for IMAE, 0.65 / 0.78 for GCE), and ``
 rather than a sharper emphasis keeps CNN fold models on translated inputs from holding class
 pairs on the wrong side (MNIST-1D as images, pair-flip: F1 0.83 at ``β = 8`` vs 0.67 at
 ``β = 12``; digits, 5 folds: 0.861 / 0.957 vs 0.781 / 0.918 at ``β = 16``), hence the fold
-models' named recipe ``"folds"`` (:func:`keras_imae.training.recipe.table`: ``λ = 2, β = 8``,
+models' named recipe ``"folds"`` (:func:`keras_imae.config.recipe.table`: ``λ = 2, β = 8``,
 no warm-up). On these robust
 probabilities (default DM) the rule hardly matters: confident learning, cleanlab's
 ``prune_by_noise_rate`` and "argmax differs from the label" were within 0.01 F1 of each

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 
 from keras_imae import data
-from keras_imae.training import _signals
-from keras_imae.training.export import output_kind
+from keras_imae.run import signals
+from keras_imae.run_folder.export import output_kind
 
 __all__ = ["keras_fit"]
 
@@ -17,7 +17,7 @@ def keras_fit(build_model, *, epochs, batch_size=64, augment=None, seed=0, verbo
     :func:`keras_imae.label_issues.cross_val_probabilities`.
 
     Each fold calls ``build_model(fold)`` for a fresh *compiled* model (logits or softmax
-    outputs: :func:`keras_imae.training.export.output_kind` tells which) and trains it for
+    outputs: :func:`keras_imae.run_folder.export.output_kind` tells which) and trains it for
     ``epochs`` on the fold's training part (``keras_imae.data.plain_dataset``, seeded
     shuffling, optional ``augment``), with Keras' progress bar when ``verbose``.
 
@@ -41,7 +41,7 @@ def keras_fit(build_model, *, epochs, batch_size=64, augment=None, seed=0, verbo
         train = data.plain_dataset(x, labels, batch_size=batch_size, augment=augment,
                                    seed=seed * 1000 + fold)
         model.fit(train, epochs=epochs, verbose=verbose,
-                  callbacks=[*callbacks, _signals.StopOnSignal()])
+                  callbacks=[*callbacks, signals.StopOnSignal()])
 
         def predict(x_held_out):
             batches = data.eval_dataset(x_held_out, batch_size=max(batch_size, 256))

@@ -3,7 +3,7 @@
 Two ways to the probabilities (``method``), both reading any source in memory or streamed:
 
 - ``"run"`` (the default): one robust training run on every label, exactly
-  ``scripts/train.py``'s (:func:`keras_imae.training.run`, its recipe, monitor and resume),
+  ``scripts/train.py``'s (:func:`keras_imae.run.run`, its recipe, monitor and resume),
   then the final model's probabilities of its own training examples. The recipe keeps the
   model from fitting the wrong labels (random translation or input dropout, DM's emphasis,
   decay), so its in-sample probabilities separate them about as well as out-of-sample ones
@@ -23,14 +23,14 @@ import keras
 import numpy as np
 
 from keras_imae import _checks as checks
-from keras_imae import data, losses, noise
+from keras_imae import data, losses, noise, run_folder
 from keras_imae.label_issues._find import find_label_issues, issue_quality
 from keras_imae.label_issues._kfold import DEFAULT_FOLDS, cross_val_probabilities
 from keras_imae.label_issues._outputs import (COLUMNS, DEFAULT_NUM_SUSPECTS, format_summary,
                                               plot_suspects, write_csv)
-from keras_imae.training import _noise, _run_folder, _signals, build, recipe
-from keras_imae.training import run as training_run
-from keras_imae.training._config import NOISE_TYPES
+from keras_imae.config import NOISE_TYPES, build, recipe
+from keras_imae.run import corrupt, signals
+from keras_imae.run import run as training_run
 
 __all__ = ["COLUMNS", "DEFAULT_EPOCHS", "DEFAULT_NUM_SUSPECTS", "METHODS", "RETRAIN_MODES",
            "fold_loss", "format_summary", "given_labels", "plot_suspects", "run", "validate",
@@ -62,14 +62,14 @@ def _loss_of(config):
 def check_output_dir(output_dir):
     """Raise ``ValueError`` if ``output_dir`` holds a training run of ``scripts/train.py``
     (its ``noisy_labels.npz`` would be replaced) or is inside a SavedModel export."""
-    folder = _run_folder.RunFolder(output_dir)
+    folder = run_folder.RunFolder(output_dir)
     theirs = [name for name in folder.written()
               if name != noise.NOISY_LABELS_FILENAME]  # this workflow writes that one too
     if theirs:
         raise ValueError(
             f"Invalid value for `output_dir`: {output_dir!r} holds a training run "
             f"({', '.join(theirs)}); its files would be replaced. Choose another output_dir.")
-    export = _run_folder.enclosing_export(output_dir)
+    export = run_folder.enclosing_export(output_dir)
     if export is not None:
         raise ValueError(f"Invalid value for `output_dir`: {output_dir!r} is inside the "
                          f"SavedModel export {export!r}. Choose another output_dir.")
@@ -131,7 +131,7 @@ def given_labels(config, dataset):
     noise_type, noise_rate = recipe.noise(config, dataset)
     if noise_type == "none":
         return y.copy(), None, None, {"dataset": dataset.name, "noise_type": "none"}
-    noisy, is_noisy = _noise.corrupt(dataset, noise_type, noise_rate, config.noise_seed)
+    noisy, is_noisy = corrupt(dataset, noise_type, noise_rate, config.noise_seed)
     meta = {"dataset": dataset.name, "noise_type": noise_type,
             "noise_rate": noise_rate, "noise_seed": config.noise_seed}
     return noisy, is_noisy, y, meta
@@ -161,7 +161,7 @@ def _run_probabilities(config, dataset, given, output_dir):
 
 def _fold_config(config):
     """``config`` under the fold models' named recipe ``"folds"`` (:func:`recipe.table
-    <keras_imae.training.recipe.table>`: DM's fold setting for the hyper-parameters left
+    <keras_imae.config.recipe.table>`: DM's fold setting for the hyper-parameters left
     unset, no warm-up and so no pair margins, estimated at its end): a fold model trains
     without callbacks, so a warm-up or pair margins asked for are not applied."""
     return dataclasses.replace(config, recipe="folds", warmup_epochs=None, pair_margins=None)
@@ -188,7 +188,7 @@ def _fold_fit(config, dataset):
         train = data.train_dataset(dataset, table, ids=part.ids, batch_size=config.batch_size,
                                    augment=resolved["augment"], seed=seed)
         fit_args = dict(verbose=config.verbose, shuffle=False,
-                        callbacks=[_signals.StopOnSignal()])
+                        callbacks=[signals.StopOnSignal()])
         head = resolved.get("head_epochs", 0)  # a pretrained backbone: the head alone first
         if head:
             model.fit(train, epochs=head, **fit_args)
@@ -258,7 +258,7 @@ def run(config, *, output_dir, method="run", folds=DEFAULT_FOLDS, retrain="none"
     retraining results). Method ``"run"`` also keeps its training run in ``output_dir/run``.
 
     Args:
-        config: a :class:`keras_imae.training.RunConfig`: data and noise, loss, model,
+        config: a :class:`keras_imae.config.RunConfig`: data and noise, loss, model,
             optimizer, epochs (of the run, or per fold), seed, verbosity.
         output_dir: the folder for the files above (created; files in it are replaced).
         method: ``"run"`` or ``"kfold"`` (module docstring).
@@ -319,5 +319,5 @@ def run(config, *, output_dir, method="run", folds=DEFAULT_FOLDS, retrain="none"
                                       clean, issues, retrain, output_dir)
     if quality is not None or results["retrain"] is not None:
         written["summary"] = os.path.join(output_dir, SUMMARY_FILENAME)
-        _run_folder.write_json(written["summary"], {**results, "files": written})
+        run_folder.write_json(written["summary"], {**results, "files": written})
     return {**results, "files": written, "issues": issues, "probs": probs, "fold_of": fold_of}

@@ -35,7 +35,7 @@ NaN logits give NaN (never silently finite).
 
 Labels (``y_true``): integer class ids ``[B]``/``[B, 1]`` (ints or integer-valued floats) or
 one-hot ``[B, K]``; soft labels are rejected (the emphasis is defined for one labelled class);
-values are checked in-graph (``keras_imae.losses._labels``; on JAX only in eager
+values are checked in-graph (:func:`tensor_label_ids`; on JAX only in eager
 calls, not under ``jax.jit``). ``y_pred``: logits ``[B, K]``, or softmax probabilities with
 ``from_logits=False`` -- then ``log(max(p, tiny))`` serves as the logits, and since every ``g``
 sums to zero over classes, back-propagating ``g / p`` through the softmax gives exactly ``g``.
@@ -60,6 +60,7 @@ from keras_imae.losses._functions import (
     generalized_cross_entropy, imae,
     mean_absolute_error, mean_squared_error, normalized_cross_entropy_reverse,
     symmetric_cross_entropy)
+from keras_imae.losses._labels import tensor_label_ids
 from keras_imae.losses._rejection import (ALIVE_SHARE, pair_reject_margins, reject_margins,
                                           rejected_by)
 from keras_imae.losses._state import LossState
@@ -72,5 +73,5 @@ __all__ = [
     "mean_absolute_error", "mean_squared_error", "generalized_cross_entropy",
     "symmetric_cross_entropy", "normalized_cross_entropy_reverse", "get", "LOSSES",
     "NORMALIZE_OPTIONS", "CoreLoss", "weighting", "pair_reject_margins", "reject_margins",
-    "rejected_by", "LossState", "ALIVE_SHARE",
+    "rejected_by", "LossState", "ALIVE_SHARE", "tensor_label_ids",
 ]

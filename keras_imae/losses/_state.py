@@ -21,7 +21,7 @@ as ``loss.state``.
   steps receive. Another ``keras.Model`` does not track it: on TensorFlow the compiled step
   still reads the variables (a ``tf.function`` captures them by reference); on JAX it would
   see the value it was traced with, so the callbacks rebuild that model's step after they
-  write (:func:`keras_imae.callbacks._state.write`).
+  write (the callbacks of :mod:`keras_imae.callbacks`).
 """
 
 import keras

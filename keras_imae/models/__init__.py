@@ -17,10 +17,11 @@ from keras_imae.models._backbones import (MIN_IMAGE_SIZE, BackbonePreprocess, ba
                                           default_image_size, is_backbone,
                                           set_backbone_trainable, weights_digest)
 from keras_imae.models._early_learning import EarlyLearning
+from keras_imae.models._keras_compat import set_initial_epoch
 from keras_imae.models._robust import FIT_METRICS, RobustModel
 
 __all__ = ["ARCHITECTURES", "BackbonePreprocess", "EarlyLearning", "FIT_METRICS", "MIN_IMAGE_SIZE", "RobustModel",
            "ShortcutA", "backbone_layer", "backbone_model", "backbone_names", "build_model",
            "check_input_dropout", "check_model_name", "check_weights", "cifar_resnet", "cnn",
            "default_image_size", "is_backbone", "mlp", "set_backbone_trainable",
-           "weights_digest"]
+           "set_initial_epoch", "weights_digest"]

@@ -103,7 +103,7 @@ def mlp(input_shape, num_classes, *, hidden_units=(256, 256), batch_norm=False,
             al. 2014's input dropout; training only). An MLP's counterpart of the random
             translation a convolutional model gets: a wrong label can only be carved out if
             the exception holds for every mask (``scripts/train.py`` uses 0.2 for an MLP on
-            images: ``keras_imae.training.recipe.DEFAULTS``).
+            images: ``keras_imae.config.recipe.DEFAULTS``).
         dropout: Rate of ``Dropout`` after each hidden ReLU (0: none).
         mean, std: Per-channel (last axis) statistics of the raw input, or ``None``.
         weight_decay: SGD weight-decay coefficient on kernels (``L2(weight_decay / 2)``).

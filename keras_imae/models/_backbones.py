@@ -15,7 +15,7 @@ far more data. (Calling the backbone with ``training=False`` would not do it: a 
 functional model passes its own ``training`` to every layer.) A randomly initialised backbone
 trains its BatchNorm as usual, with the momentum of the project's other networks
 (:data:`SCRATCH_BN_MOMENTUM`). :func:`set_backbone_trainable` freezes and unfreezes the rest
-(the two phases of :mod:`keras_imae.training`).
+(the two phases of :mod:`keras_imae.run`).
 
 Weights come from a file of that backbone without its top (``backbone.save_weights`` of a
 ``keras.applications.NAME(include_top=False, ...)``), or ``"imagenet"``: Keras' own cache

@@ -24,7 +24,7 @@ Tested on the Keras versions in :data:`TESTED_KERAS_VERSIONS`; on another versio
    uses ``get_metrics_result()`` only when its keys *equal* those of the last step's logs, and
    the in-graph step cannot drop a key; :class:`KerasHooks` also accepts a subset.
 
-3. Resuming a run (:class:`keras_imae.training._backup.RunBackup`): ``fit`` starts at
+3. Resuming a run (:class:`keras_imae.run_folder.RunBackup`): ``fit`` starts at
    ``model._initial_epoch`` when a callback set it in ``on_train_begin``, as Keras' own
    ``BackupAndRestore`` does; :func:`set_initial_epoch` is that one assignment.
 """

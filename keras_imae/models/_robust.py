@@ -32,7 +32,7 @@ References:
 import keras
 
 from keras_imae import _backend
-from keras_imae.losses._labels import tensor_label_ids
+from keras_imae.losses import tensor_label_ids
 from keras_imae.models._early_learning import EarlyLearning
 from keras_imae.models._keras_compat import KerasHooks, multi_worker_logs
 

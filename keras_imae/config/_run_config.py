@@ -5,9 +5,8 @@ import json
 import os
 
 from keras_imae import _checks as checks
-from keras_imae import _files, data, losses, models, noise
-from keras_imae.training import _run_folder as run_folder
-from keras_imae.training import optimizers, recipe
+from keras_imae import _files, data, losses, models, noise, run_folder
+from keras_imae.config import optimizers, recipe
 
 __all__ = ["FINETUNE_FIELDS", "NOISE_TYPES", "RESUME_MAY_CHANGE", "RunConfig", "check_resume", "export_target",
            "validate"]
@@ -26,7 +25,7 @@ FINETUNE_FIELDS = ("weights", "image_size", "head_epochs", "finetune_learning_ra
 @dataclasses.dataclass
 class RunConfig:
     """Every knob of a run. ``None`` (or ``"auto"``) takes the recipe's default
-    (:data:`keras_imae.training.recipe.DEFAULTS`); a run prints and records what it resolved.
+    (:data:`keras_imae.config.recipe.DEFAULTS`); a run prints and records what it resolved.
 
     With no argument: DM on the embedded digits, which get 40% symmetric noise (the demo: any
     other dataset keeps its labels unless ``noise_type`` asks for noise), the MLP, AdamW with
@@ -321,7 +320,7 @@ def validate(config):
     """Every check that needs no data or training: raises ``ValueError`` naming the problem.
 
     Flags, the loss and its hyper-parameters, the data source, the state of ``model_dir`` and
-    of the export target. :func:`keras_imae.training.run` calls it first, before anything is
+    of the export target. :func:`keras_imae.run.run` calls it first, before anything is
     loaded (a script reports its ``ValueError`` in one line).
     """
     _check_numbers(config)

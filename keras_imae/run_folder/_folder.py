@@ -39,7 +39,7 @@ import keras
 import numpy as np
 
 from keras_imae import _files, noise
-from keras_imae.training._backup import good_generation
+from keras_imae.run_folder._backup import good_generation
 
 __all__ = ["EXPORT_MARKER", "RunFolder", "RunLocked", "check_apart", "check_export_target",
            "enclosing_export", "write_export_marker", "write_json"]
@@ -50,7 +50,7 @@ CHECKPOINTS, TUNE = "checkpoints", "tune"  # checkpoint="best"'s weights; tune=T
 PAIR_MARGINS = "pair_margins.json"  # pair_margins=True's noise estimate (read on resume)
 WRITTEN = (CONFIG, noise.NOISY_LABELS_FILENAME, LOG, TENSORBOARD, BACKUP, CHECKPOINTS, TUNE,
            PAIR_MARGINS, MODEL, METRICS)
-# Keys every run's config.json has had (a RunConfig written by keras_imae.training.run).
+# Keys every run's config.json has had (a RunConfig written by keras_imae.run.run).
 _CONFIG_KEYS = {"dataset", "noise_type", "loss", "model_dir", "epochs"}
 EXPORT_MARKER = "keras_imae_export.json"
 
@@ -155,7 +155,7 @@ class RunFolder:
 
     def backed_up_epochs(self):
         """Epochs completed according to the newest backup that reads back whole
-        (:mod:`keras_imae.training._backup`), else 0."""
+        (:mod:`keras_imae.run_folder._backup`), else 0."""
         return good_generation(self.file(BACKUP), warn=False)[0]
 
     def truncate_log(self, epochs):

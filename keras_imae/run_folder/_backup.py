@@ -28,7 +28,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_imae.models._keras_compat import set_initial_epoch
+from keras_imae.models import set_initial_epoch
 
 __all__ = ["KEEP", "RunBackup", "good_generation"]
 

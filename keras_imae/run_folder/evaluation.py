@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import keras_imae.losses  # noqa: F401  (registers the losses for load_model)
 import keras_imae.models  # noqa: F401  (registers RobustModel for load_model)
-from keras_imae.training import export
+from keras_imae.run_folder import export
 
 __all__ = ["load_predictor", "load_keras_model", "evaluate", "run_model"]
 
@@ -23,9 +23,9 @@ def load_predictor(path):
     """A function ``x -> probabilities`` (numpy ``[N, K]``) for the model at ``path``.
 
     Args:
-        path: a SavedModel folder written by :func:`keras_imae.training.export.export_saved_model`
+        path: a SavedModel folder written by :func:`keras_imae.run_folder.export.export_saved_model`
             (its ``serve`` endpoint), a ``.keras`` file whose model outputs logits or softmax
-            probabilities (:func:`keras_imae.training.export.output_kind`), or a run folder
+            probabilities (:func:`keras_imae.run_folder.export.output_kind`), or a run folder
             of ``scripts/train.py`` (its ``model.keras``).
 
     Raises:

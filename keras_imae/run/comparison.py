@@ -5,7 +5,7 @@ baselines):
 
 1. Hold out ``validation_fraction`` of the *noisy* training set (stratified by noisy label).
 2. For each loss, train ``selection_seeds`` times per point of its grid
-   (:func:`keras_imae.training.recipe.grid`, ``--tune``'s: the same number of points for
+   (:func:`keras_imae.config.recipe.grid`, ``--tune``'s: the same number of points for
    every loss; a loss without hyper-parameters gets that many learning rates instead),
    each time with another seed (``base.seed + s``: another held-out split, initialisation
    and data order; the corruption stays ``base.noise_seed``'s), and
@@ -24,7 +24,7 @@ baselines):
    noise) have no known ``T``; their runs are scored on plain noisy accuracy, and the log
    says so. On a tie (a few hundred validation examples often give the same count to
    several settings) the loss's run default wins: the point equal to what ``train.py``
-   would use (:func:`keras_imae.training.recipe.loss_settings` for the data's architecture; the
+   would use (:func:`keras_imae.config.recipe.loss_settings` for the data's architecture; the
    base learning rate for the learning-rate grids), then the earliest. A point whose
    training collapses (:class:`keras_imae.callbacks.TrainingCollapsed`) is logged and is no
    candidate; only a loss whose every point collapses stops the comparison.
@@ -41,8 +41,8 @@ import numpy as np
 from keras_imae import _checks as checks
 from keras_imae import losses as losses_module  # `losses` is compare()'s argument
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae.training import recipe
-from keras_imae.training._run import run as training_run
+from keras_imae.config import recipe
+from keras_imae.run._run import run as training_run
 
 __all__ = ["BASELINES", "GRID_SIZE", "NAMES", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
            "selection_table"]
@@ -54,7 +54,7 @@ _REPORTED = ("test_accuracy_final", "test_accuracy_best", "clean_fit", "noisy_fi
 
 
 def grid_for(loss, base, model):
-    """The grid of ``loss`` (:func:`keras_imae.training.recipe.grid`, ``--tune``'s):
+    """The grid of ``loss`` (:func:`keras_imae.config.recipe.grid`, ``--tune``'s):
     dicts of RunConfig overrides, :data:`GRID_SIZE` of them."""
     return recipe.grid(loss, model, base.learning_rate, base.recipe)
 
@@ -112,7 +112,7 @@ def compare(base, losses, *, num_seeds=3,
     """Run the protocol above; returns one dict per loss (chosen setting, mean, std).
 
     Args:
-        base: a :class:`keras_imae.training.RunConfig` with the data, noise and budget.
+        base: a :class:`keras_imae.config.RunConfig` with the data, noise and budget.
         losses: short loss names, or names of :data:`BASELINES` (``"elr"``).
         num_seeds: seeds of the final runs (seed and noise seed ``0..num_seeds-1``).
         validation_fraction: noisy validation share used for selection.

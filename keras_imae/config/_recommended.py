@@ -6,10 +6,10 @@ import keras
 import numpy as np
 
 from keras_imae import losses
-from keras_imae.training import build
-from keras_imae.training.recipe import (LOSS_HPARAMS, finetune_phases, format_resolved,
+from keras_imae.config import build
+from keras_imae.config.recipe import (LOSS_HPARAMS, finetune_phases, format_resolved,
                                         training_settings)
-from keras_imae.training.recipe import loss_settings as loss_settings_of  # a keyword's name
+from keras_imae.config.recipe import loss_settings as loss_settings_of  # a keyword's name
 
 __all__ = ["Recommended", "recommended"]
 
@@ -38,7 +38,7 @@ class Recommended:
         optimizer: the ``keras.optimizers.Optimizer`` to compile with.
         callbacks: the callbacks to pass to ``fit`` (DM/IMAE: the flat-emphasis warm-up).
         epochs, batch_size: to pass to ``fit`` (the schedule and decay assume them).
-        settings: every value, as :func:`keras_imae.training.recipe.resolve` would give a run.
+        settings: every value, as :func:`keras_imae.config.recipe.resolve` would give a run.
         head_epochs: ``pretrained=True``: the epochs of the first phase, the new head alone
             on the frozen backbone, with :attr:`optimizer` (else 0).
         finetune_optimizer: ``pretrained=True``: the optimizer of the second phase, the
@@ -94,7 +94,7 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         A :class:`Recommended` (``print`` it for the settings).
     """
     from keras_imae import callbacks  # only here: the run's own callbacks are set by _run
-    from keras_imae.training._config import RunConfig
+    from keras_imae.config._run_config import RunConfig
 
     batch_norm = model is not None and any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))

@@ -3,7 +3,7 @@
 :data:`DEFAULTS` is the table (``keras_imae/_defaults.py``, at the bottom of the package so
 that the rules of the lower layers -- the data loaders, the optimizers, the collapse guard,
 the rejection cap -- read their values from it too). :func:`resolve` overlays a
-:class:`~keras_imae.training.RunConfig` (``None`` or ``"auto"`` = the default) on it for one
+:class:`~keras_imae.config.RunConfig` (``None`` or ``"auto"`` = the default) on it for one
 dataset and returns the settings as plain values, the rules that apply included; a run
 prints them in one block at its start (:func:`format_resolved`) and writes them to
 ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default. A named recipe
@@ -18,7 +18,7 @@ import math
 
 from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
-from keras_imae.training import optimizers
+from keras_imae.config import optimizers
 
 __all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful", "early_learning",
            "convolutional", "estimate_epoch", "finetune", "finetune_phases", "format_resolved",
@@ -281,7 +281,7 @@ def resolve(config, dataset, num_train=None):
     run, its record (``config.json``) and :func:`keras_imae.recommended` use the result.
 
     Args:
-        config: a :class:`keras_imae.training.RunConfig`.
+        config: a :class:`keras_imae.config.RunConfig`.
         dataset: the run's :class:`keras_imae.data.Dataset` (shape, name, labels).
         num_train: the number of examples trained on; default: the training set less the
             validation split (``round(validation_fraction * N)`` examples,

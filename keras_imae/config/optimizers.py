@@ -1,6 +1,6 @@
 """The papers' optimizer recipe: SGD with momentum 0.9 and a step schedule (or Adam, AdamW).
 
-:func:`make_optimizer` is what :func:`keras_imae.training.build.compiled_model` compiles with.
+:func:`make_optimizer` is what :func:`keras_imae.config.build.compiled_model` compiles with.
 
 References:
     K. He, X. Zhang, S. Ren, J. Sun. "Deep Residual Learning for Image Recognition." CVPR 2016

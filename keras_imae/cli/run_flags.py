@@ -1,4 +1,4 @@
-"""absl flags for :class:`keras_imae.training.RunConfig`, shared by the commands.
+"""absl flags for :class:`keras_imae.config.RunConfig`, shared by the commands.
 
 One table, :data:`RUN_FLAGS`, defines a flag per ``RunConfig`` field (default taken from the
 dataclass), so ``keras-imae-train`` and ``keras-imae-compare`` accept the same spelling, choices
@@ -14,8 +14,8 @@ import sys
 from absl import flags, logging
 
 from keras_imae import _files, data, losses, models
-from keras_imae.training import _signals, distribute, optimizers, recipe
-from keras_imae.training._config import NOISE_TYPES, RunConfig
+from keras_imae.config import NOISE_TYPES, RunConfig, optimizers, recipe
+from keras_imae.run import distribute, signals
 
 __all__ = ["RUN_FLAGS", "TOPICS", "check_output_file", "define_run_flags", "one_line_errors",
            "run_config", "quiet_logs"]
@@ -23,7 +23,7 @@ __all__ = ["RUN_FLAGS", "TOPICS", "check_output_file", "define_run_flags", "one_
 # field -> (kind, choices or None, help)
 _D = recipe.DEFAULTS
 # field -> (kind, choices or None, help). Defaults come from RunConfig; None or "auto" means
-# the recipe's default (keras_imae/training/recipe.py, DEFAULTS), printed at the start of a run.
+# the recipe's default (keras_imae/config/recipe.py, DEFAULTS), printed at the start of a run.
 RUN_FLAGS = {
     "dataset": ("string", None, "'digits' (embedded), 'npz:PATH', 'folder:PATH', "
                                 "'labels:DIR' (train.csv/test.csv: real noisy labels), "
@@ -227,16 +227,16 @@ def one_line_errors(interrupted):
     Ctrl-C exits with status 130 and SIGTERM with 143, printing ``interrupted`` (say how to
     resume); the signals are recorded and a run stops at its next safe point (before the
     next batch, after an epoch's backup, between tuning points, before an export:
-    :mod:`keras_imae.training._signals`). An error of the library (``ValueError``,
+    :mod:`keras_imae.run.signals`). An error of the library (``ValueError``,
     ``OSError`` and the library's own: a folder in use, bad data, a failed download, a
     collapsed run, a failed export) exits with status 1 and ``Name: message``. ``finally``
     clauses run first in every case.
     """
     try:
-        with _signals.deferred():
+        with signals.deferred():
             yield
     except KeyboardInterrupt as err:
-        term = isinstance(err, _signals.Stopped) and err.signum == signal.SIGTERM
+        term = isinstance(err, signals.Stopped) and err.signum == signal.SIGTERM
         print(f"Stopped ({'SIGTERM' if term else 'Ctrl-C'}). {interrupted}", file=sys.stderr)
         sys.exit(143 if term else 130)
     except (ValueError, OSError, RuntimeError) as err:

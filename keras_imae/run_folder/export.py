@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_imae import _files
-from keras_imae.training import _run_folder as run_folder
+from keras_imae.run_folder import _folder as run_folder
 
 __all__ = ["ENDPOINT", "ExportFailed", "export_finished_run", "export_saved_model",
            "output_kind"]
@@ -83,7 +83,7 @@ def export_saved_model(model, path, *, overwrite=False, source=None):
     ``.keras`` file it came from), written in the same atomic rename. An existing ``path`` is
     replaced only if it is an export of the same ``source``, or, with ``overwrite``, another
     keras_imae export; a folder keras_imae did not write is never replaced
-    (:func:`keras_imae.training._run_folder.check_export_target`).
+    (:func:`keras_imae.run_folder.check_export_target`).
 
     Args:
         model: a built functional/sequential Keras model outputting logits or softmax

@@ -1,13 +1,13 @@
 """``tune=True`` (``--tune``): a run that chooses its loss's hyper-parameters from its own noisy
 data.
 
-Each point of the loss's grid (:func:`keras_imae.training.recipe.grid`: for DM the run
+Each point of the loss's grid (:func:`keras_imae.config.recipe.grid`: for DM the run
 default ``(lam, beta)`` and three neighbours; four points for every loss, the grid of
 ``scripts/compare.py``) is trained as a full run in ``model_dir/tune/point-<i>/``, every point
 with the same held-out share of the noisy labels (the same seed) and the same ``checkpoint``
 (``"best"`` unless set). A point scores what its exported model scores on those held-out
 labels: the accuracy corrected by the ``T`` estimated from the noisy labels
-(:mod:`keras_imae.training._select`; never the ``T`` a synthetic noise was drawn with), the
+(:mod:`keras_imae.run._select`; never the ``T`` a synthetic noise was drawn with), the
 plain noisy accuracy when that estimate is too close to singular. The best point wins (a tie
 goes to the run default, then to the earliest point; a point whose training collapses is
 recorded and is no candidate). Its model is the run's: ``model_dir`` receives its
@@ -22,11 +22,11 @@ import json
 import os
 import shutil
 
-from keras_imae import _files, data, noise
+from keras_imae import _files, data, noise, run_folder
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae.training import _run_folder as run_folder
-from keras_imae.training import _signals, export, recipe
-from keras_imae.training._config import check_resume, export_target, folder_state
+from keras_imae.config import check_resume, export_target, folder_state, recipe
+from keras_imae.run import signals
+from keras_imae.run_folder import export
 
 __all__ = ["POINTS", "tuned_run"]
 
@@ -66,7 +66,7 @@ def _copy(source, target):
 
 
 def tuned_run(config, dataset, strategy, run):
-    """:func:`keras_imae.training.run` with ``config.tune`` (see the module docstring); ``run``
+    """:func:`keras_imae.run.run` with ``config.tune`` (see the module docstring); ``run``
     trains one point. Returns the chosen point's results plus ``"tuning"``."""
     folder = run_folder.RunFolder(config.model_dir)
     with folder.lock():
@@ -87,7 +87,7 @@ def tuned_run(config, dataset, strategy, run):
         run_folder.write_json(folder.file(run_folder.CONFIG), record)
         points = []
         for index, point in enumerate(grid):
-            _signals.check()  # SIGTERM/Ctrl-C between points (each fit checks per batch)
+            signals.check()  # SIGTERM/Ctrl-C between points (each fit checks per batch)
             if config.verbose:
                 print(f"Tuning {config.loss}: point {index + 1} of {len(grid)}, {point}")
             try:
@@ -119,7 +119,7 @@ def tuned_run(config, dataset, strategy, run):
                        tuning={"chosen": points[best]["point"], "points": points})
         results.pop("saved_model", None)
         target = export_target(config)
-        _signals.check()
+        signals.check()
         if target:
             from keras_imae import load_model
 

@@ -3,7 +3,7 @@
 With ``checkpoint="best"`` a run holds out a stratified share of its *noisy* training labels
 (``validation_fraction``) and scores every epoch on it (:class:`keras_imae.callbacks.FitMonitor`):
 by the accuracy corrected by a transition matrix ``T`` *estimated from the noisy labels*
-(:func:`keras_imae.noise.corrected_accuracy` with ``training._noise.estimated_transition``),
+(:func:`keras_imae.noise.corrected_accuracy` with ``_noise.estimate_noise_transition``),
 else, when that estimate is too close to singular, by the plain accuracy on the noisy labels.
 Drawn and real noise are scored alike: the ``T`` a synthetic noise was drawn with is never
 read, so a study measures what a user with real noise gets. Keras'
@@ -18,7 +18,7 @@ import shutil
 import keras
 import numpy as np
 
-from keras_imae.training import _run_folder as run_folder
+from keras_imae import run_folder
 
 __all__ = ["CHECKPOINTS", "checkpoint_callback", "restore_best", "score_key"]
 

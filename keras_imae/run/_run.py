@@ -1,7 +1,7 @@
 """One noisy-label training run, end to end: what ``scripts/train.py`` calls.
 
 ``run(config)`` loads the data, draws the training labels' noise once (or reuses a saved
-corruption), resolves every setting into numbers (:mod:`keras_imae.training.recipe`), prints
+corruption), resolves every setting into numbers (:mod:`keras_imae.config.recipe`), prints
 them and records them in ``config.json``, builds and compiles the model under the requested
 strategy, trains with Keras' progress bars while :class:`keras_imae.callbacks.FitMonitor`
 measures clean fit, noisy memorisation and test accuracy after every epoch, then writes
@@ -9,7 +9,7 @@ measures clean fit, noisy memorisation and test accuracy after every epoch, then
 
 Everything a run writes lives in ``model_dir``, whose rules (finished iff ``metrics.json``
 exists, resumable otherwise, one run at a time, exports never shared by accident) are in
-:mod:`keras_imae.training._run_folder`. The SavedModel goes to ``export_dir`` (default
+:mod:`keras_imae.run_folder`. The SavedModel goes to ``export_dir`` (default
 ``saved_models/<name of model_dir>``).
 """
 
@@ -20,11 +20,10 @@ import time
 import keras
 import numpy as np
 
-from keras_imae import _files, callbacks, data, noise
-from keras_imae.training import (_noise, _results, _select, _signals, _tune, build,
-                                 distribute, export, recipe)
-from keras_imae.training import _run_folder as run_folder
-from keras_imae.training._config import check_resume, export_target, folder_state, validate
+from keras_imae import _files, callbacks, data, noise, run_folder
+from keras_imae.config import build, check_resume, export_target, folder_state, recipe, validate
+from keras_imae.run import _noise, _results, _select, _tune, distribute, signals
+from keras_imae.run_folder import export
 
 __all__ = ["fit_monitor", "run"]
 
@@ -87,7 +86,7 @@ def run(config, *, dataset=None, strategy=None):
     last.
 
     Args:
-        config: a :class:`keras_imae.training.RunConfig`.
+        config: a :class:`keras_imae.config.RunConfig`.
         dataset: an already loaded :class:`keras_imae.data.Dataset` (tests, sweeps); default
             ``data.load(config.dataset, data_dir=config.data_dir, streaming=config.streaming)``
             (a backbone's images read at ``recipe.load_image_size(config)``).
@@ -151,7 +150,7 @@ def _one_run(config, *, dataset=None, strategy=None):
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
                                    train_ids, meta, start, exported)
         target = export_target(config)
-        _signals.check()  # stopped now, the same command only exports
+        signals.check()  # stopped now, the same command only exports
         if target and is_chief:
             results["saved_model"] = export.export_finished_run(
                 model, target, overwrite=config.overwrite, model_dir=config.model_dir,
@@ -285,7 +284,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
         keras.callbacks.TensorBoard(folder.file(run_folder.TENSORBOARD)),
         # an epoch counts as done only once its log row is written
         backup,
-        _signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
+        signals.StopOnSignal(),  # last: SIGTERM/Ctrl-C stop here, the epoch backed up
     ]
 
     def fit(epochs, initial_epoch):

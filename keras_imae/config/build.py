@@ -2,8 +2,8 @@
 with the run's loss and optimizer, a backbone once per fine-tuning phase."""
 
 from keras_imae import data, models
-from keras_imae.training import optimizers
-from keras_imae.training.recipe import build_loss, early_learning
+from keras_imae.config import optimizers
+from keras_imae.config.recipe import build_loss, early_learning
 
 __all__ = ["PHASES", "compile_phase", "compiled_model", "optimizer"]
 

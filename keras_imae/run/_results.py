@@ -5,9 +5,8 @@ import time
 
 import numpy as np
 
-from keras_imae import noise
-from keras_imae.training import _noise
-from keras_imae.training import _run_folder as run_folder
+from keras_imae import noise, run_folder
+from keras_imae.run import _noise
 
 __all__ = ["format_results", "read_log", "results"]
 

@@ -21,7 +21,7 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_imae.training._backup import RunBackup
+from keras_imae.run_folder import RunBackup
 
 __all__ = ["PRECISIONS", "STRATEGIES", "backup_and_restore", "get_strategy", "set_precision"]
 
@@ -207,7 +207,7 @@ def set_precision(policy):
 
 def backup_and_restore(model_dir, *, delete_when_done=True):
     """The run's backup callback, saving to ``<model_dir>/backup`` after every epoch
-    (:class:`keras_imae.training._backup.RunBackup`: written crash-consistently, restored
+    (:class:`keras_imae.run_folder.RunBackup`: written crash-consistently, restored
     from the newest generation that reads back whole).
 
     Pass it to every ``fit`` of a run: if the run is interrupted, calling the same ``fit``
