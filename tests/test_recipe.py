@@ -54,7 +54,8 @@ def test_resolve_gives_every_setting_as_a_number(digits):
 def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
     # "scratch" is the table; "folds" (the label-issue fold models) overrides DM's setting,
     # the warm-up and the pair margins; a value set in RunConfig wins over either.
-    assert recipe.table("scratch") == recipe.DEFAULTS and recipe.RECIPES == ("scratch", "folds")
+    assert recipe.table("scratch") == recipe.DEFAULTS
+    assert recipe.RECIPES == ("scratch", "folds", "finetune")
     folds = recipe.resolve(training.RunConfig(recipe="folds"), digits, 100)
     assert folds["recipe"] == "folds" and folds["warmup_epochs"] == 0
     assert folds["loss_settings"] == {"lam": 2.0, "beta": 8.0, "max_margin": 16.0,
@@ -66,8 +67,26 @@ def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
         "loss_settings"]["beta"] == 3.0
     assert recipe.grid("dm", "mlp", 1e-3, "folds")[2] == {"lam": 2.0, "beta": 8.0}
     assert recipe.resolve(training.RunConfig(), digits, 100)["recipe"] == "scratch"
-    with pytest.raises(ValueError, match=r"`recipe`.*'scratch', 'folds'.*recipe='finetune'"):
-        training.validate(training.RunConfig(recipe="finetune"))
+    with pytest.raises(ValueError, match=r"`recipe`.*'auto', 'scratch', 'folds', 'finetune'"
+                                         r".*recipe='pretrained'"):
+        training.validate(training.RunConfig(recipe="pretrained"))
+
+
+@pytest.mark.parametrize("config, named, phases", [
+    (dict(), "scratch", (0, 1e-3)),
+    (dict(model="MobileNetV3Small"), "scratch", (0, 1e-3)),  # a backbone from scratch
+    (dict(model="MobileNetV3Small", weights="imagenet"), "finetune", (10, 1e-4)),
+    (dict(model="MobileNetV3Small", weights="imagenet", recipe="scratch"), "scratch", (0, 1e-3)),
+    (dict(recipe="finetune"), "finetune", (10, 1e-4)),
+    (dict(model="MobileNetV3Small", weights="imagenet", head_epochs=3), "finetune", (3, 1e-4)),
+])
+def test_auto_takes_the_fine_tuning_recipe_for_pretrained_weights_only(config, named, phases):
+    # One place decides the phases: the named recipe's head_fraction and finetune_lr_factor
+    # (40 epochs at 1e-3: a quarter and a tenth with "finetune"); a value set wins.
+    config = training.RunConfig(learning_rate=1e-3, epochs=40, **config)
+    assert recipe.named(config) == named
+    resolved = recipe.finetune_phases(config, recipe.named(config))
+    assert (resolved["head_epochs"], resolved["finetune_learning_rate"]) == pytest.approx(phases)
 
 
 def test_the_rules_a_run_follows_are_resolved_once_and_applied_as_resolved(digits):

@@ -70,12 +70,16 @@ RUN_FLAGS = {
                      "set and lower --reject_margin R for each class pair whose labels are "
                      "swapped more often than average: R - log(T[k,c] / mean_j T[j,c]) for "
                      "label c and predicted class k, clipped to [0, R]."),
-    "recipe": ("enum", recipe.RECIPES,
-               "The named recipe of the defaults: 'scratch' (a network trained from scratch) "
-               "or 'folds' (find_label_issues' fold models: DM lambda "
+    "recipe": ("enum", ("auto", *recipe.RECIPES),
+               "The named recipe of the defaults: 'scratch' (a network trained from scratch), "
+               "'folds' (find_label_issues' fold models: DM lambda "
                f"{_D['recipes']['folds']['dm']['lam']:g}, beta "
-               f"{_D['recipes']['folds']['dm']['beta']:g}, no warm-up, no pair margins); "
-               "settings you pass win."),
+               f"{_D['recipes']['folds']['dm']['beta']:g}, no warm-up, no pair margins) or "
+               "'finetune' (a pretrained backbone: the head alone for "
+               f"{_D['recipes']['finetune']['head_fraction']:g} of the epochs, then the whole "
+               f"network at {_D['recipes']['finetune']['finetune_lr_factor']:g} x the rate); "
+               "'auto': finetune with --model=BACKBONE --weights=..., else scratch. Settings "
+               "you pass win."),
     "elr_lambda": ("float", None,
                    "Early-learning regularisation (Liu et al. 2020) on any loss: add "
                    "lambda * log(1 - <p_i, t_i>), t_i a running average of example i's own "
@@ -103,10 +107,12 @@ RUN_FLAGS = {
     "head_epochs": ("integer", None,
                     "Backbones with --weights: epochs that train the new head alone on the "
                     "frozen backbone before the whole network trains (default "
-                    f"{_D['head_fraction']:g} of --epochs, rounded down; 0 without weights)."),
+                    f"{_D['recipes']['finetune']['head_fraction']:g} of --epochs, rounded down; "
+                    "0 without weights)."),
     "finetune_learning_rate": ("float", None,
                                "Backbones: the learning rate of the whole network after the "
-                               f"head epochs (default {_D['finetune_lr_factor']:g} x "
+                               "head epochs (default "
+                               f"{_D['recipes']['finetune']['finetune_lr_factor']:g} x "
                                "--learning_rate with --weights, else --learning_rate)."),
     "epochs": ("integer", None, "Training epochs."),
     "batch_size": ("integer", None, "Global batch size."),

@@ -85,10 +85,11 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...);
             for ``loss="forward"``, ``transition=T``, else ``T`` is estimated from
             ``train_data`` arrays (:func:`keras_imae.noise.transition_from_labels`).
-        pretrained: the model starts from pretrained weights: the recipe of
-            ``train.py --model=BACKBONE --weights=...`` (:data:`DEFAULTS` ``head_fraction``
-            of the epochs for the head alone, then ``finetune_lr_factor`` times the learning
-            rate for the whole network; :class:`Recommended` shows the two ``fit`` calls).
+        pretrained: the model starts from pretrained weights: the named recipe
+            ``"finetune"`` of ``train.py --model=BACKBONE --weights=...`` (its
+            ``head_fraction`` of the epochs for the head alone, then ``finetune_lr_factor``
+            times the learning rate for the whole network; :class:`Recommended` shows the two
+            ``fit`` calls).
 
     Returns:
         A :class:`Recommended` (``print`` it for the settings).
@@ -113,6 +114,7 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
     # A run's resolution (recipe.training_settings) of the same settings, for the MLP (with
     # BatchNorm if yours has it): your model's loss, phases and optimizer.
     config = RunConfig(loss=loss, pair_margins=pair_margins, **loss_settings,
+                       recipe="finetune" if pretrained else "scratch",
                        **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size))
                           if v is not None})
     settings = training_settings(config, "mlp_bn" if batch_norm else "mlp", num_examples)
@@ -126,8 +128,8 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         extra = [callbacks.PairMargins(train_data, settings["pair_margin_epoch"])]
     warmup, epochs = settings["warmup_epochs"], settings["epochs"]
     head, finetune_optimizer = 0, None
-    if pretrained:  # a run's backbone with weights (recipe.finetune): two phases
-        settings.update(finetune_phases(config, pretrained))
+    if pretrained:  # a run's backbone with weights (the recipe "finetune"): two phases
+        settings.update(finetune_phases(config, "finetune"))
         head = settings["head_epochs"]
         finetune_optimizer = build.optimizer(settings, num_examples, epochs=epochs - head,
                                              learning_rate=settings["finetune_learning_rate"])

@@ -56,7 +56,7 @@ class RunConfig:
     elr_lambda: float = 0.0  # ELR's penalty (Liu et al. 2020) added to any loss; 0: off
     elr_momentum: float = _D["elr_momentum"]  # ELR's running average of predictions
     faithful: bool = False  # DM/IMAE as the papers define them: no margin caps, no warm-up
-    recipe: str = _D["recipe"]  # the named recipe of the defaults: "scratch" or "folds"
+    recipe: str = _D["recipe"]  # the named recipe: auto, scratch, folds or finetune
     normalize: str = "default"  # "default" (the loss's own), "none" or "batch"
     model: str = "auto"  # or a keras.applications class name (a backbone)
     weights: str | None = None  # backbones: "imagenet" (Keras' cache) or a weights file
@@ -144,7 +144,8 @@ def finished_results(config):
 _RESOLVED_FIELDS = ("noise_type", "beta", "lam", "temperature", "q", "alpha", "max_margin",
                     "reject_margin", "warmup_epochs", "pair_margins", "model", "momentum",
                     "weight_decay", "augment", "input_dropout", "validation_fraction",
-                    "checkpoint", "image_size", "head_epochs", "finetune_learning_rate")
+                    "checkpoint", "image_size", "head_epochs", "finetune_learning_rate",
+                    "recipe")
 
 
 def _differences(recorded, current):
@@ -235,7 +236,7 @@ def _check_numbers(config):
         raise ValueError(f"Invalid value for `checkpoint`. Expected one of "
                          f"{list(recipe.CHECKPOINTS)}. Received: checkpoint={config.checkpoint!r}")
     recipe.selection(config)  # "best" needs a validation split
-    recipe.table(config.recipe)  # a known named recipe
+    recipe.named(config)  # a known named recipe
     if config.optimizer not in optimizers.OPTIMIZERS:
         raise ValueError("Invalid value for `optimizer`. Expected one of "
                          f"{list(optimizers.OPTIMIZERS)}. Received: optimizer={config.optimizer!r}")
@@ -328,11 +329,11 @@ def validate(config):
     # the loss's settings and values (with the defaults of an unknown architecture: the
     # checks do not depend on it)
     settings = recipe.loss_settings(config.loss, recipe.given_hparams(config), None,
-                                    config.normalize, config.recipe)
+                                    config.normalize, recipe.named(config))
     losses.get(config.loss, **settings)
     recipe.check_faithful(config)
     recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config),
-                         config.recipe)
+                         recipe.named(config))
     recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")

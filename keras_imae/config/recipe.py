@@ -51,10 +51,29 @@ MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
 RECIPES = tuple(DEFAULTS["recipes"])
 
 
+def named(config):
+    """The named recipe a run uses: ``config.recipe``, or for ``"auto"`` ``"finetune"`` when
+    it trains a ``keras.applications`` backbone from pretrained ``weights``, else
+    ``"scratch"``.
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
+    name = config.recipe
+    if name == "auto":
+        pretrained = models.is_backbone(config.model) and config.weights is not None
+        return "finetune" if pretrained else "scratch"
+    if name not in RECIPES:
+        raise ValueError(f"Invalid value for `recipe`. Expected one of {['auto', *RECIPES]}. "
+                         f"Received: recipe={name!r}")
+    return name
+
+
 def table(recipe="scratch"):
     """:data:`DEFAULTS` with the named recipe's overrides (``DEFAULTS["recipes"]``): the one
     place a use (``"scratch"``: a run, ``compare``, ``recommended()``; ``"folds"``: the
-    label-issue fold models) chooses its DM setting, warm-up and pair margins.
+    label-issue fold models; ``"finetune"``: a pretrained backbone) chooses its DM setting,
+    warm-up, pair margins and fine-tuning phases.
 
     Raises:
         ValueError: an unknown recipe.
@@ -230,7 +249,7 @@ def pair_margins(config, settings=None):
     """
     if settings is None:
         settings = loss_settings(config.loss, given_hparams(config), None, config.normalize,
-                                 config.recipe)
+                                 named(config))
     has_cap = losses.reject_margins(settings.get("reject_margin")) is not None
     if config.pair_margins and not has_cap:
         raise ValueError(
@@ -239,7 +258,7 @@ def pair_margins(config, settings=None):
             f"reject_margin={config.reject_margin}, faithful={config.faithful}")
     chosen = config.pair_margins
     if chosen is None:
-        chosen = table(config.recipe)["pair_margins"]
+        chosen = table(named(config))["pair_margins"]
     return bool(chosen and has_cap)
 
 
@@ -334,25 +353,27 @@ def load_image_size(config):
 
 def finetune(config, model, input_shape):
     """A backbone's settings: ``weights`` (and the file's ``weights_sha256``: a resume with
-    other weights is refused), ``image_size``, ``head_epochs`` (the head alone on the frozen
-    backbone: :data:`DEFAULTS` ``head_fraction`` of the epochs with pretrained weights, none
-    without) and ``finetune_learning_rate`` (the whole network's, after them:
-    ``finetune_lr_factor`` times ``learning_rate`` with pretrained weights)."""
+    other weights is refused), ``image_size``, and its two phases (:func:`finetune_phases`
+    of the run's :func:`named` recipe)."""
     return {"weights": config.weights, "weights_sha256": models.weights_digest(config.weights),
             "image_size": config.image_size or models.default_image_size(
                 model, config.weights, input_shape),
-            **finetune_phases(config, config.weights is not None)}
+            **finetune_phases(config, named(config))}
 
 
-def finetune_phases(config, pretrained):
-    """``head_epochs`` and ``finetune_learning_rate`` of a network that is ``pretrained`` or
-    not (:func:`finetune`; :func:`keras_imae.recommended` with ``pretrained=True``)."""
+def finetune_phases(config, recipe):
+    """``head_epochs`` (the head alone on the frozen backbone: the ``recipe``'s
+    ``head_fraction`` of the epochs, rounded down) and ``finetune_learning_rate`` (the whole
+    network's, after them: ``finetune_lr_factor`` times ``learning_rate``), unless set in
+    ``config``; ``"finetune"`` is the recipe of pretrained weights (:func:`finetune`,
+    :func:`keras_imae.recommended` with ``pretrained=True``)."""
+    values = table(recipe)
     head = getattr(config, "head_epochs", None)
     if head is None:
-        head = int(DEFAULTS["head_fraction"] * config.epochs) if pretrained else 0
+        head = int(values["head_fraction"] * config.epochs)
     rate = getattr(config, "finetune_learning_rate", None)
     if rate is None:
-        rate = config.learning_rate * (DEFAULTS["finetune_lr_factor"] if pretrained else 1.0)
+        rate = config.learning_rate * values["finetune_lr_factor"]
     return {"head_epochs": head, "finetune_learning_rate": rate}
 
 
@@ -374,7 +395,7 @@ def _data_rules(kind, augment, sized=False):
 def training_settings(config, model, num_train):
     """The training part of :func:`resolve` -- the loss, its phases, the optimizer, the
     collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
-    ``num_train`` examples (the weight decay and the schedule do), from ``config.recipe``'s
+    ``num_train`` examples (the weight decay and the schedule do), from the :func:`named` recipe's
     :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share`` (with a
     rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
     (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
@@ -384,10 +405,10 @@ def training_settings(config, model, num_train):
     :func:`keras_imae.recommended`'s settings.
     """
     settings = loss_settings(config.loss, given_hparams(config), model, config.normalize,
-                             config.recipe)
-    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), config.recipe)
+                             named(config))
+    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), named(config))
     pairs = pair_margins(config, settings)
-    out = {"recipe": config.recipe, "loss": config.loss, "loss_settings": settings}
+    out = {"recipe": named(config), "loss": config.loss, "loss_settings": settings}
     if losses.reject_margins(settings.get("reject_margin")) is not None:
         out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
     out.update(warmup_epochs=warmup, pair_margins=pairs,

@@ -56,7 +56,7 @@ def _loss_of(config):
     """The loss ``config`` names, with the recipe's defaults (unknown name, bad value:
     ``ValueError``)."""
     return losses.get(config.loss, **recipe.loss_settings(
-        config.loss, recipe.given_hparams(config), None, config.normalize, config.recipe))
+        config.loss, recipe.given_hparams(config), None, config.normalize, recipe.named(config)))
 
 
 def check_output_dir(output_dir):

@@ -59,7 +59,7 @@ def _split(resolved, noisy, seed):
 
 def _defaulted(config, resolved):
     """The resolved settings the user did not set (marked in the printed block)."""
-    fields = {"recipe": config.recipe == recipe.DEFAULTS["recipe"],
+    fields = {"recipe": config.recipe == "auto",
               "noise_type": config.noise_type == "auto", "model": config.model == "auto",
               "augment": config.augment == "auto",
               "input_dropout": config.input_dropout is None,

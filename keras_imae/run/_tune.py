@@ -45,7 +45,7 @@ def _score(results):
 def _is_default(point, config, model):
     """Whether ``point`` is what the run would use untuned."""
     default = {**recipe.loss_settings(config.loss, recipe.given_hparams(config), model,
-                                      recipe=config.recipe),
+                                      recipe=recipe.named(config)),
                "learning_rate": config.learning_rate}
     return all(default.get(key) == value for key, value in point.items())
 
@@ -80,7 +80,7 @@ def tuned_run(config, dataset, strategy, run):
                                 image_size=recipe.load_image_size(config),
                                 streaming=config.streaming)
         model = recipe.model_for(config, dataset.input_shape)
-        grid = recipe.grid(config.loss, model, config.learning_rate, config.recipe)
+        grid = recipe.grid(config.loss, model, config.learning_rate, recipe.named(config))
         # Nothing was written so far: bad data leaves a finished run, or no folder, as it was.
         if config.overwrite:
             folder.clear()

@@ -56,7 +56,7 @@ _REPORTED = ("test_accuracy_final", "test_accuracy_best", "clean_fit", "noisy_fi
 def grid_for(loss, base, model):
     """The grid of ``loss`` (:func:`keras_imae.config.recipe.grid`, ``--tune``'s):
     dicts of RunConfig overrides, :data:`GRID_SIZE` of them."""
-    return recipe.grid(loss, model, base.learning_rate, base.recipe)
+    return recipe.grid(loss, model, base.learning_rate, recipe.named(base))
 
 
 def _run(base, work_dir, name, dataset, **overrides):
@@ -102,7 +102,7 @@ def _run_default(base, model):
     """What a run of ``base.loss`` uses by default: its resolved hyper-parameters and the base
     learning rate (a grid point is the default when all its values match)."""
     resolved = recipe.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
-        base.loss, recipe.given_hparams(base), model, base.normalize, base.recipe)}).get_config()
+        base.loss, recipe.given_hparams(base), model, base.normalize, recipe.named(base))}).get_config()
     return {**resolved, "learning_rate": base.learning_rate, "elr_lambda": base.elr_lambda}
 
 
