@@ -21,11 +21,34 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 
+# The longest tests (substrings of their ids: seconds of the suite under -n 2 on 2 cores
+# shared with other jobs, load 7-12, 2026-12-07): run first, so that none starts late and runs
+# alone at the end. Only the order depends on these figures; a stale one costs time, never a
+# test.
+LONGEST = {
+    "test_library_on_the_jax_backend": 810, "docs/training.md:169": 612,
+    "docs/label_issues.md:32": 294, "tiny_size[streaming.py]": 218,
+    "tiny_size[finetune_study.py]": 188, "docs/results.md:12": 176, "docs/training.md:226": 164,
+    "tiny_size[finetune_epoch.py]": 159, "tiny_size[jax_train_step.py]": 157,
+    "docs/finetuning.md": 128, "bit_for_bit": 111, "test_script_end_to_end_with_removal": 87,
+    "test_comparison_protocol_selects_on_noisy_validation": 84,
+    "test_tune_end_to_end_exports_the_chosen_model": 77,
+}
+
+
+def _weight(item):
+    """A slow test's expected cost (its LONGEST figure, else 30); fast tests: 0."""
+    if item.get_closest_marker("slow") is None:
+        return 0
+    return next((s for key, s in LONGEST.items() if key in item.nodeid), 30)
+
+
 def pytest_collection_modifyitems(items):
-    """The ``slow`` tests first, each file's in its order: under the README's ``pytest -n 2``
-    (``--dist=worksteal``) the long ones then start early and the two workers finish
-    together, rather than one long test running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The ``slow`` tests first, the longest first, each file's in its order: under the
+    README's ``pytest -n 2`` (``--dist=worksteal``) the long ones then start early and the
+    two workers finish together, rather than one long test running alone at the end (a
+    worker that runs out of tests steals the tail of the other's queue: the short ones)."""
+    items.sort(key=_weight, reverse=True)  # stable: ties keep the collection's order
 
 
 @pytest.fixture(scope="session")
