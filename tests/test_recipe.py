@@ -288,7 +288,7 @@ def test_faithful_is_the_papers_dm_in_one_setting(digits):
     assert faithful["loss_settings"] == {"lam": 2.0, "beta": 16.0, "max_margin": None,
                                          "reject_margin": None}
     assert faithful["warmup_epochs"] == 0
-    assert recipe.build_loss(faithful).get_config() == losses.DerivativeManipulation(
+    assert build.build_loss(faithful).get_config() == losses.DerivativeManipulation(
         lam=2.0, beta=16.0).get_config()
     imae = recipe.resolve(training.RunConfig(loss="imae", faithful=True), digits, 1347)
     assert imae["loss_settings"] == {"temperature": 8.0, "max_margin": None,

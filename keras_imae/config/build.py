@@ -1,14 +1,28 @@
 """The run's model: built from the resolved settings (:func:`recipe.resolve`) and compiled
 with the run's loss and optimizer, a backbone once per fine-tuning phase."""
 
-from keras_imae import data, models
+from keras_imae import data, losses, models
 from keras_imae.config import optimizers
-from keras_imae.config.recipe import build_loss, early_learning
 
-__all__ = ["PHASES", "compile_phase", "compiled_model", "optimizer"]
+__all__ = ["PHASES", "build_loss", "compile_phase", "compiled_model", "early_learning",
+           "optimizer"]
 
 
 PHASES = ("head", "finetune")
+
+
+def build_loss(resolved):
+    """The loss a run compiles: ``losses.get(loss, **loss_settings)``."""
+    return losses.get(resolved["loss"], **resolved["loss_settings"])
+
+
+def early_learning(resolved, num_examples):
+    """The :class:`keras_imae.models.EarlyLearning` a run compiles with (its targets for the
+    ``num_examples`` example ids of the training split), or ``None`` without ELR."""
+    if not resolved.get("elr_lambda"):
+        return None
+    return models.EarlyLearning(num_examples, lam=resolved["elr_lambda"],
+                                momentum=resolved["elr_momentum"])
 
 
 def optimizer(resolved, num_train, *, learning_rate=None, epochs=None):

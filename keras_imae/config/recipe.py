@@ -7,9 +7,8 @@ the rejection cap -- read their values from it too). :func:`resolve` overlays a
 dataset and returns the settings as plain values, the rules that apply included; a run
 prints them in one block at its start (:func:`format_resolved`) and writes them to
 ``config.json`` under ``"resolved"``, and nothing deeper re-derives a default. A named recipe
-(``RunConfig.recipe``: ``"scratch"``, ``"folds"``; :func:`table`) is the table with its
-overrides, chosen in this one place.
-:func:`recommended` gives the same settings for your own Keras code.
+(``RunConfig.recipe``: ``"scratch"``, ``"folds"``, ``"finetune"``; :func:`named`,
+:func:`table`) is the table with its overrides, chosen in this one place.
 
 Why each default is what it is: the docstring and notes of ``keras_imae/_defaults.py``.
 """
@@ -19,16 +18,14 @@ import math
 from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.config import optimizers
+from keras_imae.config._block import format_resolved
 
-__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "build_loss", "check_faithful", "early_learning",
-           "convolutional", "estimate_epoch", "finetune", "finetune_phases", "format_resolved",
-           "grid",
-           "load_image_size", "loss_settings", "model_for", "noise", "pair_margins", "resolve",
-           "selection", "table", "training_settings", "warmup_epochs", "weight_decay"]
+__all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "check_faithful", "convolutional",
+           "estimate_epoch", "finetune", "finetune_phases", "format_resolved", "grid",
+           "load_image_size", "loss_settings", "model_for", "named", "noise", "pair_margins",
+           "resolve", "selection", "table", "training_settings", "warmup_epochs",
+           "weight_decay"]
 
-# The one table (keras_imae/_defaults.py). A run's RunConfig field left at None (or "auto")
-# takes the value there; so do recommended(), the fold models, compare and the rules of the
-# lower layers (data loading, optimizers, the collapse guard, the rejection cap).
 OPTIMIZERS = optimizers.OPTIMIZERS
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
@@ -432,40 +429,3 @@ def training_settings(config, model, num_train):
     if getattr(config, "elr_lambda", 0):
         out.update(elr_lambda=float(config.elr_lambda), elr_momentum=float(config.elr_momentum))
     return out
-
-
-def _fmt(value):
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        return f"[{len(value)} x {len(value[0])} matrix, in config.json]"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-RUN_SETTINGS_TITLE = "Settings (* = default; written to config.json under 'resolved'):"
-
-
-def format_resolved(resolved, defaulted=(), *, title=RUN_SETTINGS_TITLE):
-    """The block a run prints at its start: ``title``, then one line per setting, ``*`` for
-    a default."""
-    lines = [title]
-    for key, value in resolved.items():
-        mark = "*" if key in defaulted else " "
-        lines.append(f"  {mark} {key:<15} {_fmt(value)}")
-    return "\n".join(lines)
-
-
-def build_loss(resolved):
-    """The loss a run compiles: ``losses.get(loss, **loss_settings)``."""
-    return losses.get(resolved["loss"], **resolved["loss_settings"])
-
-
-def early_learning(resolved, num_examples):
-    """The :class:`keras_imae.models.EarlyLearning` a run compiles with (its targets for the
-    ``num_examples`` example ids of the training split), or ``None`` without ELR."""
-    if not resolved.get("elr_lambda"):
-        return None
-    return models.EarlyLearning(num_examples, lam=resolved["elr_lambda"],
-                                momentum=resolved["elr_momentum"])

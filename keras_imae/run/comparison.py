@@ -41,7 +41,7 @@ import numpy as np
 from keras_imae import _checks as checks
 from keras_imae import losses as losses_module  # `losses` is compare()'s argument
 from keras_imae.callbacks import TrainingCollapsed
-from keras_imae.config import recipe
+from keras_imae.config import build, recipe
 from keras_imae.run._run import run as training_run
 
 __all__ = ["BASELINES", "GRID_SIZE", "NAMES", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
@@ -101,7 +101,7 @@ def _for_loss(base, loss):
 def _run_default(base, model):
     """What a run of ``base.loss`` uses by default: its resolved hyper-parameters and the base
     learning rate (a grid point is the default when all its values match)."""
-    resolved = recipe.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
+    resolved = build.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
         base.loss, recipe.given_hparams(base), model, base.normalize, recipe.named(base))}).get_config()
     return {**resolved, "learning_rate": base.learning_rate, "elr_lambda": base.elr_lambda}
 
