@@ -6,6 +6,7 @@ a user would save theirs.
 """
 
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -31,9 +32,24 @@ def small(tmp_path_factory, digits):
     return data.load(f"npz:{path}")
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory, small):
-    """A MobileNetV3Small (no top, 32x32) trained on the raw digits, saved as a user would."""
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory, digits):
+    """A MobileNetV3Small (no top, 32x32) trained on the raw digits of ``small``, saved as a
+    user would. Made once per session: under pytest -n the first worker to ask trains under
+    a lock in the workers' shared temporary folder, the others read the file (the tests only
+    read it)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the workers' common folder, this session's only
+    path = shared / "mobilenet_v3_small.weights.h5"
+    with open(shared / "mobilenet_v3_small.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            _pretrain(digits.x_train[:400].astype("float32"), digits.y_train[:400], path)
+    return str(path)
+
+
+def _pretrain(x, y, path):
     keras.utils.set_random_seed(0)
     backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None,
                                                    input_shape=(32, 32, 3), pooling="avg")
@@ -41,19 +57,18 @@ def weights_file(tmp_path_factory, small):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Resizing(32, 32)(inputs)
-    x = keras.layers.Concatenate()([x, x, x])
-    model = keras.Model(inputs, keras.layers.Dense(10)(backbone(x)))
+    sized = keras.layers.Resizing(32, 32)(inputs)
+    rgb = keras.layers.Concatenate()([sized, sized, sized])
+    model = keras.Model(inputs, keras.layers.Dense(10)(backbone(rgb)))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x = small.x_train.astype("float32")
-    model.fit(x, small.y_train, epochs=3, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
     for layer in backbone.layers:  # BatchNorm statistics of the whole set, exactly
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0
     model(x, training=True)
-    path = str(tmp_path_factory.mktemp("pretrained") / "mobilenet_v3_small.weights.h5")
-    backbone.save_weights(path)
-    return path
+    tmp = f"{path.parent}/.{os.getpid()}.weights.h5"  # complete before it has its name
+    backbone.save_weights(tmp)
+    os.replace(tmp, path)
 
 
 def _backbone_weights(path):
