@@ -41,6 +41,8 @@ def convolutional(model):
 def batch_norm(model):
     """Whether ``model`` takes DM's BatchNorm-network defaults (a backbone does)."""
     return model in BATCH_NORM or models.is_backbone(model)
+
+
 LOSS_HPARAMS = ("beta", "lam", "temperature", "q", "alpha", "max_margin", "reject_margin")
 MARGIN_CAPS = ("max_margin", "reject_margin")  # DM and IMAE; 0 = off
 
@@ -392,20 +394,22 @@ def _data_rules(kind, augment, sized=False):
 def training_settings(config, model, num_train):
     """The training part of :func:`resolve` -- the loss, its phases, the optimizer, the
     collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
-    ``num_train`` examples (the weight decay and the schedule do), from the :func:`named` recipe's
-    :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share`` (with a
-    rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
+    ``num_train`` examples (the weight decay and the schedule do), from the :func:`named`
+    recipe's :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share``
+    (with a rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
     (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
-    (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``, ``weight_decay``, ``epochs``,
-    ``batch_size``, ``max_top_class_fraction``, ``collapse_patience``; with ELR on,
-    ``elr_lambda`` and ``elr_momentum`` (:func:`early_learning`). Also
-    :func:`keras_imae.recommended`'s settings.
+    (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``,
+    ``weight_decay``, ``epochs``, ``batch_size``, ``max_top_class_fraction``,
+    ``collapse_patience``; with ELR on, ``elr_lambda`` and ``elr_momentum``
+    (:func:`keras_imae.config.build.early_learning`). Also :func:`keras_imae.recommended`'s
+    settings.
     """
+    recipe = named(config)
     settings = loss_settings(config.loss, given_hparams(config), model, config.normalize,
-                             named(config))
-    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), named(config))
+                             recipe)
+    warmup = warmup_epochs(config.loss, config.epochs, warmup_setting(config), recipe)
     pairs = pair_margins(config, settings)
-    out = {"recipe": named(config), "loss": config.loss, "loss_settings": settings}
+    out = {"recipe": recipe, "loss": config.loss, "loss_settings": settings}
     if losses.reject_margins(settings.get("reject_margin")) is not None:
         out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
     out.update(warmup_epochs=warmup, pair_margins=pairs,
@@ -426,6 +430,6 @@ def training_settings(config, model, num_train):
                epochs=config.epochs, batch_size=config.batch_size,
                max_top_class_fraction=DEFAULTS["max_top_class_fraction"],
                collapse_patience=DEFAULTS["collapse_patience"])
-    if getattr(config, "elr_lambda", 0):
+    if config.elr_lambda:
         out.update(elr_lambda=float(config.elr_lambda), elr_momentum=float(config.elr_momentum))
     return out
