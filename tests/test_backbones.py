@@ -247,6 +247,35 @@ def test_a_run_trains_the_head_then_the_whole_network_and_exports_raw_image_mode
     assert recorded["weights_sha256"] == models.weights_digest(weights_file)
 
 
+@pytest.mark.slow
+def test_a_fine_tuning_run_trains_both_phases_in_mixed_float16(tmp_path, small, weights_file,
+                                                               monkeypatch):
+    seen = []
+    fit = keras.Model.fit
+    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((
+        epoch, type(spy.model.optimizer).__name__,
+        models.backbone_layer(spy.model).compute_dtype, logs["loss"])))
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: fit(
+        self, *a, callbacks=[*callbacks, spy], **k))
+    try:
+        results = training.run(_config(tmp_path, weights_file, precision="mixed_float16"),
+                               dataset=small)
+        model = keras.models.load_model(results["model_keras"])
+        x = small.x_test[:32].astype("float32")
+        expected = tf.nn.softmax(model(x, training=False)).numpy()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    # both phases: loss scaling, the backbone computing in float16, a finite loss
+    assert [e for e, *_ in seen] == [0, 1, 2]
+    assert all(o == "LossScaleOptimizer" and d == "float16" and np.isfinite(loss)
+               for _, o, d, loss in seen)
+    loaded = tf.saved_model.load(results["saved_model"])  # kept: it owns the variables
+    probabilities = loaded.serve(x)["probabilities"]
+    assert probabilities.dtype == tf.float32
+    # float16 activations: the two graphs round differently (float16's epsilon is 2^-10)
+    np.testing.assert_allclose(probabilities.numpy(), expected, atol=5e-3)
+
+
 def _interrupted(config, digits, after_epoch, monkeypatch):
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
