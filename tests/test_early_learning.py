@@ -96,6 +96,25 @@ def test_keras_file_reloads_with_its_targets(tmp_path):
     np.testing.assert_allclose(loaded.get_weights()[0], model.get_weights()[0], atol=1e-6)
 
 
+def test_the_serving_export_leaves_the_targets_out_and_serves_the_same(tmp_path):
+    import tensorflow as tf
+
+    from keras_imae.run_folder import export
+
+    model = models.build_model("mlp", (6,), 3, seed=0)
+    model.compile("adam", keras_imae.CategoricalCrossentropy(),
+                  early_learning=models.EarlyLearning(num_examples=1000))
+    path = str(tmp_path / "served")
+    export.export_saved_model(model, path)
+    loaded = tf.saved_model.load(path)
+    shapes = sorted(tuple(v.shape) for v in loaded.variables)
+    assert shapes == sorted(tuple(v.shape) for v in model.trainable_variables)  # no (1000, 3)
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    np.testing.assert_allclose(loaded.serve(x)["probabilities"].numpy(),
+                               keras.ops.convert_to_numpy(keras.ops.softmax(model(x))),
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"num_examples": 0}, "num_examples"), ({"num_examples": 2.5}, "num_examples"),
     ({"num_examples": 4, "lam": 0}, "lam"), ({"num_examples": 4, "momentum": 1.0}, "momentum"),

@@ -54,7 +54,18 @@ def output_kind(model):
         "layer (logits) or a softmax.")
 
 
+def _served(model):
+    """What is exported: ``model``, or, when it carries training-only state outside its graph
+    (ELR's ``(N, K)`` per-example targets, :class:`keras_imae.models.EarlyLearning`), a
+    functional view of its graph: the same layers and weights, without that state, which
+    serving never reads (4 N K bytes)."""
+    if getattr(model, "early_learning", None) is None or not getattr(model, "outputs", None):
+        return model
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 def _serving_archive(model):
+    model = _served(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     shape = (None,) + tuple(model.inputs[0].shape[1:])
