@@ -269,3 +269,11 @@ class TestErrors:
         _, st = both
         with pytest.raises(ValueError, match="`batch_size`. Expected a positive integer"):
             data.stream(st.train, batch_size=0)
+
+
+def test_an_evaluation_batch_is_bounded_by_its_input_bytes_not_a_count():
+    assert data.eval_batch_size((8, 8, 1)) == data.eval_batch_size((32, 32, 3)) == 4096
+    # a backbone's 224x224x3 float32 images: 64 MiB // 602,112 bytes (was a floor of 1,024)
+    assert data.eval_batch_size((224, 224, 3)) == 111
+    assert data.eval_batch_size((224, 224, 3), batch_size=128) == 128  # the training batch fits
+    assert data.eval_batch_size((2000, 2000, 3)) == 1  # 48 MB an image: one at a time

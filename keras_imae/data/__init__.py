@@ -27,7 +27,8 @@ from keras_imae.data._dataset import UNVERIFIED, Dataset
 from keras_imae.data._images import DataError
 from keras_imae.data._load import STREAM_ABOVE_BYTES, STREAMING_MODES, load
 from keras_imae.data._pipeline import (AUGMENTATIONS, augment_pad, augmentation,
-                                       eval_dataset, pipeline_options, plain_dataset,
+                                       eval_batch_size, eval_dataset, pipeline_options,
+                                       plain_dataset,
                                        steps_per_epoch, stream, train_dataset)
 from keras_imae.data._readers import (ArrayReader, FileReader, RecordReader, channel_stats,
                                       materialize)
@@ -40,7 +41,7 @@ from keras_imae.data._tfds import DownloadFailed, human_label_key
 __all__ = ["AUGMENTATIONS", "ArrayReader", "DataError", "Dataset", "DownloadFailed", "FileReader",
            "HUMAN_LABEL_DATASETS", "MAX_CLASSES", "RecordReader", "SOURCES_HELP", "STREAMING_MODES",
            "STREAM_ABOVE_BYTES", "Split", "UNVERIFIED", "augment_pad", "augmentation",
-           "channel_stats", "check_data_dir", "eval_dataset", "gives_own_noise", "human_label_key",
-           "is_known_source", "load", "materialize", "parse", "pipeline_options", "plain_dataset",
-           "split_ids", "split_validation", "stratified_split", "steps_per_epoch", "stream",
-           "train_dataset"]
+           "channel_stats", "check_data_dir", "eval_batch_size", "eval_dataset", "gives_own_noise",
+           "human_label_key", "is_known_source", "load", "materialize", "parse",
+           "pipeline_options", "plain_dataset", "split_ids", "split_validation",
+           "stratified_split", "steps_per_epoch", "stream", "train_dataset"]

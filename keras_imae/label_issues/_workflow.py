@@ -137,9 +137,10 @@ def given_labels(config, dataset):
     return noisy, is_noisy, y, meta
 
 
-def _probabilities(model, dataset, ids=None, batch_size=1024):
+def _probabilities(model, dataset, ids=None):
     """Softmax probabilities of ``model`` on training examples ``ids`` (default all)."""
-    batches = data.eval_dataset(dataset, ids=ids, batch_size=batch_size)
+    batches = data.eval_dataset(dataset, ids=ids,
+                                batch_size=data.eval_batch_size(dataset.input_shape))
     logits = np.concatenate([keras.ops.convert_to_numpy(model(b, training=False))
                              for b in batches]).astype("float64")
     z = np.exp(logits - logits.max(-1, keepdims=True))

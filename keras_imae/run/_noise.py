@@ -17,7 +17,7 @@ __all__ = ["FEATURE_VALUES", "corrupt", "estimate_noise_transition", "invertible
 FEATURE_VALUES = 3072
 
 
-def noise_features(dataset, batch_size=1024):
+def noise_features(dataset):
     """``[N, D]`` float32 rows of the training inputs by example id, for instance-dependent
     noise: feature vectors as they are, images area-resized so ``D <= FEATURE_VALUES``. One
     pass over the reader, in memory or streamed alike (the same images give the same rows)."""
@@ -27,7 +27,7 @@ def noise_features(dataset, batch_size=1024):
         scale = (FEATURE_VALUES / np.prod(shape)) ** 0.5
         size = (max(1, int(shape[0] * scale)), max(1, int(shape[1] * scale)))
     rows = []
-    for x in data.eval_dataset(dataset.train, batch_size=batch_size):
+    for x in data.eval_dataset(dataset.train, batch_size=data.eval_batch_size(shape)):
         if size is not None:
             x = tf.image.resize(x, size, method="area")
         rows.append(np.asarray(x, np.float32).reshape(len(x), -1))

@@ -194,24 +194,13 @@ def _announce(config, dataset, resolved, noisy, meta, reused):
     print(_noise.noise_report(dataset, noisy, meta, reused))
 
 
-EVAL_BATCH_BYTES = 64 * 2**20  # float32 input per prediction batch of the monitor
-
-
-def eval_batch_size(input_shape, batch_size):
-    """The monitor's prediction batch: the largest one whose float32 inputs fit in
-    :data:`EVAL_BATCH_BYTES`, between 1,024 and 4,096 examples (and at least the training
-    batch). Forward passes run several times faster per example in large batches."""
-    per_example = 4 * int(np.prod(input_shape))
-    return max(batch_size, min(4096, max(1024, EVAL_BATCH_BYTES // per_example)))
-
-
 def fit_monitor(dataset, noisy, train_ids=None, *, val_ids=None, transition=None,
                 batch_size=64, previous_test_accuracy=()):
     """The :class:`keras_imae.callbacks.FitMonitor` of a run: the training examples
     ``train_ids`` (default all) un-augmented, with their noisy and clean labels and ids, the
     test split and, given ``val_ids``, the noisy validation split (T-corrected with
-    ``transition``), in batches of :func:`eval_batch_size`."""
-    eval_batch = eval_batch_size(dataset.input_shape, batch_size)
+    ``transition``), in batches of :func:`keras_imae.data.eval_batch_size`."""
+    eval_batch = data.eval_batch_size(dataset.input_shape, batch_size)
     validation = None
     if val_ids is not None:
         validation = data.eval_dataset(dataset, noisy, ids=val_ids, batch_size=eval_batch)
@@ -229,7 +218,7 @@ def _pair_margins(resolved, dataset, noisy, train_ids, folder):
     run folder for a resume from an older backup."""
     if resolved["pair_margin_epoch"] is None:
         return []
-    train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=eval_batch_size(
+    train = data.eval_dataset(dataset, noisy, ids=train_ids, batch_size=data.eval_batch_size(
         dataset.input_shape, resolved["batch_size"]))
     return [callbacks.PairMargins(train, resolved["pair_margin_epoch"],
                                   path=folder.file(run_folder.PAIR_MARGINS))]

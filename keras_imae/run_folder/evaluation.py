@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import keras_imae.losses  # noqa: F401  (registers the losses for load_model)
 import keras_imae.models  # noqa: F401  (registers RobustModel for load_model)
+from keras_imae import data
 from keras_imae.run_folder import export
 
 __all__ = ["load_predictor", "load_keras_model", "evaluate", "run_model"]
@@ -93,8 +94,9 @@ def load_keras_model(path):
                          f"{type(err).__name__}: {err}") from err
 
 
-def evaluate(predict, x, y, num_classes, *, batch_size=1024):
-    """Accuracy and per-class accuracy of ``predict`` on ``(x, y)``.
+def evaluate(predict, x, y, num_classes, *, batch_size=None):
+    """Accuracy and per-class accuracy of ``predict`` on ``(x, y)``, in batches of
+    ``batch_size`` (default :func:`keras_imae.data.eval_batch_size` of the inputs).
 
     Returns:
         ``{"accuracy": float, "per_class_accuracy": [K floats, NaN for an absent class],
@@ -105,6 +107,7 @@ def evaluate(predict, x, y, num_classes, *, batch_size=1024):
             (e.g. a CIFAR model evaluated on digits).
     """
     y = np.asarray(y)
+    batch_size = batch_size or data.eval_batch_size(np.shape(x)[1:])
     try:
         probs = [predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as err:
