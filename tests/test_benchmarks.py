@@ -38,16 +38,17 @@ RUNS = {
                               "--variants=dm_elr,forward", "--seeds=0", "--epochs=2"],
                              "| digits | confusion | forward |", True),
     "study_data.py": (["--out=.", "--only=tabular"], "tabular.npz", False),
-    "finetune_study.py": (["--out=.", "--pretrain_epochs=1", "--epochs=2", "--losses=dm",
-                           "--noises=pairflip", "--starts=pretrained"],
-                          "| pairflip | pretrained | dm |", True),
+    "finetune_study.py": (["--out=.", "--pretrain_epochs=1", "--epochs=2",
+                           "--losses=dm_reject0", "--noises=pairflip", "--starts=pretrained"],
+                          "| pairflip | pretrained | dm_reject0 |", True),
     "finetune_epoch.py": (["--examples=64", "--batch_size=32", "--repeats=1"], "| finetune |",
                           True),
     "wrong_labels_in_p.py": (["--epochs=2", "--every=1", "--noise_type=instance",
                               "--elr_lambda=3"], "| 1 | 0.",
                              False),
     "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
-                      "--in_memory=false"], "ratio streamed pipeline / model:", True),
+                      "--in_memory=false", "--model=MobileNetV3Small", "--image_size=40"],
+                     "ratio streamed pipeline / model:", True),
 }
 NEEDS = {"jax_train_step.py": "jax"}
 # script -> the docs page of its smoke run: a block that runs it at tiny size and expects a row
