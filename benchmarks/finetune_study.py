@@ -2,6 +2,8 @@
 
     python benchmarks/finetune_study.py --out=/tmp/finetune            # 1 seed, ~30 min, 2 cores
     python benchmarks/finetune_study.py --out=/tmp/finetune --seeds=0,1,2 --noises=pairflip
+    python benchmarks/finetune_study.py --out=/tmp/finetune --starts=pretrained \
+        --losses=dm,dm_reject0,dm_nopairs,dm_b16,dm_warm0,gce
 
 Nothing can be downloaded here, so the pretrained network is made by the study: a
 ``keras.applications`` backbone (``--backbone``, at 32x32) is trained with cross-entropy on the
@@ -18,6 +20,9 @@ Printed per noise, start (pretrained or scratch) and loss: test accuracy, clean 
 memorised (the share of the wrong labels the model predicts) at the end of the head phase and
 at the end of the run, and the best test accuracy. A run the collapse guard stops (constant
 predictions) is reported as collapsed. Finished runs are kept in ``--out`` and not run again.
+
+``--losses`` takes loss names and the DM variants of :data:`VARIANTS` (which of DM's recipe
+parts hold for a pretrained network).
 """
 
 import json
@@ -47,6 +52,13 @@ flags.DEFINE_float("finetune_learning_rate", None, "Pretrained runs: the second 
 flags.DEFINE_integer("head_epochs", None, "Pretrained runs: epochs of the head alone "
                      "(default: the run's, a quarter of the epochs).")
 
+# DM's recipe, one part changed at a time (RunConfig overrides)
+VARIANTS = {
+    "dm_reject0": dict(loss="dm", reject_margin=0.0),  # no rejection cap
+    "dm_nopairs": dict(loss="dm", pair_margins=False),  # one margin R for every class pair
+    "dm_b16": dict(loss="dm", beta=16.0),  # the sharp emphasis of networks without BatchNorm
+    "dm_warm0": dict(loss="dm", warmup_epochs=0),  # the emphasis and the caps from epoch 1
+}
 SIDE = 32
 SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune
 
@@ -111,7 +123,7 @@ def one_run(out, npz, weights, noise_type, start, loss, seed):
     model_dir = os.path.join(out, "runs", name)
     config = training.RunConfig(
         dataset=f"npz:{npz}", noise_type=noise_type, noise_rate=FLAGS.noise_rate,
-        noise_seed=seed, seed=seed, loss=loss, model=FLAGS.backbone,
+        noise_seed=seed, seed=seed, model=FLAGS.backbone, **VARIANTS.get(loss, {"loss": loss}),
         weights=weights if pretrained else None, epochs=FLAGS.epochs, verbose=0,
         model_dir=model_dir, export_dir="", **overrides)
     collapsed = os.path.join(model_dir, "collapsed.txt")

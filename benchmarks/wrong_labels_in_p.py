@@ -5,6 +5,8 @@
     python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz
     python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz \
         --elr_lambda=7
+    python benchmarks/wrong_labels_in_p.py --noise_type=confusion --dataset=npz:digits28x.npz \
+        --sticky_reject
 
 The recipe of ``keras_imae.recommended`` (DM at the run's lambda, beta, margin caps and
 warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=npz:...``),
@@ -25,6 +27,12 @@ warm-up, AdamW, cosine) on the MLP with input dropout, digits (or ``--dataset=np
 Then, per clean class, the share of its wrong labels the final model has memorised (which
 class pairs are absorbed).
 
+``--sticky_reject`` (an experiment, not a library option): from the end of the warm-up on,
+every training example the model has once given confidently to another class (``other``, at
+the end of an epoch) is dropped for the rest of the run (sample weight 0), so that a wrong
+label the rejection cap stopped cannot be pulled over and then fitted. ``flagged`` is the
+share of the wrong labels dropped so far, ``flagged_clean`` that of the clean ones.
+
 It shows the mechanism of ``docs/studies/class_dependent_noise.md``: once the clean examples are
 fitted (capped) and nothing sits near the emphasis mode, ``w_mean`` falls towards 1 and the
 wrong labels, at ``w ~ 1`` too, get their full share of the gradient.
@@ -37,6 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import keras_imae  # noqa: E402
@@ -53,6 +62,8 @@ flags.DEFINE_integer("every", 3, "Print every N-th epoch (and the last).")
 flags.DEFINE_integer("seed", 0, "Seed of the noise, the initialisation and the data order.")
 flags.DEFINE_float("elr_lambda", 0.0, "Early-learning regularisation's weight (0: off), "
                    "keras_imae.EarlyLearning at its default momentum.")
+flags.DEFINE_boolean("sticky_reject", False, "Drop every example once confidently other "
+                     "after the warm-up, for the rest of the run (module docstring).")
 
 _OTHER = 1.0 / (1.0 + math.exp(-3.0))  # p_k above which a prediction counts as confident
 
@@ -62,8 +73,8 @@ def _softmax(z):
     return p / p.sum(1, keepdims=True)
 
 
-def probe(model, x, noisy, is_noisy, lam, beta, max_margin):
-    """The row of one epoch (module docstring)."""
+def probe(model, x, noisy, is_noisy, lam, beta, max_margin, epoch, warmup, dropped=None):
+    """The row of one epoch (module docstring); updates ``dropped`` in place."""
     p = _softmax(model.predict(x, batch_size=1024, verbose=0).astype("float64"))
     p_c = p[np.arange(len(p)), noisy]
     predicted = p.argmax(1)
@@ -73,12 +84,17 @@ def probe(model, x, noisy, is_noisy, lam, beta, max_margin):
     w_cap = np.where(np.abs(margin) > max_margin, 0.0, w)
     hit = predicted == noisy
     w_kept = np.where(other, 0.0, w_cap)
-    return {"mem": hit[is_noisy].mean(), "clean_fit": hit[~is_noisy].mean(),
+    if dropped is not None:  # --sticky_reject: once other after the warm-up, dropped
+        dropped |= other & (epoch + 1 >= warmup)
+    row = {"mem": hit[is_noisy].mean(), "clean_fit": hit[~is_noisy].mean(),
             "other": other[is_noisy].mean(),
             "mid": ((p_c > 0.05) & (p_c < 0.95))[is_noisy].mean(), "w_mean": w.mean(),
             "g_wrong": w_cap[is_noisy].sum() / w_cap.sum(),
             "g_other": w_cap[is_noisy & other].sum() / w_cap.sum(),
             "g_mem": w_kept[is_noisy & hit].sum() / w_kept.sum()}
+    if dropped is not None:
+        row.update(flagged=dropped[is_noisy].mean(), flagged_clean=dropped[~is_noisy].mean())
+    return row
 
 
 def main(argv):
@@ -100,16 +116,27 @@ def main(argv):
         early = keras_imae.EarlyLearning(len(noisy), lam=FLAGS.elr_lambda)
     model.compile(optimizer=r.optimizer, loss=r.loss, early_learning=early)
     rows = []
-    log = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rows.append(
-        {"epoch": epoch, "test": logs["val_accuracy"],
-         **probe(model, ds.x_train, noisy, is_noisy, config["lam"], config["beta"],
-                 config["max_margin"] or math.inf)}))
-    model.fit(data.train_dataset(ds.x_train, noisy, batch_size=r.batch_size, seed=FLAGS.seed,
-                                 with_ids=early is not None),
-              validation_data=(ds.x_test, ds.y_test), epochs=r.epochs, verbose=0,
-              callbacks=[*r.callbacks, log])
-    print("| epoch | test | mem | clean_fit | other | mid | w_mean | g_wrong | g_other | g_mem |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    dropped = np.zeros(len(noisy), bool) if FLAGS.sticky_reject else None
+    weights = tf.Variable(np.ones(len(noisy), "float32"), trainable=False)
+
+    def on_epoch_end(epoch, logs):
+        rows.append({"epoch": epoch, "test": logs["val_accuracy"], **probe(
+            model, ds.x_train, noisy, is_noisy, config["lam"], config["beta"],
+            config["max_margin"] or math.inf, epoch, r.settings["warmup_epochs"], dropped)})
+        if dropped is not None:
+            weights.assign(np.where(dropped, 0.0, 1.0).astype("float32"))
+
+    train = data.train_dataset(ds.x_train, noisy, batch_size=r.batch_size, seed=FLAGS.seed,
+                               with_ids=early is not None or dropped is not None)
+    if dropped is not None:  # each example's weight, looked up by its id when it is drawn
+        train = train.map(lambda x, y: (x, y if early else {"label": y["label"]},
+                                        tf.gather(weights, y["id"])))
+    model.fit(train, validation_data=(ds.x_test, ds.y_test), epochs=r.epochs, verbose=0,
+              callbacks=[*r.callbacks, keras.callbacks.LambdaCallback(
+                  on_epoch_end=on_epoch_end)])
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     for row in rows[::FLAGS.every] + ([rows[-1]] if (len(rows) - 1) % FLAGS.every else []):
         print("| " + " | ".join(str(v) if k == "epoch" else f"{v:.3f}"
                                 for k, v in row.items()) + " |")

@@ -44,7 +44,7 @@ RUNS = {
     "finetune_epoch.py": (["--examples=64", "--batch_size=32", "--repeats=1"], "| finetune |",
                           True),
     "wrong_labels_in_p.py": (["--epochs=2", "--every=1", "--noise_type=instance",
-                              "--elr_lambda=3"], "| 1 | 0.",
+                              "--elr_lambda=3", "--sticky_reject"], "| 1 | 0.",
                              False),
     "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
                       "--in_memory=false", "--model=MobileNetV3Small", "--image_size=40"],
