@@ -10,9 +10,6 @@ import fcntl
 import json
 import os
 import re
-import subprocess
-import sys
-import textwrap
 
 import h5py
 import keras
@@ -22,6 +19,8 @@ import tensorflow as tf
 
 from keras_imae import data, models, training
 from keras_imae.models import _backbones
+
+import same_run
 
 NAME = "MobileNetV3Small"
 
@@ -322,33 +321,14 @@ def test_a_fine_tuning_run_resumes_in_its_phase_and_only_with_its_weights(
     assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
 
 
-SAME_FINE_TUNING = textwrap.dedent("""
-    import os, signal, sys
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    tf.config.experimental.enable_op_determinism()
-    import keras
-    from keras_imae import data, training
-    from keras_imae.run import signals
-
-    folder, weights, phase = sys.argv[1:]
-    fit, sigterm_at = keras.Model.fit, []
-
-    class SigtermAt(keras.callbacks.Callback):  # as a scheduler would: mid-epoch
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if (self.epoch, batch) in sigterm_at:
-                os.kill(os.getpid(), signal.SIGTERM)  # only recorded (keras_imae's handler)
-
-    keras.Model.fit = lambda self, *a, callbacks=(), **k: fit(
-        self, *a, callbacks=[*callbacks, SigtermAt()], **k)
+# SIGTERM in phase 2's first epoch and in its second; the uninterrupted run (argv: the
+# weights file after the folder and the phase). Op determinism: these runs' own processes.
+SAME_FINE_TUNING = """
     small = data.load("npz:" + os.path.join(folder, "small.npz"))
 
     def run(name, at=None):
         sigterm_at[:] = [at] if at else []
-        config = training.RunConfig(model="MobileNetV3Small", weights=weights, epochs=3,
+        config = training.RunConfig(model="MobileNetV3Small", weights=sys.argv[3], epochs=3,
                                     head_epochs=1, noise_type="symmetric", verbose=0,
                                     export_dir="", model_dir=os.path.join(folder, name))
         with signals.deferred():
@@ -364,7 +344,7 @@ SAME_FINE_TUNING = textwrap.dedent("""
     else:
         run("into_phase_2")  # the same commands again, in a new process
         run("in_phase_2")
-""")
+"""
 
 
 @pytest.mark.slow
@@ -375,26 +355,9 @@ def test_a_fine_tuning_run_resumed_in_either_phase_is_the_uninterrupted_run_bit_
     # whole-network phase from it) and in its second (the backup holds phase 2's optimizer).
     np.savez(tmp_path / "small.npz", x_train=small.x_train, y_train=small.y_train,
              x_test=small.x_test, y_test=small.y_test)
-    (tmp_path / "same_run.py").write_text(SAME_FINE_TUNING)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
-    outputs = []
-    for phase in ("first", "resume"):
-        done = subprocess.run([sys.executable, str(tmp_path / "same_run.py"), str(tmp_path),
-                               weights_file, phase], env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout.split())
+    outputs = same_run.first_then_resume(tmp_path, SAME_FINE_TUNING, weights_file, timeout=600)
     assert outputs == [["into_phase_2", "stopped", "in_phase_2", "stopped"], []]
-    names = ("into_phase_2", "in_phase_2", "uninterrupted")
-    logs = {name: (tmp_path / name / "log.csv").read_text() for name in names}
-    assert len(logs["uninterrupted"].splitlines()) == 4  # the header and 3 epochs
-    assert logs["into_phase_2"] == logs["in_phase_2"] == logs["uninterrupted"]
-    weights = {name: keras.saving.load_model(tmp_path / name / "model.keras",
-                                             compile=False).get_weights() for name in names}
-    for name in names[:2]:
-        for a, b in zip(weights[name], weights["uninterrupted"], strict=True):
-            np.testing.assert_array_equal(a, b)
+    same_run.assert_same_runs(tmp_path, ["into_phase_2", "in_phase_2"])
 
 
 def test_default_image_size_follows_the_weights():

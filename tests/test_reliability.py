@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import warnings
 
 import keras
@@ -18,6 +17,7 @@ from absl import app
 from keras_imae import data, label_issues, noise, run_folder, training
 from keras_imae.run_folder import export
 
+import same_run
 from fit_cases import KillAfter
 from test_cli import parse
 
@@ -70,39 +70,19 @@ def test_resuming_with_other_training_settings_is_refused_naming_each(tmp_path, 
 
 # A SIGTERM in epoch 2 of 3, then the same command; an uninterrupted run; the same under
 # --strategy=one_device. Op determinism is process-global: these runs have their own processes.
-SAME_RUN = textwrap.dedent("""
-    import os, signal, sys
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    tf.config.experimental.enable_op_determinism()
-    import keras
-    from keras_imae import data, training
-    from keras_imae.run import signals
-
-    fit, sigterm_at = keras.Model.fit, []
-
-    class SigtermAt(keras.callbacks.Callback):  # as a scheduler would: mid-epoch
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if (self.epoch, batch) in sigterm_at:
-                os.kill(os.getpid(), signal.SIGTERM)  # only recorded (keras_imae's handler)
-
-    keras.Model.fit = lambda self, *a, callbacks=(), **k: fit(
-        self, *a, callbacks=[*callbacks, SigtermAt()], **k)
+SAME_RUN = """
     digits = data.load("digits")
 
     def run(name, strategy="default"):
         config = training.RunConfig(epochs=3, warmup_epochs=1, verbose=0, export_dir="",
-                                    model_dir=os.path.join(sys.argv[1], name), strategy=strategy)
+                                    model_dir=os.path.join(folder, name), strategy=strategy)
         with signals.deferred():
             try:
                 training.run(config, dataset=digits)
             except signals.Stopped:
                 print(name, "stopped")
 
-    if sys.argv[2] == "first":
+    if phase == "first":
         sigterm_at.append((1, 3))
         run("resumed")
         sigterm_at.clear()
@@ -110,7 +90,7 @@ SAME_RUN = textwrap.dedent("""
         run("one_device", "one_device")
     else:
         run("resumed")  # the same command again, in a new process
-""")
+"""
 
 
 @pytest.mark.slow
@@ -120,25 +100,9 @@ def test_an_interrupted_and_resumed_run_is_the_uninterrupted_run_bit_for_bit(tmp
     # warm-up, per-pair margins estimated at its end. SIGTERM in epoch 2 (after its 4th
     # batch): the run stops, the same command resumes from the backup of epoch 1 and redoes
     # epoch 2, reading the margins estimated at its start back.
-    (tmp_path / "same_run.py").write_text(SAME_RUN)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
-    outputs = []
-    for phase in ("first", "resume"):
-        done = subprocess.run([sys.executable, str(tmp_path / "same_run.py"), str(tmp_path),
-                               phase], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout.split())
+    outputs = same_run.first_then_resume(tmp_path, SAME_RUN, timeout=300)
     assert outputs == [["resumed", "stopped"], []]
-    logs = {name: (tmp_path / name / "log.csv").read_text()
-            for name in ("resumed", "uninterrupted", "one_device")}
-    assert len(logs["uninterrupted"].splitlines()) == 4  # the header and 3 epochs
-    assert logs["resumed"] == logs["uninterrupted"] == logs["one_device"]
-    weights = {name: keras.saving.load_model(tmp_path / name / "model.keras",
-                                             compile=False).get_weights() for name in logs}
-    for name in ("resumed", "one_device"):
-        for a, b in zip(weights[name], weights["uninterrupted"], strict=True):
-            np.testing.assert_array_equal(a, b)
+    same_run.assert_same_runs(tmp_path, ["resumed", "one_device"])
 
 
 def test_a_changed_default_is_refused_too(tmp_path, digits, monkeypatch):
