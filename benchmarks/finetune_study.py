@@ -22,7 +22,9 @@ at the end of the run, and the best test accuracy. A run the collapse guard stop
 predictions) is reported as collapsed. Finished runs are kept in ``--out`` and not run again.
 
 ``--losses`` takes loss names and the DM variants of :data:`VARIANTS` (which of DM's recipe
-parts hold for a pretrained network).
+parts hold for a pretrained network). ``--reverse`` swaps the two halves (pretrain on 5-9,
+fine-tune on 0-4): a second fine-tuning task, to verify what was tuned on the first (use
+another ``--out``).
 """
 
 import json
@@ -41,6 +43,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder of the study's data, weights and runs.", required=True)
 flags.DEFINE_string("backbone", "MobileNetV3Small", "keras.applications class name.")
 flags.DEFINE_integer("pretrain_epochs", 15, "Cross-entropy epochs on classes 0-4.")
+flags.DEFINE_boolean("reverse", False, "Pretrain on classes 5-9, fine-tune on 0-4.")
 flags.DEFINE_integer("epochs", 20, "Epochs of each fine-tuning run.")
 flags.DEFINE_list("losses", ["cce", "gce", "nce_rce", "forward", "dm"], "Losses compared.")
 flags.DEFINE_list("noises", ["symmetric", "pairflip", "instance"], "Noise types (40%).")
@@ -58,9 +61,17 @@ VARIANTS = {
     "dm_nopairs": dict(loss="dm", pair_margins=False),  # one margin R for every class pair
     "dm_b16": dict(loss="dm", beta=16.0),  # the sharp emphasis of networks without BatchNorm
     "dm_warm0": dict(loss="dm", warmup_epochs=0),  # the emphasis and the caps from epoch 1
+    "dm_mm4": dict(loss="dm", max_margin=4.0),  # fitted examples pushed to margin 4, not 16
+    "dm_warm0_mm4": dict(loss="dm", warmup_epochs=0, max_margin=4.0),
 }
 SIDE = 32
-SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune
+SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune (--reverse: the other way)
+
+
+def _halves():
+    """``((low, high) pretrained on, (low, high) fine-tuned on)``."""
+    halves = ((0, SPLIT), (SPLIT, 10))
+    return halves[::-1] if FLAGS.reverse else halves
 
 
 def _part(digits, low, high):
@@ -71,16 +82,17 @@ def _part(digits, low, high):
 
 
 def pretrained_weights(out, digits, name, epochs):
-    """The backbone trained on classes 0-4 (cross-entropy, clean labels), its BatchNorm
-    statistics set on that data: ``(weights path, its test accuracy on classes 0-4)``."""
+    """The backbone trained on the pretraining half (cross-entropy, clean labels), its
+    BatchNorm statistics set on that data: ``(weights path, its test accuracy there)``."""
     import keras
 
-    path = os.path.join(out, f"{name}_digits0-4.weights.h5")
+    low, high = _halves()[0]
+    path = os.path.join(out, f"{name}_digits{low}-{high - 1}.weights.h5")
     record = path + ".json"
     if os.path.exists(record):
         with open(record) as f:
             return path, json.load(f)["test_accuracy"]
-    x, y, x_test, y_test = _part(digits, 0, SPLIT)
+    x, y, x_test, y_test = _part(digits, low, high)
     keras.utils.set_random_seed(0)
     backbone = getattr(keras.applications, name)(include_top=False, weights=None,
                                                  input_shape=(SIDE, SIDE, 3), pooling="avg")
@@ -91,7 +103,7 @@ def pretrained_weights(out, digits, name, epochs):
     inputs = keras.Input(x.shape[1:])
     z = keras.layers.Resizing(SIDE, SIDE)(inputs)
     z = keras.layers.Concatenate()([z, z, z])
-    model = keras.Model(inputs, keras.layers.Dense(SPLIT)(backbone(z)))
+    model = keras.Model(inputs, keras.layers.Dense(high - low)(backbone(z)))
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -149,12 +161,13 @@ def main(argv):
     digits = data.load("digits")
     weights, accuracy = pretrained_weights(FLAGS.out, digits, FLAGS.backbone,
                                            FLAGS.pretrain_epochs)
-    print(f"{FLAGS.backbone} pretrained on digits 0-4 ({FLAGS.pretrain_epochs} epochs, clean "
-          f"labels): test accuracy {100 * accuracy:.1f}")
-    npz = os.path.join(FLAGS.out, "digits5-9.npz")
-    x, y, x_test, y_test = _part(digits, SPLIT, 10)
+    (low, high), (tune_low, tune_high) = _halves()
+    print(f"{FLAGS.backbone} pretrained on digits {low}-{high - 1} ({FLAGS.pretrain_epochs} "
+          f"epochs, clean labels): test accuracy {100 * accuracy:.1f}")
+    npz = os.path.join(FLAGS.out, f"digits{tune_low}-{tune_high - 1}.npz")
+    x, y, x_test, y_test = _part(digits, tune_low, tune_high)
     np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test)
-    print(f"Fine-tuned on digits 5-9: {len(y)} training, {len(y_test)} test images, "
+    print(f"Fine-tuned on digits {tune_low}-{tune_high - 1}: {len(y)} training, {len(y_test)} test images, "
           f"{FLAGS.noise_rate:.0%} noise, {FLAGS.epochs} epochs, seeds {','.join(FLAGS.seeds)}.")
     print("Figures in %, mean over seeds: test accuracy / clean fit / memorised, at the end of "
           "the head phase and at the end; best test accuracy.")
