@@ -61,7 +61,9 @@ VARIANTS = {
     "dm_nopairs": dict(loss="dm", pair_margins=False),  # one margin R for every class pair
     "dm_b16": dict(loss="dm", beta=16.0),  # the sharp emphasis of networks without BatchNorm
     "dm_warm0": dict(loss="dm", warmup_epochs=0),  # the emphasis and the caps from epoch 1
-    "dm_mm4": dict(loss="dm", max_margin=4.0),  # fitted examples pushed to margin 4, not 16
+    "dm_mm4": dict(loss="dm", max_margin=4.0),  # fitted examples pushed to margin 4
+    "dm_mm16": dict(loss="dm", max_margin=16.0),  # the cap of the recipe "scratch" (and of
+    # "finetune" before 2026-12-07)
     "dm_warm0_mm4": dict(loss="dm", warmup_epochs=0, max_margin=4.0),
 }
 SIDE = 32

@@ -377,7 +377,10 @@ def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(sma
     assert (r.head_epochs, r.settings["head_epochs"]) == (1, 1)
     assert r.settings["finetune_learning_rate"] == pytest.approx(1e-4)
     assert float(r.finetune_optimizer.learning_rate) == pytest.approx(1e-4)  # step 0
-    assert keras_imae.recommended(model, num_examples=128).finetune_optimizer is None
+    assert r.settings["loss_settings"]["max_margin"] == 4.0  # the finetune recipe's cap
+    scratch = keras_imae.recommended(model, num_examples=128)
+    assert scratch.finetune_optimizer is None
+    assert scratch.settings["loss_settings"]["max_margin"] == 16.0
     x, y = small.x_train[:128].astype("float32"), small.y_train[:128]
     backbone = models.backbone_layer(model)
     frozen = [w.numpy().copy() for w in backbone.weights]

@@ -67,6 +67,14 @@ def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
         "loss_settings"]["beta"] == 3.0
     assert recipe.grid("dm", "mlp", 1e-3, "folds")[2] == {"lam": 2.0, "beta": 8.0}
     assert recipe.resolve(training.RunConfig(), digits, 100)["recipe"] == "scratch"
+    # "finetune" (a pretrained backbone): DM's margin cap at 4, the BatchNorm networks' DM
+    finetune = recipe.resolve(training.RunConfig(recipe="finetune", model="MobileNetV3Small"),
+                              digits, 100)
+    assert finetune["loss_settings"] == {"lam": 2.0, "beta": 4.0, "max_margin": 4.0,
+                                         "reject_margin": 3.0}
+    assert recipe.resolve(training.RunConfig(recipe="finetune", model="MobileNetV3Small",
+                                             max_margin=16.0), digits, 100)[
+        "loss_settings"]["max_margin"] == 16.0
     with pytest.raises(ValueError, match=r"`recipe`.*'auto', 'scratch', 'folds', 'finetune'"
                                          r".*recipe='pretrained'"):
         training.validate(training.RunConfig(recipe="pretrained"))
