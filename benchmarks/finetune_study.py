@@ -64,7 +64,6 @@ VARIANTS = {
     "dm_mm4": dict(loss="dm", max_margin=4.0),  # fitted examples pushed to margin 4
     "dm_mm16": dict(loss="dm", max_margin=16.0),  # the cap of the recipe "scratch" (and of
     # "finetune" before 2026-12-07)
-    "dm_warm0_mm4": dict(loss="dm", warmup_epochs=0, max_margin=4.0),
 }
 SIDE = 32
 SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune (--reverse: the other way)
