@@ -146,8 +146,8 @@ DEFAULTS = {
     # benchmarks/finetune_study.py), and DM's (IMAE's) margin cap at 4 (p = 0.982) instead of
     # 16: a pretrained network fits many examples early, and DM's weight on a fitted example
     # never falls below 1, so with the cap at 16 those pushes took the logits to a scale of
-    # 9-12 while the clean labels stayed under-fitted (finetune_study, both fine-tuning tasks:
-    # +4.5 points mean on the first, tuned, and on the second, --reverse; docs/finetuning.md).
+    # 9-12 while the clean labels stayed under-fitted (finetune_study, 2 seeds: +4.5 points
+    # mean on the task it was tuned on, +6.4 on the second, --reverse; docs/finetuning.md).
     # "auto" (the default): "finetune" for a backbone with weights, else "scratch"
     # (recipe.named).
     "recipe": "auto",

@@ -28,8 +28,7 @@ from keras_imae.data._images import DataError
 from keras_imae.data._load import STREAM_ABOVE_BYTES, STREAMING_MODES, load
 from keras_imae.data._pipeline import (AUGMENTATIONS, augment_pad, augmentation,
                                        eval_batch_size, eval_dataset, pipeline_options,
-                                       plain_dataset,
-                                       steps_per_epoch, stream, train_dataset)
+                                       plain_dataset, steps_per_epoch, stream, train_dataset)
 from keras_imae.data._readers import (ArrayReader, FileReader, RecordReader, channel_stats,
                                       materialize)
 from keras_imae.data._sources import (HUMAN_LABEL_DATASETS, SOURCES_HELP, check_data_dir,
