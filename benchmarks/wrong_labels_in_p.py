@@ -116,8 +116,10 @@ def main(argv):
         early = keras_imae.EarlyLearning(len(noisy), lam=FLAGS.elr_lambda)
     model.compile(optimizer=r.optimizer, loss=r.loss, early_learning=early)
     rows = []
-    dropped = np.zeros(len(noisy), bool) if FLAGS.sticky_reject else None
-    weights = tf.Variable(np.ones(len(noisy), "float32"), trainable=False)
+    dropped, weights = None, None
+    if FLAGS.sticky_reject:  # the examples dropped so far, and their sample weights
+        dropped = np.zeros(len(noisy), bool)
+        weights = tf.Variable(np.ones(len(noisy), "float32"), trainable=False)
 
     def on_epoch_end(epoch, logs):
         rows.append({"epoch": epoch, "test": logs["val_accuracy"], **probe(

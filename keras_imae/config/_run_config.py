@@ -328,12 +328,12 @@ def validate(config):
     _check_data(config)
     # the loss's settings and values (with the defaults of an unknown architecture: the
     # checks do not depend on it)
+    named = recipe.named(config)
     settings = recipe.loss_settings(config.loss, recipe.given_hparams(config), None,
-                                    config.normalize, recipe.named(config))
+                                    config.normalize, named)
     losses.get(config.loss, **settings)
     recipe.check_faithful(config)
-    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config),
-                         recipe.named(config))
+    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config), named)
     recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")
