@@ -61,9 +61,13 @@ VARIANTS = {
     "dm_nopairs": dict(loss="dm", pair_margins=False),  # one margin R for every class pair
     "dm_b16": dict(loss="dm", beta=16.0),  # the sharp emphasis of networks without BatchNorm
     "dm_warm0": dict(loss="dm", warmup_epochs=0),  # the emphasis and the caps from epoch 1
-    "dm_mm4": dict(loss="dm", max_margin=4.0),  # fitted examples pushed to margin 4
-    "dm_mm16": dict(loss="dm", max_margin=16.0),  # the cap of the recipe "scratch" (and of
-    # "finetune" before 2026-12-07)
+    # where the emphasis peaks, p* = lam / (lam + 1): 2/3 (the recipe "scratch"'s lam, and
+    # "finetune"'s before 2026-12-07, when lam = 0.5 replaced it) and 1/2, not 1/3
+    "dm_lam2": dict(loss="dm", lam=2.0),
+    "dm_lam1": dict(loss="dm", lam=1.0),
+    "dm_lam05_b8": dict(loss="dm", beta=8.0),  # the papers' own DM (lam, beta) = (0.5, 8)
+    # the recipe "finetune" before 2026-12-07: lam = 2 and the cap of the recipe "scratch"
+    "dm_mm16": dict(loss="dm", lam=2.0, max_margin=16.0),
 }
 SIDE = 32
 SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune (--reverse: the other way)

@@ -377,10 +377,14 @@ def test_recommended_for_a_pretrained_model_gives_both_phases_and_they_train(sma
     assert (r.head_epochs, r.settings["head_epochs"]) == (1, 1)
     assert r.settings["finetune_learning_rate"] == pytest.approx(1e-4)
     assert float(r.finetune_optimizer.learning_rate) == pytest.approx(1e-4)  # step 0
-    assert r.settings["loss_settings"]["max_margin"] == 4.0  # the finetune recipe's cap
+    # the finetune recipe's cap and emphasis
+    assert r.settings["loss_settings"] == {"lam": 0.5, "beta": 4.0, "max_margin": 4.0,
+                                           "reject_margin": 3.0}
+    assert (r.loss.lam, r.loss.max_margin) == (0.5, 4.0)
     scratch = keras_imae.recommended(model, num_examples=128)
     assert scratch.finetune_optimizer is None
-    assert scratch.settings["loss_settings"]["max_margin"] == 16.0
+    assert scratch.settings["loss_settings"] == {"lam": 2.0, "beta": 4.0, "max_margin": 16.0,
+                                                 "reject_margin": 3.0}
     x, y = small.x_train[:128].astype("float32"), small.y_train[:128]
     backbone = models.backbone_layer(model)
     frozen = [w.numpy().copy() for w in backbone.weights]

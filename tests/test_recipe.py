@@ -67,11 +67,16 @@ def test_a_named_recipe_per_use_chooses_dm_its_warmup_and_pair_margins(digits):
         "loss_settings"]["beta"] == 3.0
     assert recipe.grid("dm", "mlp", 1e-3, "folds")[2] == {"lam": 2.0, "beta": 8.0}
     assert recipe.resolve(training.RunConfig(), digits, 100)["recipe"] == "scratch"
-    # "finetune" (a pretrained backbone): DM's margin cap at 4, the BatchNorm networks' DM
+    # "finetune" (a pretrained backbone): DM's margin cap at 4, its emphasis peaking at
+    # p = 1/3 (lam = 0.5) with the BatchNorm networks' beta, whatever the architecture
     finetune = recipe.resolve(training.RunConfig(recipe="finetune", model="MobileNetV3Small"),
                               digits, 100)
-    assert finetune["loss_settings"] == {"lam": 2.0, "beta": 4.0, "max_margin": 4.0,
+    assert finetune["loss_settings"] == {"lam": 0.5, "beta": 4.0, "max_margin": 4.0,
                                          "reject_margin": 3.0}
+    assert recipe.resolve(training.RunConfig(recipe="finetune"), digits, 100)[
+        "loss_settings"] == finetune["loss_settings"]  # the MLP too
+    assert recipe.grid("dm", "MobileNetV3Small", 1e-3, "finetune")[2] == {"lam": 0.5,
+                                                                       "beta": 4.0}
     assert recipe.resolve(training.RunConfig(recipe="finetune", model="MobileNetV3Small",
                                              max_margin=16.0), digits, 100)[
         "loss_settings"]["max_margin"] == 16.0

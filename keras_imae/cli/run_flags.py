@@ -46,7 +46,9 @@ RUN_FLAGS = {
                             f"{_D['dm']['beta']:g} for the plain MLP, "
                             f"{_D['dm_batchnorm']['beta']:g} for the BatchNorm networks."),
     "lam": ("float", None, "DM emphasis mode parameter lambda (mode lam / (1 + lam)). "
-                           f"Default {_D['dm']['lam']:g}."),
+                           f"Default {_D['dm']['lam']:g}; "
+                           f"{_D['recipes']['finetune']['dm_batchnorm']['lam']:g} for a "
+                           "pretrained backbone (--recipe=finetune)."),
     "temperature": ("float", None, f"IMAE temperature T. Default {_D['imae']['temperature']:g}."),
     "q": ("float", None, "GCE q."),
     "alpha": ("float", None, "SCE / NCE+RCE alpha."),
