@@ -50,6 +50,10 @@ VARIANTS = {
     "dm_l1": dict(lam=1.0, pair_margins=False),
     "dm_b8": dict(beta=8.0, pair_margins=False),
     "dm_b8_reject0": dict(beta=8.0, reject_margin=0.0),
+    "dm_beta4": dict(beta=4.0),  # the emphasis of the BatchNorm networks, pair margins on
+    "dm_beta8": dict(beta=8.0),
+    "dm_lam1": dict(lam=1.0),  # the emphasis's mode at p = 1/2 instead of 2/3
+    "dm_lam05": dict(lam=0.5),  # ... at p = 1/3 (the papers' lam)
     "dm_mm4": dict(max_margin=4.0),  # stop every push at a margin of 4 (p = 0.982), not 16
     "dm_mm8": dict(max_margin=8.0),
     "dm_mm0": dict(max_margin=0.0),  # no margin cap: fitted examples are pushed without end
