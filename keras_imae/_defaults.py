@@ -152,7 +152,7 @@ DEFAULTS = {
     # 2/3, beta = 4 as for the BatchNorm networks, for every backbone: after the head phase a
     # pretrained network fits under half of the clean labels (36-48%), and with the peak at
     # 2/3 and a floor of 1, 75-83% of DM's emphasis mass ended on examples with p < 0.1 or
-    # p > 0.9, GCE's 16-25% (finetune_study, 4 seeds: lam = 0.5 gains +4.7 points mean on
+    # p > 0.9, GCE's 13-27% (finetune_study, 4 seeds: lam = 0.5 gains +4.7 points mean on
     # the task it was tuned on, +3.9 on the second; docs/finetuning.md).
     # "auto" (the default): "finetune" for a backbone with weights, else "scratch"
     # (recipe.named).
