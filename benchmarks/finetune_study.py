@@ -172,8 +172,8 @@ def main(argv):
     npz = os.path.join(FLAGS.out, f"digits{tune_low}-{tune_high - 1}.npz")
     x, y, x_test, y_test = _part(digits, tune_low, tune_high)
     np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test)
-    print(f"Fine-tuned on digits {tune_low}-{tune_high - 1}: {len(y)} training, {len(y_test)} test images, "
-          f"{FLAGS.noise_rate:.0%} noise, {FLAGS.epochs} epochs, seeds {','.join(FLAGS.seeds)}.")
+    print(f"Fine-tuned on digits {tune_low}-{tune_high - 1}: {len(y)} training, "
+          f"{len(y_test)} test images, {FLAGS.noise_rate:.0%} noise, {FLAGS.epochs} epochs, seeds {','.join(FLAGS.seeds)}.")
     print("Figures in %, mean over seeds: test accuracy / clean fit / memorised, at the end of "
           "the head phase and at the end; best test accuracy.")
     print("| noise | start | loss | head phase | final | best |")
