@@ -19,7 +19,10 @@ initialisation (``scratch``) is the reference.
 Printed per noise, start (pretrained or scratch) and loss: test accuracy, clean fit and
 memorised (the share of the wrong labels the model predicts) at the end of the head phase and
 at the end of the run, and the best test accuracy. A run the collapse guard stops (constant
-predictions) is reported as collapsed. Finished runs are kept in ``--out`` and not run again.
+predictions) is reported as collapsed. Below the table, each loss's final test accuracy
+minus ``--reference``'s, paired by seed (the same seed draws the same noise): the mean, its
+standard error over the seeds, and the cells where it differs by more than two of them.
+Finished runs are kept in ``--out`` and not run again.
 
 ``--losses`` takes loss names and the DM variants of :data:`VARIANTS` (which of DM's recipe
 parts hold for a pretrained network). ``--reverse`` swaps the two halves (pretrain on 5-9,
@@ -54,6 +57,7 @@ flags.DEFINE_float("finetune_learning_rate", None, "Pretrained runs: the second 
                    "(default: the run's, a tenth of the learning rate).")
 flags.DEFINE_integer("head_epochs", None, "Pretrained runs: epochs of the head alone "
                      "(default: the run's, a quarter of the epochs).")
+flags.DEFINE_string("reference", "dm", "Loss every other is compared with, seed by seed.")
 
 # DM's recipe, one part changed at a time (RunConfig overrides)
 VARIANTS = {
@@ -173,16 +177,19 @@ def main(argv):
     x, y, x_test, y_test = _part(digits, tune_low, tune_high)
     np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test)
     print(f"Fine-tuned on digits {tune_low}-{tune_high - 1}: {len(y)} training, "
-          f"{len(y_test)} test images, {FLAGS.noise_rate:.0%} noise, {FLAGS.epochs} epochs, seeds {','.join(FLAGS.seeds)}.")
+          f"{len(y_test)} test images, {FLAGS.noise_rate:.0%} noise, {FLAGS.epochs} epochs, "
+          f"seeds {','.join(FLAGS.seeds)}.")
     print("Figures in %, mean over seeds: test accuracy / clean fit / memorised, at the end of "
           "the head phase and at the end; best test accuracy.")
     print("| noise | start | loss | head phase | final | best |")
     print("|---|---|---|---|---|---|")
+    finals = {}
     for noise_type in FLAGS.noises:
         for start in FLAGS.starts:
             for loss in FLAGS.losses:
                 runs = [one_run(FLAGS.out, npz, weights, noise_type, start, loss, int(s))
                         for s in FLAGS.seeds]
+                finals[noise_type, start, loss] = [r and r["final"][0] for r in runs]
                 if any(r is None for r in runs):
                     print(f"| {noise_type} | {start} | {loss} | collapsed in "
                           f"{sum(r is None for r in runs)} of {len(runs)} runs (constant "
@@ -198,6 +205,34 @@ def main(argv):
                 best = 100 * np.mean([r["best"] for r in runs])
                 print(f"| {noise_type} | {start} | {loss} | {cell('head')} | {cell('final')} "
                       f"| {best:.1f} |", flush=True)
+    _print_paired(finals)
+
+
+def _print_paired(finals):
+    """Each loss's final test accuracy minus the reference's, seed by seed (runs the guard
+    stopped left out): mean ± standard error, in points."""
+    reference = FLAGS.reference
+    if reference not in FLAGS.losses:
+        return
+    print(f"\nFinal test accuracy minus {reference}'s, paired by seed, in points (mean ± "
+          "standard error;\n*: ahead of or behind it by more than two standard errors):")
+    for loss in FLAGS.losses:
+        if loss == reference:
+            continue
+        cells = []
+        for noise_type in FLAGS.noises:
+            for start in FLAGS.starts:
+                pairs = [(a, b) for a, b in zip(finals[noise_type, start, loss],
+                                                finals[noise_type, start, reference])
+                         if a is not None and b is not None]
+                if not pairs:
+                    continue
+                diff = 100 * np.subtract(*np.transpose(pairs))
+                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+                mark = "*" if abs(diff.mean()) > 2 * se else ""
+                label = noise_type if len(FLAGS.starts) == 1 else f"{noise_type}/{start}"
+                cells.append(f"{label} {diff.mean():+.1f} ± {se:.1f}{mark}")
+        print(f"{loss:>12}: " + ", ".join(cells))
 
 
 if __name__ == "__main__":
