@@ -93,6 +93,18 @@ def test_selection_score(monkeypatch, selection, corrected, chosen):
     by_t = selection == "corrected" and corrected
     assert all(("T-corrected" in line) == by_t and "noisy validation accuracy" in line
                for line in lines[:comparison.GRID_SIZE])
+    assert comparison.OVER_CORRECTED not in table  # every corrected score is at most 90%
+
+
+def test_a_corrected_score_above_one_is_flagged_under_the_table():
+    row = {"loss": "dm", "chosen": {"lam": 2.0}, "grid": [
+        {"point": {"lam": 2.0}, "noisy": 0.57, "corrected": 1.31, "test_final": 0.95},
+        {"point": {"lam": 1.0}, "collapsed": "Training collapsed at epoch 3"}]}
+    table = comparison.selection_table([row]).splitlines()
+    assert table[2] == "| dm | lam=2 * | 57.0 | 131.0 | 95.0 |"
+    assert table[-2:] == ["", comparison.OVER_CORRECTED]
+    row["grid"][0]["corrected"] = 1.0
+    assert comparison.OVER_CORRECTED not in comparison.selection_table([row])
 
 
 def test_a_collapsed_grid_point_is_no_candidate(monkeypatch):

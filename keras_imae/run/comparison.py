@@ -68,6 +68,11 @@ def _run(base, work_dir, name, dataset, **overrides):
 
 
 SELECTIONS = ("corrected", "noisy")
+# Under the selection table when a T-corrected score is above 100% (docs/training.md).
+OVER_CORRECTED = (
+    "T-corrected scores above 100%: the T estimated from the noisy labels over-states the "
+    "noise (its classifier's own errors count as noise), so the correction over-corrects. "
+    "The score still ranks the settings; it is not an accuracy.")
 
 
 def _score(result, selection):
@@ -209,4 +214,6 @@ def selection_table(rows):
             corrected = "-" if run["corrected"] is None else f"{100 * run['corrected']:.1f}"
             lines.append(f"| {row['loss']} | {setting}{star} | {100 * run['noisy']:.1f} | "
                          f"{corrected} | {100 * run['test_final']:.1f} |")
+    if any((run.get("corrected") or 0) > 1 for row in rows for run in row["grid"]):
+        lines += ["", OVER_CORRECTED]
     return "\n".join(lines)
