@@ -44,8 +44,8 @@ from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.config import build, recipe
 from keras_imae.run._run import run as training_run
 
-__all__ = ["BASELINES", "GRID_SIZE", "NAMES", "SELECTIONS", "SELECTION_SEEDS", "compare", "markdown_table",
-           "selection_table"]
+__all__ = ["BASELINES", "GRID_SIZE", "NAMES", "OVER_CORRECTED", "SELECTIONS", "SELECTION_SEEDS",
+           "compare", "markdown_table", "selection_table"]
 
 GRID_SIZE = 4
 SELECTION_SEEDS = 3  # selection runs per grid point (step 2 of the protocol)
@@ -106,8 +106,9 @@ def _for_loss(base, loss):
 def _run_default(base, model):
     """What a run of ``base.loss`` uses by default: its resolved hyper-parameters and the base
     learning rate (a grid point is the default when all its values match)."""
-    resolved = build.build_loss({"loss": base.loss, "loss_settings": recipe.loss_settings(
-        base.loss, recipe.given_hparams(base), model, base.normalize, recipe.named(base))}).get_config()
+    settings = recipe.loss_settings(base.loss, recipe.given_hparams(base), model, base.normalize,
+                                    recipe.named(base))
+    resolved = build.build_loss({"loss": base.loss, "loss_settings": settings}).get_config()
     return {**resolved, "learning_rate": base.learning_rate, "elr_lambda": base.elr_lambda}
 
 
