@@ -53,11 +53,27 @@ def test_the_best_validation_epoch_is_exported_and_measured(tmp_path, digits):
 
 def test_without_a_usable_estimate_the_plain_noisy_accuracy_chooses(tmp_path, digits,
                                                                     monkeypatch):
-    monkeypatch.setattr(_noise, "invertible", lambda *args: None)  # near-singular
+    monkeypatch.setattr(_noise, "estimate_noise_transition",  # a confusion, not the noise
+                        lambda *args: np.full((10, 10), 0.1))
     config = _config(tmp_path, noise_type="none", epochs=2, export_dir="")
     results = training.run(config, dataset=digits)
     assert results["exported"]["selected_by"] == "val_accuracy"
     assert "val_accuracy_corrected_final" not in results
+
+
+def test_a_transition_corrects_only_when_identifiable_and_well_conditioned():
+    pair = noise.transition_matrix(3, "pairflip", 0.3)
+    usable, reason = _noise.usable_transition(pair)
+    np.testing.assert_array_equal(usable, pair)
+    assert reason is None
+    confused = np.array([[0.5, 0.3, 0.2], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
+    assert _noise.usable_transition(confused) == (
+        None, "not identifiable: in row 1 the diagonal is not the largest entry")
+    tied = noise.transition_matrix(2, "pairflip", 0.5)  # diagonal equal to the other entry
+    assert _noise.usable_transition(tied)[0] is None
+    near_singular = np.array([[0.5002, 0.4998], [0.4998, 0.5002]])  # condition number 2,500
+    assert _noise.usable_transition(near_singular) == (None, "condition number 2.5e+03 > 1000")
+    assert _noise.usable_transition(None) == (None, "no estimate")
 
 
 def test_last_checkpoint_reports_the_last_epoch(tmp_path, digits):

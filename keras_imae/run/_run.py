@@ -140,8 +140,8 @@ def _one_run(config, *, dataset=None, strategy=None):
         backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
         transition = None  # the selection's: T estimated from the noisy labels, not the drawn
         if val_ids is not None:
-            transition = _noise.invertible(
-                _noise.estimate_noise_transition(dataset, noisy, config.noise_seed))
+            transition = _noise.selection_transition(dataset, noisy, config.noise_seed,
+                                                     verbose=config.verbose)
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup, strategy)
         exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
