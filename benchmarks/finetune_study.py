@@ -24,8 +24,9 @@ minus ``--reference``'s, paired by seed (the same seed draws the same noise): th
 standard error over the seeds, and the cells where it differs by more than two of them.
 Finished runs are kept in ``--out`` and not run again.
 
-``--losses`` takes loss names and the DM variants of :data:`VARIANTS` (which of DM's recipe
-parts hold for a pretrained network). ``--reverse`` swaps the two halves (pretrain on 5-9,
+``--losses`` takes loss names, ``elr`` (cross-entropy with early-learning regularisation, as
+``compare.py`` runs it) and the DM variants of :data:`VARIANTS` (which of DM's recipe parts
+hold for a pretrained network). ``--reverse`` swaps the two halves (pretrain on 5-9,
 fine-tune on 0-4): a second fine-tuning task, to verify what was tuned on the first (use
 another ``--out``).
 """
@@ -41,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from keras_imae import data, training  # noqa: E402
 from keras_imae.callbacks import TrainingCollapsed  # noqa: E402
+from keras_imae.run import comparison  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder of the study's data, weights and runs.", required=True)
@@ -48,7 +50,7 @@ flags.DEFINE_string("backbone", "MobileNetV3Small", "keras.applications class na
 flags.DEFINE_integer("pretrain_epochs", 15, "Cross-entropy epochs on classes 0-4.")
 flags.DEFINE_boolean("reverse", False, "Pretrain on classes 5-9, fine-tune on 0-4.")
 flags.DEFINE_integer("epochs", 20, "Epochs of each fine-tuning run.")
-flags.DEFINE_list("losses", ["cce", "gce", "nce_rce", "forward", "dm"], "Losses compared.")
+flags.DEFINE_list("losses", ["cce", "gce", "nce_rce", "forward", "elr", "dm"], "Losses compared.")
 flags.DEFINE_list("noises", ["symmetric", "pairflip", "instance"], "Noise types (40%).")
 flags.DEFINE_list("starts", ["pretrained", "scratch"], "pretrained and/or scratch.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (noise draw, initialisation, data order).")
@@ -72,6 +74,9 @@ VARIANTS = {
     "dm_lam05_b8": dict(loss="dm", beta=8.0),  # the papers' own DM (lam, beta) = (0.5, 8)
     # the recipe "finetune" before 2026-12-07: lam = 2 and the cap of the recipe "scratch"
     "dm_mm16": dict(loss="dm", lam=2.0, max_margin=16.0),
+    # early-learning regularisation, the baseline of the instance-dependent issue (#29), as
+    # compare.py runs it: cross-entropy with ELR at the paper's lam
+    **comparison.BASELINES,
 }
 SIDE = 32
 SPLIT = 5  # classes [0, SPLIT) pretrain, [SPLIT, 10) fine-tune (--reverse: the other way)
@@ -215,7 +220,8 @@ def _print_paired(finals):
     if reference not in FLAGS.losses:
         return
     print(f"\nFinal test accuracy minus {reference}'s, paired by seed, in points (mean ± "
-          "standard error;\n*: ahead of or behind it by more than two standard errors):")
+          "standard error, from 2 seeds;\n*: ahead of or behind it by more than two standard "
+          "errors):")
     for loss in FLAGS.losses:
         if loss == reference:
             continue
@@ -228,10 +234,12 @@ def _print_paired(finals):
                 if not pairs:
                     continue
                 diff = 100 * np.subtract(*np.transpose(pairs))
-                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-                mark = "*" if abs(diff.mean()) > 2 * se else ""
                 label = noise_type if len(FLAGS.starts) == 1 else f"{noise_type}/{start}"
-                cells.append(f"{label} {diff.mean():+.1f} ± {se:.1f}{mark}")
+                cell = f"{label} {diff.mean():+.1f}"
+                if len(diff) > 1:  # one seed has no standard error
+                    se = diff.std(ddof=1) / np.sqrt(len(diff))
+                    cell += f" ± {se:.1f}" + ("*" if abs(diff.mean()) > 2 * se else "")
+                cells.append(cell)
         print(f"{loss:>12}: " + ", ".join(cells))
 
 
