@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from keras_imae import data, noise, training
+from keras_imae.run import _noise
 
 from image_cases import image_folder as _folder
 
@@ -26,8 +27,11 @@ def folder(tmp_path_factory):
     return root
 
 
-def test_streamed_run_equals_the_in_memory_run(folder, tmp_path):
+def test_streamed_run_equals_the_in_memory_run(folder, tmp_path, monkeypatch):
     """Same folder, same flags: the same noise, batches, weights, metrics and ranking."""
+    # The tiny folder's noise estimate is not identifiable; correct with it anyway, so
+    # that the corrected score's equality is compared too.
+    monkeypatch.setattr(_noise, "usable_transition", lambda transition: (transition, None))
     results = {}
     for mode in ("off", "on"):
         config = _config(tmp_path / mode, f"folder:{folder}", streaming=mode,
