@@ -56,7 +56,7 @@ def test_run_flags_parse_into_a_run_config():
     ("train", "--strategy=gpu", "default|one_device|mirrored|multi_worker|tpu|auto"),
     ("compare", "--optimizer=rmsprop", "sgd|adam"),
     ("compare", "--losses=dm,focal", "--losses takes names among: dm, imae"),
-    ("compare", "--selection=clean", "corrected|noisy"),
+    ("compare", "--selection=clean", "noisy|corrected"),
     ("find_label_issues", "--retrain=fix", "none|remove|relabel"),
     ("evaluate", "--dataset=cifar11", "'digits', 'npz:PATH', 'folder:PATH'"),
 ])

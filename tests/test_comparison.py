@@ -77,14 +77,15 @@ def _fake_runs(monkeypatch, corrected):
 
 @pytest.mark.parametrize("selection, corrected, chosen", [
     ("corrected", True, 0), ("noisy", True, 3),
-    ("corrected", False, 3),  # no known T (label files): plain noisy accuracy
+    ("corrected", False, 3),  # no usable T estimate: plain noisy accuracy
+    (None, True, 3),  # the default: plain noisy accuracy, as a run chooses its epoch
 ])
 def test_selection_score(monkeypatch, selection, corrected, chosen):
     _fake_runs(monkeypatch, corrected)
     lines = []
+    given = {} if selection is None else {"selection": selection}
     (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
-                                dataset=None, selection=selection, selection_seeds=1,
-                                log=lines.append)
+                                dataset=None, selection_seeds=1, log=lines.append, **given)
     assert row["chosen"] == recipe.DEFAULTS["grids"]["gce"][chosen]
     table = comparison.selection_table([row]).splitlines()
     assert len(table) == 2 + comparison.GRID_SIZE and table[2 + chosen].count("*") == 1
@@ -120,7 +121,8 @@ def test_a_collapsed_grid_point_is_no_candidate(monkeypatch):
     monkeypatch.setattr(comparison, "_run", run)
     lines = []
     (row,) = comparison.compare(training.RunConfig(), ["gce"], num_seeds=1, work_dir="unused",
-                                dataset=None, selection_seeds=2, log=lines.append)
+                                dataset=None, selection="corrected", selection_seeds=2,
+                                log=lines.append)
     assert row["chosen"] == recipe.DEFAULTS["grids"]["gce"][1]
     assert "collapsed, not a candidate" in lines[0] and "point 0" in row["grid"][0]["collapsed"]
     assert "| collapsed | - | - |" in comparison.selection_table([row]).splitlines()[2]
@@ -146,8 +148,9 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
         i = _grid_point(name, -1)
         calls.append((name, overrides.get("seed"), overrides.get("noise_seed")))
         return {**{key: 0.5 for key in comparison._REPORTED},
-                "val_accuracy_final": 0.3, "test_accuracy_final": 0.1 * (overrides["seed"] - 4),
-                "val_accuracy_corrected_final": scores.get((i, overrides["seed"] - 5), 0.0)}
+                "val_accuracy_final": scores.get((i, overrides["seed"] - 5), 0.0),
+                "test_accuracy_final": 0.1 * (overrides["seed"] - 4),
+                "val_accuracy_corrected_final": 0.3}
     monkeypatch.setattr(comparison, "_run", run)
     base = training.RunConfig(seed=5, noise_seed=7)
     (row,) = comparison.compare(base, ["gce"], num_seeds=1, work_dir="unused", dataset=None,
@@ -158,7 +161,7 @@ def test_selection_averages_its_seeds_splits(monkeypatch):
     assert len(selection) == 3 * comparison.GRID_SIZE
     assert selection[:3] == [("gce_grid0_s0", 5, None), ("gce_grid0_s1", 6, None),
                              ("gce_grid0_s2", 7, None)]  # the noise seed is base's
-    assert row["grid"][0]["corrected"] == pytest.approx((0.99 + 0.5 + 0.5) / 3)
+    assert row["grid"][0]["noisy"] == pytest.approx((0.99 + 0.5 + 0.5) / 3)
     assert row["grid"][0]["test_final"] == pytest.approx(0.2)  # mean of 0.1, 0.2, 0.3
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="selection_seeds"):

@@ -25,11 +25,15 @@ def test_the_best_validation_epoch_is_exported_and_measured(tmp_path, digits):
     config = _config(tmp_path, noise_type="pairflip")
     results = training.run(config, dataset=digits)
     rows = training.read_log(config.model_dir)
-    scores = [float(r["val_accuracy_corrected"]) for r in rows]  # T estimated from the labels
+    scores = [float(r["val_accuracy"]) for r in rows]  # the noisy labels, uncorrected
     exported = results["exported"]
-    assert exported["selected_by"] == "val_accuracy_corrected"
-    assert exported["epoch"] == int(np.argmax(scores)) + 1
-    assert exported["val_accuracy_corrected"] == pytest.approx(max(scores), abs=1e-9)
+    assert exported["selected_by"] == "val_accuracy"
+    assert exported["epoch"] == int(np.argmax(scores)) + 1  # a tie: the earliest
+    assert exported["val_accuracy"] == pytest.approx(max(scores), abs=1e-9)
+    # the correction by the T estimated from the labels is logged beside it, not chosen by
+    assert all(0 < float(r["val_accuracy_corrected"]) for r in rows)
+    assert exported["val_accuracy_corrected"] == pytest.approx(
+        float(rows[exported["epoch"] - 1]["val_accuracy_corrected"]), abs=1e-9)
     # What it reports is what the exported model does, on the test split and the training set.
     model = keras.models.load_model(results["model_keras"])
     predict = lambda x: model.predict(x, batch_size=512, verbose=0).argmax(-1)  # noqa: E731
@@ -51,14 +55,14 @@ def test_the_best_validation_epoch_is_exported_and_measured(tmp_path, digits):
     assert len(noisy) == len(digits.y_train)  # the whole split's labels are recorded
 
 
-def test_without_a_usable_estimate_the_plain_noisy_accuracy_chooses(tmp_path, digits,
-                                                                    monkeypatch):
+def test_without_a_usable_estimate_no_corrected_score_is_logged(tmp_path, digits, monkeypatch):
     monkeypatch.setattr(_noise, "estimate_noise_transition",  # a confusion, not the noise
                         lambda *args: np.full((10, 10), 0.1))
     config = _config(tmp_path, noise_type="none", epochs=2, export_dir="")
     results = training.run(config, dataset=digits)
     assert results["exported"]["selected_by"] == "val_accuracy"
     assert "val_accuracy_corrected_final" not in results
+    assert "val_accuracy_corrected" not in training.read_log(config.model_dir)[0]
 
 
 def test_a_transition_corrects_only_when_identifiable_and_well_conditioned():
@@ -112,7 +116,8 @@ def test_a_resumed_run_keeps_the_best_epoch_so_far(tmp_path):
 
 def _fake_point_run(scores, calls):
     """A stand-in for one training run: writes a finished run folder whose exported model
-    scores ``scores[i]`` (T-corrected) on the validation split, ``i`` its grid point."""
+    scores ``scores[i]`` on the noisy validation split (and the opposite T-corrected, which
+    must not choose), ``i`` its grid point."""
     def run(config, *, dataset=None, strategy=None):
         index = int(os.path.basename(config.model_dir).split("-")[1])
         calls.append((index, config.lam, config.beta, config.checkpoint,
@@ -122,7 +127,8 @@ def _fake_point_run(scores, calls):
         with open(model_path, "w") as f:
             f.write(f"model of point {index}")
         noise.save_noisy_labels(config.model_dir, np.zeros(3, int), np.zeros(3, bool))
-        results = {"exported": {"val_accuracy": 0.1, "val_accuracy_corrected": scores[index],
+        results = {"exported": {"val_accuracy": scores[index],
+                                "val_accuracy_corrected": 1 - scores[index],
                                 "test_accuracy": 0.5 + index / 100},
                    "model_keras": os.path.abspath(model_path)}
         training.write_json(os.path.join(config.model_dir, "metrics.json"), results)
@@ -192,7 +198,7 @@ def test_tune_end_to_end_exports_the_chosen_model(tmp_path, digits):
     assert [p["point"] for p in points] == [{"q": q} for q in (0.3, 0.5, 0.7, 0.9)]
     best = max(points, key=lambda p: p["score"])
     assert results["tuning"]["chosen"] == best["point"]
-    assert best["selected_by"] == "val_accuracy_corrected"  # T estimated from the labels
+    assert best["selected_by"] == "val_accuracy"  # the noisy labels, uncorrected
     with open(os.path.join(best["model_dir"], "metrics.json")) as f:
         assert json.load(f)["exported"] == results["exported"]
     model = keras.models.load_model(results["model_keras"])

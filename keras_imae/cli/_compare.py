@@ -29,11 +29,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("num_seeds", 3, "Seeds of the final runs.", lower_bound=1, **own)
     flags.DEFINE_string("work_dir", "runs/compare", "Folder of the individual runs.", **own)
     flags.DEFINE_string("output", None, "Markdown file for the table.", **own)
-    flags.DEFINE_enum("selection", "corrected", list(comparison.SELECTIONS),
+    flags.DEFINE_enum("selection", "noisy", list(comparison.SELECTIONS),
                       "Score that picks each loss's setting on the noisy validation split: "
-                      "accuracy corrected by the injected noise's transition matrix (an "
-                      "unbiased clean-accuracy estimate; plain accuracy when the labels were "
-                      "not corrupted here) or plain noisy accuracy.", **own)
+                      "plain noisy accuracy, or that accuracy corrected by the transition "
+                      "matrix estimated from the noisy labels (where the estimate is usable).",
+                      **own)
     flags.DEFINE_integer("selection_seeds", comparison.SELECTION_SEEDS,
                          "Selection runs per grid point, each on its own noisy validation "
                          "split (another seed); the mean score picks the setting.", lower_bound=1,

@@ -10,7 +10,7 @@ from keras_imae import data, noise
 
 __all__ = ["FEATURE_VALUES", "corrupt", "estimate_noise_transition",
            "noise_features", "noise_report", "noisy_labels", "nominal_transition",
-           "realised_rate", "selection_transition", "usable_transition"]
+           "realised_rate", "validation_transition", "usable_transition"]
 
 # Instance-dependent noise reads each training image area-resized to at most this many values
 # (32 x 32 x 3): Xia et al.'s projection and the confusion classifier cost O(values).
@@ -105,22 +105,24 @@ def nominal_transition(dataset, meta):
 def estimate_noise_transition(dataset, noisy, seed):
     """The noise transition estimated from the run's inputs and noisy labels alone
     (:func:`keras_imae.noise.transition_from_labels` on :func:`noise_features`): what
-    forward correction trains with and what chooses an epoch or a setting on a noisy
-    validation split. A run never reads the ``T`` its noise was drawn with (a user with real
+    forward correction trains with and what corrects the logged noisy validation accuracy.
+    A run never reads the ``T`` its noise was drawn with (a user with real
     noise has none); one model outside the run, the same for every loss; deterministic."""
     return noise.transition_from_labels(noise_features(dataset), noisy, dataset.num_classes,
                                         seed)
 
 
-def selection_transition(dataset, noisy, seed, verbose=False):
-    """The ``T`` that corrects a run's noisy validation scores: :func:`estimate_noise_transition`
-    when it is usable (:func:`usable_transition`), else ``None`` and the plain noisy accuracy
-    chooses (said in one line when ``verbose``)."""
+def validation_transition(dataset, noisy, seed, verbose=False):
+    """The ``T`` that corrects the noisy validation accuracy a run logs beside the plain one
+    (``val_accuracy_corrected``, a diagnostic: the run chooses on the plain one,
+    ``keras_imae.run._select``): :func:`estimate_noise_transition` when it is usable
+    (:func:`usable_transition`), else ``None`` and no corrected score (said in one line when
+    ``verbose``)."""
     transition = estimate_noise_transition(dataset, noisy, seed)
     usable, reason = usable_transition(transition)
     if usable is None and verbose:
-        print(f"Selection: the noise T estimated from the noisy labels is not used ({reason}); "
-              "the plain noisy validation accuracy chooses.")
+        print(f"Validation: the noise T estimated from the noisy labels is not used ({reason}); "
+              "no T-corrected score is logged.")
     return usable
 
 

@@ -138,9 +138,9 @@ def _one_run(config, *, dataset=None, strategy=None):
             _announce(config, dataset, resolved, noisy, meta, reused)
         noise.save_noisy_labels(model_dir, noisy, is_noisy, clean=dataset.y_train, **meta)
         backup = distribute.backup_and_restore(folder.path, delete_when_done=False)
-        transition = None  # the selection's: T estimated from the noisy labels, not the drawn
+        transition = None  # the logged correction's T: from the noisy labels, never the drawn
         if val_ids is not None:
-            transition = _noise.selection_transition(dataset, noisy, config.noise_seed,
+            transition = _noise.validation_transition(dataset, noisy, config.noise_seed,
                                                      verbose=config.verbose)
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup, strategy)
@@ -172,7 +172,7 @@ def _select_exported(resolved, model, folder, monitor, transition, last_epoch):
     if resolved["checkpoint"] == "last":
         values, epoch, key = monitor.last, last_epoch, None
     else:
-        key = _select.score_key(transition)
+        key = _select.SCORE_KEY
         epoch = _select.restore_best(model, folder.path, rows, key)
         values = monitor.measure() if epoch != last_epoch else monitor.last
     exported = {"epoch": epoch, "selected_by": key,
@@ -252,8 +252,7 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
                           previous_test_accuracy=[r["test_accuracy"] for r in done])
     checkpoints = []
     if resolved["checkpoint"] == "best":
-        checkpoints = [_select.checkpoint_callback(folder.path, _select.score_key(transition),
-                                                   done)]
+        checkpoints = [_select.checkpoint_callback(folder.path, _select.SCORE_KEY, done)]
     log = run_folder.LogWriter(folder.file(run_folder.LOG), append=resuming)
     guard = callbacks.CollapseGuard(max_logit_scale=config.max_logit_scale or None,
                                     max_top_class_fraction=resolved["max_top_class_fraction"],

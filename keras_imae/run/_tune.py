@@ -6,9 +6,8 @@ default ``(lam, beta)`` and three neighbours; four points for every loss, the gr
 ``scripts/compare.py``) is trained as a full run in ``model_dir/tune/point-<i>/``, every point
 with the same held-out share of the noisy labels (the same seed) and the same ``checkpoint``
 (``"best"`` unless set). A point scores what its exported model scores on those held-out
-labels: the accuracy corrected by the ``T`` estimated from the noisy labels
-(:mod:`keras_imae.run._select`; never the ``T`` a synthetic noise was drawn with), the
-plain noisy accuracy when that estimate is too close to singular. The best point wins (a tie
+labels: the plain accuracy on them, as an epoch is chosen (:mod:`keras_imae.run._select` says
+why not the accuracy corrected by an estimated ``T``). The best point wins (a tie
 goes to the run default, then to the earliest point; a point whose training collapses is
 recorded and is no candidate). Its model is the run's: ``model_dir`` receives its
 ``model.keras`` and ``noisy_labels.npz`` and a ``metrics.json`` that is the chosen point's
@@ -26,6 +25,7 @@ from keras_imae import _files, data, noise, run_folder
 from keras_imae.callbacks import TrainingCollapsed
 from keras_imae.config import check_resume, export_target, folder_state, recipe
 from keras_imae.run import signals
+from keras_imae.run._select import SCORE_KEY
 from keras_imae.run_folder import export
 
 __all__ = ["POINTS", "tuned_run"]
@@ -34,12 +34,9 @@ POINTS = run_folder.TUNE  # model_dir/tune/point-<i>/: one run per grid point
 
 
 def _score(results):
-    """``(score, key)``: the exported model's validation accuracy corrected by the ``T``
-    estimated from the noisy labels when there is one, else its plain noisy accuracy."""
-    exported = results["exported"]
-    key = "val_accuracy_corrected" if exported.get("val_accuracy_corrected") is not None \
-        else "val_accuracy"
-    return float(exported[key]), key
+    """``(score, key)``: the exported model's plain accuracy on the noisy validation labels
+    (``keras_imae.run._select`` says why not the ``T``-corrected one)."""
+    return float(results["exported"][SCORE_KEY]), SCORE_KEY
 
 
 def _is_default(point, config, model):
