@@ -20,8 +20,9 @@ baselines):
    estimate is usable (else the plain accuracy). With the true ``T`` the corrected score is
    an unbiased estimate of clean accuracy under class-dependent noise; the estimate
    over-states the noise, and on digits under pair-flip it chose a grid point 3.9 points
-   worse for MAE and the same point for the nine other losses (docs/training.md). On a tie (a few hundred validation examples often give the same count to
-   several settings) the loss's run default wins: the point equal to what ``train.py``
+   worse for MAE and the same point for the nine other losses (docs/training.md). On a tie
+   (a few hundred validation examples often give the same count to several settings) the
+   loss's run default wins: the point equal to what ``train.py``
    would use (:func:`keras_imae.config.recipe.loss_settings` for the data's architecture; the
    base learning rate for the learning-rate grids), then the earliest. A point whose
    training collapses (:class:`keras_imae.callbacks.TrainingCollapsed`) is logged and is no
