@@ -220,8 +220,8 @@ def _print_paired(finals):
     if reference not in FLAGS.losses:
         return
     print(f"\nFinal test accuracy minus {reference}'s, paired by seed, in points (mean ± "
-          "standard error, from 2 seeds;\n*: ahead of or behind it by more than two standard "
-          "errors):")
+          "standard error over the seeds,\nwhere two or more ran; *: ahead of or behind it by "
+          "more than two standard errors):")
     for loss in FLAGS.losses:
         if loss == reference:
             continue
