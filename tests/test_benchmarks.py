@@ -46,6 +46,7 @@ RUNS = {
     "wrong_labels_in_p.py": (["--epochs=2", "--every=1", "--noise_type=instance",
                               "--elr_lambda=3", "--sticky_reject"], "| 1 | 0.",
                              False),
+    "selection_rules.py": (["--runs=."], "runs with both scores: 0", False),
     "streaming.py": (["--num_images=80", "--size_ratio=2", "--batch_size=16", "--steps=1",
                       "--in_memory=false", "--model=MobileNetV3Small", "--image_size=40"],
                      "ratio streamed pipeline / model:", True),

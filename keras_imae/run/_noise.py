@@ -136,8 +136,9 @@ def usable_transition(transition):
     model's confusion, not the noise's: on ``mnist1d`` (40% noise, every noise type) the
     softmax regression's estimate has a diagonal of 0.16-0.20 against the real 0.6, rows whose
     diagonal is not their largest entry, and ``T^-1`` entries up to 93 in size. The
-    correction then rewards a prediction for the class it lands in, and ``--checkpoint=best``
-    exported the first epoch (33.7% test accuracy against the last epoch's 64.2%)."""
+    correction then rewards a prediction for the class it lands in: ``--checkpoint=best``,
+    when it chose on this score, exported the first epoch (33.7% test accuracy against the
+    last epoch's 64.2%)."""
     if transition is None:
         return None, "no estimate"
     transition = np.asarray(transition, np.float64)
