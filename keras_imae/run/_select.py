@@ -12,8 +12,8 @@ with the true ``T``, and the estimate over-states the noise (a linear model's ow
 count as noise: every digits run scores above 100% corrected). Chosen by it, the exported
 epoch was no better on digits (240 runs of the comparison, symmetric and pair-flip noise:
 within 0.2 points of the plain choice on average) and worse on ``tabular`` under pair-flip
-(1.5 points on average over 10 runs, 8 of them worse), and the grid point it chose for MAE
-under pair-flip was 3.9 points worse (docs/training.md).
+(2.4 points on average over 10 runs, 8 of them worse, 1 better), and the learning rate it
+chose for MAE under pair-flip ended 6.3 points lower (docs/training.md).
 
 Keras' ``ModelCheckpoint`` keeps the weights of every epoch that beats the best so far; after
 training the run loads the best epoch's weights, measures that model and exports it. The same
