@@ -139,8 +139,8 @@ RUN_FLAGS = {
                             f"(default {_D['validation_fraction']:g} with --checkpoint=best or "
                             "--tune, else 0)."),
     "checkpoint": ("enum", recipe.CHECKPOINTS,
-                   "The epoch exported: 'last', or 'best' by the accuracy on the noisy "
-                   "validation split (T-corrected when the run drew the noise). Default "
+                   "The epoch exported: 'last', or 'best' by the plain accuracy on the noisy "
+                   "validation split. Default "
                    f"{_D['checkpoint']} (best with --tune)."),
     "tune": ("bool", None,
              "Choose the loss's hyper-parameters on the noisy validation split: train each of "
