@@ -144,7 +144,7 @@ def _one_run(config, *, dataset=None, strategy=None):
                                                      verbose=config.verbose)
         monitor = _fit(config, resolved, model, folder, dataset, noisy, (train_ids, val_ids),
                        transition, resuming, backup, strategy)
-        exported = _select_exported(resolved, model, folder, monitor, transition, backup.epoch)
+        exported = _select_exported(resolved, model, folder, monitor, backup.epoch)
         model_path = folder.file(run_folder.MODEL)
         _files.atomic_write(model_path, model.save, path_only=True)
         results = _results.results(config, resolved, dataset, model, folder, monitor, noisy,
@@ -161,7 +161,7 @@ def _one_run(config, *, dataset=None, strategy=None):
     return results
 
 
-def _select_exported(resolved, model, folder, monitor, transition, last_epoch):
+def _select_exported(resolved, model, folder, monitor, last_epoch):
     """Load the weights of the epoch the run exports into ``model`` (the last one,
     ``last_epoch`` by the backup's count, is already there) and return what that model
     scores: ``{"epoch", "selected_by", "test_accuracy", "clean_fit", "noisy_fit",
