@@ -34,9 +34,9 @@ POINTS = run_folder.TUNE  # model_dir/tune/point-<i>/: one run per grid point
 
 
 def _score(results):
-    """``(score, key)``: the exported model's plain accuracy on the noisy validation labels
+    """The exported model's plain accuracy on the noisy validation labels, ``SCORE_KEY``
     (``keras_imae.run._select`` says why not the ``T``-corrected one)."""
-    return float(results["exported"][SCORE_KEY]), SCORE_KEY
+    return float(results["exported"][SCORE_KEY])
 
 
 def _is_default(point, config, model):
@@ -94,13 +94,12 @@ def tuned_run(config, dataset, strategy, run):
                 points.append({"point": point, "score": None, "collapsed": str(err)})
                 print(f"Tuning {config.loss}: {point} collapsed; not a candidate ({err})")
                 continue
-            score, key = _score(results)
-            points.append({"point": point, "score": score, "selected_by": key,
+            points.append({"point": point, "score": _score(results), "selected_by": SCORE_KEY,
                            "default": _is_default(point, config, model),
                            "test_accuracy": results["exported"]["test_accuracy"],
                            "model_dir": os.path.dirname(results["model_keras"])})
             if config.verbose:
-                print(f"Tuning {config.loss}: {point} scores {key} {score:.4f}")
+                print(f"Tuning {config.loss}: {point} scores {SCORE_KEY} {points[-1]['score']:.4f}")
         candidates = [i for i, p in enumerate(points) if p["score"] is not None]
         if not candidates:
             raise collapsed
