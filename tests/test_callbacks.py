@@ -359,6 +359,30 @@ def test_emphasis_warmup_trains_flat_then_with_the_configured_emphasis():
     assert flat == [True, True] and not _flat(loss)
 
 
+def test_emphasis_ramp_raises_the_strength_linearly_after_the_warmup():
+    warmup = callbacks.EmphasisWarmup(1, ramp_epochs=3)
+    assert [warmup.scale(e) for e in range(6)] == [0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0]
+    assert callbacks.EmphasisWarmup(2).scale(2) == 1.0  # no ramp: at once
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.5), losses.DerivativeManipulation(beta=16.0, lam=2.0))
+    seen = []
+    spy = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(
+        (_flat(model.loss), float(model.loss.state_values()["emphasis_scale"]))))
+    model.fit(x, y, epochs=5, verbose=0, callbacks=[warmup, spy])
+    assert seen == [(True, 0.0), (False, pytest.approx(1 / 3)), (False, pytest.approx(2 / 3)),
+                    (False, 1.0), (False, 1.0)]
+    with pytest.raises(ValueError, match="emphasis strength"):
+        model.compile(keras.optimizers.SGD(0.5), losses.GeneralizedCrossEntropy())
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.EmphasisWarmup(0, ramp_epochs=2)])
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="ramp_epochs"):
+            callbacks.EmphasisWarmup(1, ramp_epochs=bad)
+
+
 def test_a_loss_left_flat_by_a_failed_fit_is_reset_by_the_next_warmup():
     # Keras skips on_train_end when fit raises: the loss stays flat, and the next fit with
     # an EmphasisWarmup (even of 0 epochs) trains with the configured emphasis again.

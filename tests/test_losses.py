@@ -482,11 +482,56 @@ def test_the_state_gives_exactly_the_loss_of_the_phase_it_stands_for(normalize):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("loss, scale", [
+    (losses.DerivativeManipulation(beta=16.0, lam=2.0, max_margin=8.0), 0.25),
+    (losses.IMAE(temperature=8.0), 0.5)])
+def test_the_ramp_s_scale_is_the_loss_with_its_strength_scaled(loss, scale):
+    # emphasis_scale s computes w = exp(s * beta * p^lam * (1 - p)): the closed form with
+    # beta * s (numpy), the function given s as data, and the loss built with beta * s agree
+    z, ids = random_logits(16, 5, seed=7, scale=3.0)
+    lam, beta = getattr(loss, "lam", 1.0), getattr(loss, loss.EMPHASIS_STRENGTH)
+    _, whole = _gradient(loss, ids, z)
+    loss.state.build(5)
+    loss.state.assign(emphasis_scale=scale)
+    _, ramped = _gradient(loss, ids, z)
+    np.testing.assert_allclose(
+        ramped.numpy(), _reference_dm_log_domain(z, ids, beta * scale, lam, loss.max_margin),
+        rtol=2e-4, atol=1e-7)
+    _, scaled = _gradient(type(loss)(**{**loss.get_config(), loss.EMPHASIS_STRENGTH:
+                                         beta * scale}), ids, z)
+    np.testing.assert_allclose(ramped.numpy(), scaled.numpy(), rtol=1e-5, atol=1e-8)
+    z_t = tf.constant(z)
+    with tf.GradientTape() as tape:
+        tape.watch(z_t)
+        value = tf.reduce_mean(losses.derivative_manipulation(
+            ids, z_t, beta=beta, lam=lam, max_margin=loss.max_margin, emphasis_scale=scale))
+    np.testing.assert_allclose(tape.gradient(value, z_t).numpy(), ramped.numpy(), rtol=1e-5,
+                               atol=1e-8)
+    np.testing.assert_allclose(loss.log_emphasis(np.float32([0.5])).numpy(),
+                               scale * beta * 0.5 ** lam * 0.5, rtol=1e-6)
+    assert not np.allclose(ramped.numpy(), whole.numpy())
+    loss.state.assign(emphasis_scale=1.0)  # back to the whole emphasis, bit for bit
+    np.testing.assert_array_equal(_gradient(loss, ids, z)[1].numpy(), whole.numpy())
+
+
+def test_a_state_saved_before_the_ramp_loads_with_the_whole_emphasis():
+    state = losses.DerivativeManipulation(reject_margin=3.0).state
+    state.build(3)
+    state.assign(emphasis_scale=0.5)
+    state.load_own_variables({"flat_emphasis": np.bool_(True),
+                              "noise_transition": np.eye(3, dtype="float32")})
+    values = state.values()
+    assert values["flat_emphasis"] and values["emphasis_scale"] == 1.0
+    np.testing.assert_array_equal(values["noise_transition"], np.eye(3))
+    with pytest.raises(ValueError, match="saved loss state holds"):  # another loss's state
+        state.load_own_variables({"noise_transition": np.eye(3, dtype="float32")})
+
+
 def test_only_losses_with_a_phase_have_a_state():
     assert losses.GeneralizedCrossEntropy().state is None
-    assert losses.DerivativeManipulation().state.names == ("flat_emphasis",)
+    assert losses.DerivativeManipulation().state.names == ("flat_emphasis", "emphasis_scale")
     assert losses.DerivativeManipulation(reject_margin=3.0).state.names == (
-        "flat_emphasis", "noise_transition")
+        "flat_emphasis", "emphasis_scale", "noise_transition")
     assert losses.ForwardCorrection().state.names == ("noise_transition",)
     assert losses.ForwardCorrection(transition=np.eye(3)).state is None
     with pytest.raises(ValueError, match="no state 'noise_transition'"):

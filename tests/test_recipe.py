@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_imae
-from keras_imae import losses, training
+from keras_imae import callbacks, losses, training
 from keras_imae.config import build, recipe
 
 
@@ -38,7 +38,8 @@ def test_resolve_gives_every_setting_as_a_number(digits):
         "loss": "dm",
         "loss_settings": {"lam": 2.0, "beta": 16.0, "max_margin": 16.0, "reject_margin": 3.0},
         "reject_alive_share": 0.5,
-        "warmup_epochs": 10, "pair_margins": recipe.DEFAULTS["pair_margins"],
+        "warmup_epochs": 10, "emphasis_ramp": False, "ramp_epochs": 0,
+        "pair_margins": recipe.DEFAULTS["pair_margins"],
         "pair_margin_epoch": 10,
         "optimizer": "adamw", "learning_rate": 1e-3, "lr_schedule": "cosine", "momentum": None,
         "weight_decay": pytest.approx(15 * math.sqrt(64 / (1347 * 40))),
@@ -213,6 +214,23 @@ def test_loss_settings_use_only_set_hyper_parameters():
         training.validate(training.RunConfig(max_margin=-1.0))
     with pytest.raises(ValueError, match="reject_margin=-1"):
         training.validate(training.RunConfig(reject_margin=-1.0))
+
+
+def test_the_emphasis_ramp_is_opt_in_and_runs_to_the_last_epoch(digits):
+    on = recipe.resolve(training.RunConfig(emphasis_ramp=True), digits, 1347)
+    assert (on["warmup_epochs"], on["emphasis_ramp"], on["ramp_epochs"]) == (10, True, 30)
+    short = recipe.resolve(training.RunConfig(emphasis_ramp=True, warmup_epochs=3, epochs=8),
+                           digits, 1347)
+    assert short["ramp_epochs"] == 5
+    off = recipe.resolve(training.RunConfig(loss="imae"), digits, 1347)
+    assert (off["emphasis_ramp"], off["ramp_epochs"]) == (False, 0)
+    with pytest.raises(ValueError, match="no emphasis to ramp.*emphasis_ramp=True"):
+        training.validate(training.RunConfig(loss="gce", emphasis_ramp=True))
+    with pytest.raises(ValueError, match="faithful=True.*emphasis_ramp=True"):
+        training.validate(training.RunConfig(faithful=True, emphasis_ramp=True))
+    r = keras_imae.recommended(num_examples=1000, epochs=20, emphasis_ramp=True)
+    warmup = [c for c in r.callbacks if isinstance(c, callbacks.EmphasisWarmup)][0]
+    assert (warmup.epochs, warmup.ramp_epochs) == (5, 15)
 
 
 def test_warmup_is_a_quarter_for_emphasis_losses_only():

@@ -364,6 +364,25 @@ def test_a_run_interrupted_in_its_warmup_resumes_in_the_warmup(tmp_path, digits,
     assert [r["epoch"] for r in training.read_log(config.model_dir)] == ["0", "1", "2"]
 
 
+def test_a_run_with_the_emphasis_ramp_records_it_and_resumes_in_it(tmp_path, digits,
+                                                                    monkeypatch):
+    # warm-up 1 of 4 epochs, then the strength rises over the 3 left: 1/3, 2/3, 1; a run
+    # interrupted after epoch 1 resumes at 2/3
+    config = _config(tmp_path, epochs=4, warmup_epochs=1, emphasis_ramp=True, export_dir="")
+    _run_interrupted(config, digits, 1)
+    phases = []
+
+    class Spy(keras.callbacks.Callback):  # after EmphasisWarmup, which comes first
+        def on_epoch_begin(self, epoch, logs=None):
+            state = self.model.loss.state_values()
+            phases.append((epoch, bool(state["flat_emphasis"]), float(state["emphasis_scale"])))
+    monkeypatch.setattr(keras.Model, "fit", _fit_adding(Spy())[0])
+    training.run(config, dataset=digits)
+    assert phases == [(2, False, pytest.approx(2 / 3)), (3, False, 1.0)]
+    with open(tmp_path / "run" / "metrics.json") as f:
+        assert json.load(f)["ramp_epochs"] == 3
+
+
 def test_pair_margins_estimate_at_the_end_of_the_warmup_and_survive_a_resume(tmp_path, digits,
                                                                            monkeypatch):
     # warm-up of 1 epoch: the estimate is taken at the start of epoch 1, written to the run

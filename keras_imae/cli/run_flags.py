@@ -66,6 +66,11 @@ RUN_FLAGS = {
                       "DM/IMAE option of this project (not the papers'): train the first "
                       "epochs with a flat emphasis (every example weighted the same). Default: "
                       f"{_D['warmup_fraction']:g} of --epochs, rounded down. 0 = none."),
+    "emphasis_ramp": ("bool", None,
+                      "DM/IMAE option of this project: after the warm-up, raise the emphasis "
+                      "strength linearly to its value at the last epoch instead of switching "
+                      "it on at once: for a model that fits its data only in part. Default: "
+                      "off."),
     "pair_margins": ("bool", None,
                      "DM/IMAE option of this project: at the end of the warm-up, estimate the "
                      "noise transition T from the model's predictions on its noisy training "
@@ -174,8 +179,8 @@ TOPICS = {
     "model": ("model", "weights", "image_size", "head_epochs", "finetune_learning_rate",
               "input_dropout", "seed"),
     "loss": ("loss", "recipe", "beta", "lam", "temperature", "q", "alpha", "max_margin",
-             "reject_margin", "warmup_epochs", "pair_margins", "elr_lambda", "elr_momentum",
-             "faithful", "normalize", "tune"),
+             "reject_margin", "warmup_epochs", "emphasis_ramp", "pair_margins", "elr_lambda",
+             "elr_momentum", "faithful", "normalize", "tune"),
     "optimisation": ("epochs", "batch_size", "optimizer", "learning_rate", "momentum",
                      "lr_schedule", "weight_decay", "max_logit_scale"),
     "run folder and export": ("model_dir", "export_dir", "overwrite", "checkpoint", "verbose"),

@@ -61,7 +61,8 @@ class Recommended:
 
 
 def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss="dm",
-                train_data=None, pair_margins=None, pretrained=False, **loss_settings):
+                train_data=None, pair_margins=None, emphasis_ramp=None, pretrained=False,
+                **loss_settings):
     """The settings ``scripts/train.py`` would train with, for your own Keras model.
 
     Example:
@@ -82,6 +83,8 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         pair_margins: DM/IMAE: one rejection margin per class pair from that estimate
             (``None``: the recipe's default, applied when ``train_data`` is given;
             ``True`` needs ``train_data``).
+        emphasis_ramp: DM/IMAE: raise the emphasis strength linearly from the warm-up's end
+            to the last epoch (``None``: the recipe's, off; for a model that fits in part).
         **loss_settings: hyper-parameters that override the recipe's (``beta=8``, ...);
             for ``loss="forward"``, ``transition=T``, else ``T`` is estimated from
             ``train_data`` arrays (:func:`keras_imae.noise.transition_from_labels`).
@@ -113,8 +116,8 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
                          "Received: train_data=None")
     # A run's resolution (recipe.training_settings) of the same settings, for the MLP (with
     # BatchNorm if yours has it): your model's loss, phases and optimizer.
-    config = RunConfig(loss=loss, pair_margins=pair_margins, **loss_settings,
-                       recipe="finetune" if pretrained else "scratch",
+    config = RunConfig(loss=loss, pair_margins=pair_margins, emphasis_ramp=emphasis_ramp,
+                       **loss_settings, recipe="finetune" if pretrained else "scratch",
                        **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size))
                           if v is not None})
     settings = training_settings(config, "mlp_bn" if batch_norm else "mlp", num_examples)
@@ -123,10 +126,10 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
         settings["pair_margin_epoch"] = None
     if train_data is None:  # PairMargins estimates from train_data
         settings.update(pair_margins=False, pair_margin_epoch=None)
-    extra = []
+    warmup, ramp, epochs = settings["warmup_epochs"], settings["ramp_epochs"], settings["epochs"]
+    fit_callbacks = [callbacks.EmphasisWarmup(warmup, ramp)] if warmup or ramp else []
     if settings["pair_margin_epoch"] is not None:
-        extra = [callbacks.PairMargins(train_data, settings["pair_margin_epoch"])]
-    warmup, epochs = settings["warmup_epochs"], settings["epochs"]
+        fit_callbacks.append(callbacks.PairMargins(train_data, settings["pair_margin_epoch"]))
     head, finetune_optimizer = 0, None
     if pretrained:  # a run's backbone with weights (the recipe "finetune"): two phases
         settings.update(finetune_phases(config, "finetune"))
@@ -135,7 +138,7 @@ def recommended(model=None, *, num_examples, epochs=None, batch_size=None, loss=
                                              learning_rate=settings["finetune_learning_rate"])
     return Recommended(losses.get(loss, **settings["loss_settings"]),
                        build.optimizer(settings, num_examples, epochs=head or epochs),
-                       ([callbacks.EmphasisWarmup(warmup)] if warmup else []) + extra,
+                       fit_callbacks,
                        epochs, settings["batch_size"], settings, head, finetune_optimizer)
 
 

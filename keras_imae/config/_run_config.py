@@ -51,6 +51,8 @@ class RunConfig:
     reject_margin: float | None = None  # DM/IMAE: no gradient when another class k has
     #                                     log(p_k / (1 - p_k)) > R; 0: none (faithful)
     warmup_epochs: int | None = None  # DM/IMAE: flat emphasis first
+    emphasis_ramp: bool | None = None  # DM/IMAE: after the warm-up the emphasis strength
+    #                                    rises linearly to the last epoch; None: the recipe's
     pair_margins: bool | None = None  # DM/IMAE: reject_margin per class pair, from the
     #                                   noise T the run estimates; None: the recipe's
     elr_lambda: float = 0.0  # ELR's penalty (Liu et al. 2020) added to any loss; 0: off
@@ -142,7 +144,8 @@ def finished_results(config):
 
 # Fields the recipe resolves when left unset (None or "auto"): ``resolved`` holds their values.
 _RESOLVED_FIELDS = ("noise_type", "beta", "lam", "temperature", "q", "alpha", "max_margin",
-                    "reject_margin", "warmup_epochs", "pair_margins", "model", "momentum",
+                    "reject_margin", "warmup_epochs", "emphasis_ramp", "pair_margins", "model",
+                    "momentum",
                     "weight_decay", "augment", "input_dropout", "validation_fraction",
                     "checkpoint", "image_size", "head_epochs", "finetune_learning_rate",
                     "recipe")
@@ -333,7 +336,8 @@ def validate(config):
                                     config.normalize, named)
     losses.get(config.loss, **settings)
     recipe.check_faithful(config)
-    recipe.warmup_epochs(config.loss, config.epochs, recipe.warmup_setting(config), named)
+    recipe.ramp_epochs(config, recipe.warmup_epochs(config.loss, config.epochs,
+                                                    recipe.warmup_setting(config), named))
     recipe.pair_margins(config, settings)
     try:
         _files.check_writable_dir(config.model_dir, "model_dir")

@@ -8,12 +8,14 @@ References:
     I. Loshchilov, F. Hutter. "Decoupled Weight Decay Regularization." ICLR 2019 (AdamW).
 """
 
+import math
+
 import keras
 
 from keras_imae import _checks as checks
 from keras_imae._defaults import DEFAULTS
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "weight_decay"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = (None, "step", "cosine")
@@ -105,3 +107,12 @@ def make_optimizer(name="sgd", *, learning_rate, momentum=None, schedule=None, e
     weight_decay = (DEFAULTS["adamw_weight_decay"] if weight_decay is None
                     else checks.number("weight_decay", weight_decay))
     return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+
+def weight_decay(optimizer, decay, batch_size, num_train, epochs):
+    """``decay`` if set; else AdamW's normalised decay
+    ``normalized_weight_decay * sqrt(batch_size / (num_train * epochs))``, 0 for SGD/Adam."""
+    if decay is not None:
+        return decay
+    if optimizer != "adamw":
+        return 0.0
+    return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))

@@ -13,8 +13,6 @@ prints them in one block at its start (:func:`format_resolved`) and writes them 
 Why each default is what it is: the docstring and notes of ``keras_imae/_defaults.py``.
 """
 
-import math
-
 from keras_imae import data, losses, models
 from keras_imae._defaults import DEFAULTS
 from keras_imae.config import optimizers
@@ -23,10 +21,11 @@ from keras_imae.config._block import format_resolved
 __all__ = ["DEFAULTS", "RECIPES", "RULES", "batch_norm", "check_faithful", "convolutional",
            "estimate_epoch", "finetune", "finetune_phases", "format_resolved", "grid",
            "load_image_size", "loss_settings", "model_for", "named", "noise", "pair_margins",
-           "resolve", "selection", "table", "training_settings", "warmup_epochs",
+           "ramp_epochs", "resolve", "selection", "table", "training_settings", "warmup_epochs",
            "weight_decay"]
 
 OPTIMIZERS = optimizers.OPTIMIZERS
+weight_decay = optimizers.weight_decay  # AdamW's normalised decay, where the decay is made
 CHECKPOINTS = ("last", "best")
 CONVOLUTIONAL = tuple(name for name in models.ARCHITECTURES if not name.startswith("mlp"))
 BATCH_NORM = tuple(name for name in models.ARCHITECTURES if name != "mlp")
@@ -195,14 +194,6 @@ def warmup_epochs(loss, epochs, warmup=None, recipe="scratch"):
     return warmup
 
 
-def weight_decay(optimizer, decay, batch_size, num_train, epochs):
-    """``decay`` if set; else AdamW's normalised decay
-    ``normalized_weight_decay * sqrt(batch_size / (num_train * epochs))``, 0 for SGD/Adam."""
-    if decay is not None:
-        return decay
-    if optimizer != "adamw":
-        return 0.0
-    return DEFAULTS["normalized_weight_decay"] * math.sqrt(batch_size / (num_train * epochs))
 
 
 def grid(loss, model, learning_rate, recipe="scratch"):
@@ -233,6 +224,25 @@ def warmup_setting(config):
     if getattr(config, "faithful", False) and config.warmup_epochs is None:
         return 0
     return config.warmup_epochs
+
+
+def ramp_epochs(config, warmup):
+    """The epochs over which DM's (IMAE's) emphasis strength rises after ``warmup`` flat
+    epochs (:class:`keras_imae.callbacks.EmphasisWarmup`'s ``ramp_epochs``): all those left,
+    ``epochs - warmup``, with ``config.emphasis_ramp`` (unset: the recipe's), else 0.
+
+    Raises:
+        ValueError: ``emphasis_ramp=True`` for a loss without an emphasis (not dm or imae).
+    """
+    has_emphasis = losses.LOSSES[config.loss].EMPHASIS_STRENGTH is not None
+    if config.emphasis_ramp and not has_emphasis:
+        raise ValueError(
+            f"Loss {config.loss!r} has no emphasis to ramp (only dm and imae have one). "
+            f"Received: emphasis_ramp={config.emphasis_ramp}")
+    chosen = config.emphasis_ramp
+    if chosen is None:
+        chosen = table(named(config))["emphasis_ramp"] and not config.faithful
+    return config.epochs - warmup if chosen and has_emphasis else 0
 
 
 def pair_margins(config, settings=None):
@@ -280,17 +290,18 @@ def check_faithful(config):
     """
     if not config.faithful:
         return
-    set_ = [f"{k}={getattr(config, k)}" for k in (*MARGIN_CAPS, "warmup_epochs")
-            if getattr(config, k)]
+    set_ = [f"{k}={getattr(config, k)}" for k in (*MARGIN_CAPS, "warmup_epochs",
+                                                    "emphasis_ramp") if getattr(config, k)]
     if set_:
         raise ValueError("faithful=True trains the papers' DM/IMAE (no margin caps, no "
-                         f"warm-up) and contradicts {', '.join(set_)}. Drop one or the other.")
+                         f"warm-up, no ramp) and contradicts {', '.join(set_)}. Drop one or "
+                         "the other.")
 
 
 # Resolved settings that are fixed rules of the table, not RunConfig fields: marked as defaults
 # in the printed block (a user changes them in DEFAULTS, not by a flag).
 RULES = ("digits_test_size", "folder_image_size", "folder_test_fraction", "stream_above_bytes",
-         "shuffle_buffer", "augment_pad", "reject_alive_share", "pair_margin_epoch",
+         "shuffle_buffer", "augment_pad", "reject_alive_share", "pair_margin_epoch", "ramp_epochs",
          "lr_step_fractions", "lr_step_rate", "max_top_class_fraction", "collapse_patience")
 
 
@@ -396,7 +407,8 @@ def training_settings(config, model, num_train):
     collapse guard -- for architecture ``model`` (DM's defaults depend on it) and
     ``num_train`` examples (the weight decay and the schedule do), from the :func:`named`
     recipe's :func:`table`: ``recipe``, ``loss``, ``loss_settings``, ``reject_alive_share``
-    (with a rejection cap), ``warmup_epochs``, ``pair_margins``, ``pair_margin_epoch``
+    (with a rejection cap), ``warmup_epochs``, ``emphasis_ramp`` and its ``ramp_epochs``,
+    ``pair_margins``, ``pair_margin_epoch``
     (:func:`estimate_epoch`), ``optimizer``, ``learning_rate``, ``lr_schedule``
     (``lr_step_fractions`` and ``lr_step_rate`` with ``"step"``), ``momentum``,
     ``weight_decay``, ``epochs``, ``batch_size``, ``max_top_class_fraction``,
@@ -412,7 +424,9 @@ def training_settings(config, model, num_train):
     out = {"recipe": recipe, "loss": config.loss, "loss_settings": settings}
     if losses.reject_margins(settings.get("reject_margin")) is not None:
         out["reject_alive_share"] = DEFAULTS["reject_alive_share"]
-    out.update(warmup_epochs=warmup, pair_margins=pairs,
+    ramp = ramp_epochs(config, warmup)
+    out.update(warmup_epochs=warmup, emphasis_ramp=ramp > 0, ramp_epochs=ramp,
+               pair_margins=pairs,
                pair_margin_epoch=estimate_epoch(config.loss, settings, pairs, warmup,
                                                 config.epochs))
     schedule = None if config.lr_schedule == "none" else config.lr_schedule

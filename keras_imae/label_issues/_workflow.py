@@ -95,11 +95,12 @@ def validate(config, *, method="run", folds=DEFAULT_FOLDS, retrain="none", retra
             f"Received: retrain={retrain!r}")
     retrain_config = _retrain_config(config, retrain_loss)
     _loss_of(retrain_config)
-    if config.warmup_epochs is not None and method == "kfold" and retrain == "none":
-        raise ValueError(
-            "`warmup_epochs` applies to training runs (method 'run', `retrain`) only: the "
-            f"fold models train without a warm-up. Received: warmup_epochs="
-            f"{config.warmup_epochs}, method='kfold', retrain={retrain!r}")
+    for name in ("warmup_epochs", "emphasis_ramp"):
+        if getattr(config, name) is not None and method == "kfold" and retrain == "none":
+            raise ValueError(
+                f"`{name}` applies to training runs (method 'run', `retrain`) only: the fold "
+                f"models train without a warm-up. Received: {name}={getattr(config, name)}, "
+                f"method='kfold', retrain={retrain!r}")
     recipe.warmup_epochs(retrain_config.loss, retrain_config.epochs,  # bad, no emphasis: raises
                          retrain_config.warmup_epochs)
     return fold_loss(config) if method == "kfold" else _loss_of(config)
@@ -165,7 +166,8 @@ def _fold_config(config):
     <keras_imae.config.recipe.table>`: DM's fold setting for the hyper-parameters left
     unset, no warm-up and so no pair margins, estimated at its end): a fold model trains
     without callbacks, so a warm-up or pair margins asked for are not applied."""
-    return dataclasses.replace(config, recipe="folds", warmup_epochs=None, pair_margins=None)
+    return dataclasses.replace(config, recipe="folds", warmup_epochs=None, emphasis_ramp=None,
+                               pair_margins=None)
 
 
 def fold_loss(config):

@@ -24,17 +24,20 @@ _SUM = "sum_over_batch_size"
 
 
 def _dm_state_names(loss):
-    """DM's and IMAE's state: the warm-up's flat emphasis, and a noise transition for the
-    pair margins when the rejection cap is one number R (:func:`reject_margins`)."""
+    """DM's and IMAE's state: the warm-up's flat emphasis, the ramp's share of the emphasis
+    strength, and a noise transition for the pair margins when the rejection cap is one
+    number R (:func:`reject_margins`)."""
     pairs = np.ndim(loss.reject_margin) == 0 and reject_margins(loss.reject_margin) is not None
-    return ("flat_emphasis", *(("noise_transition",) if pairs else ()))
+    return ("flat_emphasis", "emphasis_scale", *(("noise_transition",) if pairs else ()))
 
 
 def _strength(loss):
-    """The emphasis strength the loss computes with now: 0 while its state is flat."""
-    if loss.state_values().get("flat_emphasis", False):
+    """The emphasis strength the loss computes with now: 0 while its state is flat, the
+    ramp's share of it after."""
+    values = loss.state_values()
+    if values.get("flat_emphasis", False):
         return 0.0
-    return getattr(loss, loss.EMPHASIS_STRENGTH)
+    return getattr(loss, loss.EMPHASIS_STRENGTH) * float(values.get("emphasis_scale", 1.0))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -29,7 +29,7 @@ _TINY = float(np.finfo(np.float32).tiny)
 
 def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="batch",
                             from_logits=True, max_margin=None, reject_margin=None,
-                            flat_emphasis=False, noise_transition=None):
+                            flat_emphasis=False, noise_transition=None, emphasis_scale=1.0):
     """Derivative Manipulation (DM): cross-entropy value, emphasis-density gradient.
 
     Example i's logit gradient is ``w_i u_i`` with ``w_i = exp(beta * p_i^lam * (1 - p_i))``
@@ -69,6 +69,11 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
             none yet). With a number ``reject_margin`` R the cap then rejects per class pair,
             at the margins ``pair_reject_margins(T, R)``
             (:func:`~keras_imae.losses.reject_margins`).
+        emphasis_scale: the training phase's share ``s`` in ``[0, 1]`` of the emphasis
+            strength: ``w = exp(s * beta * p^lam * (1 - p))``. ``1`` (default): the loss as
+            configured; a number or a scalar float tensor read when the step runs
+            (:class:`keras_imae.callbacks.EmphasisWarmup`'s ramp writes it). Ignored while
+            ``flat_emphasis``.
 
     Returns:
         Per-example loss values ``[B]`` (float32).
@@ -96,7 +101,8 @@ def derivative_manipulation(y_true, y_pred, *, beta=8.0, lam=0.5, normalize="bat
         y_true, y_pred,
         value_fn=cross_entropy_value,
         grad_fn=_dm_gradient(beta, lam, max_margin, flat, reject_margins(
-            reject_margin, flat_emphasis=flat, noise_transition=noise_transition)),
+            reject_margin, flat_emphasis=flat, noise_transition=noise_transition),
+            emphasis_scale),
         normalize=normalize, from_logits=from_logits,
     )
 
@@ -122,9 +128,10 @@ def _check_dm(beta, lam, normalize, max_margin, reject_margin, beta_name="beta")
     return beta, lam, max_margin, reject_margin
 
 
-def _dm_gradient(beta, lam, max_margin, flat=False, margins=None):
-    """DM's ``grad_fn``: ``w = exp(beta p^lam (1 - p))`` times ``u``, in the log domain
-    (``w = 1`` while ``flat``, a bool or a bool tensor).
+def _dm_gradient(beta, lam, max_margin, flat=False, margins=None, scale=1.0):
+    """DM's ``grad_fn``: ``w = exp(scale beta p^lam (1 - p))`` times ``u``, in the log
+    domain (``w = 1`` while ``flat``, a bool or a bool tensor; ``scale`` a number or a
+    float tensor).
 
     An example outside the margin caps (``|log(p / (1 - p))| > max_margin``, or
     :func:`confident_other` at the :func:`reject_margins` ``margins``) gets no gradient, but
@@ -136,6 +143,8 @@ def _dm_gradient(beta, lam, max_margin, flat=False, margins=None):
 
     def grad_fn(s):
         log_w = weighting.log_dm(s.p_c, beta=beta, lam=lam, one_minus_p=s.one_minus_p_c)
+        if not (isinstance(scale, (int, float)) and scale == 1):
+            log_w = log_w * ops.cast(scale, log_w.dtype)
         if flat is not False and flat is not True:
             log_w = ops.where(flat, ops.zeros_like(log_w), log_w)
         capped = None
@@ -152,10 +161,12 @@ def _dm_gradient(beta, lam, max_margin, flat=False, margins=None):
 
 
 def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True,
-         max_margin=None, reject_margin=None, flat_emphasis=False, noise_transition=None):
+         max_margin=None, reject_margin=None, flat_emphasis=False, noise_transition=None,
+         emphasis_scale=1.0):
     """IMAE: DM with ``lam = 1, beta = temperature``, i.e. ``w(p) = exp(T p (1 - p))``.
 
-    Same arguments (``flat_emphasis`` and ``noise_transition`` included) and value
+    Same arguments (``flat_emphasis``, ``noise_transition`` and ``emphasis_scale`` included)
+    and value
     (``-log p_c``) as :func:`derivative_manipulation`.
 
     References:
@@ -167,7 +178,7 @@ def imae(y_true, y_pred, *, temperature=8.0, normalize="batch", from_logits=True
     return derivative_manipulation(
         y_true, y_pred, beta=temperature, lam=1.0, normalize=normalize, from_logits=from_logits,
         max_margin=max_margin, reject_margin=reject_margin, flat_emphasis=flat_emphasis,
-        noise_transition=noise_transition)
+        noise_transition=noise_transition, emphasis_scale=emphasis_scale)
 
 
 def categorical_crossentropy(y_true, y_pred, *, normalize=None, from_logits=True):

@@ -90,7 +90,8 @@ def _pair_margins(transition, ceiling):
     return ops.transpose(margins)  # [c, k]
 
 
-def reject_margins(reject_margin, *, flat_emphasis=False, noise_transition=None):
+def reject_margins(reject_margin, *, flat_emphasis=False, noise_transition=None,
+                   emphasis_scale=None):
     """The one decision whether DM's (IMAE's) rejection cap acts, and at which margins.
 
     - ``reject_margin`` ``None`` (the papers' DM), or ``flat_emphasis`` ``True`` (the
@@ -100,6 +101,9 @@ def reject_margins(reject_margin, *, flat_emphasis=False, noise_transition=None)
       (all zeros: R for every pair, the scalar rule).
     - ``flat_emphasis`` a tensor (the phase read when the step runs): those margins, or
       ``+inf`` (nothing rejected) while it is ``True``.
+
+    ``emphasis_scale`` (the ramp's share of the emphasis) is taken so that a loss's whole
+    state can be passed (``**loss.state_values()``); the cap does not depend on it.
 
     :func:`keras_imae.losses.derivative_manipulation`'s gradient and
     :class:`keras_imae.callbacks.FitMonitor`'s ``rejected`` share both take their margins from

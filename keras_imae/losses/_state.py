@@ -27,7 +27,7 @@ as ``loss.state``.
 import keras
 import numpy as np
 
-__all__ = ["LossState", "STATE_VARIABLES"]
+__all__ = ["LossState", "STATE_VARIABLES", "ADDED_LATER"]
 
 # name -> (what it holds, dtype, shape of K classes, its value when nothing was written)
 STATE_VARIABLES = {
@@ -35,7 +35,12 @@ STATE_VARIABLES = {
                       lambda k: (), False),
     "noise_transition": ("the noise transition T[k, c] estimated from the training labels; "
                          "all zeros: none yet", "float32", lambda k: (k, k), 0.0),
+    "emphasis_scale": ("the share of the emphasis strength in use (the ramp after the "
+                       "warm-up); 1: all of it", "float32", lambda k: (), 1.0),
 }
+# Variables added after files with a state were first written: a file without one loads
+# with its default (a model saved before the ramp existed trained with the whole emphasis).
+ADDED_LATER = ("emphasis_scale",)
 
 
 class LossState(keras.layers.Layer):
@@ -98,11 +103,11 @@ class LossState(keras.layers.Layer):
         keys = set(store.keys())
         if not keys:  # a file written before losses had a state: keep the defaults
             return
-        if keys != set(self.names):
+        if keys != set(self.names) - (set(ADDED_LATER) - keys):
             raise ValueError(f"The saved loss state holds {sorted(keys)}; this loss takes "
                              f"{sorted(self.names)}.")
         if not self.built:  # a model that did not build it (not a RobustModel)
             shape = np.shape(store["noise_transition"]) if "noise_transition" in keys else (1, 1)
             self.build(shape[0])
         for name in self.names:
-            self.variable(name).assign(store[name])
+            self.assign(**{name: store[name] if name in keys else None})

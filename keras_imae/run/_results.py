@@ -60,6 +60,7 @@ def results(config, resolved, dataset, model, folder, monitor, noisy, train_ids,
         "loss": model.loss.get_config(),
         "resolved": resolved,
         "warmup_epochs": resolved["warmup_epochs"],  # flat-emphasis epochs first
+        "ramp_epochs": resolved["ramp_epochs"],  # then the emphasis rises over these
         "noise_type": resolved["noise_type"],
         "noise_rate_nominal": meta.get("noise_rate"),
         "noise_rate_realised": _noise.realised_rate(noisy, dataset.y_train),

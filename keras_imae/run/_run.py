@@ -258,8 +258,8 @@ def _fit(config, resolved, model, folder, dataset, noisy, split, transition, res
                                     max_top_class_fraction=resolved["max_top_class_fraction"],
                                     patience=resolved["collapse_patience"], previous_logs=done)
     fit_callbacks = [
-        # DM/IMAE: the first epochs with a flat emphasis (switches in on_epoch_begin)
-        callbacks.EmphasisWarmup(resolved["warmup_epochs"]),
+        # DM/IMAE: the first epochs with a flat emphasis, then its ramp (on_epoch_begin)
+        callbacks.EmphasisWarmup(resolved["warmup_epochs"], resolved["ramp_epochs"]),
         *_pair_margins(resolved, dataset, noisy, train_ids, folder),
         keras.callbacks.TerminateOnNaN(),  # ends the epoch at the first NaN batch
         monitor,  # writes its values into the logs the others record

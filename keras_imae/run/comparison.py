@@ -89,15 +89,15 @@ NAMES = (*losses_module.LOSSES, *BASELINES)
 
 
 def _for_loss(base, loss):
-    """``base`` for ``loss`` (a loss name, or one of :data:`BASELINES`): a warm-up or pair
-    margins set for the sweep apply to the losses that have an emphasis and a rejection cap
+    """``base`` for ``loss`` (a loss name, or one of :data:`BASELINES`): a warm-up, a ramp or
+    pair margins set for the sweep apply to the losses that have an emphasis and a rejection cap
     (DM, IMAE); the others keep their own (none)."""
     if loss in BASELINES:
         return dataclasses.replace(_for_loss(base, BASELINES[loss]["loss"]),
                                    **BASELINES[loss])
     known = losses_module.LOSSES.get(loss)  # an unknown name fails in recipe's checks
-    if base.warmup_epochs is not None and known and known.EMPHASIS_STRENGTH is None:
-        base = dataclasses.replace(base, warmup_epochs=None)
+    if known and known.EMPHASIS_STRENGTH is None:
+        base = dataclasses.replace(base, warmup_epochs=None, emphasis_ramp=None)
     if base.pair_margins is not None and known and "reject_margin" not in known.HYPERPARAMETERS:
         base = dataclasses.replace(base, pair_margins=None)
     return dataclasses.replace(base, loss=loss)
