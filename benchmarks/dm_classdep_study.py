@@ -58,9 +58,12 @@ VARIANTS = {
     "dm_mm8": dict(max_margin=8.0),
     "dm_mm0": dict(max_margin=0.0),  # no margin cap: fitted examples are pushed without end
     "dm_warm0": dict(warmup_epochs=0),  # the emphasis and the caps from the first epoch
+    # after the warm-up the emphasis strength rises linearly to the last epoch (opt-in)
+    "dm_ramp": dict(emphasis_ramp=True),
     # exports the best epoch on 10% noisy validation; --tune: lambda, beta chosen on it
     "dm_best": dict(checkpoint="best", pair_margins=False),
     "dm_tune": dict(tune=True, checkpoint=None, pair_margins=False),
+    "dm_tuned": dict(tune=True, checkpoint=None),  # --tune with every other default
     "imae": dict(loss="imae"),
     "nce_rce": dict(loss="nce_rce"),
     "gce": dict(loss="gce"),
