@@ -94,12 +94,13 @@ def tuned_run(config, dataset, strategy, run):
                 points.append({"point": point, "score": None, "collapsed": str(err)})
                 print(f"Tuning {config.loss}: {point} collapsed; not a candidate ({err})")
                 continue
-            points.append({"point": point, "score": _score(results), "selected_by": SCORE_KEY,
+            score = _score(results)
+            points.append({"point": point, "score": score, "selected_by": SCORE_KEY,
                            "default": _is_default(point, config, model),
                            "test_accuracy": results["exported"]["test_accuracy"],
                            "model_dir": os.path.dirname(results["model_keras"])})
             if config.verbose:
-                print(f"Tuning {config.loss}: {point} scores {SCORE_KEY} {points[-1]['score']:.4f}")
+                print(f"Tuning {config.loss}: {point} scores {SCORE_KEY} {score:.4f}")
         candidates = [i for i, p in enumerate(points) if p["score"] is not None]
         if not candidates:
             raise collapsed
